@@ -1,0 +1,294 @@
+"""Backbones: Conv4/Conv6, VGG11/13/16 (32x32 variant), ResNet12/24 (few-shot ResNet).
+
+Every backbone is a :class:`Backbone`: a feature extractor made of *gene layers* (conv + its
+BatchNorm, each a :class:`ConvBN`) followed by a replaceable linear head. ``model.spec``
+describes the gene layers and their *mask groups* (outputs that are summed, like a residual
+block's last conv and its shortcut, share a group) as plain data, which is what learngenes,
+operators and checkpoints work with.
+
+``build_model(family, width)`` is the registry entry point; a width multiplier scales every
+gene layer, and the depth variants (conv6, vgg13, vgg16, resnet24) exist for scalability.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GeneLayer:
+    """One gene layer: where it is, which mask group it writes and which it reads.
+
+    ``stage``/``index``/``role`` locate the layer independently of the family's module names,
+    so a learngene can be inherited by a deeper or other-family descendant.
+    """
+
+    name: str
+    group: str
+    in_group: str | None  # None: reads the image
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stage: int
+    index: int
+    role: str
+
+    def num_params(self, kept_out: int | None = None, kept_in: int | None = None) -> int:
+        """Conv weights + BatchNorm affine parameters for ``kept_out`` x ``kept_in`` channels."""
+        out = self.out_channels if kept_out is None else kept_out
+        inp = self.in_channels if kept_in is None else kept_in
+        return out * inp * self.kernel_size ** 2 + 2 * out
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """The gene layers and mask groups of one architecture, as plain picklable data."""
+
+    family: str
+    width: float
+    in_channels: int
+    layers: tuple[GeneLayer, ...]
+    groups: tuple[tuple[str, int], ...]  # (group name, channels), in network order
+
+    @property
+    def group_names(self) -> list[str]:
+        return [name for name, _ in self.groups]
+
+    @property
+    def group_sizes(self) -> dict[str, int]:
+        return dict(self.groups)
+
+    def layer(self, name: str) -> GeneLayer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def num_gene_params(self) -> int:
+        """Parameters of all gene layers (+ their BatchNorms): the denominator of a fraction."""
+        return sum(layer.num_params() for layer in self.layers)
+
+
+class ConvBN(nn.Module):
+    """A gene layer: convolution (no bias) followed by BatchNorm."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+def _channels(base: int, width: float) -> int:
+    return max(1, int(round(base * width)))
+
+
+class Backbone(nn.Module):
+    """Feature extractor + linear head; subclasses build ``self.features`` and ``self.spec``."""
+
+    feature_dim: int
+    spec: ArchSpec
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def _make_head(self):
+        self.head = nn.Linear(self.feature_dim, self.num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, feature_dim]`` (what prototype classifiers use)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    def reset_head(self, num_classes: int) -> None:
+        """Replace the classifier with a fresh one for ``num_classes`` classes."""
+        self.num_classes = num_classes
+        device = next(self.parameters()).device
+        self.head = nn.Linear(self.feature_dim, num_classes).to(device)
+
+    def gene_module(self, name: str) -> ConvBN:
+        return self.get_submodule(name)
+
+
+class ConvNet(Backbone):
+    """Conv4 / Conv6: blocks of conv3x3-BN-ReLU, max-pooled after each of the first four."""
+
+    def __init__(self, depth: int = 4, width: float = 1.0, in_channels: int = 3, num_classes: int = 64):
+        super().__init__(num_classes)
+        channels = _channels(64, width)
+        self.blocks = nn.ModuleList()
+        layers, prev_group, prev_channels = [], None, in_channels
+        for i in range(depth):
+            self.blocks.append(ConvBN(prev_channels, channels))
+            name = f"blocks.{i}"
+            layers.append(GeneLayer(name, name, prev_group, prev_channels, channels, 3,
+                                    stage=min(i, 3), index=max(0, i - 3), role="conv"))
+            prev_group, prev_channels = name, channels
+        self.pool_after = min(depth, 4)
+        self.feature_dim = channels
+        self.spec = ArchSpec(f"conv{depth}", width, in_channels, tuple(layers),
+                             tuple((layer.group, layer.out_channels) for layer in layers))
+        self._make_head()
+
+    def forward_features(self, x):
+        for i, block in enumerate(self.blocks):
+            x = torch.relu(block(x))
+            if i < self.pool_after:
+                x = nn.functional.max_pool2d(x, 2)
+        return x.mean(dim=(2, 3))
+
+
+VGG_STAGES = {
+    "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],
+    "vgg13": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    "vgg16": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+}
+
+
+class VGG(Backbone):
+    """VGG for 32x32 images (CIFAR variant): five stages of conv3x3-BN-ReLU, each max-pooled."""
+
+    def __init__(self, family: str = "vgg11", width: float = 1.0, in_channels: int = 3, num_classes: int = 64):
+        super().__init__(num_classes)
+        self.stages = nn.ModuleList()
+        layers, prev_group, prev_channels = [], None, in_channels
+        for s, widths in enumerate(VGG_STAGES[family]):
+            stage = nn.ModuleList()
+            for i, base in enumerate(widths):
+                channels = _channels(base, width)
+                stage.append(ConvBN(prev_channels, channels))
+                name = f"stages.{s}.{i}"
+                layers.append(GeneLayer(name, name, prev_group, prev_channels, channels, 3,
+                                        stage=s, index=i, role="conv"))
+                prev_group, prev_channels = name, channels
+            self.stages.append(stage)
+        self.feature_dim = prev_channels
+        self.spec = ArchSpec(family, width, in_channels, tuple(layers),
+                             tuple((layer.group, layer.out_channels) for layer in layers))
+        self._make_head()
+
+    def forward_features(self, x):
+        for stage in self.stages:
+            for layer in stage:
+                x = torch.relu(layer(x))
+            if x.shape[-1] > 1:
+                x = nn.functional.max_pool2d(x, 2)
+        return x.mean(dim=(2, 3))
+
+
+class ResBlock(nn.Module):
+    """Few-shot residual block: three conv3x3-BN (LeakyReLU) + a 1x1 conv-BN shortcut."""
+
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        self.conv1 = ConvBN(in_channels, channels)
+        self.conv2 = ConvBN(channels, channels)
+        self.conv3 = ConvBN(channels, channels)
+        self.shortcut = ConvBN(in_channels, channels, kernel_size=1)
+
+    def forward(self, x):
+        act = nn.functional.leaky_relu
+        out = act(self.conv1(x), 0.1)
+        out = act(self.conv2(out), 0.1)
+        out = self.conv3(out) + self.shortcut(x)
+        return act(out, 0.1)
+
+
+class ResNet(Backbone):
+    """ResNet12 (one block per stage, 64-160-320-640) and ResNet24 (two blocks per stage).
+
+    Every block has a 1x1 shortcut so that its output is a mask group shared by ``conv3`` and
+    ``shortcut`` (their outputs are added, so they must keep the same channels).
+    """
+
+    def __init__(self, blocks_per_stage: int = 1, width: float = 1.0, in_channels: int = 3,
+                 num_classes: int = 64):
+        super().__init__(num_classes)
+        self.stages = nn.ModuleList()
+        layers, prev_group, prev_channels = [], None, in_channels
+        groups = []
+        for s, base in enumerate((64, 160, 320, 640)):
+            channels = _channels(base, width)
+            stage = nn.ModuleList()
+            for b in range(blocks_per_stage):
+                stage.append(ResBlock(prev_channels, channels))
+                prefix = f"stages.{s}.{b}"
+                out_group = f"{prefix}.out"
+                for role, in_group, in_ch, group, k in (
+                    ("conv1", prev_group, prev_channels, f"{prefix}.conv1", 3),
+                    ("conv2", f"{prefix}.conv1", channels, f"{prefix}.conv2", 3),
+                    ("conv3", f"{prefix}.conv2", channels, out_group, 3),
+                    ("shortcut", prev_group, prev_channels, out_group, 1),
+                ):
+                    layers.append(GeneLayer(f"{prefix}.{role}", group, in_group, in_ch, channels, k,
+                                            stage=s, index=b, role=role))
+                groups += [(f"{prefix}.conv1", channels), (f"{prefix}.conv2", channels), (out_group, channels)]
+                prev_group, prev_channels = out_group, channels
+            self.stages.append(stage)
+        self.feature_dim = prev_channels
+        family = {1: "resnet12", 2: "resnet24"}.get(blocks_per_stage, f"resnet{12 * blocks_per_stage}")
+        self.spec = ArchSpec(family, width, in_channels, tuple(layers), tuple(groups))
+        self._make_head()
+
+    def forward_features(self, x):
+        for stage in self.stages:
+            for block in stage:
+                x = block(x)
+            if x.shape[-1] > 1:
+                x = nn.functional.max_pool2d(x, 2)
+        return x.mean(dim=(2, 3))
+
+
+def _init_weights(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+FAMILIES = {
+    "conv4": lambda width, in_channels, num_classes: ConvNet(4, width, in_channels, num_classes),
+    "conv6": lambda width, in_channels, num_classes: ConvNet(6, width, in_channels, num_classes),
+    "vgg11": lambda width, in_channels, num_classes: VGG("vgg11", width, in_channels, num_classes),
+    "vgg13": lambda width, in_channels, num_classes: VGG("vgg13", width, in_channels, num_classes),
+    "vgg16": lambda width, in_channels, num_classes: VGG("vgg16", width, in_channels, num_classes),
+    "resnet12": lambda width, in_channels, num_classes: ResNet(1, width, in_channels, num_classes),
+    "resnet24": lambda width, in_channels, num_classes: ResNet(2, width, in_channels, num_classes),
+}
+
+
+def build_model(family: str, width: float = 1.0, in_channels: int = 3, num_classes: int = 64,
+                seed: int | None = None, device: str | torch.device = "cpu") -> Backbone:
+    """A freshly initialised backbone; ``seed`` makes the initialisation reproducible."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if seed is None:
+        model = FAMILIES[family](width, in_channels, num_classes)
+        _init_weights(model)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = FAMILIES[family](width, in_channels, num_classes)
+            _init_weights(model)
+    return model.to(device)
+
+
+_SPEC_CACHE: dict = {}
+
+
+def arch_spec(family: str, width: float = 1.0, in_channels: int = 3) -> ArchSpec:
+    """The :class:`ArchSpec` of a family/width without keeping a model around."""
+    key = (family, float(width), in_channels)
+    if key not in _SPEC_CACHE:
+        with torch.device("meta"):
+            _SPEC_CACHE[key] = FAMILIES[family](width, in_channels, 2).spec
+    return _SPEC_CACHE[key]
