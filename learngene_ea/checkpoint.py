@@ -36,3 +36,139 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------ checkpoints
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import pickle  # noqa: E402
+import re  # noqa: E402
+
+from .errors import UserError  # noqa: E402
+
+MAGIC = b"LGEA-CKPT-1\n"
+FORMAT = "learngene-ea/checkpoint-v1"
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be used: truncated, corrupted, unsafe or incompatible."""
+
+
+# What a checkpoint legitimately contains. Anything else (os.system, subprocess, eval, ...)
+# is refused before it can run: unpickling calls whatever global a pickle names.
+SAFE_GLOBALS = {
+    ("deap.creator", "FitnessGTL"),
+    ("deap.creator", "LearngeneIndividual"),
+    ("deap.tools.support", "HallOfFame"),
+    ("deap.tools.support", "Logbook"),
+    ("learngene_ea.learngene", "Learngene"),
+    ("learngene_ea.individual", "same_masks"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("collections", "defaultdict"),
+    ("collections", "OrderedDict"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "list"),
+    ("builtins", "dict"),
+    ("builtins", "tuple"),
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that only admits the classes listed in :data:`SAFE_GLOBALS`."""
+
+    def find_class(self, module, name):
+        if (module, name) in SAFE_GLOBALS or (module.startswith("numpy") and name.startswith("dtype")
+                                              and module in ("numpy", "numpy.dtypes")):
+            if module == "deap.creator" or module.startswith("learngene_ea"):
+                import learngene_ea.individual  # noqa: F401  (creates the creator classes)
+            return super().find_class(module, name)
+        raise CheckpointError(f"refusing to load '{module}.{name}': checkpoints may only contain "
+                              "populations, numbers and arrays (see 'Trust model' in the README).")
+
+
+def dumps_checkpoint(payload: dict) -> bytes:
+    """Checkpoint bytes: magic line, SHA-256 of the pickle, the pickle."""
+    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    return MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+def loads_checkpoint(data: bytes, source: str = "checkpoint") -> dict:
+    """Verify and unpickle checkpoint bytes with :class:`RestrictedUnpickler`."""
+    if not data.startswith(MAGIC):
+        raise CheckpointError(f"{source} is not a learngene-ea checkpoint (wrong header).")
+    rest = data[len(MAGIC):]
+    digest, _, body = rest.partition(b"\n")
+    if hashlib.sha256(body).hexdigest().encode() != digest:
+        raise CheckpointError(f"{source} is truncated or corrupted (checksum mismatch).")
+    try:
+        payload = RestrictedUnpickler(io.BytesIO(body)).load()
+    except CheckpointError as err:
+        raise CheckpointError(f"{source}: {err}") from err
+    except Exception as err:
+        raise CheckpointError(f"{source} cannot be unpickled ({type(err).__name__}: {err}).") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{source} is not a learngene-ea checkpoint (unknown format).")
+    return payload
+
+
+def save_checkpoint(payload: dict, path: str | os.PathLike) -> int:
+    """Write a checkpoint atomically; return its size in bytes."""
+    data = dumps_checkpoint({"format": FORMAT, **payload})
+    atomic_write_bytes(path, data)
+    return len(data)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read and verify one checkpoint file."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path!r} cannot be read ({err.strerror}).") from err
+    return loads_checkpoint(data, f"checkpoint {path!r}")
+
+
+_GEN_FILE = re.compile(r"^gen_(\d+)\.pkl$")
+
+
+def checkpoint_files(run_dir: str | os.PathLike) -> list[str]:
+    """The run's ``gen_NNNN.pkl`` files, newest first."""
+    folder = os.path.join(os.fspath(run_dir), "checkpoints")
+    if not os.path.isdir(folder):
+        return []
+    found = [(int(m.group(1)), name) for name in os.listdir(folder) if (m := _GEN_FILE.match(name))]
+    return [os.path.join(folder, name) for _, name in sorted(found, reverse=True)]
+
+
+def load_latest_valid(run_dir: str | os.PathLike, warn=print) -> tuple[dict, str]:
+    """The newest checkpoint of a run directory that verifies; broken newer ones are reported."""
+    run_dir = os.fspath(run_dir)
+    if not os.path.isdir(run_dir):
+        raise CheckpointError(f"run directory {run_dir!r} does not exist; pass runs/<name> or a .pkl file.")
+    if not os.access(run_dir, os.R_OK | os.X_OK):
+        raise CheckpointError(f"run directory {run_dir!r} is not readable; check its permissions.")
+    candidates = checkpoint_files(run_dir)
+    latest = os.path.join(run_dir, "checkpoints", "latest.pkl")
+    if os.path.exists(latest):
+        candidates.insert(0, latest)
+    if not candidates:
+        raise CheckpointError(f"run directory {run_dir!r} has no checkpoints/gen_NNNN.pkl to resume from.")
+    problems = []
+    for path in candidates:
+        try:
+            payload = load_checkpoint(path)
+        except CheckpointError as err:
+            problems.append(str(err))
+            warn(f"warning: {err} Trying the previous checkpoint.")
+            continue
+        return payload, path
+    raise CheckpointError(f"no valid checkpoint in {run_dir!r}: {problems[-1]}")

@@ -54,31 +54,35 @@ PALETTE = np.array(
 )
 
 # A shape is the union of two boxes (centre ox, oy; half sizes w, h; corners rounded by r),
-# optionally hollowed out to an outline of half-thickness t ("onion"), optionally cut by a
-# half-plane n . (u, v) <= c. One formula covers the whole bank, so images with different
-# shapes render in the same vectorised pass. Coordinates are in units of the shape's size.
-#            w1    h1    ox1   oy1   w2    h2    ox2   oy2   r     onion t  nx    ny    c
+# optionally hollowed out to an outline of half-thickness t ("onion"; t = 1000 means solid),
+# optionally cut by a half-plane n . (u, v) <= c (c = 9 means uncut). One formula covers the
+# whole bank, so images with different shapes render in the same vectorised pass.
+# Coordinates are in units of the shape's size.
+_SOLID, _UNCUT = 1000.0, 9.0
+#             w1    h1    ox1    oy1   w2    h2    ox2   oy2   r     t       nx    ny    c
 SHAPES = {
-    "disc":     [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 1.00, 0, 0.0, 0.00, 1.00, 9.0],
-    "ring":     [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.78, 1, 0.22, 1.00, 0.00, 9.0],
-    "square":   [0.85, 0.85, 0.00, 0.00, 0.85, 0.85, 0.00, 0.00, 0.00, 0, 0.0, 1.00, 0.00, 9.0],
-    "frame":    [0.75, 0.75, 0.00, 0.00, 0.75, 0.75, 0.00, 0.00, 0.00, 1, 0.22, 1.00, 0.00, 9.0],
-    "bar":      [1.00, 0.22, 0.00, 0.00, 1.00, 0.22, 0.00, 0.00, 0.00, 0, 0.0, 1.00, 0.00, 9.0],
-    "cross":    [1.00, 0.24, 0.00, 0.00, 0.24, 1.00, 0.00, 0.00, 0.00, 0, 0.0, 1.00, 0.00, 9.0],
-    "tee":      [1.00, 0.22, 0.00, -0.78, 0.22, 1.00, 0.00, 0.00, 0.00, 0, 0.0, 1.00, 0.00, 9.0],
-    "ell":      [0.22, 1.00, -0.78, 0.00, 1.00, 0.22, 0.00, 0.78, 0.00, 0, 0.0, 1.00, 0.00, 9.0],
-    "diamond":  [0.70, 0.70, 0.00, 0.00, 0.70, 0.70, 0.00, 0.00, 0.00, 0, 0.0, 1.00, 0.00, 9.0],
-    "half_disc": [0.00, 0.00, 0.00, 0.30, 0.00, 0.00, 0.00, 0.30, 1.00, 0, 0.0, 0.00, 1.00, 0.30],
-    "triangle": [0.85, 0.85, 0.00, 0.00, 0.85, 0.85, 0.00, 0.00, 0.00, 0, 0.0, 0.71, 0.71, 0.0],
-    "arc":      [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.78, 1, 0.20, 0.00, 1.00, 0.0],
-    "equals":   [1.00, 0.20, 0.00, -0.50, 1.00, 0.20, 0.00, 0.50, 0.00, 0, 0.0, 1.00, 0.00, 9.0],
-    "dot_pair": [0.00, 0.00, -0.55, 0.00, 0.00, 0.00, 0.55, 0.00, 0.42, 0, 0.0, 1.00, 0.00, 9.0],
+    "disc":      [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 1.00, _SOLID, 1.00, 0.00, _UNCUT],
+    "ring":      [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.78, 0.22, 1.00, 0.00, _UNCUT],
+    "square":    [0.85, 0.85, 0.00, 0.00, 0.85, 0.85, 0.00, 0.00, 0.00, _SOLID, 1.00, 0.00, _UNCUT],
+    "frame":     [0.75, 0.75, 0.00, 0.00, 0.75, 0.75, 0.00, 0.00, 0.00, 0.22, 1.00, 0.00, _UNCUT],
+    "bar":       [1.00, 0.22, 0.00, 0.00, 1.00, 0.22, 0.00, 0.00, 0.00, _SOLID, 1.00, 0.00, _UNCUT],
+    "cross":     [1.00, 0.24, 0.00, 0.00, 0.24, 1.00, 0.00, 0.00, 0.00, _SOLID, 1.00, 0.00, _UNCUT],
+    "tee":       [1.00, 0.22, 0.00, -0.78, 0.22, 1.00, 0.00, 0.00, 0.00, _SOLID, 1.00, 0.00, _UNCUT],
+    "ell":       [0.22, 1.00, -0.78, 0.00, 1.00, 0.22, 0.00, 0.78, 0.00, _SOLID, 1.00, 0.00, _UNCUT],
+    "diamond":   [0.70, 0.70, 0.00, 0.00, 0.70, 0.70, 0.00, 0.00, 0.00, _SOLID, 1.00, 0.00, _UNCUT],
+    "half_disc": [0.00, 0.00, 0.00, 0.30, 0.00, 0.00, 0.00, 0.30, 1.00, _SOLID, 0.00, 1.00, 0.30],
+    "triangle":  [0.85, 0.85, 0.00, 0.00, 0.85, 0.85, 0.00, 0.00, 0.00, _SOLID, 0.71, 0.71, 0.00],
+    "arc":       [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.78, 0.20, 0.00, 1.00, 0.00],
+    "equals":    [1.00, 0.20, 0.00, -0.50, 1.00, 0.20, 0.00, 0.50, 0.00, _SOLID, 1.00, 0.00, _UNCUT],
+    "dot_pair":  [0.00, 0.00, -0.55, 0.00, 0.00, 0.00, 0.55, 0.00, 0.42, _SOLID, 1.00, 0.00, _UNCUT],
 }
 SHAPE_NAMES = tuple(SHAPES)
-_SHAPE_TABLE = np.array(list(SHAPES.values()), dtype=np.float32)
+_SHAPE_TABLE = np.array(list(SHAPES.values()))
 # diamonds are squares turned by 45 degrees; the extra angle is part of the shape
-_SHAPE_BASE_ROT = np.array([math.pi / 4 if n == "diamond" else 0.0 for n in SHAPE_NAMES],
-                           dtype=np.float32)
+_SHAPE_BASE_ROT = np.array([math.pi / 4 if n == "diamond" else 0.0 for n in SHAPE_NAMES])
+# shapes made of one box: distractors pick among these per image
+_ONE_BOX_SHAPES = np.array([i for i, p in enumerate(_SHAPE_TABLE) if (p[:4] == p[4:8]).all()])
+_AWAY = 1000.0  # a centre this far outside the image hides a primitive
 
 # Fill textures of primitives and backgrounds; a texture mixes two colours.
 FILLS = ("solid", "gradient", "stripes", "checker", "dots", "rings", "waves")
@@ -138,22 +142,23 @@ def _make_synthetic_cached(seed, num_classes, images_per_class, image_size, spli
 
     n, size = images_per_class, image_size
     images = torch.empty(num_classes * n, 3, size, size, dtype=torch.uint8)
-    sums = torch.zeros(3, dtype=torch.float64)
-    squares = torch.zeros(3, dtype=torch.float64)
     grid = _grid(size)
     for c in range(num_classes):
         # independent streams per class: a class looks the same whatever the other arguments
         spec = _class_spec(np.random.default_rng([seed, 0, c]))
         rng = np.random.default_rng([seed, 1, c])
-        canvas = _render_class(spec, n, size, grid, rng)
-        canvas.mul_(255.0).round_().clamp_(0.0, 255.0)
-        sums += canvas.sum(dim=(0, 2, 3), dtype=torch.float64)
-        squares += canvas.square().sum(dim=(0, 2, 3), dtype=torch.float64)
-        images[c * n:(c + 1) * n] = canvas.to(torch.uint8)
+        canvas = _render_class(spec, n, size, grid, rng)  # in [0, 1]
+        images[c * n:(c + 1) * n] = canvas.mul_(255.0).add_(0.5)  # rounds (truncation)
 
-    count = num_classes * n * size * size * 255.0
-    mean = sums / count
-    std = (squares / (count * 255.0) - mean.square()).clamp(min=0).sqrt()
+    # exact statistics of the stored uint8 images, from per-channel histograms
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    mean, std = [], []
+    for channel in range(3):
+        hist = torch.bincount(images[:, channel].flatten(), minlength=256).to(torch.float64)
+        hist /= hist.sum()
+        m = float((hist * levels).sum())
+        mean.append(m)
+        std.append(math.sqrt(max(float((hist * levels.square()).sum()) - m * m, 0.0)))
     labels = torch.arange(num_classes, dtype=torch.int64).repeat_interleave(n)
     n_train, n_val, _ = split_sizes
     ids = list(range(num_classes))
@@ -163,8 +168,8 @@ def _make_synthetic_cached(seed, num_classes, images_per_class, image_size, spli
         class_names=[f"synth-{i:03d}" for i in ids],
         splits={"train": ids[:n_train], "val": ids[n_train:n_train + n_val],
                 "test": ids[n_train + n_val:]},
-        mean=tuple(float(m) for m in mean),
-        std=tuple(float(s) for s in std),
+        mean=tuple(mean),
+        std=tuple(std),
         name="synthetic",
     )
 
@@ -209,12 +214,14 @@ def _muted(colour: np.ndarray) -> np.ndarray:
 
 
 # --- per-image parameters and rendering ---------------------------------------------------
+# Every per-pixel quantity is an affine function of the pixel coordinates per image, so it is
+# built from a row [n, 1, S] plus a column [n, S, 1]: one full-size operation instead of
+# many. Full-size tensors are then updated in place; this keeps generation at a few seconds.
 
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel-centre coordinates in [-1, 1], shaped [1, S, S] to broadcast over images."""
+    """Pixel-centre coordinates in [-1, 1]: x as a row [1, 1, S], y as a column [1, S, 1]."""
     axis = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
-    y, x = torch.meshgrid(axis, axis, indexing="ij")
-    return x[None], y[None]
+    return axis.view(1, 1, size), axis.view(1, size, 1)
 
 
 def _col(a) -> torch.Tensor:
@@ -222,10 +229,14 @@ def _col(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float32)).view(-1, 1, 1)
 
 
+def _plane(a, b, c, grid) -> torch.Tensor:
+    """``a * x + b * y + c`` per image and pixel ([n, S, S]) from per-image numbers."""
+    x, y = grid
+    return _col(a) * x + (_col(b) * y + _col(c))
+
+
 def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator) -> torch.Tensor:
     """Draw ``n`` images of one class; returns float [n, 3, S, S] in 0..1."""
-    x, y = grid
-
     # background texture (with some images getting random background colours)
     bg1 = np.repeat(spec["bg_colour"][None], n, 0)
     bg2 = np.repeat(spec["bg_colour2"][None], n, 0)
@@ -233,135 +244,155 @@ def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator)
     bg1[swap] = _muted(PALETTE[rng.integers(len(PALETTE), size=int(swap.sum()))])
     bg2[swap] = _muted(PALETTE[rng.integers(len(PALETTE), size=int(swap.sum()))])
     bg_rot = spec["bg_rot"] + rng.normal(0, 0.25, n)
-    pattern = _fill_pattern(spec["bg_fill"], x, y, bg_rot, spec["bg_freq"] * rng.uniform(0.85, 1.15, n),
-                            rng)
-    canvas = _mix(_jitter(bg1, rng), _jitter(bg2, rng), pattern).expand(n, 3, size, size)
-    canvas = canvas.contiguous()
+    bg_freq = spec["bg_freq"] * rng.uniform(0.85, 1.15, n)
+    pattern = _fill_pattern(spec["bg_fill"], np.zeros(n), np.zeros(n), bg_rot, bg_freq, grid, rng)
+    canvas = _mix(_jitter(bg1, rng), _jitter(bg2, rng), pattern, size)
 
-    # smooth clutter: low-resolution noise upsampled to the image
+    # smooth clutter: low-resolution noise, interpolated to the image
     low = torch.as_tensor(rng.standard_normal((n, 3, 4, 4), dtype=np.float32))
-    canvas += _CLUTTER * torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic",
-                                                         align_corners=False)
+    up = _upsampler(size)
+    canvas.add_(up @ low @ up.T, alpha=_CLUTTER)
 
     # distractors below the object
     for _ in range(_DISTRACTORS - 1):
-        _draw_distractor(canvas, n, x, y, size, rng)
+        _draw_distractor(canvas, n, grid, size, rng)
 
     # the class composition, moved as a whole
     shift = rng.uniform(-_LAYOUT_SHIFT, _LAYOUT_SHIFT, (n, 2))
     scale = rng.uniform(*_LAYOUT_SCALE, n)
     turn = rng.uniform(-_LAYOUT_ROT, _LAYOUT_ROT, n)
+    cos, sin = np.cos(turn), np.sin(turn)
     mirror = np.where(rng.random(n) < 0.5, -1.0, 1.0)
     parts = spec["parts"]
     missing = np.where(rng.random(n) < _PART_DROP, rng.integers(len(parts), size=n), -1)
     for i, part in enumerate(parts):
         ox = (part["offset"][0] + rng.normal(0, _PART_SHIFT, n)) * mirror
         oy = part["offset"][1] + rng.normal(0, _PART_SHIFT, n)
-        cos, sin = np.cos(turn), np.sin(turn)
         cx = shift[:, 0] + scale * (cos * ox - sin * oy)
         cy = shift[:, 1] + scale * (sin * ox + cos * oy)
         part_size = part["size"] * scale * rng.uniform(*_PART_SCALE, n)
         rot = part["rot"] * mirror + turn + rng.uniform(-_PART_ROT, _PART_ROT, n)
-        alpha = _shape_alpha(np.full(n, part["shape"]), cx, cy, part_size,
-                             np.full(n, part["aspect"]), rot, mirror, x, y, size)
-        alpha *= _col(missing != i)
-        colour = np.repeat(part["colour"][None], n, 0)
-        if FILLS[part["fill"]] == "solid":
-            layer = _jitter(colour, rng).view(n, 3, 1, 1)
+        cx[missing == i] = _AWAY
+        alpha = _shape_alpha([float(p) for p in _SHAPE_TABLE[part["shape"]]], cx, cy,
+                             part_size, part["aspect"],
+                             rot + _SHAPE_BASE_ROT[part["shape"]], mirror, grid, size)
+        colour = _jitter(np.repeat(part["colour"][None], n, 0), rng)
+        pattern = _fill_pattern(part["fill"], cx, cy, part["fill_rot"] + rot,
+                                np.full(n, part["freq"]), grid, rng)
+        if pattern is None:
+            canvas.lerp_(colour.view(n, 3, 1, 1).expand_as(canvas), alpha[:, None])
         else:
-            pattern = _fill_pattern(part["fill"], x - _col(cx), y - _col(cy),
-                                    part["fill_rot"] + rot, np.full(n, part["freq"]), rng)
-            colour2 = np.repeat(part["colour2"][None], n, 0)
-            layer = _mix(_jitter(colour, rng), _jitter(colour2, rng), pattern)
-        _blend(canvas, layer, alpha)
+            colour2 = _jitter(np.repeat(part["colour2"][None], n, 0), rng)
+            canvas.lerp_(_mix(colour, colour2, pattern, size), alpha[:, None])
 
     # one distractor on top, occluding the object now and then
-    _draw_distractor(canvas, n, x, y, size, rng)
+    _draw_distractor(canvas, n, grid, size, rng)
 
-    # lighting: per-channel gain, contrast and brightness, then sensor noise
-    gain = rng.uniform(*_GAIN, (n, 3)).astype(np.float32)
-    contrast = rng.uniform(*_CONTRAST, n).astype(np.float32)
-    bright = rng.uniform(-_BRIGHTNESS, _BRIGHTNESS, n).astype(np.float32)
+    # lighting (contrast around the image mean, per-channel gain, brightness), sensor noise;
+    # the noise is uniform, from random bytes: an order of magnitude cheaper than Gaussians
+    gain = torch.as_tensor(rng.uniform(*_GAIN, (n, 3)), dtype=torch.float32).view(n, 3, 1, 1)
+    contrast = _col(rng.uniform(*_CONTRAST, n)).view(n, 1, 1, 1)
+    bright = _col(rng.uniform(-_BRIGHTNESS, _BRIGHTNESS, n)).view(n, 1, 1, 1)
+    noise = torch.frombuffer(bytearray(rng.bytes(n * 3 * size * size)), dtype=torch.uint8)
+    noise_scale = _NOISE * math.sqrt(3) / 127.5
     mean = canvas.mean(dim=(1, 2, 3), keepdim=True)
-    canvas.sub_(mean).mul_(torch.from_numpy(contrast).view(n, 1, 1, 1)).add_(mean)
-    canvas.mul_(torch.from_numpy(gain).view(n, 3, 1, 1))
-    canvas.add_(torch.from_numpy(bright).view(n, 1, 1, 1))
-    # uniform noise from random bytes: an order of magnitude cheaper than Gaussian draws
-    noise = np.frombuffer(rng.bytes(n * 3 * size * size), dtype=np.uint8)
-    noise = torch.from_numpy(noise.copy()).view(n, 3, size, size)
-    canvas.add_(noise.to(torch.float32).sub_(127.5).mul_(_NOISE * math.sqrt(3) / 127.5))
+    canvas.mul_(contrast * gain).add_(mean * (1 - contrast) * gain + bright - 127.5 * noise_scale)
+    canvas.add_(noise.view(n, 3, size, size).to(torch.float32), alpha=noise_scale)
     return canvas.clamp_(0.0, 1.0)
 
 
-def _draw_distractor(canvas, n, x, y, size, rng):
-    """A random primitive of the shared bank, in a random colour, on some of the images."""
-    shape = rng.integers(len(SHAPE_NAMES), size=n)
+@functools.lru_cache(maxsize=8)
+def _upsampler(size: int) -> torch.Tensor:
+    """Matrix [S, 4] interpolating 4 values linearly over S pixels."""
+    basis = torch.eye(4).view(4, 1, 4)
+    up = torch.nn.functional.interpolate(basis, size=size, mode="linear", align_corners=False)
+    return up.view(4, size).T.contiguous()
+
+
+def _draw_distractor(canvas, n, grid, size, rng):
+    """A random one-box primitive of the bank, in a random colour, on some of the images."""
+    shape = rng.choice(_ONE_BOX_SHAPES, n)
     cx, cy = rng.uniform(-0.85, 0.85, (2, n))
+    cx[rng.random(n) >= _DISTRACTOR_P] = _AWAY
     part_size = rng.uniform(0.12, 0.30, n)
     aspect = rng.choice([1.0, 0.7, 1.4], n)
-    rot = rng.uniform(0, math.pi, n)
-    alpha = _shape_alpha(shape, cx, cy, part_size, aspect, rot, np.ones(n), x, y, size)
-    alpha *= _col(rng.random(n) < _DISTRACTOR_P)
+    rot = rng.uniform(0, math.pi, n) + _SHAPE_BASE_ROT[shape]
+    alpha = _shape_alpha(list(_SHAPE_TABLE[shape].T), cx, cy, part_size, aspect, rot,
+                         np.ones(n), grid, size)
     colour = _jitter(PALETTE[rng.integers(len(PALETTE), size=n)], rng)
-    _blend(canvas, colour.view(n, 3, 1, 1), alpha)
+    canvas.lerp_(colour.view(n, 3, 1, 1).expand_as(canvas), alpha[:, None])
 
 
-def _shape_alpha(shape, cx, cy, part_size, aspect, rot, mirror, x, y, size) -> torch.Tensor:
-    """Anti-aliased coverage [n, S, S] of one primitive per image (vectorised over images)."""
-    p = torch.from_numpy(_SHAPE_TABLE[shape])  # [n, 14]
-    w1, h1, ox1, oy1, w2, h2, ox2, oy2, r, onion, t, nx, ny, c = (
-        p[:, k].view(-1, 1, 1) for k in range(p.shape[1]))
-    theta = _col(rot + _SHAPE_BASE_ROT[shape])
-    cos, sin = theta.cos(), theta.sin()
-    sx = _col(part_size * np.asarray(aspect))
-    sy = _col(part_size / np.asarray(aspect))
-    dx, dy = x - _col(cx), y - _col(cy)
-    u = (cos * dx + sin * dy) / sx * _col(mirror)
-    v = (cos * dy - sin * dx) / sy
-    d = torch.minimum(_box(u, v, ox1, oy1, w1, h1), _box(u, v, ox2, oy2, w2, h2)) - r
-    d = torch.where(onion > 0, (d + t).abs() - t, d)
-    d = torch.maximum(d, nx * u + ny * v - c)
-    # distance in pixels (one size unit spans size * S / 2 pixels)
-    pixels = d.mul_(_col(part_size * size / 2.0))
-    return pixels.neg_().add_(0.5).clamp_(0.0, 1.0)
+def _shape_alpha(params, cx, cy, part_size, aspect, rot, mirror, grid, size) -> torch.Tensor:
+    """Anti-aliased coverage [n, S, S] of one primitive per image.
+
+    ``params`` is a row of the shape table, either as numbers (the same shape on every image:
+    the parts of the formula it does not need are skipped) or as per-image arrays (then the
+    second box is ignored: only one-box shapes may vary per image).
+    """
+    w1, h1, ox1, oy1, w2, h2, ox2, oy2, r, t, nx, ny, c = params
+    same = isinstance(w1, float)
+    # pixel-scaled local coordinates: u = k * mirror * (R(-rot) (p - centre)).x / sx, with
+    # k pixels per size unit; every distance below is then in pixels
+    k = part_size * (size / 2.0)
+    sx, sy = part_size * aspect, part_size / aspect
+    au, bu = k * np.cos(rot) * mirror / sx, k * np.sin(rot) * mirror / sx
+    av, bv = -k * np.sin(rot) / sy, k * np.cos(rot) / sy
+    cu, cv = -(au * cx + bu * cy), -(av * cx + bv * cy)
+
+    def box(ox, oy, w, h):
+        u = _plane(au, bu, cu - k * ox, grid)
+        v = _plane(av, bv, cv - k * oy, grid)
+        if same and w == 0.0 and h == 0.0:  # a point (rounded by r into a disc)
+            return u.square_().add_(v.square_()).sqrt_()
+        u.abs_().sub_(_col(k * w))
+        v.abs_().sub_(_col(k * h))
+        if same and r == 0.0:  # sharp box: the max-distance is exact inside and on edges
+            return torch.maximum(u, v, out=u)
+        inside = torch.maximum(u, v).clamp_(max=0.0)
+        return u.clamp_(min=0.0).square_().add_(v.clamp_(min=0.0).square_()).sqrt_().add_(inside)
+
+    d = box(ox1, oy1, w1, h1)
+    if same and (w1, h1, ox1, oy1) != (w2, h2, ox2, oy2):
+        d = torch.minimum(d, box(ox2, oy2, w2, h2), out=d)
+    if not (same and r == 0.0):
+        d.sub_(_col(k * r))
+    if not (same and t == _SOLID):  # outline: |d + t| - t
+        d = torch.maximum(d, d.neg().sub_(_col(2 * k * t)), out=d)
+    if not (same and c == _UNCUT):  # cut by the half-plane n . (u, v) <= c
+        cut = _plane(nx * au + ny * av, nx * bu + ny * bv, nx * cu + ny * cv - k * c, grid)
+        d = torch.maximum(d, cut, out=d)
+    return d.neg_().add_(0.5).clamp_(0.0, 1.0)
 
 
-def _box(u, v, ox, oy, w, h) -> torch.Tensor:
-    """Signed distance to an axis-aligned box centred at (ox, oy) with half sizes (w, h)."""
-    qx = (u - ox).abs_().sub_(w)
-    qy = (v - oy).abs_().sub_(h)
-    outside = torch.hypot(qx.clamp(min=0), qy.clamp(min=0))
-    return outside.add_(torch.maximum(qx, qy).clamp_(max=0))
-
-
-def _fill_pattern(fill: int, dx, dy, rot, freq, rng: np.random.Generator):
-    """Texture value in [0, 1] per pixel ([n, S, S]) for one fill type, or None for solid."""
+def _fill_pattern(fill: int, cx, cy, rot, freq, grid, rng: np.random.Generator):
+    """Texture value in [0, 1] per pixel ([n, S, S]) around (cx, cy), or None for solid."""
     name = FILLS[fill]
     if name == "solid":
         return None
     n = len(freq)
-    theta = _col(rot)
-    cos, sin = theta.cos(), theta.sin()
-    pu = cos * dx + sin * dy
-    pv = cos * dy - sin * dx
-    omega = _col(np.asarray(freq) * math.pi)  # freq cycles over the 2-unit image width
-    phase1, phase2 = (_col(rng.uniform(0, 2 * math.pi, n)) for _ in range(2))
+    omega = np.asarray(freq) * math.pi  # freq cycles over the 2-unit image width
+    cos, sin = np.cos(rot) * omega, np.sin(rot) * omega
+    phase1, phase2 = rng.uniform(0, 2 * math.pi, (2, n))
+    # a = omega * (rotated x) + phase, b = omega * (rotated y) + phase
+    a = _plane(cos, sin, phase1 - cos * cx - sin * cy, grid)
     if name == "gradient":
-        return (pu * 0.6 + 0.5).clamp_(0, 1)
+        return a.sub_(_col(phase1)).mul_(_col(0.6 / omega)).add_(0.5).clamp_(0, 1)
     if name == "stripes":
-        return (omega * pu + phase1).sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
+        return a.sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
+    b = _plane(-sin, cos, phase2 + sin * cx - cos * cy, grid)
     if name == "checker":
-        s = (omega * pu + phase1).sin_().mul_((omega * pv + phase2).sin_())
-        return s.mul_(2.0).add_(0.5).clamp_(0, 1)
+        return a.sin_().mul_(b.sin_()).mul_(2.0).add_(0.5).clamp_(0, 1)
     if name == "dots":
-        s = (omega * pu + phase1).cos_().add_((omega * pv + phase2).cos_())
-        return s.sub_(0.9).mul_(2.5).clamp_(0, 1)
-    if name == "rings":
-        r = torch.hypot(dx - _col(rng.uniform(-0.3, 0.3, n)), dy - _col(rng.uniform(-0.3, 0.3, n)))
-        return (omega * r + phase1).sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
+        return a.cos_().add_(b.cos_()).sub_(0.9).mul_(2.5).clamp_(0, 1)
     if name == "waves":
-        warp = (omega * 0.5 * pv + phase2).sin_().mul_(1.6)
-        return (omega * pu + phase1).add_(warp).sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
+        return a.add_(b.mul_(0.5).sin_().mul_(1.6)).sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
+    if name == "rings":
+        x, y = grid
+        x0 = _col(cx + rng.uniform(-0.3, 0.3, n))
+        y0 = _col(cy + rng.uniform(-0.3, 0.3, n))
+        radius = ((x - x0).square_() + (y - y0).square_()).sqrt_()
+        return radius.mul_(_col(omega)).add_(_col(phase1)).sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
     raise ValueError(f"unknown fill {name}")
 
 
@@ -371,15 +402,10 @@ def _jitter(colours: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
     return torch.as_tensor(np.clip(noisy, 0, 1), dtype=torch.float32)
 
 
-def _mix(colour1: torch.Tensor, colour2: torch.Tensor, pattern) -> torch.Tensor:
-    """Colour field [n, 3, S, S] (or [n, 3, 1, 1] when solid) mixing two colours by a texture."""
+def _mix(colour1: torch.Tensor, colour2: torch.Tensor, pattern, size: int) -> torch.Tensor:
+    """Colour field [n, 3, S, S] mixing two colours [n, 3] by a texture (None: solid)."""
     n = colour1.shape[0]
     c1 = colour1.view(n, 3, 1, 1)
     if pattern is None:
-        return c1.clone()
-    return c1 + (colour2.view(n, 3, 1, 1) - c1) * pattern[:, None]
-
-
-def _blend(canvas: torch.Tensor, layer: torch.Tensor, alpha: torch.Tensor) -> None:
-    """Paint ``layer`` over ``canvas`` (in place) with coverage ``alpha`` [n, S, S]."""
-    canvas.add_((layer - canvas).mul_(alpha[:, None]))
+        return c1.expand(n, 3, size, size).clone()
+    return torch.lerp(c1, colour2.view(n, 3, 1, 1), pattern[:, None])

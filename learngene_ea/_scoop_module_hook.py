@@ -1,0 +1,227 @@
+"""Lets ``python -m scoop [SCOOP options] -m MODULE [args]`` run MODULE as ``python -m MODULE`` would.
+
+SCOOP 0.7.2 only starts a *file*: ``python -m scoop -n 8 script.py args``. Its launcher parses
+``sys.argv`` with argparse, and the origin worker runs the file with ``runpy.run_path(file,
+run_name="__main__")`` while every other worker loads it as a module named ``SCOOP_WORKER``. This
+file makes the documented ``python -m scoop -n 8 -m learngene_ea.run --config X`` work, in three
+roles:
+
+1. **Hook** (``install``). ``learngene_ea_scoop_hook.pth``, put in site-packages by ``setup.py``,
+   loads this file (without importing the ``learngene_ea`` package, which imports torch) only when
+   the interpreter was started as ``python -m scoop``; every other process pays one comparison of
+   ``sys.argv[0]``. ``install`` puts a one-shot finder first on ``sys.meta_path``; when ``runpy``
+   looks up ``scoop.__main__`` (after ``sys.path`` is final, before SCOOP parses its arguments),
+   the finder removes itself and rewrites ``-m MODULE`` to ``<this file> MODULE``, but only when
+   ``-m`` stands where SCOOP expects the executable (checked with SCOOP's own parser), and MODULE
+   can be found (looked up without importing it). In any other case, or on any error, ``sys.argv``
+   is left as it was and SCOOP behaves as before.
+2. **Origin** (this file run as ``__main__`` by SCOOP): runs MODULE with
+   ``runpy.run_module(MODULE, run_name="__main__", alter_sys=True)``, so MODULE sees what
+   ``python -m MODULE`` gives it: ``sys.argv[0]`` is its file, relative imports work, ``__spec__``
+   is set.
+3. **Worker** (this file loaded as ``SCOOP_WORKER``): executes MODULE's code as the
+   ``SCOOP_WORKER`` module (with MODULE's ``__package__``/``__spec__``, so relative imports work),
+   which is what SCOOP does with a script: functions and classes defined in MODULE and pickled as
+   ``__main__.name`` by the origin resolve on the workers, and objects the workers send back
+   resolve on the origin.
+
+Keep MODULE's top level free of heavy side effects: like a SCOOP script, it is executed once on
+every worker (without its ``if __name__ == "__main__":`` block).
+"""
+import os
+import sys
+
+SCOOP_MAIN_MODULES = ("scoop", "scoop.__main__")
+WORKER_MODULE_NAME = "SCOOP_WORKER"  # the name SCOOP's bootstrap loads the executable under
+HOOK_FILE = os.path.abspath(__file__)
+
+# CPython's short options that take a value (``python -X dev``), besides -c and -m.
+_PYTHON_OPTIONS_WITH_VALUE = "WX"
+
+
+def python_main_module(orig_argv):
+    """The module the interpreter was asked to run with ``-m``, from ``sys.orig_argv``; else None."""
+    args = list(orig_argv[1:])
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--check-hash-based-pycs":
+            i += 2
+            continue
+        if arg.startswith("--"):
+            if arg == "--":
+                return None
+            i += 1
+            continue
+        if not arg.startswith("-") or arg == "-":
+            return None  # a script file, or the program on standard input
+        for j in range(1, len(arg)):
+            flag = arg[j]
+            if flag in "cm":
+                value = arg[j + 1:] or (args[i + 1] if i + 1 < len(args) else None)
+                return value if flag == "m" else None
+            if flag in _PYTHON_OPTIONS_WITH_VALUE:
+                if j + 1 == len(arg):
+                    i += 1  # the value is the next argument
+                break
+        i += 1
+    return None
+
+
+def find_module_spec(name):
+    """The spec of module ``name``, found without importing it or its parent packages; else None."""
+    import importlib.machinery
+    import importlib.util
+
+    parts = name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return None
+    spec = importlib.util.find_spec(parts[0])  # a top-level name: finders only, nothing executed
+    for depth in range(2, len(parts) + 1):
+        if spec is None or spec.submodule_search_locations is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(
+            ".".join(parts[:depth]), list(spec.submodule_search_locations))
+    return spec
+
+
+def _parses_to(parser, argv):
+    """``parser.parse_args(argv)`` with nothing printed; None where argparse would exit."""
+    import contextlib
+    import io
+
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            return parser.parse_args(argv)
+    except (Exception, SystemExit):
+        return None
+
+
+def rewrite_argv(argv, parser, hook_file=HOOK_FILE, module_exists=None):
+    """The SCOOP launcher's arguments with ``-m MODULE`` replaced by ``hook_file MODULE``.
+
+    ``argv`` is ``sys.argv[1:]`` of ``python -m scoop``; ``parser`` is SCOOP's argument parser
+    (``scoop.launcher.makeParser()``). Returns None, meaning "leave the arguments alone", unless
+    the first ``-m MODULE`` (or ``-mMODULE``) stands where SCOOP expects the executable and
+    ``module_exists(MODULE)`` (default: :func:`find_module_spec` finds it).
+    """
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return None
+        if arg == "-m":
+            if i + 1 == len(argv):
+                return None
+            module, rest = argv[i + 1], list(argv[i + 2:])
+            break
+        if arg.startswith("-m") and not arg.startswith("--"):
+            module, rest = arg[2:], list(argv[i + 1:])
+            break
+    else:
+        return None
+    if not module or module.startswith("-"):
+        return None
+    candidate = list(argv[:i]) + [hook_file, module] + rest
+    parsed = _parses_to(parser, candidate)
+    if parsed is None or parsed.executable != hook_file or list(parsed.args[:1]) != [module]:
+        return None  # "-m" is not in the executable's place (e.g. it belongs to the script's args)
+    exists = module_exists if module_exists is not None else find_module_spec
+    if not exists(module):
+        sys.stderr.write(
+            "learngene_ea: cannot run '-m {0}' under SCOOP: no module named {0!r} "
+            "(is the package installed, e.g. `pip install -e .`?)\n".format(module))
+        return None
+    return candidate
+
+
+def _rewrite_launcher_argv():
+    """Rewrite ``sys.argv`` of the ``python -m scoop`` launcher (called by the finder)."""
+    if sys.argv[:1] != ["-m"]:
+        return  # runpy sets argv[0] once the main module is found: this is some other lookup
+    if not any(a == "-m" or (a.startswith("-m") and not a.startswith("--")) for a in sys.argv[1:]):
+        return  # nothing to do: don't even import SCOOP's launcher early
+    import scoop.launcher
+
+    new_argv = rewrite_argv(sys.argv[1:], scoop.launcher.makeParser())
+    if new_argv is not None:
+        sys.argv[1:] = new_argv
+
+
+class _ScoopMainFinder:
+    """One-shot ``sys.meta_path`` entry: acts when ``scoop.__main__`` is looked up, finds nothing."""
+
+    learngene_ea_scoop_hook = True  # marker, so a second install() (or copy of this file) skips
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "scoop.__main__":
+            try:
+                sys.meta_path.remove(self)
+            except ValueError:
+                pass
+            try:
+                _rewrite_launcher_argv()
+            except Exception:
+                pass
+        return None
+
+
+def install():
+    """Arm the hook if this interpreter is ``python -m scoop``; otherwise do nothing. Never raises."""
+    try:
+        if python_main_module(getattr(sys, "orig_argv", ())) not in SCOOP_MAIN_MODULES:
+            return
+        if any(getattr(f, "learngene_ea_scoop_hook", False) for f in sys.meta_path):
+            return  # site processes a .pth twice where lib64 links to lib (venvs): stay idempotent
+        sys.meta_path.insert(0, _ScoopMainFinder())
+    except Exception:
+        pass
+
+
+def _forget_own_directory():
+    """Drop the directory SCOOP's bootstrap appended to ``sys.path`` for this file (the package's)."""
+    own_dir = os.path.dirname(HOOK_FILE)
+    if sys.path and os.path.abspath(sys.path[-1]) == own_dir:
+        del sys.path[-1]
+
+
+def _run_as_origin():
+    """Run ``sys.argv[1]`` as ``python -m`` would, with the remaining arguments."""
+    import runpy
+
+    _forget_own_directory()
+    if len(sys.argv) < 2:
+        sys.stderr.write("usage: {0} MODULE [args]\n".format(HOOK_FILE))
+        sys.exit(2)
+    module = sys.argv.pop(1)
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def _load_as_worker():
+    """Execute module ``sys.argv[1]``'s code as the ``SCOOP_WORKER`` module (replacing this one)."""
+    import importlib.util
+    import types
+
+    _forget_own_directory()
+    name = sys.argv[1]
+    spec = importlib.util.find_spec(name)
+    if spec is not None and spec.submodule_search_locations is not None:
+        name += ".__main__"  # a package: run its __main__, as python -m does
+        spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError("No module named {0!r}".format(name), name=name)
+    code = spec.loader.get_code(name)
+    module = types.ModuleType(WORKER_MODULE_NAME)
+    module.__dict__.update(
+        __file__=spec.origin, __cached__=spec.cached, __loader__=spec.loader,
+        __package__=spec.parent, __spec__=spec,
+    )
+    sys.argv[:2] = [spec.origin]  # as on the origin: argv[0] is the module's file, then its args
+    # SCOOP's loader returns whatever sys.modules holds under its name once this file has run.
+    sys.modules[WORKER_MODULE_NAME] = module
+    exec(code, module.__dict__)
+
+
+if __name__ == "__main__":
+    _run_as_origin()
+elif __name__ == WORKER_MODULE_NAME:
+    _load_as_worker()

@@ -1,0 +1,276 @@
+"""The GTL evolution loop, in the spirit of ``deap.algorithms``: short and readable.
+
+Generation 0 trains randomly initialised descendants (their learngene: the whole network or a
+random mask). Each later generation: elites survive, a tournament picks parents, their clones
+are mutated (and optionally mated), the new individuals are evaluated (``toolbox.map``: SCOOP
+when running under it), the hall of fame and logbook are updated, and a checkpoint is written.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from deap import algorithms, base, tools
+
+from . import operators
+from .config import Config
+from .fitness import Evaluation, evaluate
+from .individual import fraction_of, individual_spec, make_individual, masks_of, same_masks
+from .learngene import full_masks
+from .models import arch_spec
+from .plugins import resolve_operator
+
+FRACTION_SLACK = 1e-9
+
+
+def scoop_running() -> bool:
+    """True inside a program launched with ``python -m scoop``."""
+    try:
+        import scoop
+
+        return bool(getattr(scoop, "IS_RUNNING", False))
+    except ImportError:
+        return False
+
+
+def parallel_map():
+    """SCOOP's ``futures.map`` under SCOOP, the builtin ``map`` otherwise."""
+    if scoop_running():
+        from scoop import futures
+
+        return futures.map
+    return map
+
+
+def build_toolbox(cfg: Config) -> base.Toolbox:
+    """The default GTL toolbox, with any operator the recipe names in ``operators.*`` instead.
+
+    Users may ``register`` their own operators on the returned toolbox before calling
+    :func:`evolve`, exactly as with any DEAP toolbox.
+    """
+    ea = cfg.ea
+    toolbox = base.Toolbox()
+    toolbox.register("map", parallel_map())
+    toolbox.register("select", operators.sel_parsimony_tournament, tournsize=ea.tournsize,
+                     tolerance=ea.parsimony_tolerance)
+    toolbox.register("mutate", operators.mut_learngene, target_fraction=ea.target_fraction,
+                     schedule=ea.schedule, schedule_generations=ea.schedule_generations,
+                     criterion=ea.criterion, min_channels=ea.min_channels,
+                     grow_fraction=ea.grow_fraction, flip_prob=ea.flip_prob)
+    toolbox.register("mate", operators.cx_channels, indpb=0.5)
+    toolbox.register("evaluate", evaluate, config=cfg)
+    for name in ("select", "mutate", "mate", "evaluate"):
+        spec = getattr(cfg.operators, name)
+        if spec is not None:
+            function, kwargs = resolve_operator(name, spec.function, spec.kwargs)
+            toolbox.register(name, function, **kwargs)
+    return toolbox
+
+
+@dataclass
+class EvolutionState:
+    """Everything needed to continue an evolution exactly: what a checkpoint holds."""
+
+    population: list
+    halloffame: tools.HallOfFame
+    logbook: tools.Logbook
+    generation: int = -1  # last finished generation
+    next_id: int = 0
+    best_at_target: object = None
+    best_accuracy_at_target: float = -1.0
+    stale_generations: int = 0
+    errors: list = field(default_factory=list)
+    rng: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def capture_rng(self) -> None:
+        self.rng = {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state()}
+
+    def restore_rng(self) -> None:
+        if self.rng:
+            random.setstate(self.rng["python"])
+            np.random.set_state(self.rng["numpy"])
+            torch.set_rng_state(self.rng["torch"])
+
+
+def new_state(cfg: Config, population: list | None = None) -> EvolutionState:
+    """A fresh state: seeds the RNGs, builds generation 0 unless a population is given."""
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    torch.manual_seed(cfg.seed)
+    state = EvolutionState(population=[], halloffame=tools.HallOfFame(5, similar=same_masks),
+                           logbook=tools.Logbook())
+    if population is None:
+        population = initial_population(cfg, state)
+    else:
+        for ind in population:
+            ind.id, ind.parents, ind.born = state.next_id, [ind.id], 0
+            state.next_id += 1
+            del ind.fitness.values
+    state.population = population
+    return state
+
+
+def initial_population(cfg: Config, state: EvolutionState) -> list:
+    """Generation 0: learngenes are the whole network, or random masks of ``ea.init_fraction``."""
+    spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
+    population = []
+    for _ in range(cfg.ea.population_size):
+        ind = make_individual(spec, full_masks(spec), state.next_id, born=0)
+        state.next_id += 1
+        if cfg.ea.init_fraction < 1.0:
+            operators.mut_shrink(ind, cfg.ea.init_fraction, "random", cfg.ea.min_channels)
+        population.append(ind)
+    return population
+
+
+def apply_evaluation(individual, result) -> None:
+    """Write an evaluation back into the individual (runs in the main process).
+
+    Accepts our :class:`Evaluation` or, from a user's evaluate function, a plain fitness tuple.
+    """
+    if isinstance(result, Evaluation):
+        individual.fitness.values = tuple(result.fitness)
+        if result.learngene is not None:  # Lamarckian inheritance
+            individual.learngene = result.learngene
+        individual.evaluation = dict(result.info)
+    else:
+        individual.fitness.values = tuple(result)
+        individual.evaluation = {}
+
+
+def make_statistics() -> tools.Statistics:
+    stats = tools.Statistics(key=lambda ind: ind.fitness.values)
+    stats.register("min", np.min, axis=0)
+    stats.register("avg", np.mean, axis=0)
+    stats.register("max", np.max, axis=0)
+    return stats
+
+
+def evaluate_population(population, toolbox, generation, progress=None) -> list:
+    """Evaluate every individual whose fitness is invalid; return their evaluations' errors."""
+    invalid = [ind for ind in population if not ind.fitness.valid]
+    for ind in invalid:
+        ind.evaluated_in = generation
+    results = toolbox.map(toolbox.evaluate, invalid)
+    if progress is not None:
+        results = progress(results, total=len(invalid), desc=f"gen {generation}")
+    errors = []
+    for ind, result in zip(invalid, results):
+        apply_evaluation(ind, result)
+        if ind.evaluation.get("error"):
+            errors.append(ind.evaluation["error"])
+    return invalid, errors
+
+
+def next_generation(population, toolbox, cfg: Config, state: EvolutionState, generation: int) -> list:
+    """Elites + mutated (and optionally mated) clones of tournament winners."""
+    elites = [toolbox.clone(ind) for ind in operators.sel_elites(population, cfg.ea.elites)]
+    parents = toolbox.select(population, len(population) - len(elites))
+    offspring = []
+    for parent in parents:
+        child = toolbox.clone(parent)
+        child.id, child.parents, child.born = state.next_id, [parent.id], generation
+        state.next_id += 1
+        offspring.append(child)
+    offspring = algorithms.varAnd(offspring, toolbox, cfg.ea.cxpb, cfg.ea.mutpb)
+    return elites + offspring
+
+
+def record_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list,
+                      errors: list, seconds: float) -> dict:
+    """Hall of fame, best learngene at the target size, early-stop counter, logbook line."""
+    population = state.population
+    state.halloffame.update(population)
+    reached = [ind for ind in population if ind.fitness.values[1] <= cfg.ea.target_fraction + FRACTION_SLACK]
+    improved = False
+    if reached:
+        best = max(reached, key=lambda ind: (ind.fitness.values[0], -ind.fitness.values[1]))
+        if best.fitness.values[0] > state.best_accuracy_at_target:
+            state.best_at_target = best
+            state.best_accuracy_at_target = best.fitness.values[0]
+            improved = True
+    state.stale_generations = 0 if (improved or not reached) else state.stale_generations + 1
+    state.errors.extend(errors)
+    stats = make_statistics().compile(population)
+    best = operators.sel_elites(population, 1)[0]
+    record = {
+        "gen": generation,
+        "evals": len(evaluated),
+        "acc_min": float(stats["min"][0]), "acc_avg": float(stats["avg"][0]), "acc_max": float(stats["max"][0]),
+        "frac_min": float(stats["min"][1]), "frac_avg": float(stats["avg"][1]), "frac_max": float(stats["max"][1]),
+        "best_id": best.id, "best_acc": float(best.fitness.values[0]),
+        "best_ci95": float(best.evaluation.get("ci95", 0.0)), "best_fraction": float(best.fitness.values[1]),
+        "goal_fraction": float(operators.shrink_schedule(generation, cfg.ea.target_fraction,
+                                                          cfg.ea.schedule_generations, cfg.ea.schedule)),
+        "errors": errors,
+        "seconds": seconds,
+    }
+    state.logbook.record(**record)
+    return record
+
+
+def should_stop(state: EvolutionState, cfg: Config) -> bool:
+    """Target fraction reached and no improvement for ``ea.patience`` generations."""
+    return state.best_at_target is not None and state.stale_generations >= cfg.ea.patience
+
+
+def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generation=None, progress=None,
+           log=print) -> EvolutionState:
+    """Run (or continue) the evolution until ``ea.generations`` or early stop.
+
+    ``on_generation(state)`` is called after every finished generation (checkpoints, reports);
+    ``progress`` wraps the stream of evaluations (a tqdm-like callable) when given.
+    """
+    state.restore_rng()
+    while state.generation < cfg.ea.generations:
+        if state.generation >= 0 and should_stop(state, cfg):
+            log(f"stopping early: no improvement at the target fraction for {cfg.ea.patience} generations")
+            break
+        generation = state.generation + 1
+        start = time.perf_counter()
+        if generation > 0:
+            state.population = next_generation(state.population, toolbox, cfg, state, generation)
+        evaluated, errors = evaluate_population(state.population, toolbox, generation, progress)
+        for error in errors:
+            log(f"gen {generation}: evaluation of individual {error['id']} failed "
+                f"({error['type']}: {error['message']}); it gets the worst fitness")
+        record = record_generation(state, cfg, generation, evaluated, errors, time.perf_counter() - start)
+        state.generation = generation
+        state.seconds += record["seconds"]
+        state.capture_rng()
+        log(f"gen {generation:3d} | acc {record['acc_min']:.3f}/{record['acc_avg']:.3f}/{record['acc_max']:.3f} "
+            f"(min/avg/max) | fraction {record['frac_min']:.3f}-{record['frac_max']:.3f} "
+            f"(goal {record['goal_fraction']:.3f}) | best #{record['best_id']} {record['best_acc']:.3f}"
+            f"±{record['best_ci95']:.3f} | {record['seconds']:.1f}s")
+        if on_generation is not None:
+            on_generation(state)
+    return state
+
+
+def product_individual(state: EvolutionState):
+    """The run's product: best individual at or below the target, else the best overall."""
+    if state.best_at_target is not None:
+        return state.best_at_target, True
+    return state.halloffame[0], False
+
+
+def product_learngene(state: EvolutionState, cfg: Config):
+    """The learngene to save as ``learngene.pt`` (weights restricted to the individual's masks)."""
+    ind, reached = product_individual(state)
+    lg = ind.learngene.restrict(masks_of(ind))
+    lg.meta.update({
+        "id": ind.id, "parents": list(ind.parents), "born": ind.born,
+        "accuracy": float(ind.fitness.values[0]), "ci95": float(ind.evaluation.get("ci95", 0.0)),
+        "fraction": float(lg.fraction), "num_params": int(lg.num_params), "reached_target": reached,
+        "target_fraction": cfg.ea.target_fraction, "dataset": cfg.data.name, "seed": cfg.seed,
+        "num_gene_params": individual_spec(ind).num_gene_params(),
+    })
+    return lg, ind, reached
+
+
+__all__ = ["build_toolbox", "evolve", "new_state", "EvolutionState", "product_learngene", "fraction_of"]

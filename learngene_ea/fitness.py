@@ -1,0 +1,138 @@
+"""Fitness: inflate a descendant from the learngene, let it learn its task, score it on episodes.
+
+``evaluate(individual, config)`` runs in whichever process SCOOP picks. Everything random in it
+is seeded from ``(run seed, generation, individual id)``, so the result does not depend on the
+worker or the order. It returns an :class:`Evaluation`: the DEAP fitness values plus the trained
+learngene weights, which the main process writes back (Lamarckian inheritance) because workers
+only ever see copies.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import torch
+
+from .data import load_dataset
+from .individual import individual_spec, masks_of
+from .learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction
+from .models import build_model
+from .sampling import mix_seed, sample_episodes, sample_task
+from .training import prototype_accuracies, resolve_device, train_on_task, mean_and_ci95
+
+WORST_ACCURACY = 0.0
+
+
+@dataclass
+class Evaluation:
+    """What one fitness evaluation sends back to the main process."""
+
+    fitness: tuple[float, float]
+    learngene: Learngene | None = None
+    info: dict = field(default_factory=dict)
+
+
+def worker_device(device: str = "auto") -> torch.device:
+    """This process's device: ``cuda:{worker index % GPUs}`` under SCOOP, else ``cuda:0`` or CPU."""
+    return resolve_device(device, worker_index())
+
+
+def worker_index() -> int:
+    """Index of this SCOOP worker (0 outside SCOOP): decides which GPU the worker uses."""
+    try:
+        import scoop
+
+        if getattr(scoop, "IS_RUNNING", False):
+            ident = scoop.worker
+            if isinstance(ident, (tuple, list)):
+                ident = ident[-1]
+            return int(ident)
+    except Exception:  # not under SCOOP, or an identity that is not a number
+        pass
+    return 0
+
+
+_THREADS_SET = False
+
+
+def configure_threads(threads: int = 0) -> None:
+    """Give each worker its share of the cores so that workers do not fight over them."""
+    global _THREADS_SET
+    if _THREADS_SET:
+        return
+    if threads <= 0:
+        workers = int(os.environ.get("LEARNGENE_EA_WORKERS", "1") or 1)
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    torch.set_num_threads(threads)
+    _THREADS_SET = True
+
+
+def validation_episodes(cfg, dataset):
+    """The validation episodes every individual of the run is scored on (fixed per run)."""
+    f = cfg.fitness
+    return sample_episodes(dataset, mix_seed(cfg.seed, 0xE915), f.episodes, f.n_way, f.k_shot, f.n_query, "val")
+
+
+def train_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0):
+    """Build the descendant of ``individual``, let it learn its own task; return (model, loss)."""
+    seed = mix_seed(cfg.seed, generation, individual.id, attempt)
+    spec = individual_spec(individual)
+    model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes, seed=seed, device=device)
+    if individual.learngene is not None:
+        inherit_learngene(model, individual.learngene.restrict(masks_of(individual)))
+    task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class, "train")
+    loss = train_on_task(model, dataset, task, cfg.task.steps, cfg.task.batch_size, cfg.task.lr,
+                         cfg.task.weight_decay, cfg.data.augment, seed, device)
+    return model, loss
+
+
+def score_descendant(model, cfg, dataset, device) -> tuple[float, float]:
+    """Few-shot accuracy on validation episodes (prototype classifier, or a fine-tuned head)."""
+    episodes = validation_episodes(cfg, dataset)
+    if cfg.fitness.classifier == "finetune":
+        from .transfer import finetune_head_accuracies
+
+        accs = finetune_head_accuracies(model, dataset, episodes, cfg.fitness.finetune_steps, device)
+    else:
+        accs = prototype_accuracies(model, dataset, episodes, cfg.fitness.metric, device)
+    return mean_and_ci95(accs)
+
+
+def evaluate(individual, config) -> Evaluation:
+    """Fitness of one learngene individual: ``((accuracy, fraction), trained learngene, info)``.
+
+    A failure (exception, NaN/inf loss, out of memory) is retried ``fitness.retries`` times with
+    a fresh seed; after that the individual gets the worst accuracy and the error is reported
+    in ``info["error"]`` instead of stopping the run.
+    """
+    configure_threads(config.runtime.threads)
+    start = time.perf_counter()
+    generation = getattr(individual, "evaluated_in", individual.born)
+    spec = individual_spec(individual)
+    masks = masks_of(individual)
+    fraction = learngene_fraction(spec, masks)
+    device = worker_device(config.runtime.device)
+    dataset = load_dataset(config.data)
+    errors = []
+    for attempt in range(config.fitness.retries + 1):
+        try:
+            model, loss = train_descendant(individual, config, dataset, generation, device, attempt)
+            accuracy, ci95 = score_descendant(model, config, dataset, device)
+            keep = config.fitness.inheritance == "lamarckian" or individual.learngene is None
+            learngene = extract_learngene(model, masks, meta={"id": individual.id}) if keep else None
+            info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": attempt + 1,
+                    "seconds": time.perf_counter() - start, "device": str(device)}
+            return Evaluation((accuracy, fraction), learngene, info)
+        except Exception as err:  # every failure inside fitness is recorded, not fatal
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            errors.append({"type": type(err).__name__, "message": str(err).splitlines()[0] if str(err) else "",
+                           "traceback": traceback.format_exc(limit=3)})
+    last = errors[-1]
+    info = {"accuracy": WORST_ACCURACY, "ci95": 0.0, "attempts": len(errors),
+            "seconds": time.perf_counter() - start, "device": str(device),
+            "error": {"type": last["type"], "message": last["message"], "id": individual.id,
+                      "generation": generation}}
+    return Evaluation((WORST_ACCURACY, fraction), None, info)

@@ -1,0 +1,69 @@
+"""Run outputs besides checkpoints: ``logbook.jsonl``, ``summary.json``, ``evolution.png``.
+
+All written atomically, so a kill never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+from .checkpoint import atomic_write_bytes, atomic_write_text
+
+
+def write_logbook(logbook, path: str | os.PathLike) -> None:
+    """One JSON object per generation (the logbook's records, in order)."""
+    lines = [json.dumps(record, default=_json_default) for record in logbook]
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def write_json(data: dict, path: str | os.PathLike) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:
+        pass
+    return str(value)
+
+
+def plot_evolution(logbook, path: str | os.PathLike, title: str = "GTL evolution") -> None:
+    """Per generation: learngene fraction as bars, population accuracy min/avg/max as curves.
+
+    The same view as the paper's evolution figure: size shrinks while accuracy holds or rises.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = list(logbook)
+    gens = [r["gen"] for r in records]
+    fig, ax_size = plt.subplots(figsize=(7, 4), dpi=110)
+    ax_size.bar(gens, [r["frac_min"] for r in records], color="#7fa7d9", alpha=0.8,
+                label="learngene fraction (smallest)")
+    ax_size.plot(gens, [r["goal_fraction"] for r in records], "k:", lw=1, label="scheduled fraction")
+    ax_size.set_xlabel("generation")
+    ax_size.set_ylabel("learngene fraction of gene-layer parameters")
+    ax_size.set_ylim(0, 1.05)
+    ax_acc = ax_size.twinx()
+    ax_acc.plot(gens, [r["acc_avg"] for r in records], "-o", color="#c0392b", ms=3, label="accuracy avg")
+    ax_acc.fill_between(gens, [r["acc_min"] for r in records], [r["acc_max"] for r in records],
+                        color="#c0392b", alpha=0.15, label="accuracy min-max")
+    ax_acc.set_ylabel("validation few-shot accuracy")
+    handles = ax_size.get_legend_handles_labels()[0] + ax_acc.get_legend_handles_labels()[0]
+    labels = ax_size.get_legend_handles_labels()[1] + ax_acc.get_legend_handles_labels()[1]
+    ax_size.legend(handles, labels, loc="lower left", fontsize=7)
+    ax_size.set_title(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())

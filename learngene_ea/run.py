@@ -1,0 +1,255 @@
+"""Command line of a GTL run: ``python -m scoop -n 8 -m learngene_ea.run --config genomes/<recipe>.yaml``.
+
+Reads the recipe (or a checkpoint to resume), builds the toolbox, runs :func:`evolve`, and after
+every generation writes the run directory: ``config.yaml``, ``logbook.jsonl``,
+``checkpoints/gen_NNNN.pkl`` + ``latest.pkl``, ``learngene.pt``, ``evolution.png``,
+``summary.json``. Mistakes in the input end with one sentence on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+
+from learngene_ea import config as config_module
+from learngene_ea.checkpoint import CheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
+from learngene_ea.config import Config, ConfigError
+from learngene_ea.errors import UserError
+from learngene_ea.evolve import EvolutionState, build_toolbox, evolve, new_state, product_learngene, scoop_running
+from learngene_ea.report import plot_evolution, write_json, write_logbook
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m learngene_ea.run",
+        description="Extract a learngene by Genetic Transfer Learning (run under SCOOP to spread "
+                    "fitness evaluations: python -m scoop -n 8 -m learngene_ea.run ...).")
+    parser.add_argument("--config", help="recipe YAML (default: genomes/default.yaml when it exists, "
+                                         "else the built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a recipe key (repeatable), e.g. --set ea.generations=10")
+    parser.add_argument("--run-dir", help="run directory (default: runs/<name>-<timestamp>)")
+    parser.add_argument("--resume", metavar="RUN_DIR_OR_PKL",
+                        help="continue a run from its newest valid checkpoint (or from a .pkl file)")
+    parser.add_argument("--seed-population", metavar="PKL",
+                        help="start a new run from the population of another run's checkpoint")
+    parser.add_argument("--best-k", type=int, default=0,
+                        help="with --seed-population: take only the best k individuals")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, log lines only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    return parser.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------ setup
+
+def resolve_config(args) -> Config:
+    path = args.config
+    if path is None and os.path.isfile(config_module.DEFAULT_RECIPE):
+        path = config_module.DEFAULT_RECIPE
+    return config_module.load_config(path, args.overrides)
+
+
+def new_run_dir(cfg: Config, requested: str | None) -> str:
+    """A fresh run directory; an existing run is never reused or overwritten."""
+    if requested:
+        if os.path.isdir(requested) and os.listdir(requested):
+            raise UserError(f"run directory {requested!r} already exists and is not empty; resume it with "
+                            f"--resume {requested} or pass another --run-dir.")
+        path = requested
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = os.path.join("runs", f"{cfg.name}-{stamp}")
+        suffix = 1
+        while os.path.exists(path):
+            suffix += 1
+            path = os.path.join("runs", f"{cfg.name}-{stamp}-{suffix}")
+    try:
+        os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create run directory {path!r} ({err.strerror}); pass a writable --run-dir.") from err
+    return path
+
+
+def compatibility_problems(saved: dict, cfg: Config) -> list[str]:
+    """What differs between a checkpoint's recipe and ``cfg`` in ways a population cannot survive."""
+    keys = [("model", "family"), ("model", "width"), ("data", "name"), ("data", "channels"),
+            ("data", "image_size"), ("data", "root"), ("data", "seed"), ("data", "images_per_class")]
+    problems = []
+    for section, key in keys:
+        old = saved.get(section, {}).get(key)
+        new = getattr(getattr(cfg, section), key)
+        if old != new:
+            problems.append(f"{section}.{key} is {old!r} in the checkpoint but {new!r} here")
+    return problems
+
+
+def state_from_checkpoint(payload: dict) -> EvolutionState:
+    state = EvolutionState(population=payload["population"], halloffame=payload["halloffame"],
+                           logbook=payload["logbook"])
+    for key in ("generation", "next_id", "best_at_target", "best_accuracy_at_target", "stale_generations",
+                "errors", "rng", "seconds"):
+        setattr(state, key, payload[key])
+    return state
+
+
+def checkpoint_payload(state: EvolutionState, cfg: Config) -> dict:
+    return {
+        "generation": state.generation, "population": state.population, "halloffame": state.halloffame,
+        "logbook": state.logbook, "next_id": state.next_id, "best_at_target": state.best_at_target,
+        "best_accuracy_at_target": state.best_accuracy_at_target,
+        "stale_generations": state.stale_generations, "errors": state.errors, "rng": state.rng,
+        "seconds": state.seconds, "config": config_module.to_dict(cfg),
+    }
+
+
+def read_checkpoint_arg(path: str, log) -> tuple[dict, str]:
+    if os.path.isdir(path):
+        return load_latest_valid(path, warn=log)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path!r} does not exist; pass a run directory (runs/<name>) or a checkpoint .pkl.")
+    return load_checkpoint(path), path
+
+
+def prepare(args, log) -> tuple[Config, EvolutionState, str]:
+    """Config, evolution state and run directory for a new, resumed or seeded run."""
+    if args.resume and args.seed_population:
+        raise UserError("use either --resume or --seed-population, not both.")
+    if args.resume:
+        payload, source = read_checkpoint_arg(args.resume, log)
+        saved = payload["config"]
+        base = config_module.read_recipe(args.config) if args.config else saved
+        cfg = config_module.from_dict(config_module.apply_overrides(base, args.overrides))
+        problems = compatibility_problems(saved, cfg)
+        if problems:
+            raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + ".")
+        run_dir = args.run_dir or (args.resume if os.path.isdir(args.resume)
+                                   else os.path.dirname(os.path.dirname(os.path.abspath(source))))
+        os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+        log(f"resuming {source} after generation {payload['generation']}")
+        return cfg, state_from_checkpoint(payload), run_dir
+    cfg = resolve_config(args)
+    if args.seed_population:
+        payload, source = read_checkpoint_arg(args.seed_population, log)
+        problems = compatibility_problems(payload["config"], cfg)
+        if problems:
+            raise CheckpointError(f"cannot seed from {source!r}: " + "; ".join(problems) + ".")
+        population = [ind for ind in payload["population"] if ind.fitness.valid]
+        population.sort(key=lambda ind: (-ind.fitness.values[0], ind.fitness.values[1]))
+        if args.best_k:
+            population = population[: args.best_k]
+        if not population:
+            raise CheckpointError(f"{source!r} holds no evaluated individuals to seed from.")
+        # fill up to the population size by cycling through the seeds
+        population = [population[i % len(population)] for i in range(cfg.ea.population_size)]
+        import copy
+
+        population = [copy.deepcopy(ind) for ind in population]
+        state = new_state(cfg, population)
+        log(f"seeding generation 0 with {len(population)} individuals from {source}")
+        return cfg, state, new_run_dir(cfg, args.run_dir)
+    return cfg, new_state(cfg), new_run_dir(cfg, args.run_dir)
+
+
+# ---------------------------------------------------------------------------- outputs
+
+class RunOutputs:
+    """Writes every output file after each generation (checkpoint first: it is what resumes)."""
+
+    def __init__(self, run_dir: str, cfg: Config, log=print):
+        self.run_dir = run_dir
+        self.cfg = cfg
+        self.log = log
+        self.started = time.perf_counter()
+        self.checkpoint_bytes = 0
+        self.checkpoint_seconds = 0.0
+        config_module.save_config(cfg, self.path("config.yaml"))
+
+    def path(self, *parts) -> str:
+        return os.path.join(self.run_dir, *parts)
+
+    def __call__(self, state: EvolutionState) -> None:
+        start = time.perf_counter()
+        payload = checkpoint_payload(state, self.cfg)
+        self.checkpoint_bytes = save_checkpoint(payload, self.path("checkpoints", f"gen_{state.generation:04d}.pkl"))
+        save_checkpoint(payload, self.path("checkpoints", "latest.pkl"))
+        self.checkpoint_seconds = time.perf_counter() - start
+        write_logbook(state.logbook, self.path("logbook.jsonl"))
+        learngene, individual, reached = product_learngene(state, self.cfg)
+        learngene.save(self.path("learngene.pt"))
+        plot_evolution(state.logbook, self.path("evolution.png"), f"GTL: {self.cfg.name}")
+        write_json(self.summary(state, learngene, individual, reached), self.path("summary.json"))
+
+    def summary(self, state, learngene, individual, reached) -> dict:
+        generations = len(state.logbook)
+        return {
+            "run_dir": self.run_dir,
+            "generations_run": generations,
+            "last_generation": state.generation,
+            "best": {
+                "id": individual.id,
+                "accuracy": float(individual.fitness.values[0]),
+                "ci95": float(individual.evaluation.get("ci95", 0.0)),
+                "fraction": float(learngene.fraction),
+                "num_params": int(learngene.num_params),
+                "born": individual.born,
+                "reached_target": reached,
+            },
+            "target_fraction": self.cfg.ea.target_fraction,
+            "wall_seconds": state.seconds,
+            "seconds_per_generation": state.seconds / max(1, generations),
+            "checkpoint_bytes": self.checkpoint_bytes,
+            "checkpoint_bytes_per_individual": self.checkpoint_bytes / max(1, len(state.population)),
+            "failed_evaluations": len(state.errors),
+        }
+
+
+# ------------------------------------------------------------------------------- main
+
+def run(args) -> int:
+    log = print
+    cfg, state, run_dir = prepare(args, log)
+    toolbox = build_toolbox(cfg)
+    workers = "SCOOP workers" if scoop_running() else "one process (no SCOOP)"
+    log(f"run directory: {run_dir} | {cfg.model.family} x{cfg.model.width} on {cfg.data.name} | "
+        f"population {cfg.ea.population_size}, generations {cfg.ea.generations} | {workers}")
+    outputs = RunOutputs(run_dir, cfg, log)
+    progress = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        def progress(iterable, total, desc):
+            return tqdm(iterable, total=total, desc=desc, unit="descendant", leave=False, file=sys.stderr)
+    state = evolve(cfg, toolbox, state, on_generation=outputs, progress=progress, log=log)
+    learngene, individual, reached = product_learngene(state, cfg)
+    note = "" if reached else f" (target {cfg.ea.target_fraction} not reached: best overall saved)"
+    log(f"learngene: {outputs.path('learngene.pt')} | fraction {learngene.fraction:.3f} "
+        f"({learngene.num_params} parameters) | val accuracy {individual.fitness.values[0]:.3f}"
+        f"±{individual.evaluation.get('ci95', 0.0):.3f}{note}")
+    if cfg.transfer.after_run:
+        from learngene_ea.transfer import transfer_after_run
+
+        transfer_after_run(cfg, run_dir, log=log)
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = parse_args(argv)
+        return run(args)
+    except (UserError, ConfigError) as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last finished generation is in checkpoints/latest.pkl; "
+              "continue with --resume <run dir>.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
