@@ -193,7 +193,14 @@ def _run_as_origin():
         sys.stderr.write("usage: {0} MODULE [args]\n".format(HOOK_FILE))
         sys.exit(2)
     module = sys.argv.pop(1)
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        # SCOOP prints any exception of the root program as a traceback, "SystemExit: 0" from a
+        # plain sys.exit() or --help included. A successful exit is not an error: end quietly.
+        # (Other codes stay exceptions: SCOOP 0.7.2's launcher exits 0 whatever the code.)
+        if exit_.code not in (None, 0):
+            raise
 
 
 def _load_as_worker():

@@ -116,14 +116,22 @@ class OperatorsConfig:
 
 @dataclass
 class TransferConfig:
+    """Downstream evaluation on test classes (``python -m learngene_ea.transfer``)."""
+
     after_run: bool = _field(False, "evaluate the learngene on test classes at the end of the run")
-    episodes: int = _field(20, "test episodes per setting", min=1)
+    seed: int = _field(0, "seed of the test episodes and of every descendant's initialisation", min=0)
+    episodes: int = _field(20, "test episodes per setting (the standard is 600, on a GPU)", min=1)
     n_way: int = _field(5, "classes per episode", min=2)
     shots: list = _field([1, 5], "support images per class, one setting each")
     limited_data: int = _field(20, "images per class of the limited-data setting (0: off)", min=0)
     n_query: int = _field(15, "query images per class", min=1)
     steps: int = _field(60, "fine-tuning steps on the support set", min=0)
     lr: float = _field(0.01, "fine-tuning learning rate", gt=0.0)
+    optimizer: str = _field("sgd", "fine-tuning optimiser (sgd: momentum 0.9; adam)", choices=("sgd", "adam"))
+    weight_decay: float = _field(5e-4, "fine-tuning weight decay", min=0.0)
+    batch_size: int = _field(128, "support images per fine-tuning step (the whole support set when smaller)",
+                             min=1)
+    augment: bool = _field(True, "random crop + horizontal flip of support images while fine-tuning")
     pretrain_epochs: int = _field(3, "epochs of the pre-trained full-network baseline", min=1)
     descendants: list = _field([], "extra descendants for scalability rows, e.g. ['conv4@2.0', 'vgg11']")
 

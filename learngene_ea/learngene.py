@@ -263,8 +263,7 @@ def channel_importance(learngene: Learngene, criterion: str = "l1") -> dict[str,
     """Importance of every channel of every group (``-inf`` where the channel is not kept).
 
     ``l1``: mean L1 norm of the channel's filters over the group's layers; ``bn``: mean absolute
-    BatchNorm scale. Channels without stored weights (just re-added) score ``+inf`` so that a
-    shrink never drops them before they were trained once.
+    BatchNorm scale.
     """
     spec = learngene.spec
     scores = {g: np.full(size, -np.inf) for g, size in spec.groups}

@@ -87,7 +87,11 @@ def _importance(individual, criterion):
     if criterion == "random" or individual.learngene is None:
         # random order: a random score per channel (from ``random`` so checkpoints restore it)
         return {g: np.array([random.random() for _ in range(size)]) for g, size in spec.groups}
-    return channel_importance(individual.learngene.restrict(masks), criterion)
+    learngene = individual.learngene.restrict(masks)
+    scores = channel_importance(learngene, criterion)
+    for group, mask in masks.items():  # kept but never trained (just re-added): keep for now
+        scores[group][mask & ~learngene.masks[group]] = np.inf
+    return scores
 
 
 def mut_shrink(individual, goal_fraction, criterion="l1", min_channels=1):

@@ -323,7 +323,7 @@ def test_cli_json_describes_the_dataset(tmp_path):
     done = run_cli("--config", str(recipe), "--set", "data.seed=3", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
-    assert info["name"] == "imagefolder" and info["images"] == 30
+    assert info["name"] == "imagefolder" and info["images"] == 30 and info["classes"] == 10
     assert info["image_size"] == 16 and info["channels"] == 3
     assert [info["splits"][s]["classes"] for s in ("train", "val", "test")] == [6, 2, 2]
     assert info["splits"]["val"]["images_per_class"] == [3]

@@ -24,16 +24,17 @@ def summary(cfg) -> dict:
     dataset = load_dataset(cfg.data)
     seconds = time.perf_counter() - start
     info = dataset.describe()
-    info.update(root=cfg.data.root, load_seconds=round(seconds, 3),
+    info.update(root=cfg.data.root, classes=len(dataset.class_names), load_seconds=round(seconds, 3),
                 mean=[round(v, 4) for v in dataset.mean], std=[round(v, 4) for v in dataset.std])
     return info
 
 
 def format_summary(info: dict) -> str:
     """The human-readable report of :func:`summary`."""
-    classes = sum(s["classes"] for s in info["splits"].values())
+    unused = info["classes"] - sum(s["classes"] for s in info["splits"].values())
     lines = [
-        f"{info['name']}: {classes} classes, {info['images']} images of "
+        f"{info['name']}: {info['classes']} classes{f' ({unused} in no split)' if unused else ''}, "
+        f"{info['images']} images of "
         f"{info['channels']}x{info['image_size']}x{info['image_size']} (uint8), "
         f"loaded in {info['load_seconds']:.2f} s",
         f"root:  {info['root'] or '(none: generated)'}",

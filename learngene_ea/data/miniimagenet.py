@@ -43,7 +43,10 @@ def load_miniimagenet(root, image_size: int = 84, cache_dir=None) -> FewShotData
                         "test.csv with images/, and for mini-imagenet-cache-{train,val,test}.pkl); "
                         "set data.root to the folder holding them.")
     splits = {s: [i for i, si in enumerate(split_of) if si == s] for s in SPLITS}
-    mean, std = files.mean_std(moments, splits["train"])
+    if moments is None:  # train ids come first and images are grouped by class
+        mean, std = files.leading_mean_std(images, labels, len(splits["train"]))
+    else:
+        mean, std = files.mean_std(moments, splits["train"])
     return FewShotDataset(torch.from_numpy(images), torch.from_numpy(labels), names, splits,
                           mean=mean, std=std, name="miniimagenet", cache_path=cache)
 
@@ -141,15 +144,16 @@ def _from_pickles(root, pickles, image_size, cache_dir):
         offsets = np.cumsum([0] + [len(r) for _, r in rows])
         for (data, r), start in zip(rows, offsets):
             images[start:start + len(r)] = data[r].transpose(0, 3, 1, 2)  # one class at a time: no big copies
-        return split_of, names, images, labels, None
+        return split_of, names, images, labels, None, None  # stored size: nothing decoded, nothing cached
 
     def build():
         resized = np.empty((len(labels), 3, image_size, image_size), dtype=np.uint8)
-        for j, (data, i) in enumerate((data, i) for data, r in rows for i in r):
-            resized[j] = files.resize_array(data[i], image_size)
+        flat = ((data, i) for data, r in rows for i in r)
+        for j, (source, i) in enumerate(flat):
+            resized[j] = files.resize_array(source[i], image_size)
         return {"images": resized, "labels": labels, **files.class_moments(resized, labels, len(names))}
 
     params = {"size": image_size, "classes": names, "counts": [len(r) for _, r in rows]}
     arrays, cache = files.cached(f"miniimagenet-pkl-{image_size}px-3ch", root, pickles, params, build, cache_dir)
     moments = {k: arrays[k] for k in ("class_sum", "class_sumsq", "class_pixels")}
-    return split_of, names, arrays["images"], arrays["labels"], (moments, cache)
+    return split_of, names, arrays["images"], arrays["labels"], moments, cache

@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny synthetic dataset and a CPU-sized config for fast tests."""
+import os
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+torch.set_num_threads(1)
+
+
+def tiny_overrides(**extra):
+    """``--set`` overrides that make a whole run take seconds on one core."""
+    values = {
+        "data.images_per_class": 30,
+        "model.width": 0.25,
+        "task.num_classes": 5,
+        "task.images_per_class": 8,
+        "task.steps": 4,
+        "task.batch_size": 16,
+        "fitness.episodes": 3,
+        "fitness.n_query": 5,
+        "ea.population_size": 4,
+        "ea.generations": 2,
+        "ea.tournsize": 2,
+        "ea.schedule_generations": 2,
+        "ea.target_fraction": 0.3,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture
+def tiny_cfg():
+    from learngene_ea.config import load_config
+
+    return load_config(None, tiny_overrides())
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    from learngene_ea.data.synthetic import make_synthetic
+
+    return make_synthetic(seed=0, images_per_class=30)
+
+
+def run_module(args, cwd, timeout=300, env_extra=None):
+    """Run ``python <args>`` in a subprocess; return the CompletedProcess."""
+    import subprocess
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)

@@ -1,0 +1,115 @@
+"""Recipes load into a typed config; every mistake names its key."""
+import pytest
+import yaml
+
+from learngene_ea.config import ConfigError, from_dict, load_config, to_dict
+
+
+def test_defaults_load_without_a_recipe():
+    cfg = load_config(None)
+    assert cfg.model.family == "conv4" and cfg.data.name == "synthetic"
+
+
+def test_the_default_recipe_is_valid(tmp_path):
+    import os
+
+    from conftest import ROOT
+
+    cfg = load_config(os.path.join(ROOT, "genomes", "default.yaml"))
+    assert cfg.data.name == "synthetic" and cfg.model.family == "conv4"
+
+
+def test_every_shipped_recipe_is_valid():
+    import glob
+    import os
+
+    from conftest import ROOT
+
+    recipes = glob.glob(os.path.join(ROOT, "genomes", "*.yaml"))
+    assert recipes
+    for path in recipes:
+        load_config(path, ["data.root=/somewhere"])
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"Unknown key 'ea.populaton_size'.*did you mean 'ea.population_size'"):
+        from_dict({"ea": {"populaton_size": 4}})
+
+
+def test_unknown_section_is_named():
+    with pytest.raises(ConfigError, match=r"Unknown key 'modle'.*did you mean 'model'"):
+        from_dict({"modle": {"family": "conv4"}})
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match=r"'ea.population_size' must be an integer"):
+        from_dict({"ea": {"population_size": "many"}})
+
+
+def test_bool_is_not_accepted_as_a_number():
+    with pytest.raises(ConfigError, match=r"'model.width' must be a number"):
+        from_dict({"model": {"width": True}})
+
+
+def test_out_of_range_values_name_the_key():
+    with pytest.raises(ConfigError, match=r"'ea.population_size' is -3; it must be at least 2"):
+        from_dict({"ea": {"population_size": -3}})
+    with pytest.raises(ConfigError, match=r"'ea.target_fraction' is 1.5; it must be at most 1"):
+        from_dict({"ea": {"target_fraction": 1.5}})
+    with pytest.raises(ConfigError, match=r"'ea.target_fraction' is 0.0; it must be greater than 0"):
+        from_dict({"ea": {"target_fraction": 0}})
+
+
+def test_unknown_family_lists_the_choices_and_suggests():
+    with pytest.raises(ConfigError, match=r"'model.family' is 'vgg12'.*did you mean 'vgg1.'.*conv4"):
+        from_dict({"model": {"family": "vgg12"}})
+
+
+def test_real_datasets_need_a_root():
+    with pytest.raises(ConfigError, match=r"'data.root' is required"):
+        from_dict({"data": {"name": "cifarfs"}})
+
+
+def test_set_overrides_parse_yaml_scalars_and_lists(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"ea": {"population_size": 6}}))
+    cfg = load_config(recipe, ["ea.population_size=10", "model.width=0.5", "transfer.shots=[1, 10]",
+                               "data.augment=false", "seed=7"])
+    assert cfg.ea.population_size == 10
+    assert cfg.model.width == 0.5
+    assert cfg.transfer.shots == [1, 10]
+    assert cfg.data.augment is False
+    assert cfg.seed == 7
+
+
+def test_override_of_unknown_key_is_rejected():
+    with pytest.raises(ConfigError, match=r"Unknown key 'ea.generatons'.*did you mean 'ea.generations'"):
+        load_config(None, ["ea.generatons=3"])
+
+
+def test_malformed_override_is_rejected():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["ea.generations"])
+
+
+def test_missing_recipe_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ea:\n  population_size: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_resolved_config_round_trips():
+    cfg = load_config(None, ["ea.generations=9"])
+    again = from_dict(yaml.safe_load(yaml.safe_dump(to_dict(cfg))))
+    assert again == cfg
+
+
+def test_operator_function_must_name_module_and_function():
+    with pytest.raises(ConfigError, match="operators.select.function"):
+        from_dict({"operators": {"select": {"function": "no_colon_here"}}})

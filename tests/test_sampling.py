@@ -1,0 +1,58 @@
+"""Tasks and episodes are reproducible from their seed; scoring reports mean and 95% CI."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from learngene_ea.sampling import (mean_and_ci95, prototype_predict, sample_episode, sample_episodes,
+                                   sample_task)
+
+
+def test_task_uses_training_classes_only_and_is_reproducible(tiny_dataset):
+    a = sample_task(tiny_dataset, seed=5, num_classes=6, images_per_class=4)
+    b = sample_task(tiny_dataset, seed=5, num_classes=6, images_per_class=4)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert set(a.class_ids) <= set(tiny_dataset.splits["train"])
+    labels = tiny_dataset.labels[torch.as_tensor(a.indices)].numpy()
+    assert set(labels) == set(a.class_ids)
+    assert sorted(set(a.labels)) == list(range(6)) and len(a.indices) == 24
+    c = sample_task(tiny_dataset, seed=6, num_classes=6, images_per_class=4)
+    assert not np.array_equal(a.indices, c.indices)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_episode_is_reproducible_and_never_leaks_queries_into_support(tiny_dataset, split):
+    e1 = sample_episode(tiny_dataset, seed=11, n_way=5, k_shot=3, n_query=4, split=split)
+    e2 = sample_episode(tiny_dataset, seed=11, n_way=5, k_shot=3, n_query=4, split=split)
+    np.testing.assert_array_equal(e1.support, e2.support)
+    np.testing.assert_array_equal(e1.query, e2.query)
+    assert not set(e1.support) & set(e1.query)
+    assert set(e1.class_ids) <= set(tiny_dataset.splits[split])
+    true = tiny_dataset.labels[torch.as_tensor(e1.query)].numpy()
+    assert all(true[i] == e1.class_ids[label] for i, label in enumerate(e1.query_labels))
+    assert len(e1.support) == 15 and len(e1.query) == 20
+
+
+def test_episode_i_depends_only_on_seed_and_position(tiny_dataset):
+    five = sample_episodes(tiny_dataset, 3, 5, 5, 1, 2)
+    three = sample_episodes(tiny_dataset, 3, 3, 5, 1, 2)
+    for a, b in zip(five, three):
+        np.testing.assert_array_equal(a.query, b.query)
+
+
+def test_ci95_formula_by_hand():
+    accs = [0.5, 0.6, 0.7, 0.8]
+    mean, ci = mean_and_ci95(accs)
+    std = math.sqrt(sum((a - 0.65) ** 2 for a in accs) / 3)  # sample standard deviation
+    assert mean == pytest.approx(0.65)
+    assert ci == pytest.approx(1.96 * std / 2)
+
+
+def test_prototype_classifier_picks_the_nearest_centroid():
+    support = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    labels = torch.tensor([0, 0, 1, 1])
+    query = torch.tensor([[0.8, 0.2], [0.2, 0.7], [5.0, 0.1]])
+    for metric in ("cosine", "euclidean"):
+        pred = prototype_predict(support, labels, query, 2, metric)
+        assert pred[:2].tolist() == [0, 1]

@@ -1,0 +1,261 @@
+"""``python -m scoop -m MODULE``: the argv rewriting hook, its installation, and real launches.
+
+The launches (marked ``slow``) start SCOOP with 2 workers on localhost, like the README's
+``python -m scoop -n 8 -m learngene_ea.run --config ...``; they use the temporary module
+``learngene_ea._scoop_demo`` for now. They need the package installed (``pip install -e .``):
+the hook ships as a .pth file in site-packages.
+"""
+import importlib.metadata
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from learngene_ea import _scoop_module_hook as hook
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = "learngene_ea._scoop_demo"
+PTH_NAME = "learngene_ea_scoop_hook.pth"
+LAUNCH_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def scoop_parser():
+    import scoop.launcher
+
+    return scoop.launcher.makeParser()
+
+
+# --- which interpreter invocations arm the hook ------------------------------------------------
+
+@pytest.mark.parametrize("orig_argv, module", [
+    (["python", "-m", "scoop", "-n", "2", "-m", DEMO], "scoop"),
+    (["python", "-mscoop", "-n", "2"], "scoop"),
+    (["python", "-m", "scoop.__main__", "-n", "2"], "scoop.__main__"),
+    (["python", "-u", "-X", "importtime", "-W", "ignore", "-m", "scoop"], "scoop"),
+    (["python", "-Wignore", "-Bm", "scoop"], "scoop"),
+    (["python", "--check-hash-based-pycs", "never", "-m", "scoop"], "scoop"),
+    (["python", "-m", "scoop.bootstrap.__main__", "--origin", "x.py"], "scoop.bootstrap.__main__"),
+    (["python", "script.py", "-m", "scoop"], None),
+    (["python", "-c", "pass", "-m", "scoop"], None),
+    (["python", "-", "-m", "scoop"], None),
+    (["python"], None),
+    ([], None),
+])
+def test_python_main_module(orig_argv, module):
+    assert hook.python_main_module(orig_argv) == module
+
+
+def test_install_only_for_the_scoop_launcher(monkeypatch):
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    before = list(sys.meta_path)
+    for orig_argv in (["python", "-m", "pytest"], ["python", "-m", "scoop.bootstrap.__main__", "x"],
+                      ["python", "x.py", "-m", "scoop"]):
+        monkeypatch.setattr(sys, "orig_argv", orig_argv)
+        hook.install()
+        assert sys.meta_path == before
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "scoop", "-n", "2", "-m", DEMO])
+    hook.install()
+    hook.install()  # site runs a .pth twice when lib64 links to lib: one finder only
+    added = [f for f in sys.meta_path if f not in before]
+    assert len(added) == 1 and sys.meta_path[0] is added[0]
+
+
+def test_install_never_raises(monkeypatch):
+    monkeypatch.setattr(sys, "orig_argv", None)  # not a list: python_main_module fails
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    before = list(sys.meta_path)
+    hook.install()
+    assert sys.meta_path == before
+
+
+# --- the rewriting ------------------------------------------------------------------------------
+
+def test_rewrites_module_in_the_executable_place(scoop_parser):
+    argv = ["-n", "2", "-m", DEMO, "--some-arg", "x", "-m", "other"]
+    new = hook.rewrite_argv(argv, scoop_parser)
+    assert new == ["-n", "2", hook.HOOK_FILE, DEMO, "--some-arg", "x", "-m", "other"]
+    parsed = scoop_parser.parse_args(new)
+    assert parsed.n == 2 and parsed.executable == hook.HOOK_FILE
+    assert parsed.args == [DEMO, "--some-arg", "x", "-m", "other"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["-m", DEMO], [hook.HOOK_FILE, DEMO]),
+    (["-m" + DEMO, "a"], [hook.HOOK_FILE, DEMO, "a"]),
+    (["--hosts", "127.0.0.1", "127.0.0.1", "-n", "2", "-m", DEMO],
+     ["--hosts", "127.0.0.1", "127.0.0.1", "-n", "2", hook.HOOK_FILE, DEMO]),
+    (["--hostfile", "hosts.txt", "--python-interpreter", "python3", "-vv", "-m", DEMO],
+     ["--hostfile", "hosts.txt", "--python-interpreter", "python3", "-vv", hook.HOOK_FILE, DEMO]),
+])
+def test_rewrites_after_scoop_options(scoop_parser, argv, expected):
+    assert hook.rewrite_argv(argv, scoop_parser) == expected
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["-n", "2", "learngene_ea/_scoop_demo.py", "-m", DEMO],  # -m belongs to the script
+    ["-n", "2", "learngene_ea/_scoop_demo.py", "--x", "1"],  # no -m at all
+    ["-n", "2", "-m"],  # nothing after -m
+    ["-n", "2", "-m", "--quiet"],
+    ["-n", "2", "--", "-m", DEMO],
+    ["-h", "-m", DEMO],
+    ["--no-such-option", "-m", DEMO],
+    ["-n", "-m", DEMO],
+])
+def test_leaves_everything_else_alone(scoop_parser, argv, capsys):
+    assert hook.rewrite_argv(argv, scoop_parser) is None
+    assert capsys.readouterr() == ("", "")  # SCOOP's parser was consulted silently
+
+
+def test_unknown_module_is_left_alone_with_a_hint(scoop_parser, capsys):
+    argv = ["-n", "2", "-m", "learngene_ea.no_such_module", "--x"]
+    assert hook.rewrite_argv(argv, scoop_parser) is None
+    assert "no module named 'learngene_ea.no_such_module'" in capsys.readouterr().err
+    assert hook.rewrite_argv(["-m", "no_such_top_level_module_xyz"], scoop_parser) is None
+    assert hook.rewrite_argv(["-m", "not a module name"], scoop_parser) is None
+
+
+def test_module_exists_is_injectable(scoop_parser):
+    argv = ["-m", "whatever.mod"]
+    assert hook.rewrite_argv(argv, scoop_parser, hook_file="/h.py", module_exists=lambda m: True) \
+        == ["/h.py", "whatever.mod"]
+    assert hook.rewrite_argv(argv, scoop_parser, module_exists=lambda m: False) is None
+
+
+def test_find_module_spec_does_not_import(tmp_path, monkeypatch):
+    package = tmp_path / "hookprobe_pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('imported the package')\n")
+    (package / "sub" / "__init__.py").write_text("raise RuntimeError('imported the subpackage')\n")
+    (package / "sub" / "mod.py").write_text("raise RuntimeError('imported the module')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = hook.find_module_spec("hookprobe_pkg.sub.mod")
+    assert spec is not None and spec.origin == str(package / "sub" / "mod.py")
+    assert hook.find_module_spec("hookprobe_pkg.sub.missing") is None
+    assert hook.find_module_spec("hookprobe_pkg.sub.mod.deeper") is None
+    assert not any(name.startswith("hookprobe_pkg") for name in sys.modules)
+
+
+def test_finder_rewrites_the_launcher_argv_once(monkeypatch):
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    finder = hook._ScoopMainFinder()
+    sys.meta_path.insert(0, finder)
+    launcher_argv = ["-m", "-n", "2", "-m", DEMO, "--some-arg", "x"]
+    monkeypatch.setattr(sys, "argv", list(launcher_argv))
+    assert finder.find_spec("json") is None
+    assert sys.argv == launcher_argv and sys.meta_path[0] is finder  # other imports: untouched
+    assert finder.find_spec("scoop.__main__") is None  # the real finders find SCOOP
+    assert sys.argv == ["-m", "-n", "2", hook.HOOK_FILE, DEMO, "--some-arg", "x"]
+    assert finder not in sys.meta_path
+
+
+def test_finder_ignores_lookups_outside_runpy_start(monkeypatch):
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    finder = hook._ScoopMainFinder()
+    sys.meta_path.insert(0, finder)
+    argv = ["/some/script.py", "-n", "2", "-m", DEMO]  # argv[0] set: not runpy finding __main__
+    monkeypatch.setattr(sys, "argv", list(argv))
+    finder.find_spec("scoop.__main__")
+    assert sys.argv == argv
+
+
+# --- installation -------------------------------------------------------------------------------
+
+def _installed_pth():
+    """The hook's .pth as recorded by the installed distribution (pip uninstall removes it)."""
+    # Only installed distributions have a RECORD (not the learngene_ea.egg-info a build leaves
+    # in the source tree, which comes first on sys.path when tests run from the repo root).
+    installed = [d for d in importlib.metadata.distributions()
+                 if (d.metadata["Name"] or "").lower().replace("_", "-") == "learngene-ea"
+                 and d.read_text("RECORD") is not None]
+    if not installed:
+        pytest.fail("learngene-ea is not installed: run `pip install -e .` (or `pip install .`), "
+                    "which puts the hook's .pth into site-packages")
+    for f in installed[0].files or []:
+        if str(f) == PTH_NAME:
+            return f.locate()
+    pytest.fail(PTH_NAME + " is not among the installed files of learngene-ea (setup.py)")
+
+
+def test_pth_is_installed_and_inert_elsewhere():
+    path = _installed_pth()
+    assert os.path.isfile(path)
+    with open(path, encoding="utf-8") as f:
+        assert f.read().startswith("import sys; ")
+    # Any other interpreter start-up leaves the hook unloaded and the import system unchanged.
+    code = ("import sys; print('_learngene_ea_scoop_hook' in sys.modules, "
+            "any(getattr(f, 'learngene_ea_scoop_hook', 0) for f in sys.meta_path))")
+    out = subprocess.run([sys.executable, "-c", code, "-m", "scoop"], capture_output=True,
+                         text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.split() == ["False", "False"], out
+
+
+# --- real launches ------------------------------------------------------------------------------
+
+def _run(args):
+    """Run ``python ARGS`` from the repo root; kill its whole process group on timeout."""
+    proc = subprocess.Popen([sys.executable] + args, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=LAUNCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail("python {0} did not finish in {1} s\n{2}\n{3}".format(
+            " ".join(args), LAUNCH_TIMEOUT_S, out[-3000:], err[-3000:]))
+    results = [line[len("DEMO_RESULT "):] for line in out.splitlines()
+               if line.startswith("DEMO_RESULT ")]
+    assert proc.returncode == 0 and len(results) == 1, (proc.returncode, out[-3000:], err[-5000:])
+    return json.loads(results[0]), err
+
+
+def _check_parallel_results(result):
+    assert result["scoop_running"] is True
+    assert result["abs"] == [1, 2, 3]
+    assert result["square_main"] == [1, 4, 9]  # defined in __main__, pickled as __main__.square
+    assert result["square_module"] == [16, 25]  # pickled as learngene_ea._scoop_demo.square
+    assert result["square_module_name"] == DEMO
+    assert result["tagged_ok"] is True  # instances of a __main__ class came back as that class
+    whoami = result["whoami"]
+    assert sorted(w["i"] for w in whoami) == list(range(8))
+    assert {w["size"] for w in whoami} == {2}
+    # Both processes ran tasks: the worker unpickled functions defined in the __main__ module.
+    assert {w["pid"] for w in whoami} | set(result["tagged_pids"]) >= {result["origin_pid"]}
+    assert len({w["pid"] for w in whoami} | set(result["tagged_pids"])) == 2
+    assert any(w["module"] == "SCOOP_WORKER" and not w["is_origin"] for w in whoami)
+    assert {w["slot"] for w in whoami} <= {0, 1}
+
+
+@pytest.mark.slow
+def test_scoop_runs_a_module_with_its_arguments():
+    _installed_pth()
+    result, _ = _run(["-m", "scoop", "-n", "2", "-m", DEMO, "--some-arg", "x"])
+    assert result["argv"] == ["--some-arg", "x"]
+    assert result["argv0"] == os.path.join(REPO, "learngene_ea", "_scoop_demo.py")
+    assert result["name"] == "__main__" and result["package"] == "learngene_ea"
+    assert result["relative_import"] is True
+    _check_parallel_results(result)
+
+
+@pytest.mark.slow
+def test_scoop_runs_a_file_as_before():
+    result, _ = _run(["-m", "scoop", "-n", "2", "learngene_ea/_scoop_demo.py", "--some-arg", "x"])
+    assert result["argv"] == ["--some-arg", "x"]
+    assert result["argv0"] == "learngene_ea/_scoop_demo.py"
+    assert result["relative_import"] is False  # a file has no package, as always with SCOOP
+    _check_parallel_results(result)
+
+
+@pytest.mark.slow
+def test_module_runs_without_scoop():
+    result, err = _run(["-m", DEMO, "y"])
+    assert result["argv"] == ["y"]
+    assert result["scoop_running"] is False
+    assert result["relative_import"] is True
+    assert result["abs"] == [1, 2, 3] and result["tagged_ok"] is True
+    assert {w["pid"] for w in result["whoami"]} == {result["origin_pid"]}
+    assert "SCOOP was not started properly" not in err  # the builtin map was used directly
