@@ -81,10 +81,27 @@ SAFE_GLOBALS = {
 }
 
 
+CREATOR_CLASSES = ("FitnessGTL", "LearngeneIndividual")
+
+
+def _existing_creator_class(name, base=None, dct=None):
+    """Stands in for ``deap.creator.meta_create``: returns our own creator class, creates nothing."""
+    import learngene_ea.individual  # noqa: F401  (creates the creator classes)
+    from deap import creator
+
+    if name not in CREATOR_CLASSES:
+        raise CheckpointError(f"refusing to create DEAP class {name!r} from a checkpoint.")
+    return getattr(creator, name)
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that only admits the classes listed in :data:`SAFE_GLOBALS`."""
 
     def find_class(self, module, name):
+        if (module, name) == ("deap.creator", "meta_create"):
+            return _existing_creator_class
+        if (module, name) == ("deap.base", "Fitness"):
+            return super().find_class(module, name)
         if (module, name) in SAFE_GLOBALS or (module.startswith("numpy") and name.startswith("dtype")
                                               and module in ("numpy", "numpy.dtypes")):
             if module == "deap.creator" or module.startswith("learngene_ea"):

@@ -88,13 +88,13 @@ class EvolutionState:
 
     def capture_rng(self) -> None:
         self.rng = {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state()}
+                    "torch": torch.get_rng_state().numpy().copy()}  # numpy: no torch pickles
 
     def restore_rng(self) -> None:
         if self.rng:
             random.setstate(self.rng["python"])
             np.random.set_state(self.rng["numpy"])
-            torch.set_rng_state(self.rng["torch"])
+            torch.set_rng_state(torch.from_numpy(np.asarray(self.rng["torch"], dtype=np.uint8).copy()))
 
 
 def new_state(cfg: Config, population: list | None = None) -> EvolutionState:

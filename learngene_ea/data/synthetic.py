@@ -147,8 +147,7 @@ def _make_synthetic_cached(seed, num_classes, images_per_class, image_size, spli
         # independent streams per class: a class looks the same whatever the other arguments
         spec = _class_spec(np.random.default_rng([seed, 0, c]))
         rng = np.random.default_rng([seed, 1, c])
-        canvas = _render_class(spec, n, size, grid, rng)  # in [0, 1]
-        images[c * n:(c + 1) * n] = canvas.mul_(255.0).add_(0.5)  # rounds (truncation)
+        images[c * n:(c + 1) * n] = _render_class(spec, n, size, grid, rng)
 
     # exact statistics of the stored uint8 images, from per-channel histograms
     levels = torch.arange(256, dtype=torch.float64) / 255.0
@@ -236,7 +235,7 @@ def _plane(a, b, c, grid) -> torch.Tensor:
 
 
 def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator) -> torch.Tensor:
-    """Draw ``n`` images of one class; returns float [n, 3, S, S] in 0..1."""
+    """Draw ``n`` images of one class; returns uint8 [n, 3, S, S]."""
     # background texture (with some images getting random background colours)
     bg1 = np.repeat(spec["bg_colour"][None], n, 0)
     bg2 = np.repeat(spec["bg_colour2"][None], n, 0)
@@ -246,7 +245,9 @@ def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator)
     bg_rot = spec["bg_rot"] + rng.normal(0, 0.25, n)
     bg_freq = spec["bg_freq"] * rng.uniform(0.85, 1.15, n)
     pattern = _fill_pattern(spec["bg_fill"], np.zeros(n), np.zeros(n), bg_rot, bg_freq, grid, rng)
-    canvas = _mix(_jitter(bg1, rng), _jitter(bg2, rng), pattern, size)
+    canvas = _jitter(bg1, rng).view(n, 3, 1, 1).expand(n, 3, size, size).clone()
+    if pattern is not None:
+        _paint(canvas, _jitter(bg2, rng), pattern)
 
     # smooth clutter: low-resolution noise, interpolated to the image
     low = torch.as_tensor(rng.standard_normal((n, 3, 4, 4), dtype=np.float32))
@@ -279,26 +280,28 @@ def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator)
         colour = _jitter(np.repeat(part["colour"][None], n, 0), rng)
         pattern = _fill_pattern(part["fill"], cx, cy, part["fill_rot"] + rot,
                                 np.full(n, part["freq"]), grid, rng)
-        if pattern is None:
-            canvas.lerp_(colour.view(n, 3, 1, 1).expand_as(canvas), alpha[:, None])
-        else:
-            colour2 = _jitter(np.repeat(part["colour2"][None], n, 0), rng)
-            canvas.lerp_(_mix(colour, colour2, pattern, size), alpha[:, None])
+        _paint(canvas, colour, alpha)
+        if pattern is not None:  # the texture's second colour where the texture is "on"
+            _paint(canvas, _jitter(np.repeat(part["colour2"][None], n, 0), rng),
+                   pattern.mul_(alpha))
 
     # one distractor on top, occluding the object now and then
     _draw_distractor(canvas, n, grid, size, rng)
 
-    # lighting (contrast around the image mean, per-channel gain, brightness), sensor noise;
-    # the noise is uniform, from random bytes: an order of magnitude cheaper than Gaussians
+    # lighting (contrast around the image mean, per-channel gain, brightness) and sensor
+    # noise, applied on the 0..255 scale; the noise is uniform, from random bytes: an order
+    # of magnitude cheaper than Gaussian draws
     gain = torch.as_tensor(rng.uniform(*_GAIN, (n, 3)), dtype=torch.float32).view(n, 3, 1, 1)
     contrast = _col(rng.uniform(*_CONTRAST, n)).view(n, 1, 1, 1)
     bright = _col(rng.uniform(-_BRIGHTNESS, _BRIGHTNESS, n)).view(n, 1, 1, 1)
     noise = torch.frombuffer(bytearray(rng.bytes(n * 3 * size * size)), dtype=torch.uint8)
-    noise_scale = _NOISE * math.sqrt(3) / 127.5
+    noise_scale = _NOISE * math.sqrt(3) / 127.5 * 255.0
     mean = canvas.mean(dim=(1, 2, 3), keepdim=True)
-    canvas.mul_(contrast * gain).add_(mean * (1 - contrast) * gain + bright - 127.5 * noise_scale)
+    offset = (mean * (1 - contrast) * gain + bright) * 255.0 - 127.5 * noise_scale + 0.5
+    canvas.mul_(contrast * gain * 255.0).add_(offset)
     canvas.add_(noise.view(n, 3, size, size).to(torch.float32), alpha=noise_scale)
-    return canvas.clamp_(0.0, 1.0)
+    # + 0.5 above and truncation here round to the nearest level
+    return canvas.clamp_(0.0, 255.0).to(torch.uint8)
 
 
 @functools.lru_cache(maxsize=8)
@@ -319,8 +322,7 @@ def _draw_distractor(canvas, n, grid, size, rng):
     rot = rng.uniform(0, math.pi, n) + _SHAPE_BASE_ROT[shape]
     alpha = _shape_alpha(list(_SHAPE_TABLE[shape].T), cx, cy, part_size, aspect, rot,
                          np.ones(n), grid, size)
-    colour = _jitter(PALETTE[rng.integers(len(PALETTE), size=n)], rng)
-    canvas.lerp_(colour.view(n, 3, 1, 1).expand_as(canvas), alpha[:, None])
+    _paint(canvas, _jitter(PALETTE[rng.integers(len(PALETTE), size=n)], rng), alpha)
 
 
 def _shape_alpha(params, cx, cy, part_size, aspect, rot, mirror, grid, size) -> torch.Tensor:
@@ -402,10 +404,11 @@ def _jitter(colours: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
     return torch.as_tensor(np.clip(noisy, 0, 1), dtype=torch.float32)
 
 
-def _mix(colour1: torch.Tensor, colour2: torch.Tensor, pattern, size: int) -> torch.Tensor:
-    """Colour field [n, 3, S, S] mixing two colours [n, 3] by a texture (None: solid)."""
-    n = colour1.shape[0]
-    c1 = colour1.view(n, 3, 1, 1)
-    if pattern is None:
-        return c1.expand(n, 3, size, size).clone()
-    return torch.lerp(c1, colour2.view(n, 3, 1, 1), pattern[:, None])
+def _paint(canvas: torch.Tensor, colour: torch.Tensor, alpha: torch.Tensor) -> None:
+    """Paint one colour per image ([n, 3]) over ``canvas`` in place, with coverage [n, S, S].
+
+    A textured primitive is two paints: its first colour with its coverage, then its second
+    colour with coverage times texture.
+    """
+    n = colour.shape[0]
+    canvas.lerp_(colour.view(n, 3, 1, 1).expand_as(canvas), alpha[:, None])

@@ -1,0 +1,795 @@
+"""Downstream transfer: does a descendant that inherits the learngene learn unseen classes better?
+
+``python -m learngene_ea.transfer --learngene runs/<name>/learngene.pt`` evaluates on *test*
+classes, in three kinds of setting: N-way K-shot episodes for every ``transfer.shots`` value and
+a "limited data" setting with ``transfer.limited_data`` support images per class. In every
+episode each method starts from a fresh descendant, gets its transferred weights, a new N-way
+head, fine-tunes on the support set and is scored on the query set. Methods (rows):
+
+- ``scratch``: nothing transferred (random initialisation);
+- ``pretrained``: the whole network of the recipe's family/width trained on all training
+  classes (cached as ``pretrained.pt`` next to the learngene), every gene layer transferred;
+- ``random-learngene``: random channels of the pre-trained network, as many per mask group as
+  the learngene keeps (a new random choice per episode, seeded by the episode);
+- ``layerwise``: whole gene layers of the pre-trained network from the input side, as many as
+  come closest to the learngene's parameter count (the style of earlier learngene work);
+- ``instincts``: the learngene descendant with no update at all (nearest-centroid on the
+  support set, ``fitness.metric``);
+- ``learngene``: the learngene written into the descendant;
+- per ``--descendants`` item (``family@width``): ``learngene`` and ``scratch`` rows for that
+  architecture (scalability).
+
+Fairness: all methods see exactly the same episodes (support and query indices) and, per
+episode, the same initialisation seed (so parts that are not transferred, and the head, are
+bit-identical across methods of one architecture) and the same fine-tuning seed (batch order
+and augmentation). Fine-tuning: ``transfer.steps`` steps of ``transfer.optimizer`` (SGD with
+momentum 0.9, or Adam) at a constant ``transfer.lr``, weight decay ``transfer.weight_decay``,
+batches of up to ``transfer.batch_size`` support images with light augmentation (random crop
+with 4-pixel padding + horizontal flip; ``transfer.augment``), every parameter trained and
+BatchNorm in training mode; the query set is scored in evaluation mode.
+
+Defaults are sized for a CPU (20 episodes x 60 steps per setting, 3 pre-training epochs); the
+community standard is 600 episodes, e.g. ``--set transfer.episodes=600`` on a GPU.
+Outputs (atomic writes): ``transfer.json`` (every number), ``transfer.md`` (the table),
+``transfer.png`` (bar chart with 95% CI error bars).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import config as config_module
+from .checkpoint import atomic_write_bytes, atomic_write_text
+from .config import Config, ConfigError
+from .data import load_dataset
+from .data.base import FewShotDataset
+from .errors import UserError
+from .learngene import Learngene, extract_learngene, inherit_learngene, load_learngene
+from .models import FAMILIES, ArchSpec, Backbone, build_model
+from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
+from .training import features_of, images_on, make_batch, prototype_accuracies, resolve_device, train_on_task
+
+__all__ = [
+    "load_learngene", "parse_descendant", "build_descendant", "transferred_params", "Setting",
+    "make_settings", "Method", "evaluate_method", "evaluate_transfer", "pretrain_network",
+    "load_or_pretrain", "baseline_methods", "run_transfer", "transfer_after_run",
+    "finetune_head_accuracies", "finetune_and_score", "markdown_table", "plot_transfer", "main",
+]
+
+FORMAT = "learngene-ea/transfer-v1"
+PRETRAINED_FORMAT = "learngene-ea/pretrained-v1"
+PRETRAINED_FILE = "pretrained.pt"
+
+# Tags mixed into seeds, so that every random stream is independent of the others.
+_SHOT_SETTING, _LIMITED_SETTING, _PRETRAIN = 1, 2, 3
+_INIT, _FINETUNE, _RANDOM_MASK = 1, 2, 3
+
+
+# ------------------------------------------------------------------------- descendants
+
+def parse_descendant(text: str, default_width: float) -> tuple[str, float]:
+    """``'vgg11@0.5'`` -> ``('vgg11', 0.5)``; ``'conv6'`` -> ``('conv6', default_width)``."""
+    text = str(text).strip()
+    family, _, width_text = text.partition("@")
+    family = family.strip().lower()
+    if family not in FAMILIES:
+        raise UserError(f"Descendant {text!r} names an unknown family {family!r}; "
+                        f"choose one of {', '.join(FAMILIES)} (e.g. conv4@2.0).")
+    if not width_text:
+        return family, float(default_width)
+    try:
+        width = float(width_text)
+    except ValueError:
+        raise UserError(f"Descendant {text!r} must look like family@width with a number as width, "
+                        "e.g. conv4@2.0.") from None
+    if not (0.0 < width <= 16.0) or not math.isfinite(width):
+        raise UserError(f"Descendant {text!r} has width {width_text}; it must be greater than 0 and "
+                        "at most 16.")
+    return family, width
+
+
+def arch_label(family: str, width: float) -> str:
+    """``conv4 x0.5``: how a descendant architecture is named in tables."""
+    return f"{family} x{width:g}"
+
+
+def build_descendant(learngene: Learngene, family: str | None = None, width: float | None = None,
+                     num_classes: int = 5, seed: int = 0, device: str | torch.device = "cpu") -> Backbone:
+    """A fresh descendant (initialised from ``seed``) with the learngene written into it.
+
+    ``family``/``width`` default to the learngene's ancestry architecture. The returned model
+    carries ``model.inherited``: gene layer name -> (output, input) channel indices written
+    (what :func:`inherit_learngene` returns). Raises :class:`UserError` when nothing of the
+    learngene can be written into that family (e.g. a Conv4 learngene into a ResNet12).
+    """
+    family = family or learngene.family
+    width = learngene.width if width is None else float(width)
+    model = build_model(family, width, learngene.in_channels, num_classes, seed=seed, device=device)
+    written = inherit_learngene(model, learngene)
+    if not written:
+        raise UserError(f"A {arch_label(learngene.family, learngene.width)} learngene cannot be inherited by "
+                        f"a {arch_label(family, width)} descendant: no gene layer matches (layers match by "
+                        "name within a family, else by stage, index and role); drop that descendant.")
+    model.inherited = written
+    return model
+
+
+def transferred_params(spec: ArchSpec, written: dict[str, tuple[np.ndarray, np.ndarray]]) -> int:
+    """Parameters written into a descendant (conv sub-kernels + BatchNorm affine), as in a learngene size."""
+    total = 0
+    for name, (out_idx, in_idx) in written.items():
+        total += spec.layer(name).num_params(len(out_idx), len(in_idx))
+    return total
+
+
+def copy_gene_layers(source: Backbone, target: Backbone, names) -> int:
+    """Copy whole gene layers (conv, BatchNorm affine and statistics) by name; return parameters copied."""
+    total = 0
+    with torch.no_grad():
+        for name in names:
+            src, dst = source.gene_module(name), target.gene_module(name)
+            dst.load_state_dict(src.state_dict())
+            total += target.spec.layer(name).num_params()
+    return total
+
+
+def layerwise_layers(spec: ArchSpec, budget: int) -> list[str]:
+    """Whole gene layers from the input side whose total is closest to ``budget`` (at least one)."""
+    best, best_gap, total = [], None, 0
+    for i, layer in enumerate(spec.layers):
+        total += layer.num_params()
+        gap = abs(total - budget)
+        if best_gap is None or gap < best_gap:
+            best, best_gap = [l.name for l in spec.layers[:i + 1]], gap
+    return best
+
+
+def random_masks_like(learngene: Learngene, seed: int) -> dict[str, np.ndarray]:
+    """Random channels with as many kept per mask group as ``learngene`` keeps."""
+    rng = np.random.default_rng(seed)
+    masks = {}
+    for group, size in learngene.spec.groups:
+        mask = np.zeros(size, dtype=bool)
+        mask[rng.choice(size, size=int(learngene.masks[group].sum()), replace=False)] = True
+        masks[group] = mask
+    return masks
+
+
+# ---------------------------------------------------------------------------- settings
+
+@dataclass
+class Setting:
+    """One column of the table: N-way K-shot (or limited-data) episodes on test classes.
+
+    ``episode_seeds[i]`` made ``episodes[i]``; the initialisation and fine-tuning seeds of every
+    method in that episode are derived from it (:func:`episode_init_seed`).
+    """
+
+    name: str
+    label: str
+    n_way: int
+    k_shot: int
+    n_query: int
+    seed: int
+    episode_seeds: list[int]
+    episodes: list[Episode]
+
+
+def episode_init_seed(episode_seed: int) -> int:
+    """Seed of every descendant's fresh initialisation (head included) in one episode."""
+    return mix_seed(episode_seed, _INIT)
+
+
+def episode_finetune_seed(episode_seed: int) -> int:
+    """Seed of batch order and augmentation while fine-tuning in one episode."""
+    return mix_seed(episode_seed, _FINETUNE)
+
+
+def make_settings(tcfg, dataset: FewShotDataset) -> list[Setting]:
+    """The settings of ``transfer`` config ``tcfg`` with their test episodes.
+
+    Episode ``i`` of a setting depends only on ``(transfer.seed, kind, K, i)``, so adding a
+    setting or more episodes never changes the others.
+    """
+    test = dataset.splits.get("test", [])
+    if tcfg.n_way > len(test):
+        raise UserError(f"'transfer.n_way' is {tcfg.n_way} but the dataset has only {len(test)} test classes; "
+                        "lower transfer.n_way.")
+    per_class = min(len(dataset.indices_of_class(c)) for c in test)
+    kinds = [(_SHOT_SETTING, k, f"{k}-shot", f"{tcfg.n_way}-way {k}-shot") for k in tcfg.shots]
+    if tcfg.limited_data:
+        kinds.append((_LIMITED_SETTING, tcfg.limited_data, f"limited-{tcfg.limited_data}",
+                      f"{tcfg.n_way}-way {tcfg.limited_data}/class"))
+    settings = []
+    for kind, k, name, label in kinds:
+        if k + tcfg.n_query > per_class:
+            key = "transfer.limited_data" if kind == _LIMITED_SETTING else "transfer.shots"
+            raise UserError(f"'{key}' ({k}) + 'transfer.n_query' ({tcfg.n_query}) needs {k + tcfg.n_query} "
+                            f"images per test class but the dataset has only {per_class}; lower {key} or "
+                            "transfer.n_query.")
+        seed = mix_seed(tcfg.seed, kind, k)
+        seeds = [mix_seed(seed, i) for i in range(tcfg.episodes)]
+        episodes = [sample_episode(dataset, s, tcfg.n_way, k, tcfg.n_query, "test") for s in seeds]
+        settings.append(Setting(name, label, tcfg.n_way, k, tcfg.n_query, seed, seeds, episodes))
+    return settings
+
+
+def episode_digest(episode: Episode) -> str:
+    """Short fingerprint of an episode's classes, support and query (to prove methods saw the same)."""
+    h = hashlib.sha1()
+    for part in (np.asarray(episode.class_ids), episode.support, episode.support_labels,
+                 episode.query, episode.query_labels):
+        h.update(np.ascontiguousarray(part, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------- fine-tuning
+
+def _normalisation(dataset: FewShotDataset, device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(dataset.mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(dataset.std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+    return mean, std
+
+
+def finetune_and_score(model: Backbone, dataset: FewShotDataset, episode: Episode, tcfg, seed: int,
+                       device) -> tuple[float, float]:
+    """Fine-tune ``model`` (its head already sized N-way) on the support set; return (query accuracy, loss).
+
+    Every parameter is trained (BatchNorm in training mode) for ``tcfg.steps`` steps; the query
+    set is then scored in evaluation mode without augmentation. Modifies ``model``.
+    """
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(int(seed))
+    images = images_on(dataset, device)
+    mean, std = _normalisation(dataset, device)
+    support = torch.as_tensor(episode.support, dtype=torch.long)
+    labels = torch.as_tensor(episode.support_labels, dtype=torch.long)
+    loss_value = float("nan")
+    if tcfg.steps > 0:
+        params = list(model.parameters())
+        if tcfg.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(params, lr=tcfg.lr, momentum=0.9, weight_decay=tcfg.weight_decay)
+        model.train()
+        n = len(support)
+        losses = torch.zeros(tcfg.steps, device=device)
+        for step in range(tcfg.steps):
+            pick = torch.randperm(n, generator=generator)[:tcfg.batch_size] if n > tcfg.batch_size \
+                else torch.arange(n)
+            x = make_batch(images, support[pick].to(device), mean, std, tcfg.augment, generator)
+            loss = nn.functional.cross_entropy(model(x), labels[pick].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses[step] = loss.detach()
+        loss_value = float(losses[-max(1, tcfg.steps // 10):].mean())
+    model.eval()
+    with torch.no_grad():
+        query = torch.as_tensor(episode.query, dtype=torch.long, device=device)
+        q_labels = torch.as_tensor(episode.query_labels, dtype=torch.long, device=device)
+        correct = 0
+        for i in range(0, len(query), 512):
+            logits = model(make_batch(images, query[i:i + 512], mean, std))
+            correct += int((logits.argmax(dim=1) == q_labels[i:i + 512]).sum())
+    return correct / len(query), loss_value
+
+
+def finetune_head_accuracies(model: nn.Module, dataset: FewShotDataset, episodes: list[Episode], steps: int,
+                             device: torch.device | str = "cpu", lr: float = 0.5) -> np.ndarray:
+    """Per-episode accuracy of a linear head trained on the frozen features of the support set.
+
+    Features are computed once (evaluation mode) and L2-normalised; every episode gets a head
+    initialised at zero and trained with ``steps`` steps of full-batch SGD (momentum 0.9), so
+    its first step points at the centred class prototypes and later steps refine it into a
+    logistic regression. Deterministic; does not modify ``model`` (its training flag is restored).
+    """
+    if not episodes:
+        return np.zeros(0)
+    was_training = model.training
+    try:
+        all_indices = np.unique(np.concatenate([np.concatenate([e.support, e.query]) for e in episodes]))
+        feats = nn.functional.normalize(features_of(model, dataset, all_indices, device).float(), dim=1)
+    finally:
+        model.train(was_training)
+    position = {int(idx): i for i, idx in enumerate(all_indices)}
+    accuracies = []
+    for e in episodes:
+        n_way = len(e.class_ids)
+        s = feats[torch.as_tensor([position[int(i)] for i in e.support], device=feats.device)]
+        q = feats[torch.as_tensor([position[int(i)] for i in e.query], device=feats.device)]
+        y = torch.as_tensor(e.support_labels, dtype=torch.long, device=feats.device)
+        weight = torch.zeros(n_way, feats.shape[1], device=feats.device, requires_grad=True)
+        bias = torch.zeros(n_way, device=feats.device, requires_grad=True)
+        optimizer = torch.optim.SGD([weight, bias], lr=lr, momentum=0.9)
+        with torch.enable_grad():
+            for _ in range(steps):
+                loss = nn.functional.cross_entropy(s @ weight.T + bias, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            pred = (q @ weight.T + bias).argmax(dim=1)
+            accuracies.append(float((pred.cpu() == torch.as_tensor(e.query_labels)).float().mean()))
+    return np.asarray(accuracies)
+
+
+# ---------------------------------------------------------------------------- methods
+
+@dataclass
+class Method:
+    """One row of the table: how a fresh descendant gets its transferred weights.
+
+    ``transfer(model, episode_seed)`` writes into the freshly initialised descendant and returns
+    the number of parameters transferred. ``finetune=False`` scores the descendant's prototypes
+    on the support set with no update at all (``instincts``).
+    """
+
+    name: str
+    family: str
+    width: float
+    transfer: Callable[[Backbone, int], int]
+    finetune: bool = True
+    note: str = ""
+
+    @property
+    def arch(self) -> str:
+        return arch_label(self.family, self.width)
+
+
+def evaluate_method(method: Method, dataset: FewShotDataset, setting: Setting, tcfg, in_channels: int,
+                    device, metric: str = "cosine", progress=None) -> dict:
+    """Evaluate one method on every episode of ``setting``; return its per-episode record.
+
+    Returns a dict with ``accuracies`` (query accuracy per episode), ``prototype_before`` (the
+    nearest-centroid accuracy of the descendant before any update), ``mean``/``ci95``, ``params``
+    transferred, ``gene_params`` of the descendant, ``fraction``, the ``init_seeds`` used,
+    ``episode_digests`` (fingerprints of the episodes evaluated on), losses and seconds.
+    """
+    start = time.perf_counter()
+    accuracies, before, losses, digests, init_seeds, params = [], [], [], [], [], []
+    gene_params = None
+    episodes = list(zip(setting.episode_seeds, setting.episodes))
+    for episode_seed, episode in (progress(episodes) if progress else episodes):
+        init_seed = episode_init_seed(episode_seed)
+        model = build_model(method.family, method.width, in_channels, setting.n_way, seed=init_seed,
+                            device=device)
+        params.append(int(method.transfer(model, episode_seed)))
+        gene_params = model.spec.num_gene_params()
+        before.append(float(prototype_accuracies(model, dataset, [episode], metric, device)[0]))
+        if method.finetune:
+            accuracy, loss = finetune_and_score(model, dataset, episode, tcfg, episode_finetune_seed(episode_seed),
+                                                device)
+        else:
+            accuracy, loss = before[-1], float("nan")
+        accuracies.append(float(accuracy))
+        losses.append(loss)
+        digests.append(episode_digest(episode))
+        init_seeds.append(int(init_seed))
+    mean, ci95 = mean_and_ci95(accuracies)
+    return {
+        "mean": mean, "ci95": ci95, "accuracies": accuracies,
+        "prototype_before": mean_and_ci95(before)[0], "prototype_before_accuracies": before,
+        "final_losses": losses, "params": max(params) if params else 0, "gene_params": gene_params,
+        "fraction": (max(params) / gene_params) if params and gene_params else 0.0,
+        "init_seeds": init_seeds, "episode_digests": digests, "seconds": time.perf_counter() - start,
+    }
+
+
+def evaluate_transfer(methods: list[Method], dataset: FewShotDataset, settings: list[Setting], tcfg,
+                      in_channels: int, device, metric: str = "cosine", log=print, progress=None) -> list[dict]:
+    """Every method on every setting (the same episodes for all); one row dict per method."""
+    rows = []
+    for method in methods:
+        row = {"method": method.name, "arch": method.arch, "family": method.family, "width": method.width,
+               "fine_tuned": method.finetune, "note": method.note, "results": {}}
+        for setting in settings:
+            bar = None
+            if progress is not None:
+                def bar(items, _m=method, _s=setting):
+                    return progress(items, total=len(_s.episodes), desc=f"{_m.name} [{_m.arch}] {_s.name}")
+            result = evaluate_method(method, dataset, setting, tcfg, in_channels, device, metric, bar)
+            row["results"][setting.name] = result
+            row.update(params=result["params"], gene_params=result["gene_params"], fraction=result["fraction"])
+            log(f"  {method.name:16s} {method.arch:12s} {setting.name:11s} {100 * result['mean']:5.1f} "
+                f"± {100 * result['ci95']:4.1f}  ({result['seconds']:.1f}s)")
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------ pre-training
+
+def pretrain_key(cfg: Config, family: str, width: float, in_channels: int) -> dict:
+    """What a cached pre-trained network must match to be reused (model, data and its training)."""
+    return {
+        "format": PRETRAINED_FORMAT, "family": family, "width": float(width), "in_channels": int(in_channels),
+        "data": json.loads(json.dumps(dataclasses.asdict(cfg.data))),
+        "epochs": cfg.transfer.pretrain_epochs, "lr": cfg.task.lr, "batch_size": cfg.task.batch_size,
+        "weight_decay": cfg.task.weight_decay, "augment": cfg.data.augment, "seed": cfg.transfer.seed,
+    }
+
+
+def pretrain_network(cfg: Config, dataset: FewShotDataset, family: str, width: float, in_channels: int,
+                     device) -> tuple[Backbone, dict]:
+    """Supervised training of the full network on ALL training classes (never val/test images).
+
+    The same optimiser as the descendants' tasks (``task.lr``, ``task.batch_size``,
+    ``task.weight_decay``, SGD momentum 0.9 + cosine decay, ``data.augment``) for
+    ``transfer.pretrain_epochs`` epochs over every image of every training class.
+    """
+    start = time.perf_counter()
+    classes = [int(c) for c in dataset.splits["train"]]
+    indices = np.concatenate([dataset.indices_of_class(c).numpy() for c in classes])
+    labels = np.concatenate([np.full(len(dataset.indices_of_class(c)), i) for i, c in enumerate(classes)])
+    task = Task(tuple(classes), indices, labels)
+    seed = mix_seed(cfg.transfer.seed, _PRETRAIN)
+    model = build_model(family, width, in_channels, len(classes), seed=seed, device=device)
+    steps = cfg.transfer.pretrain_epochs * math.ceil(len(indices) / cfg.task.batch_size)
+    loss = train_on_task(model, dataset, task, steps, cfg.task.batch_size, cfg.task.lr, cfg.task.weight_decay,
+                         cfg.data.augment, seed, device)
+    info = {"classes": len(classes), "images": int(len(indices)), "steps": steps, "final_loss": loss,
+            "seconds": time.perf_counter() - start, "seed": seed}
+    return model, info
+
+
+def load_or_pretrain(cfg: Config, dataset: FewShotDataset, family: str, width: float, in_channels: int,
+                     cache_path: str, device, log=print) -> tuple[Backbone, dict]:
+    """The cached pre-trained network at ``cache_path`` when its key matches, else train and cache it."""
+    key = pretrain_key(cfg, family, width, in_channels)
+    if os.path.isfile(cache_path):
+        try:
+            state = torch.load(cache_path, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and state.get("key") == key:
+                model = build_model(family, width, in_channels, len(dataset.splits["train"]), device=device)
+                model.load_state_dict(state["state_dict"])
+                log(f"pre-trained baseline: reusing {cache_path}")
+                return model, {**state["info"], "path": cache_path, "reused": True}
+            log(f"pre-trained baseline: {cache_path} was trained with other model/data/pre-training keys; "
+                "retraining it")
+        except Exception as err:  # an unreadable cache is rebuilt, never trusted
+            log(f"pre-trained baseline: cannot read {cache_path} ({type(err).__name__}); retraining it")
+    log(f"pre-trained baseline: training {arch_label(family, width)} on all {len(dataset.splits['train'])} "
+        f"training classes for {cfg.transfer.pretrain_epochs} epochs")
+    model, info = pretrain_network(cfg, dataset, family, width, in_channels, device)
+    log(f"pre-trained baseline: {info['steps']} steps, final loss {info['final_loss']:.3f}, "
+        f"{info['seconds']:.0f}s")
+    buffer = io.BytesIO()
+    torch.save({"format": PRETRAINED_FORMAT, "key": key, "info": info,
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buffer)
+    try:
+        atomic_write_bytes(cache_path, buffer.getvalue())
+        log(f"pre-trained baseline: cached as {cache_path}")
+    except OSError as err:
+        log(f"pre-trained baseline: cannot cache it at {cache_path} ({err.strerror}); continuing without cache")
+    return model, {**info, "path": cache_path, "reused": False}
+
+
+# ------------------------------------------------------------------------ method set
+
+def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descendants=()) -> list[Method]:
+    """The rows of a transfer table: baselines, learngene, and scalability descendants.
+
+    ``pretrained`` (the full network of the learngene's architecture trained on all training
+    classes) feeds ``pretrained``, ``random-learngene`` and ``layerwise``; with ``None`` those
+    rows are left out. ``descendants``: ``(family, width)`` pairs, each adding ``learngene`` and
+    ``scratch`` rows for that architecture.
+    """
+    family, width = learngene.family, learngene.width
+
+    def nothing(model, episode_seed):
+        return 0
+
+    def inherit(model, episode_seed, lg=learngene):
+        written = inherit_learngene(model, lg)
+        return transferred_params(model.spec, written)
+
+    methods = [Method("scratch", family, width, nothing, note="random initialisation")]
+    if pretrained is not None:
+        all_layers = [layer.name for layer in pretrained.spec.layers]
+        budget_layers = layerwise_layers(pretrained.spec, learngene.num_params)
+
+        def whole(model, episode_seed):
+            return copy_gene_layers(pretrained, model, all_layers)
+
+        def random_channels(model, episode_seed):
+            masks = random_masks_like(learngene, mix_seed(episode_seed, _RANDOM_MASK))
+            return inherit(model, episode_seed, extract_learngene(pretrained, masks))
+
+        def layerwise(model, episode_seed):
+            return copy_gene_layers(pretrained, model, budget_layers)
+
+        methods += [
+            Method("pretrained", family, width, whole, note="all gene layers of the pre-trained network"),
+            Method("random-learngene", family, width, random_channels,
+                   note="random pre-trained channels, as many per group as the learngene"),
+            Method("layerwise", family, width, layerwise,
+                   note="whole pre-trained gene layers from the input: " + ", ".join(budget_layers)),
+        ]
+    methods += [
+        Method("instincts", family, width, inherit, finetune=False, note="learngene descendant, no update"),
+        Method("learngene", family, width, inherit, note="the learngene"),
+    ]
+    for d_family, d_width in descendants:
+        methods += [Method("scratch", d_family, d_width, nothing, note="scalability: random initialisation"),
+                    Method("learngene", d_family, d_width, inherit, note="scalability: learngene inherited")]
+    return methods
+
+
+def check_descendant(learngene: Learngene, family: str, width: float) -> dict[str, list[int]]:
+    """What inheriting into ``family``/``width`` writes (layer -> [#out, #in]); UserError when nothing."""
+    model = build_descendant(learngene, family, width, num_classes=2, seed=0)
+    return {name: [len(o), len(i)] for name, (o, i) in model.inherited.items()}
+
+
+# ------------------------------------------------------------------------------ reports
+
+def markdown_table(results: dict) -> str:
+    """The paper-ready table: rows methods, columns settings (``acc ± ci`` in %), params column."""
+    settings = results["settings"]
+    info = results["evaluation"]
+    lg = results["learngene"]
+    lines = [
+        f"### Transfer to test classes: {lg['family']} x{lg['width']:g} learngene "
+        f"({lg['num_params']:,} parameters, {100 * lg['fraction']:.1f}% of its gene layers)",
+        "",
+        f"Dataset `{results['dataset']['name']}` ({results['dataset']['test_classes']} test classes); "
+        f"{info['episodes']} episodes per setting, {info['n_query']} queries per class; fine-tuning "
+        f"{info['steps']} steps of {info['optimizer']} (lr {info['lr']:g}"
+        f"{', crop+flip' if info['augment'] else ''}). Mean query accuracy (%) ± 95% CI.",
+        "",
+        "| Method | Descendant | Params transferred | " + " | ".join(s["label"] for s in settings) + " |",
+        "|:--|:--|--:|" + "--:|" * len(settings),
+    ]
+    for row in results["rows"]:
+        cells = []
+        for s in settings:
+            r = row["results"][s["name"]]
+            cells.append(f"{100 * r['mean']:.1f} ± {100 * r['ci95']:.1f}")
+        name = row["method"] + ("" if row["fine_tuned"] else " (no update)")
+        lines.append(f"| {name} | {row['arch']} | {row['params']:,} ({100 * row['fraction']:.1f}%) | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Params transferred: conv sub-kernels + BatchNorm affine parameters written into the "
+              "descendant, and their share of the descendant's gene-layer parameters. Every method saw the "
+              "same episodes and, per episode, the same initialisation and fine-tuning seeds."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_transfer(results: dict, path: str | os.PathLike) -> None:
+    """Grouped bar chart: one group per setting, one bar per row, 95% CI error bars (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = results["settings"]
+    rows = results["rows"]
+    main_arch = rows[0]["arch"] if rows else ""
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.35 * len(rows) * len(settings)), 4.2), dpi=110)
+    width = 0.8 / max(1, len(rows))
+    cmap = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
+    x = np.arange(len(settings))
+    for i, row in enumerate(rows):
+        means = [100 * row["results"][s["name"]]["mean"] for s in settings]
+        cis = [100 * row["results"][s["name"]]["ci95"] for s in settings]
+        label = row["method"] + ("" if row["arch"] == main_arch else f" [{row['arch']}]")
+        ax.bar(x - 0.4 + width * (i + 0.5), means, width, yerr=cis, capsize=2, color=cmap(i % cmap.N),
+               label=label, edgecolor="black", linewidth=0.3)
+    chance = 100.0 / results["evaluation"]["n_way"]
+    ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set_xticks(x, [s["label"] for s in settings])
+    ax.set_ylabel("query accuracy (%), 95% CI")
+    ax.set_ylim(0, 100)
+    lg = results["learngene"]
+    ax.set_title(f"Transfer to test classes ({results['dataset']['name']}): "
+                 f"{lg['family']} x{lg['width']:g} learngene, {100 * lg['fraction']:.0f}% of parameters",
+                 fontsize=9)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def write_reports(results: dict, out_dir: str) -> dict[str, str]:
+    """``transfer.json``, ``transfer.md`` and ``transfer.png`` in ``out_dir``; return their paths."""
+    paths = {name: os.path.join(out_dir, f"transfer.{name}") for name in ("json", "md", "png")}
+    atomic_write_text(paths["json"], json.dumps(results, indent=1, default=_json_default) + "\n")
+    atomic_write_text(paths["md"], markdown_table(results))
+    plot_transfer(results, paths["png"])
+    return paths
+
+
+# ---------------------------------------------------------------------------- pipeline
+
+def check_compatible(cfg: Config, learngene: Learngene, dataset: FewShotDataset, path: str) -> None:
+    """A recipe whose model or image channels differ from the learngene's is a user error."""
+    if (cfg.model.family, float(cfg.model.width)) != (learngene.family, float(learngene.width)):
+        raise ConfigError(f"The learngene {path!r} is {arch_label(learngene.family, learngene.width)} but the "
+                          f"recipe's model is {arch_label(cfg.model.family, cfg.model.width)}; pass the run's "
+                          "config.yaml (or fix model.family/model.width) and use --descendants for other "
+                          "architectures.")
+    if dataset.channels != learngene.in_channels:
+        raise ConfigError(f"The learngene {path!r} reads {learngene.in_channels}-channel images but the "
+                          f"dataset '{cfg.data.name}' has {dataset.channels}; use the dataset it was evolved on.")
+
+
+def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, descendants=None,
+                 log=print, progress=None, write=True) -> dict:
+    """Evaluate the learngene at ``learngene_path`` and every baseline on test episodes.
+
+    ``descendants``: ``family@width`` strings (default ``cfg.transfer.descendants``).
+    ``out_dir`` (default: the learngene's folder) receives ``transfer.json``/``.md``/``.png``
+    unless ``write`` is false; the pre-trained baseline is cached next to the learngene.
+    Returns the results dict written to ``transfer.json``.
+    """
+    started = time.perf_counter()
+    learngene_path = os.fspath(learngene_path)
+    learngene = load_learngene(learngene_path)
+    run_dir = os.path.dirname(os.path.abspath(learngene_path))
+    out_dir = out_dir or run_dir
+    tcfg = cfg.transfer
+    device = resolve_device(cfg.runtime.device)
+    if cfg.runtime.threads > 0:
+        torch.set_num_threads(cfg.runtime.threads)
+    specs = [parse_descendant(d, learngene.width) for d in (tcfg.descendants if descendants is None else descendants)]
+    seen, extra = {(learngene.family, float(learngene.width))}, []
+    for family, width in specs:
+        if (family, width) in seen:
+            log(f"descendant {arch_label(family, width)}: already evaluated, skipped")
+            continue
+        seen.add((family, width))
+        written = check_descendant(learngene, family, width)
+        log(f"descendant {arch_label(family, width)}: inherits into {len(written)} gene layers")
+        extra.append((family, width))
+
+    timings = {}
+    t = time.perf_counter()
+    dataset = load_dataset(cfg.data)
+    timings["load_dataset"] = time.perf_counter() - t
+    check_compatible(cfg, learngene, dataset, learngene_path)
+    meta_dataset = learngene.meta.get("dataset")
+    if meta_dataset and meta_dataset != cfg.data.name:
+        log(f"note: the learngene was evolved on '{meta_dataset}', evaluated here on '{cfg.data.name}'")
+    settings = make_settings(tcfg, dataset)
+
+    t = time.perf_counter()
+    pretrained, pretrain_info = load_or_pretrain(cfg, dataset, learngene.family, learngene.width,
+                                                 learngene.in_channels, os.path.join(run_dir, PRETRAINED_FILE),
+                                                 device, log)
+    pretrained.eval()
+    timings["pretrained"] = time.perf_counter() - t
+
+    methods = baseline_methods(learngene, pretrained, extra)
+    log(f"transfer: {len(methods)} rows x {len(settings)} settings x {tcfg.episodes} episodes on test classes "
+        f"({device})")
+    t = time.perf_counter()
+    rows = evaluate_transfer(methods, dataset, settings, tcfg, learngene.in_channels, device,
+                             cfg.fitness.metric, log, progress)
+    timings["evaluation"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - started
+
+    results = {
+        "format": FORMAT,
+        "learngene": {"path": os.path.abspath(learngene_path), "family": learngene.family,
+                      "width": learngene.width, "in_channels": learngene.in_channels,
+                      "num_params": int(learngene.num_params), "fraction": float(learngene.fraction),
+                      "num_gene_params": int(learngene.spec.num_gene_params()),
+                      "channels_kept": {g: int(m.sum()) for g, m in learngene.masks.items()},
+                      "meta": learngene.meta},
+        "evaluation": {**dataclasses.asdict(tcfg), "descendants": [arch_label(*d) for d in extra],
+                       "metric": cfg.fitness.metric, "batchnorm": "training mode while fine-tuning",
+                       "trained_parameters": "all (new N-way head)", "lr_schedule": "constant"},
+        "dataset": {"name": dataset.name, "config": dataclasses.asdict(cfg.data), "images": int(dataset.images.shape[0]),
+                    "image_size": dataset.image_size, "channels": dataset.channels,
+                    "train_classes": len(dataset.splits["train"]), "val_classes": len(dataset.splits["val"]),
+                    "test_classes": len(dataset.splits["test"]), "test_class_ids": list(dataset.splits["test"])},
+        "device": str(device),
+        "pretrained": pretrain_info,
+        "settings": [{"name": s.name, "label": s.label, "n_way": s.n_way, "k_shot": s.k_shot, "n_query": s.n_query,
+                      "seed": s.seed, "episode_seeds": s.episode_seeds,
+                      "episodes": [{"seed": seed, "digest": episode_digest(e), "classes": list(e.class_ids),
+                                    "support": e.support.tolist(), "query": e.query.tolist()}
+                                   for seed, e in zip(s.episode_seeds, s.episodes)]}
+                     for s in settings],
+        "rows": rows,
+        "timings": timings,
+    }
+    if write:
+        paths = write_reports(results, out_dir)
+        log(f"transfer reports: {paths['md']}, {paths['json']}, {paths['png']}")
+    return results
+
+
+def transfer_after_run(cfg: Config, run_dir: str, log=print) -> dict:
+    """The transfer evaluation at the end of an evolution run, on ``run_dir/learngene.pt``."""
+    results = run_transfer(cfg, os.path.join(run_dir, "learngene.pt"), run_dir, log=log)
+    log(markdown_table(results))
+    return results
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m learngene_ea.transfer",
+        description="Evaluate a learngene on test-class few-shot episodes against scratch, pre-trained, "
+                    "random-learngene, layer-wise and no-update baselines (same episodes and seeds).")
+    parser.add_argument("--learngene", required=True, help="learngene.pt written by a run")
+    parser.add_argument("--config", help="recipe YAML (default: config.yaml next to the learngene, else "
+                                         "genomes/default.yaml, else the built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a recipe key (repeatable), e.g. --set transfer.episodes=600")
+    parser.add_argument("--out", help="folder for transfer.json/.md/.png (default: the learngene's folder)")
+    parser.add_argument("--descendants", nargs="+", metavar="FAMILY@WIDTH",
+                        help="scalability descendants, e.g. conv4@2.0 conv6 vgg11@0.5 "
+                             "(default: transfer.descendants)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, log lines only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args) -> Config:
+    """The recipe: --config, else the run's config.yaml, else genomes/default.yaml, else defaults."""
+    path = args.config
+    if path is None:
+        beside = os.path.join(os.path.dirname(os.path.abspath(args.learngene)), "config.yaml")
+        if os.path.isfile(beside):
+            path = beside
+        elif os.path.isfile(config_module.DEFAULT_RECIPE):
+            path = config_module.DEFAULT_RECIPE
+    return config_module.load_config(path, args.overrides)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = parse_args(argv)
+        if not os.path.isfile(args.learngene):
+            raise UserError(f"Learngene file {args.learngene!r} does not exist; pass the learngene.pt of a "
+                            "finished run (runs/<name>/learngene.pt).")
+        cfg = resolve_config(args)
+        progress = None
+        if not args.quiet:
+            from tqdm import tqdm
+
+            def progress(iterable, total, desc):
+                return tqdm(iterable, total=total, desc=desc, unit="episode", leave=False, file=sys.stderr)
+        results = run_transfer(cfg, args.learngene, args.out, args.descendants, log=print, progress=progress)
+        print(markdown_table(results))
+        return 0
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no transfer report was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Fitness, inheritance and the evolution loop, end to end on a tiny dataset."""
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, run_module, tiny_overrides
+from learngene_ea import fitness
+from learngene_ea.config import ConfigError, load_config
+from learngene_ea.evolve import apply_evaluation, build_toolbox, evolve, new_state
+from learngene_ea.individual import make_individual
+from learngene_ea.learngene import full_masks
+from learngene_ea.models import arch_spec
+from learngene_ea.training import DivergedError
+
+
+def fresh_individual(cfg, ident=0):
+    spec = arch_spec(cfg.model.family, cfg.model.width)
+    ind = make_individual(spec, full_masks(spec), ident, born=0)
+    ind.evaluated_in = 0
+    return ind
+
+
+def test_evaluate_is_deterministic_for_the_same_individual_and_seed(tiny_cfg):
+    a = fitness.evaluate(fresh_individual(tiny_cfg), tiny_cfg)
+    b = fitness.evaluate(fresh_individual(tiny_cfg), tiny_cfg)
+    assert a.fitness == b.fitness
+    np.testing.assert_array_equal(a.learngene.weights["blocks.0"]["conv"], b.learngene.weights["blocks.0"]["conv"])
+    assert 0.0 <= a.fitness[0] <= 1.0 and a.fitness[1] == pytest.approx(1.0)
+    assert a.info["ci95"] >= 0
+
+
+def test_evaluation_depends_on_generation_and_id_not_on_order(tiny_cfg):
+    first = fitness.evaluate(fresh_individual(tiny_cfg, ident=1), tiny_cfg)
+    fitness.evaluate(fresh_individual(tiny_cfg, ident=2), tiny_cfg)  # something else in between
+    again = fitness.evaluate(fresh_individual(tiny_cfg, ident=1), tiny_cfg)
+    other = fitness.evaluate(fresh_individual(tiny_cfg, ident=2), tiny_cfg)
+    assert first.fitness == again.fitness
+    assert not np.array_equal(first.learngene.weights["blocks.0"]["conv"], other.learngene.weights["blocks.0"]["conv"])
+
+
+def _trained_individual(cfg):
+    ind = fresh_individual(cfg)
+    apply_evaluation(ind, fitness.evaluate(ind, cfg))  # generation 0 always records its weights
+    ind.evaluated_in = 1
+    del ind.fitness.values
+    return ind
+
+
+def test_lamarckian_inheritance_writes_trained_weights_back(tiny_cfg):
+    ind = _trained_individual(tiny_cfg)
+    before = ind.learngene.weights["blocks.1"]["conv"].copy()
+    apply_evaluation(ind, fitness.evaluate(ind, tiny_cfg))
+    assert not np.array_equal(ind.learngene.weights["blocks.1"]["conv"], before)
+
+
+def test_darwinian_inheritance_keeps_inherited_weights():
+    cfg = load_config(None, tiny_overrides(**{"fitness.inheritance": "darwinian"}))
+    ind = _trained_individual(cfg)
+    before = ind.learngene.weights["blocks.1"]["conv"].copy()
+    apply_evaluation(ind, fitness.evaluate(ind, cfg))
+    np.testing.assert_array_equal(ind.learngene.weights["blocks.1"]["conv"], before)
+    assert ind.fitness.valid
+
+
+def test_failed_evaluation_is_retried_then_gets_the_worst_fitness(tiny_cfg, monkeypatch):
+    calls = []
+
+    def diverge(*args, **kwargs):
+        calls.append(1)
+        raise DivergedError("loss is nan")
+
+    monkeypatch.setattr(fitness, "train_on_task", diverge)
+    result = fitness.evaluate(fresh_individual(tiny_cfg, ident=7), tiny_cfg)
+    assert len(calls) == 2  # one try + fitness.retries (1) retry
+    assert result.fitness[0] == fitness.WORST_ACCURACY and result.learngene is None
+    assert result.info["error"] == {"type": "DivergedError", "message": "loss is nan", "id": 7, "generation": 0}
+
+
+def test_a_retry_that_succeeds_counts(tiny_cfg, monkeypatch):
+    real = fitness.train_on_task
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fitness, "train_on_task", flaky)
+    result = fitness.evaluate(fresh_individual(tiny_cfg), tiny_cfg)
+    assert result.info["attempts"] == 2 and "error" not in result.info and result.learngene is not None
+
+
+def test_nan_loss_is_detected():
+    from learngene_ea.training import train_on_task
+    from learngene_ea.data.synthetic import make_synthetic
+    from learngene_ea.models import build_model
+    from learngene_ea.sampling import sample_task
+
+    data = make_synthetic(images_per_class=30)
+    model = build_model("conv4", 0.25, num_classes=5, seed=0)
+    task = sample_task(data, 0, 5, 4)
+    with pytest.raises(DivergedError):
+        train_on_task(model, data, task, steps=3, batch_size=8, lr=1e30)
+
+
+def test_evolution_shrinks_toward_the_target_and_keeps_elites(tiny_cfg):
+    toolbox = build_toolbox(tiny_cfg)
+    state = evolve(tiny_cfg, toolbox, new_state(tiny_cfg), log=lambda *a: None)
+    gens = [r["gen"] for r in state.logbook]
+    assert gens == [0, 1, 2]
+    assert state.logbook[0]["frac_min"] == pytest.approx(1.0)
+    assert state.logbook[-1]["frac_min"] <= tiny_cfg.ea.target_fraction + 1e-9
+    assert state.best_at_target is not None
+    assert len(state.population) == tiny_cfg.ea.population_size
+    ids = [ind.id for ind in state.population]
+    assert len(set(ids)) == len(ids)
+    assert all(ind.born <= 2 for ind in state.population)
+
+
+def test_early_stop_after_patience_at_target():
+    cfg = load_config(None, tiny_overrides(**{"ea.generations": 30, "ea.patience": 1, "ea.target_fraction": 1.0,
+                                              "ea.schedule": "none"}))
+    state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *a: None)
+    assert len(state.logbook) < 31
+
+
+def test_custom_operator_named_in_yaml_is_used():
+    cfg = load_config(os.path.join(ROOT, "genomes", "custom-operator.yaml"), tiny_overrides())
+    state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *a: None)
+    shrunk = [ind for ind in state.population if ind.born > 0]
+    assert shrunk
+    for ind in shrunk:  # the example keeps the first channels of every group: prefix masks
+        for mask in ind:
+            k = int(mask.sum())
+            assert mask[:k].all() and not mask[k:].any()
+
+
+def test_operator_registered_through_the_python_api_is_used(tiny_cfg):
+    seen = []
+
+    def select_first(individuals, k):
+        seen.append(k)
+        return [individuals[0]] * k
+
+    toolbox = build_toolbox(tiny_cfg)
+    toolbox.register("select", select_first)
+    evolve(tiny_cfg, toolbox, new_state(tiny_cfg), log=lambda *a: None)
+    assert seen == [3, 3]  # population 4 minus 1 elite, in each of the 2 generations
+
+
+def test_deap_selection_operator_works_from_yaml():
+    cfg = load_config(None, tiny_overrides() + ["operators.select={function: 'deap.tools:selTournament', "
+                                                "kwargs: {tournsize: 2}}"])
+    state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *a: None)
+    assert len(state.logbook) == 3
+
+
+@pytest.mark.parametrize("function,message", [
+    ("no_such_module_xyz:f", "module 'no_such_module_xyz' does not import"),
+    ("learngene_ea.operators:nope", "has no 'nope'"),
+    ("learngene_ea.operators:FRACTION", "has no 'FRACTION'"),
+    ("learngene_ea.operators:shrink_schedule", "cannot be called as mutate"),
+])
+def test_wrong_operator_names_the_key_and_function(function, message):
+    cfg = load_config(None, tiny_overrides() + [f"operators.mutate={{function: '{function}'}}"])
+    with pytest.raises(ConfigError, match=message) as err:
+        build_toolbox(cfg)
+    assert "operators.mutate.function" in str(err.value)
+
+
+def test_operator_kwargs_that_do_not_fit_are_refused():
+    cfg = load_config(None, tiny_overrides() + ["operators.mutate={function: 'learngene_ea.operators:mut_flip', "
+                                                "kwargs: {bogus: 1}}"])
+    with pytest.raises(ConfigError, match="operators.mutate.function"):
+        build_toolbox(cfg)
