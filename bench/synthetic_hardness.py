@@ -162,12 +162,13 @@ def main(argv=None):
                         help="training images per training class used for pre-training")
     parser.add_argument("--queries", type=int, default=15, help="query images per class")
     parser.add_argument("--split", default="test", choices=("val", "test"))
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.scratch_episodes, args.scratch_steps, args.proto_episodes = 3, 20, 10
         args.pretrain_epochs, args.pretrain_per_class = 1, 30
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     # 1. generation time (first call in this process, so nothing is cached)
     wall, cpu = time.perf_counter(), time.process_time()

@@ -42,28 +42,43 @@ def local_worker_slot():
 
 
 class Tagged:
-    """A class defined in the run module: its instances travel origin <-> workers."""
+    """A class defined in the run module: made on a worker, its instances come back to the origin."""
 
-    def __init__(self, value):
-        self.value = value
+    def __init__(self, i):
+        self.i = i
         self.pid = os.getpid()
+        self.is_origin = bool(getattr(scoop, "IS_ORIGIN", False))
+        self.size = getattr(scoop, "SIZE", None)
+        worker = getattr(scoop, "worker", None)
+        self.worker = worker.decode() if isinstance(worker, bytes) else None
+        self.slot = local_worker_slot()
+        self.module = __name__  # "SCOOP_WORKER" on workers when run by SCOOP
+
+    def as_dict(self):
+        return dict(vars(self))
 
 
 def square(x):
     return x * x
 
 
-def whoami(i):
-    time.sleep(0.3)  # long enough for the other worker to take some of the tasks
-    worker = scoop.worker.decode() if isinstance(getattr(scoop, "worker", None), bytes) else None
-    return {"i": i, "pid": os.getpid(), "is_origin": bool(getattr(scoop, "IS_ORIGIN", False)),
-            "size": getattr(scoop, "SIZE", None), "worker": worker, "slot": local_worker_slot(),
-            "module": __name__}
+def ping(i):
+    time.sleep(0.1)
+    return Tagged(i)
 
 
-def make_tagged(x):
-    time.sleep(0.2)
-    return Tagged(x)
+def spread(pmap, fn, count):
+    """``list(pmap(fn, range(count)))``, repeated until another process ran some of the calls.
+
+    SCOOP hands work out dynamically (the first map of a function may well run entirely on the
+    origin, before SCOOP knows how long a call takes); give up after 60 s.
+    """
+    deadline = time.time() + 60
+    while True:
+        results = list(pmap(fn, range(count)))
+        others = any(r.pid != os.getpid() for r in results)
+        if others or not scoop.IS_RUNNING or time.time() > deadline:
+            return results
 
 
 def main(argv):
@@ -78,7 +93,8 @@ def main(argv):
     else:
         pmap = map
     as_module = importlib.import_module("learngene_ea._scoop_demo")  # pickled by package name
-    tagged = list(pmap(make_tagged, range(6)))
+    from_main = spread(pmap, ping, 8)  # ping and Tagged pickled as __main__.ping, __main__.Tagged
+    from_module = spread(pmap, as_module.ping, 8)
     result = {
         "argv": argv,
         "argv0": sys.argv[0],
@@ -86,14 +102,15 @@ def main(argv):
         "package": __package__,
         "relative_import": relative_import,
         "scoop_running": bool(scoop.IS_RUNNING),
+        "origin_pid": os.getpid(),
         "abs": sorted(pmap(abs, [-1, -2, 3])),
         "square_main": list(pmap(square, [1, 2, 3])),
         "square_module": list(pmap(as_module.square, [4, 5])),
         "square_module_name": as_module.square.__module__,
-        "tagged_ok": all(isinstance(t, Tagged) for t in tagged),
-        "tagged_pids": sorted({t.pid for t in tagged}),
-        "whoami": list(pmap(whoami, range(8))),
-        "origin_pid": os.getpid(),
+        "main_tagged_ok": all(type(t) is Tagged for t in from_main),
+        "main_calls": [t.as_dict() for t in from_main],
+        "module_tagged_ok": all(type(t) is as_module.Tagged for t in from_module),
+        "module_calls": [t.as_dict() for t in from_module],
     }
     print("DEMO_RESULT " + json.dumps(result), flush=True)
 

@@ -8,6 +8,20 @@ import os
 import tempfile
 
 
+# Fault injection for the crash-safety tests: SIGKILL this process halfway through writing
+# the file of that name (e.g. "gen_0002.pkl"). Unset in normal use.
+_KILL_DURING_WRITE = "LEARNGENE_EA_TEST_KILL_DURING_WRITE"
+
+
+def _die_halfway(f, data: bytes) -> None:
+    import signal
+
+    f.write(data[: len(data) // 2])
+    f.flush()
+    os.fsync(f.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
     path = os.fspath(path)
@@ -16,6 +30,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            if os.environ.get(_KILL_DURING_WRITE) == os.path.basename(path):
+                _die_halfway(f, data)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

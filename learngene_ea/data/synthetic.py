@@ -124,7 +124,8 @@ def make_synthetic(seed: int = 0, num_classes: int = 100, images_per_class: int 
         A :class:`FewShotDataset` with uint8 images ``[N, 3, S, S]`` (grouped by class),
         int64 labels, class names ``synth-000`` ..., the split and the real per-channel
         mean/std. Results are memoised per process: calling again with the same arguments
-        returns the same object, so do not modify it in place.
+        returns the same object, so do not modify it in place
+        (``make_synthetic.cache_clear()`` forgets them).
     """
     return _make_synthetic_cached(int(seed), int(num_classes), int(images_per_class),
                                   int(image_size), tuple(int(s) for s in split_sizes))
@@ -171,6 +172,9 @@ def _make_synthetic_cached(seed, num_classes, images_per_class, image_size, spli
         std=tuple(std),
         name="synthetic",
     )
+
+
+make_synthetic.cache_clear = _make_synthetic_cached.cache_clear
 
 
 # --- class definitions ------------------------------------------------------------------------
