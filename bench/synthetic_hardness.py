@@ -162,17 +162,20 @@ def main(argv=None):
                         help="training images per training class used for pre-training")
     parser.add_argument("--queries", type=int, default=15, help="query images per class")
     parser.add_argument("--split", default="test", choices=("val", "test"))
+    parser.add_argument("--images-per-class", type=int, default=600,
+                        help="generate fewer images for quicker runs (default: the full dataset)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.scratch_episodes, args.scratch_steps, args.proto_episodes = 3, 20, 10
         args.pretrain_epochs, args.pretrain_per_class = 1, 30
+        args.images_per_class = min(args.images_per_class, 60)
     torch.set_num_threads(args.threads)
 
     # 1. generation time (first call in this process, so nothing is cached)
     wall, cpu = time.perf_counter(), time.process_time()
-    ds = make_synthetic(seed=args.seed)
+    ds = make_synthetic(seed=args.seed, images_per_class=args.images_per_class)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(f"generated {tuple(ds.images.shape)} in {wall:.2f} s wall ({cpu:.2f} s CPU); "
           f"mean {tuple(round(m, 3) for m in ds.mean)} std {tuple(round(s, 3) for s in ds.std)}",

@@ -77,6 +77,8 @@ class FitnessConfig:
     inheritance: str = _field("lamarckian", "write trained weights back to the learngene?",
                               choices=("lamarckian", "darwinian"))
     retries: int = _field(1, "times a failed evaluation is retried before it gets the worst fitness", min=0)
+    population_batch: int = _field(1, "descendants a worker trains at once as one grouped network "
+                                      "(1: one by one)", min=1)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from deap import algorithms, base, tools
 
 from . import operators
 from .config import Config
-from .fitness import Evaluation, evaluate
+from .fitness import Evaluation, evaluate, evaluate_chunk
 from .individual import fraction_of, individual_spec, make_individual, masks_of, same_masks
 from .learngene import full_masks
 from .models import arch_spec
@@ -67,6 +67,10 @@ def build_toolbox(cfg: Config) -> base.Toolbox:
         if spec is not None:
             function, kwargs = resolve_operator(name, spec.function, spec.kwargs)
             toolbox.register(name, function, **kwargs)
+    if cfg.fitness.population_batch > 1 and cfg.operators.evaluate is None:
+        # a worker trains a chunk of descendants as one grouped network (see batched.py)
+        toolbox.register("evaluate_chunk", evaluate_chunk, config=cfg)
+        toolbox.chunk_size = cfg.fitness.population_batch
     return toolbox
 
 
@@ -156,7 +160,12 @@ def evaluate_population(population, toolbox, generation, progress=None) -> list:
     invalid = [ind for ind in population if not ind.fitness.valid]
     for ind in invalid:
         ind.evaluated_in = generation
-    results = toolbox.map(toolbox.evaluate, invalid)
+    chunk = getattr(toolbox, "chunk_size", 1)
+    if chunk > 1 and hasattr(toolbox, "evaluate_chunk"):
+        chunks = [invalid[i:i + chunk] for i in range(0, len(invalid), chunk)]
+        results = (result for batch in toolbox.map(toolbox.evaluate_chunk, chunks) for result in batch)
+    else:
+        results = toolbox.map(toolbox.evaluate, invalid)
     if progress is not None:
         results = progress(results, total=len(invalid), desc=f"gen {generation}")
     errors = []

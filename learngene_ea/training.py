@@ -65,44 +65,93 @@ class DivergedError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 
+class TaskBatches:
+    """Endless mini-batches over one task's images: reshuffled every epoch, full batches only.
+
+    All randomness (order, crops, flips) comes from one generator seeded with ``seed``, in a
+    fixed order of draws, so a descendant sees the same batches whether it trains alone or
+    stacked with others (:func:`train_stacked`).
+    """
+
+    def __init__(self, task: Task, batch_size: int, seed: int):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.indices = torch.as_tensor(task.indices, dtype=torch.long)
+        self.labels = torch.as_tensor(task.labels, dtype=torch.long)
+        self.batch_size = min(batch_size, len(self.indices))
+        self.order = torch.randperm(len(self.indices), generator=self.generator)
+        self.cursor = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image indices and labels of the next batch."""
+        if self.cursor + self.batch_size > len(self.indices):  # next epoch over the task
+            self.order, self.cursor = torch.randperm(len(self.indices), generator=self.generator), 0
+        pick = self.order[self.cursor:self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return self.indices[pick], self.labels[pick]
+
+
+def _optimizer(params, lr, weight_decay, steps):
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+
 def train_on_task(model: nn.Module, dataset: FewShotDataset, task: Task, steps: int, batch_size: int,
                   lr: float, weight_decay: float = 5e-4, augment: bool = True, seed: int = 0,
-                  device: torch.device | str = "cpu", params=None) -> float:
+                  device: torch.device | str = "cpu") -> float:
     """Train ``model`` (head sized to the task) with SGD + cosine decay; return the final mean loss.
 
     Raises :class:`DivergedError` when the loss is not finite (checked once, after training).
     """
+    return train_stacked([model], dataset, [task], steps, batch_size, lr, weight_decay, augment, [seed],
+                         device)[0]
+
+
+def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[Task], steps: int,
+                  batch_size: int, lr: float, weight_decay: float = 5e-4, augment: bool = True,
+                  seeds: list[int] = (0,), device: torch.device | str = "cpu") -> list[float]:
+    """Train each model on its own task; several same-shape models train as one grouped network.
+
+    With one model this is plain training. With several, they are stacked
+    (:class:`~learngene_ea.batched.StackedDescendants`), trained together, and their weights
+    are written back. Returns each model's final mean loss; raises :class:`DivergedError` if
+    any loss is not finite.
+    """
     device = torch.device(device)
-    generator = torch.Generator().manual_seed(seed)
     images = images_on(dataset, device)
     mean, std = _stats(dataset, device)
-    indices = torch.as_tensor(task.indices, dtype=torch.long)
-    labels = torch.as_tensor(task.labels, dtype=torch.long)
-    params = list(model.parameters()) if params is None else list(params)
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    losses = torch.zeros(steps, device=device)
-    model.train()
-    n = len(indices)
-    order = torch.randperm(n, generator=generator)
-    cursor = 0
+    streams = [TaskBatches(task, batch_size, seed) for task, seed in zip(tasks, seeds)]
+    if len(models) == 1:
+        network, stacked = models[0], None
+    else:
+        from .batched import StackedDescendants
+
+        network = stacked = StackedDescendants(models)
+    optimizer, schedule = _optimizer(network.parameters(), lr, weight_decay, steps)
+    losses = torch.zeros(steps, len(models), device=device)
+    network.train()
     for step in range(steps):
-        if cursor + batch_size > n:  # next epoch over the task's images
-            order, cursor = torch.randperm(n, generator=generator), 0
-        pick = order[cursor:cursor + batch_size]
-        cursor += batch_size
-        x = make_batch(images, indices[pick].to(device), mean, std, augment, generator)
-        y = labels[pick].to(device)
-        loss = nn.functional.cross_entropy(model(x), y)
+        xs, ys = [], []
+        for stream in streams:
+            idx, labels = stream.next()
+            xs.append(make_batch(images, idx.to(device), mean, std, augment, stream.generator))
+            ys.append(labels.to(device))
+        if stacked is None:
+            per_model = nn.functional.cross_entropy(network(xs[0]), ys[0]).unsqueeze(0)
+        else:
+            logits = network(torch.cat(xs, dim=1))  # [B, P, K]
+            target = torch.stack(ys, dim=1)  # [B, P]
+            per_model = nn.functional.cross_entropy(logits.permute(0, 2, 1), target, reduction="none").mean(0)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        per_model.sum().backward()  # parameters are disjoint: each model gets its own gradient
         optimizer.step()
         schedule.step()
-        losses[step] = loss.detach()
-    tail = losses[-max(1, steps // 10):]
+        losses[step] = per_model.detach()
+    if stacked is not None:
+        stacked.split()
     if not torch.isfinite(losses).all():
         raise DivergedError("training loss became NaN or infinite")
-    return float(tail.mean())
+    tail = losses[-max(1, steps // 10):].mean(0)
+    return [float(v) for v in tail.cpu()]
 
 
 @torch.no_grad()

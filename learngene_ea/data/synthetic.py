@@ -92,20 +92,22 @@ _FILL_FREQS = (3.0, 4.5, 6.5)  # cycles per image width: periods of about 11, 7 
 
 _LAYOUT_SHIFT = 0.28        # translation of the whole composition (image half-width = 1)
 _LAYOUT_SCALE = (0.80, 1.20)
-_LAYOUT_ROT = math.radians(25)
+_LAYOUT_ROT = math.radians(35)
 _PART_SHIFT = 0.09          # per-primitive position jitter
 _PART_SCALE = (0.85, 1.15)
 _PART_ROT = math.radians(15)
-_PART_DROP = 0.15           # probability that one primitive of the class is missing
-_COLOUR_JITTER = 0.09       # per-colour, per-channel std
+_PART_DROP = 0.25           # probability that one primitive of the class is missing
+_COLOUR_JITTER = 0.12       # per-colour, per-channel std
 _GAIN = (0.80, 1.20)        # per-image per-channel gain (lighting colour)
 _BRIGHTNESS = 0.10
 _CONTRAST = (0.75, 1.25)
-_BG_SWAP = 0.30             # probability that an image's background colours are random
+_BG_SWAP = 0.50             # probability that an image's background colours are random
 _DISTRACTORS = 3            # distractor slots; the last one is drawn on top
-_DISTRACTOR_P = 0.60
+_DISTRACTOR_P = 0.70
+_BG_PLAIN = 0.30            # probability that an image's background texture is missing
+_COLOUR_SWAP = 0.20         # probability that a primitive has a random colour
 _CLUTTER = 0.10             # amplitude of smooth background clutter
-_NOISE = 0.045              # std of the pixel noise
+_NOISE = 0.060              # std of the pixel noise
 
 
 def make_synthetic(seed: int = 0, num_classes: int = 100, images_per_class: int = 600,
@@ -249,14 +251,18 @@ def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator)
     bg_rot = spec["bg_rot"] + rng.normal(0, 0.25, n)
     bg_freq = spec["bg_freq"] * rng.uniform(0.85, 1.15, n)
     pattern = _fill_pattern(spec["bg_fill"], np.zeros(n), np.zeros(n), bg_rot, bg_freq, grid, rng)
+    if pattern is not None:
+        pattern.mul_(_col(rng.random(n) >= _BG_PLAIN))
     canvas = _jitter(bg1, rng).view(n, 3, 1, 1).expand(n, 3, size, size).clone()
     if pattern is not None:
         _paint(canvas, _jitter(bg2, rng), pattern)
 
-    # smooth clutter: low-resolution noise, interpolated to the image
-    low = torch.as_tensor(rng.standard_normal((n, 3, 4, 4), dtype=np.float32))
+    # smooth clutter: per channel, the product of two random smooth profiles (one along x,
+    # one along y), each interpolated from 4 random values: blotches, in one fused operation
     up = _upsampler(size)
-    canvas.add_(up @ low @ up.T, alpha=_CLUTTER)
+    rows = torch.as_tensor(rng.standard_normal((n, 3, 1, 4)), dtype=torch.float32) @ up.T
+    cols = up @ torch.as_tensor(rng.standard_normal((n, 3, 4, 1)), dtype=torch.float32)
+    canvas.addcmul_(rows, cols, value=_CLUTTER)
 
     # distractors below the object
     for _ in range(_DISTRACTORS - 1):
@@ -281,12 +287,12 @@ def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator)
         alpha = _shape_alpha([float(p) for p in _SHAPE_TABLE[part["shape"]]], cx, cy,
                              part_size, part["aspect"],
                              rot + _SHAPE_BASE_ROT[part["shape"]], mirror, grid, size)
-        colour = _jitter(np.repeat(part["colour"][None], n, 0), rng)
+        colour = _jitter(_swap_some(part["colour"], n, rng), rng)
         pattern = _fill_pattern(part["fill"], cx, cy, part["fill_rot"] + rot,
                                 np.full(n, part["freq"]), grid, rng)
         _paint(canvas, colour, alpha)
         if pattern is not None:  # the texture's second colour where the texture is "on"
-            _paint(canvas, _jitter(np.repeat(part["colour2"][None], n, 0), rng),
+            _paint(canvas, _jitter(_swap_some(part["colour2"], n, rng), rng),
                    pattern.mul_(alpha))
 
     # one distractor on top, occluding the object now and then
@@ -321,7 +327,7 @@ def _draw_distractor(canvas, n, grid, size, rng):
     shape = rng.choice(_ONE_BOX_SHAPES, n)
     cx, cy = rng.uniform(-0.85, 0.85, (2, n))
     cx[rng.random(n) >= _DISTRACTOR_P] = _AWAY
-    part_size = rng.uniform(0.12, 0.30, n)
+    part_size = rng.uniform(0.12, 0.34, n)
     aspect = rng.choice([1.0, 0.7, 1.4], n)
     rot = rng.uniform(0, math.pi, n) + _SHAPE_BASE_ROT[shape]
     alpha = _shape_alpha(list(_SHAPE_TABLE[shape].T), cx, cy, part_size, aspect, rot,
@@ -400,6 +406,14 @@ def _fill_pattern(fill: int, cx, cy, rot, freq, grid, rng: np.random.Generator):
         radius = ((x - x0).square_() + (y - y0).square_()).sqrt_()
         return radius.mul_(_col(omega)).add_(_col(phase1)).sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
     raise ValueError(f"unknown fill {name}")
+
+
+def _swap_some(colour: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """One colour for ``n`` images [n, 3], replaced by a random palette colour on some."""
+    colours = np.repeat(colour[None], n, 0)
+    swap = rng.random(n) < _COLOUR_SWAP
+    colours[swap] = PALETTE[rng.integers(len(PALETTE), size=int(swap.sum()))]
+    return colours
 
 
 def _jitter(colours: np.ndarray, rng: np.random.Generator) -> torch.Tensor:

@@ -1,0 +1,97 @@
+"""Population batching trains several descendants as one grouped network, with the same results."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from learngene_ea import fitness
+from learngene_ea.batched import StackedDescendants
+from learngene_ea.config import load_config
+from learngene_ea.individual import make_individual
+from learngene_ea.learngene import full_masks
+from learngene_ea.models import arch_spec, build_model
+from learngene_ea.sampling import sample_task
+from learngene_ea.training import train_on_task, train_stacked
+
+# Float summation order differs between a grouped convolution and separate ones; over a few
+# SGD steps the difference stays far below this.
+WEIGHT_TOLERANCE = 2e-3
+ACCURACY_TOLERANCE = 0.02
+
+
+@pytest.mark.parametrize("family", ["conv4", "vgg11", "resnet12"])
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_stacked_forward_equals_each_descendant(family, train_mode):
+    models = [build_model(family, 0.25, num_classes=5, seed=i).train(train_mode) for i in range(3)]
+    xs = [torch.randn(4, 3, 32, 32) for _ in range(3)]
+    stacked = StackedDescendants(models).train(train_mode)
+    out = stacked(torch.cat(xs, dim=1))
+    expected = torch.stack([m(x) for m, x in zip(models, xs)], dim=1)
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["conv4", "resnet12"])
+def test_stacked_training_matches_one_by_one_including_batchnorm(family, tiny_dataset):
+    models = [build_model(family, 0.25, num_classes=5, seed=i) for i in range(3)]
+    alone = [copy.deepcopy(m) for m in models]
+    tasks = [sample_task(tiny_dataset, 100 + i, 5, 8) for i in range(3)]
+    losses = train_stacked(models, tiny_dataset, tasks, 3, 16, 0.01, seeds=[0, 1, 2])
+    for i, (model, task) in enumerate(zip(alone, tasks)):
+        loss = train_on_task(model, tiny_dataset, task, 3, 16, 0.01, seed=i)
+        assert loss == pytest.approx(losses[i], abs=1e-4)
+    for a, b in zip(models, alone):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+            if x.dtype.is_floating_point:
+                assert torch.allclose(x, y, atol=WEIGHT_TOLERANCE), name  # BN running stats included
+
+
+def _population(cfg, n, widths=None):
+    inds = []
+    for i in range(n):
+        spec = arch_spec(cfg.model.family, widths[i] if widths else cfg.model.width)
+        ind = make_individual(spec, full_masks(spec), i, born=0)
+        ind.evaluated_in = 0
+        inds.append(ind)
+    return inds
+
+
+def test_batched_fitness_gives_the_same_accuracies_as_one_by_one():
+    cfg = load_config(None, tiny_overrides(**{"task.lr": 0.01}))
+    batched = fitness.evaluate_chunk(_population(cfg, 3), cfg)
+    single = [fitness.evaluate(ind, cfg) for ind in _population(cfg, 3)]
+    for b, s in zip(batched, single):
+        assert b.fitness[1] == s.fitness[1]
+        assert b.fitness[0] == pytest.approx(s.fitness[0], abs=ACCURACY_TOLERANCE)
+        assert np.allclose(b.learngene.weights["blocks.0"]["conv"], s.learngene.weights["blocks.0"]["conv"],
+                           atol=WEIGHT_TOLERANCE)
+
+
+def test_descendants_of_different_shapes_fall_back_to_one_by_one(monkeypatch):
+    cfg = load_config(None, tiny_overrides())
+    calls = []
+    monkeypatch.setattr(fitness, "train_stacked", lambda *a, **k: calls.append(1))
+    results = fitness.evaluate_chunk(_population(cfg, 2, widths=[0.25, 0.5]), cfg)
+    assert not calls and len(results) == 2 and all(r.learngene is not None for r in results)
+
+
+def test_a_failing_batch_falls_back_to_individual_evaluations(monkeypatch):
+    cfg = load_config(None, tiny_overrides())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("grouped convolution failed")
+
+    monkeypatch.setattr(fitness, "train_stacked", broken)
+    results = fitness.evaluate_chunk(_population(cfg, 2), cfg)
+    assert all("error" not in r.info for r in results)
+
+
+def test_evolution_with_population_batching_runs():
+    from learngene_ea.evolve import build_toolbox, evolve, new_state
+
+    cfg = load_config(None, tiny_overrides(**{"fitness.population_batch": 2, "ea.generations": 1}))
+    toolbox = build_toolbox(cfg)
+    assert toolbox.chunk_size == 2
+    state = evolve(cfg, toolbox, new_state(cfg), log=lambda *a: None)
+    assert [r["evals"] for r in state.logbook] == [4, 3]
