@@ -5,38 +5,37 @@ Run it as ``python -m scoop -n 2 -m learngene_ea._scoop_demo ARGS``, as
 ``python -m scoop -n 2 learngene_ea/_scoop_demo.py ARGS`` or as ``python -m learngene_ea._scoop_demo``.
 It prints one line ``DEMO_RESULT {json}`` that the tests read.
 """
-import fcntl
 import importlib
 import json
 import os
+import socket
 import sys
-import tempfile
 import time
 
 import scoop
 
-_slot_lock = None
+_slot_socket = None
 
 
 def local_worker_slot():
     """This process's index among the SCOOP processes of this run on this host (0, 1, ...).
 
-    SCOOP has no worker index: the first free ``flock`` slot file, keyed by the broker's port
-    (unique per run), is claimed and held for the life of the process.
+    SCOOP has no worker index. Each process claims the first free name among Linux abstract
+    unix sockets keyed by the broker's port (unique per run); the kernel frees the name when the
+    process dies, so nothing is left behind.
     """
-    global _slot_lock
-    if _slot_lock is not None:
-        return _slot_lock[0]
-    run_key = scoop.BROKER.task_port if scoop.IS_RUNNING else os.getpid()
+    global _slot_socket
+    if _slot_socket is not None:
+        return _slot_socket[0]
+    run_key = scoop.BROKER.task_port if scoop.IS_RUNNING else "pid{0}".format(os.getpid())
     for slot in range(4096):
-        path = os.path.join(tempfile.gettempdir(), "learngene_ea-scoop-{0}-{1}.lock".format(run_key, slot))
-        f = open(path, "a")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            sock.bind("\0learngene_ea-scoop-{0}-{1}".format(run_key, slot))
         except OSError:
-            f.close()
+            sock.close()
             continue
-        _slot_lock = (slot, f)
+        _slot_socket = (slot, sock)
         return slot
     raise RuntimeError("no free worker slot")
 

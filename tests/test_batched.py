@@ -15,9 +15,10 @@ from learngene_ea.models import arch_spec, build_model
 from learngene_ea.sampling import sample_task
 from learngene_ea.training import train_on_task, train_stacked
 
-# Float summation order differs between a grouped convolution and separate ones; over a few
-# SGD steps the difference stays far below this.
-WEIGHT_TOLERANCE = 2e-3
+# Float summation order differs between a grouped convolution and separate ones. Training
+# amplifies it (measured on ResNet12 x0.25, batch 16: 2e-5 after 1 step, 3e-4 after 2, 2e-3
+# after 3), so weights are compared after 2 steps and accuracies after a full evaluation.
+WEIGHT_TOLERANCE = 1e-3
 ACCURACY_TOLERANCE = 0.02
 
 
@@ -37,9 +38,9 @@ def test_stacked_training_matches_one_by_one_including_batchnorm(family, tiny_da
     models = [build_model(family, 0.25, num_classes=5, seed=i) for i in range(3)]
     alone = [copy.deepcopy(m) for m in models]
     tasks = [sample_task(tiny_dataset, 100 + i, 5, 8) for i in range(3)]
-    losses = train_stacked(models, tiny_dataset, tasks, 3, 16, 0.01, seeds=[0, 1, 2])
+    losses = train_stacked(models, tiny_dataset, tasks, 2, 16, 0.01, seeds=[0, 1, 2])
     for i, (model, task) in enumerate(zip(alone, tasks)):
-        loss = train_on_task(model, tiny_dataset, task, 3, 16, 0.01, seed=i)
+        loss = train_on_task(model, tiny_dataset, task, 2, 16, 0.01, seed=i)
         assert loss == pytest.approx(losses[i], abs=1e-4)
     for a, b in zip(models, alone):
         for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
