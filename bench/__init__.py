@@ -1,0 +1,1 @@
+"""learngene-ea benchmarks: ``python -m bench`` (see bench/run.py)."""

@@ -1,0 +1,344 @@
+"""learngene-ea benchmark suite: ``python -m bench [--quick] [--name NAME]``.
+
+Measures side by side, in one run, on this machine:
+
+- overhead: one generation's fitness evaluations through learngene-ea vs a minimal plain
+  PyTorch loop (written here) that trains and scores the same descendants on the same tasks;
+- workers: the same generation under SCOOP with -n 1 and -n 2 (and more when there are cores);
+- batching: population batching (grouped network) vs one descendant at a time, Conv4 and VGG11;
+- checkpoint: time to write and read a generation's checkpoint vs the generation's time, and
+  bytes per individual;
+- growth: generation time as population size, image size and width double;
+- gpu: training images/second with/without bf16 autocast and channels-last, and the fraction
+  of peak FLOP/s (skipped with a message when there is no GPU).
+
+Writes ``bench/results/<name>.json`` and prints a table. Ratios are what to compare: every
+pair is measured in the same run, medians of repetitions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from learngene_ea.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from learngene_ea.config import load_config  # noqa: E402
+from learngene_ea.data import load_dataset  # noqa: E402
+from learngene_ea.evolve import new_state  # noqa: E402
+from learngene_ea.fitness import evaluate, evaluate_chunk, validation_episodes  # noqa: E402
+from learngene_ea.models import build_model  # noqa: E402
+from learngene_ea.run import checkpoint_payload  # noqa: E402
+from learngene_ea.sampling import mix_seed, sample_task  # noqa: E402
+
+
+def median_seconds(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def fresh_population(cfg):
+    population = new_state(cfg).population
+    for ind in population:
+        ind.evaluated_in = 0
+    return population
+
+
+# --------------------------------------------------------------------------- overhead
+
+def plain_generation(cfg, population, dataset):
+    """The same work as learngene-ea's fitness, written as a bare PyTorch loop."""
+    images = dataset.images
+    mean = torch.tensor(dataset.mean).view(1, -1, 1, 1)
+    std = torch.tensor(dataset.std).view(1, -1, 1, 1)
+    episodes = validation_episodes(cfg, dataset)
+    accuracies = []
+    for ind in population:
+        seed = mix_seed(cfg.seed, 0, ind.id, 0)
+        model = build_model(cfg.model.family, cfg.model.width, 3, cfg.task.num_classes, seed=seed)
+        task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class)
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.as_tensor(task.indices)
+        lab = torch.as_tensor(task.labels)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.task.lr, momentum=0.9, nesterov=True,
+                              weight_decay=cfg.task.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.task.steps)
+        model.train()
+        order, cursor = torch.randperm(len(idx), generator=gen), 0
+        for _ in range(cfg.task.steps):
+            if cursor + cfg.task.batch_size > len(idx):
+                order, cursor = torch.randperm(len(idx), generator=gen), 0
+            pick = order[cursor:cursor + cfg.task.batch_size]
+            cursor += cfg.task.batch_size
+            x = images[idx[pick]].float() / 255.0
+            x = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
+            dy, dx = torch.randint(0, 9, (2,), generator=gen).tolist()  # one crop per batch: cheaper
+            x = x[:, :, dy:dy + 32, dx:dx + 32]
+            x = torch.where(torch.rand(len(x), 1, 1, 1, generator=gen) < 0.5, x.flip(3), x)
+            loss = torch.nn.functional.cross_entropy(model((x - mean) / std), lab[pick])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        model.eval()
+        correct = []
+        with torch.no_grad():
+            for e in episodes:
+                s = model.forward_features((images[torch.as_tensor(e.support)].float() / 255 - mean) / std)
+                q = model.forward_features((images[torch.as_tensor(e.query)].float() / 255 - mean) / std)
+                s, q = torch.nn.functional.normalize(s, dim=1), torch.nn.functional.normalize(q, dim=1)
+                protos = torch.stack([s[torch.as_tensor(e.support_labels) == c].mean(0) for c in range(len(e.class_ids))])
+                pred = (q @ torch.nn.functional.normalize(protos, dim=1).T).argmax(1)
+                correct.append((pred == torch.as_tensor(e.query_labels)).float().mean().item())
+        accuracies.append(float(np.mean(correct)))
+    return accuracies
+
+
+def bench_overhead(cfg, repeats):
+    dataset = load_dataset(cfg.data)
+    population = fresh_population(cfg)
+    framework, f_times = median_seconds(lambda: [evaluate(ind, cfg) for ind in population], repeats)
+    plain, p_times = median_seconds(lambda: plain_generation(cfg, population, dataset), repeats)
+    return {"framework_seconds": framework, "plain_seconds": plain, "overhead": framework / plain - 1,
+            "framework_runs": f_times, "plain_runs": p_times, "population": len(population)}
+
+
+# ---------------------------------------------------------------------------- workers
+
+def scoop_generation_seconds(workers, overrides):
+    args = [sys.executable, "-m", "scoop", "-n", str(workers), os.path.join("bench", "scoop_generation.py")]
+    for item in overrides:
+        args += ["--set", item]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env)
+    for line in result.stdout.splitlines()[::-1]:
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"SCOOP run with {workers} workers failed:\n{result.stderr[-2000:]}")
+
+
+def bench_workers(overrides, repeats):
+    counts = [1, 2] + ([4] if (os.cpu_count() or 1) >= 4 else [])
+    rows = {}
+    for n in counts:
+        runs = [scoop_generation_seconds(n, overrides)["seconds"] for _ in range(repeats)]
+        rows[n] = {"seconds": statistics.median(runs), "runs": runs}
+    base = rows[1]["seconds"]
+    for n in rows:
+        rows[n]["speedup"] = base / rows[n]["seconds"]
+    return rows
+
+
+# ---------------------------------------------------------------------------- batching
+
+def bench_batching(base_overrides, families, repeats, chunk):
+    rows = {}
+    for family, width in families:
+        cfg = load_config("genomes/default.yaml", base_overrides + [f"model.family={family}", f"model.width={width}"])
+        load_dataset(cfg.data)
+        population = fresh_population(cfg)[:chunk]
+        single, _ = median_seconds(lambda: [evaluate(ind, cfg) for ind in population], repeats)
+        batched, _ = median_seconds(lambda: evaluate_chunk(population, cfg), repeats)
+        rows[f"{family}x{width}"] = {"one_by_one_seconds": single, "batched_seconds": batched,
+                                     "speedup": single / batched, "descendants": len(population)}
+    return rows
+
+
+# -------------------------------------------------------------------------- checkpoint
+
+def bench_checkpoint(cfg):
+    from learngene_ea.evolve import build_toolbox, evolve
+
+    start = time.perf_counter()
+    state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *a: None)  # generation 0 only
+    generation_seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "gen.pkl")
+        write, _ = median_seconds(lambda: save_checkpoint(checkpoint_payload(state, cfg), path), 5)
+        read, _ = median_seconds(lambda: load_checkpoint(path), 5)
+        size = os.path.getsize(path)
+    return {"generation_seconds": generation_seconds, "write_seconds": write, "read_seconds": read,
+            "fraction_of_generation": (write + read) / generation_seconds, "bytes": size,
+            "bytes_per_individual": size / len(state.population), "note": "generation 0: whole-network learngenes "
+            "(the largest a checkpoint gets)"}
+
+
+# ------------------------------------------------------------------------------ growth
+
+def bench_growth(base_overrides, repeats):
+    settings = {
+        "baseline": [],
+        "population x2": ["ea.population_size=16"],
+        "image size x2 (64px)": ["data.image_size=64"],
+        "width x2": ["model.width=1.0"],
+    }
+    rows = {}
+    for label, extra in settings.items():
+        cfg = load_config("genomes/default.yaml", base_overrides + extra)
+        if cfg.data.image_size != 32:
+            rows[label] = _image_size_growth(cfg, repeats)
+            continue
+        population = fresh_population(cfg)
+        load_dataset(cfg.data)
+        seconds, _ = median_seconds(lambda: [evaluate(ind, cfg) for ind in population], repeats)
+        rows[label] = {"seconds": seconds}
+    base = rows["baseline"]["seconds"]
+    for label in rows:
+        rows[label]["ratio"] = rows[label]["seconds"] / base
+    return rows
+
+
+def _image_size_growth(cfg, repeats):
+    """The synthetic dataset is 32x32; for 64px the same images are upsampled in memory."""
+    import dataclasses
+
+    from learngene_ea.data.base import FewShotDataset
+    from learngene_ea import data as data_module
+
+    small = load_dataset(dataclasses.replace(cfg.data, image_size=32))
+    big = torch.nn.functional.interpolate(small.images.float(), scale_factor=2, mode="nearest").to(torch.uint8)
+    dataset = FewShotDataset(big, small.labels, small.class_names, small.splits, small.mean, small.std, "synthetic64")
+    original = data_module.load_dataset
+    import learngene_ea.fitness as fitness_module
+
+    fitness_module.load_dataset = lambda _cfg: dataset
+    try:
+        population = fresh_population(cfg)
+        seconds, _ = median_seconds(lambda: [evaluate(ind, cfg) for ind in population], repeats)
+    finally:
+        fitness_module.load_dataset = original
+    return {"seconds": seconds}
+
+
+# --------------------------------------------------------------------------------- gpu
+
+def bench_gpu():
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA GPU on this machine: GPU rows (images/second, bf16, channels-last, "
+                           "fraction of peak FLOP/s, batching speed-up) not measured"}
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = torch.device("cuda")
+    rows = {}
+    for family, size in (("conv4", 32), ("vgg11", 32), ("resnet12", 84)):
+        for bf16 in (False, True):
+            for channels_last in (False, True):
+                model = build_model(family, 1.0, num_classes=64, seed=0, device=device)
+                x = torch.randn(128, 3, size, size, device=device)
+                y = torch.randint(0, 64, (128,), device=device)
+                if channels_last:
+                    model = model.to(memory_format=torch.channels_last)
+                    x = x.to(memory_format=torch.channels_last)
+                opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+                def step():
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                        loss = torch.nn.functional.cross_entropy(model(x), y)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+
+                with FlopCounterMode(display=False) as counter:
+                    step()
+                flops = counter.get_total_flops()
+                for _ in range(5):
+                    step()
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for _ in range(30):
+                    step()
+                torch.cuda.synchronize()
+                seconds = (time.perf_counter() - start) / 30
+                rows[f"{family} bf16={bf16} channels_last={channels_last}"] = {
+                    "images_per_second": 128 / seconds, "tflops": flops / seconds / 1e12}
+    return rows
+
+
+# -------------------------------------------------------------------------------- main
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small settings (a minute or two)")
+    parser.add_argument("--name", default=None, help="results file name (default: machine + date)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="subset of: overhead workers batching checkpoint growth gpu")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    torch.set_num_threads(os.cpu_count() or 1)
+    repeats = 1 if args.quick else 3
+    small = ["task.steps=30", "fitness.episodes=10", "ea.population_size=4"] if args.quick else []
+    base = ["ea.generations=0"] + small
+    cfg = load_config("genomes/default.yaml", base)
+    wanted = set(args.only or ["overhead", "workers", "batching", "checkpoint", "growth", "gpu"])
+    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                           "cuda": torch.cuda.is_available()},
+               "settings": {"quick": args.quick, "overrides": base, "repeats": repeats}}
+    steps = [("overhead", lambda: bench_overhead(cfg, repeats)),
+             ("workers", lambda: bench_workers(small, repeats)),
+             ("batching", lambda: bench_batching(small, [("conv4", 0.5), ("vgg11", 0.25)], repeats, 4)),
+             ("checkpoint", lambda: bench_checkpoint(cfg)),
+             ("growth", lambda: bench_growth(small, repeats)),
+             ("gpu", bench_gpu)]
+    for name, fn in steps:
+        if name in wanted:
+            print(f"[bench] {name} ...", flush=True)
+            start = time.perf_counter()
+            results[name] = fn()
+            results[name + "_bench_seconds"] = time.perf_counter() - start
+    name = args.name or f"{platform.node() or 'machine'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path = os.path.join(ROOT, "bench", "results", f"{name}.json")
+    from learngene_ea.report import write_json
+
+    write_json(results, path)
+    print_table(results)
+    print(f"[bench] results: {path}")
+    return 0
+
+
+def print_table(r):
+    lines = []
+    if "overhead" in r:
+        o = r["overhead"]
+        lines.append(f"overhead     learngene-ea {o['framework_seconds']:.2f}s vs plain loop {o['plain_seconds']:.2f}s"
+                     f" -> {100 * o['overhead']:+.1f}%")
+    if "workers" in r:
+        for n, row in r["workers"].items():
+            lines.append(f"workers      scoop -n {n}: {row['seconds']:.2f}s per generation, speed-up {row['speedup']:.2f}x")
+    if "batching" in r:
+        for arch, row in r["batching"].items():
+            lines.append(f"batching     {arch}: one-by-one {row['one_by_one_seconds']:.2f}s, batched "
+                         f"{row['batched_seconds']:.2f}s -> {row['speedup']:.2f}x ({row['descendants']} descendants)")
+    if "checkpoint" in r:
+        c = r["checkpoint"]
+        lines.append(f"checkpoint   write {1000 * c['write_seconds']:.0f} ms + read {1000 * c['read_seconds']:.0f} ms"
+                     f" = {100 * c['fraction_of_generation']:.2f}% of a {c['generation_seconds']:.1f}s generation;"
+                     f" {c['bytes_per_individual'] / 1024:.0f} KiB per individual")
+    if "growth" in r:
+        for label, row in r["growth"].items():
+            lines.append(f"growth       {label}: {row['seconds']:.2f}s ({row['ratio']:.2f}x)")
+    if "gpu" in r:
+        if "skipped" in r["gpu"]:
+            lines.append(f"gpu          skipped: {r['gpu']['skipped']}")
+        else:
+            for label, row in r["gpu"].items():
+                lines.append(f"gpu          {label}: {row['images_per_second']:.0f} img/s, {row['tflops']:.1f} TFLOP/s")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

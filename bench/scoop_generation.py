@@ -1,0 +1,33 @@
+"""One generation's fitness evaluations under SCOOP, timed inside the program (no start-up).
+
+Run by bench/run.py as ``python -m scoop -n K bench/scoop_generation.py --set ...``; prints one
+JSON line ``{"seconds": ..., "accuracies": [...]}``.
+"""
+import json
+import sys
+import time
+
+from learngene_ea.config import load_config
+from learngene_ea.evolve import build_toolbox, new_state
+from learngene_ea.data import load_dataset
+from learngene_ea.fitness import evaluate
+
+
+def warm_up(data_cfg):
+    """Load the dataset in a worker (as generation 0 of a real run does) and return nothing."""
+    load_dataset(data_cfg)
+    time.sleep(0.2)  # keep this worker busy so the others get warm-up calls too
+
+if __name__ == "__main__":
+    overrides = [arg for arg in sys.argv[1:] if arg != "--set"]
+    cfg = load_config("genomes/default.yaml", overrides)
+    toolbox = build_toolbox(cfg)
+    population = new_state(cfg).population
+    for ind in population:
+        ind.evaluated_in = 0
+    # warm-up: every worker loads the dataset once, as in a real run after generation 0
+    list(toolbox.map(warm_up, [cfg.data] * 16))
+    start = time.perf_counter()
+    results = list(toolbox.map(evaluate, population, [cfg] * len(population)))
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "accuracies": [r.fitness[0] for r in results]}))
