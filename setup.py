@@ -91,6 +91,25 @@ if _editable_wheel is not None:
 
     cmdclass["editable_wheel"] = editable_wheel
 
+from setuptools.command.develop import develop as _develop  # noqa: E402
+
+if hasattr(_develop, "install_for_development"):
+    # setuptools < 80 in the user's environment, with `wheel` installed and no pyproject.toml:
+    # pip then runs the legacy `setup.py develop` (an .egg-link), not an editable wheel. (From
+    # setuptools 80 on, develop calls pip, which builds the editable wheel above.)
+
+    class develop(_develop):
+        def run(self):
+            super().run()
+            path = os.path.join(self.install_dir, HOOK_PTH_NAME)
+            if self.uninstall:
+                if os.path.exists(path):
+                    os.remove(path)
+            else:
+                _write_hook_pth(self.install_dir)
+
+    cmdclass["develop"] = develop
+
 
 def _version():
     with open(os.path.join(HERE, "learngene_ea", "__init__.py"), encoding="utf-8") as f:

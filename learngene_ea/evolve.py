@@ -26,6 +26,32 @@ from .plugins import resolve_operator
 FRACTION_SLACK = 1e-9
 
 
+class OperatorFailure(Exception):
+    """A genetic operator (select, mutate, mate) raised: the run stops, its checkpoint is safe."""
+
+    def __init__(self, role: str, function, generation: int, error: BaseException):
+        name = getattr(function, "func", function)
+        name = f"{getattr(name, '__module__', '?')}:{getattr(name, '__qualname__', repr(name))}"
+        super().__init__(f"operator '{role}' ({name}) failed while making generation {generation} "
+                         f"({type(error).__name__}: {error}); generation {generation - 1} is safe in "
+                         "checkpoints/latest.pkl: fix the operator, then --resume the run.")
+        self.role = role
+        self.error = error
+
+
+def _guarded(toolbox, role: str, generation: int):
+    """``toolbox.<role>`` wrapped so that a failure names the operator."""
+    function = getattr(toolbox, role)
+
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as err:
+            raise OperatorFailure(role, function, generation, err) from err
+
+    return call
+
+
 def scoop_running() -> bool:
     """True inside a program launched with ``python -m scoop``."""
     try:
@@ -179,14 +205,18 @@ def evaluate_population(population, toolbox, generation, progress=None) -> list:
 def next_generation(population, toolbox, cfg: Config, state: EvolutionState, generation: int) -> list:
     """Elites + mutated (and optionally mated) clones of tournament winners."""
     elites = [toolbox.clone(ind) for ind in operators.sel_elites(population, cfg.ea.elites)]
-    parents = toolbox.select(population, len(population) - len(elites))
+    parents = _guarded(toolbox, "select", generation)(population, len(population) - len(elites))
     offspring = []
     for parent in parents:
         child = toolbox.clone(parent)
         child.id, child.parents, child.born = state.next_id, [parent.id], generation
         state.next_id += 1
         offspring.append(child)
-    offspring = algorithms.varAnd(offspring, toolbox, cfg.ea.cxpb, cfg.ea.mutpb)
+    guarded = base.Toolbox()
+    guarded.register("clone", toolbox.clone)
+    guarded.register("mate", _guarded(toolbox, "mate", generation))
+    guarded.register("mutate", _guarded(toolbox, "mutate", generation))
+    offspring = algorithms.varAnd(offspring, guarded, cfg.ea.cxpb, cfg.ea.mutpb)
     return elites + offspring
 
 

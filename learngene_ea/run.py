@@ -17,7 +17,8 @@ from learngene_ea import config as config_module
 from learngene_ea.checkpoint import CheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
 from learngene_ea.config import Config, ConfigError
 from learngene_ea.errors import UserError
-from learngene_ea.evolve import EvolutionState, build_toolbox, evolve, new_state, product_learngene, scoop_running
+from learngene_ea.evolve import (EvolutionState, OperatorFailure, build_toolbox, evolve, new_state,
+                                 product_learngene, scoop_running)
 from learngene_ea.report import plot_evolution, write_json, write_logbook
 
 
@@ -245,6 +246,14 @@ def main(argv=None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OperatorFailure as err:
+        import traceback
+
+        if debug:
+            raise
+        print("".join(traceback.format_exception(err.error)).rstrip(), file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: the last finished generation is in checkpoints/latest.pkl; "
               "continue with --resume <run dir>.", file=sys.stderr)

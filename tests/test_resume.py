@@ -200,3 +200,20 @@ def test_sigkill_while_writing_a_checkpoint_then_resume_matches(uninterrupted, t
     assert run_cli.main(["--resume", str(run_dir), "--quiet"]) == 0
     assert comparable_logbook(run_dir) == comparable_logbook(uninterrupted)
     assert same_learngene(run_dir, uninterrupted)
+
+
+def broken_mutation(individual):
+    raise ValueError("my operator has a bug")
+
+
+def test_a_failing_custom_operator_stops_the_run_naming_it_with_the_checkpoint_safe(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = run_cli.main([*sets(), "--set", "operators.mutate={function: 'test_resume:broken_mutation'}",
+                         "--run-dir", str(run_dir), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "operator 'mutate' (test_resume:broken_mutation) failed while making generation 1" in err
+    assert "ValueError: my operator has a bug" in err
+    payload = load_checkpoint(run_dir / "checkpoints" / "latest.pkl")
+    assert payload["generation"] == 0  # generation 0 finished and is safe
+    assert (run_dir / "learngene.pt").exists()
