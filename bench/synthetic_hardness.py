@@ -158,7 +158,7 @@ def main(argv=None):
     parser.add_argument("--scratch-steps", type=int, default=100)
     parser.add_argument("--proto-episodes", type=int, default=100)
     parser.add_argument("--pretrain-epochs", type=int, default=3)
-    parser.add_argument("--pretrain-per-class", type=int, default=300,
+    parser.add_argument("--pretrain-per-class", type=int, default=400,
                         help="training images per training class used for pre-training")
     parser.add_argument("--queries", type=int, default=15, help="query images per class")
     parser.add_argument("--split", default="test", choices=("val", "test"))

@@ -7,6 +7,7 @@ when running under it), the hall of fame and logbook are updated, and a checkpoi
 """
 from __future__ import annotations
 
+import functools
 import random
 import time
 from dataclasses import dataclass, field
@@ -62,12 +63,37 @@ def scoop_running() -> bool:
         return False
 
 
-def parallel_map():
-    """SCOOP's ``futures.map`` under SCOOP, the builtin ``map`` otherwise."""
-    if scoop_running():
-        from scoop import futures
+class WorkersLost(Exception):
+    """No evaluation finished for ``runtime.stall_timeout`` seconds under SCOOP."""
 
-        return futures.map
+
+def watched_scoop_map(function, items, stall_timeout: float = 1800.0):
+    """SCOOP's map with a watchdog: results in order, but a silent stall raises :class:`WorkersLost`.
+
+    SCOOP 0.7 waits forever for a future whose worker died; here, when no evaluation at all
+    finishes for ``stall_timeout`` seconds, the run stops (its last checkpoint is safe).
+    """
+    from scoop import futures
+
+    pending = [futures.submit(function, item) for item in items]
+    last_progress = time.monotonic()
+    finished = 0
+    for future in pending:
+        while not future.done():
+            futures.wait([future], timeout=min(2.0, stall_timeout))
+            now_finished = sum(f.done() for f in pending)
+            if now_finished > finished:
+                finished, last_progress = now_finished, time.monotonic()
+            elif time.monotonic() - last_progress > stall_timeout:
+                raise WorkersLost(f"no evaluation finished for {stall_timeout:.0f} s, so a SCOOP worker has "
+                                  "probably died")
+        yield future.result()
+
+
+def parallel_map(stall_timeout: float = 1800.0):
+    """SCOOP's map (with a watchdog for dead workers) under SCOOP, the builtin ``map`` otherwise."""
+    if scoop_running():
+        return functools.partial(watched_scoop_map, stall_timeout=stall_timeout)
     return map
 
 
@@ -79,7 +105,7 @@ def build_toolbox(cfg: Config) -> base.Toolbox:
     """
     ea = cfg.ea
     toolbox = base.Toolbox()
-    toolbox.register("map", parallel_map())
+    toolbox.register("map", parallel_map(cfg.runtime.stall_timeout))
     toolbox.register("select", operators.sel_parsimony_tournament, tournsize=ea.tournsize,
                      tolerance=ea.parsimony_tolerance)
     toolbox.register("mutate", operators.mut_learngene, target_fraction=ea.target_fraction,

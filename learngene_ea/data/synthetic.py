@@ -96,7 +96,7 @@ _LAYOUT_ROT = math.radians(35)
 _PART_SHIFT = 0.09          # per-primitive position jitter
 _PART_SCALE = (0.85, 1.15)
 _PART_ROT = math.radians(15)
-_PART_DROP = 0.25           # probability that one primitive of the class is missing
+_PART_DROP = 0.20           # probability that one primitive of the class is missing
 _COLOUR_JITTER = 0.12       # per-colour, per-channel std
 _GAIN = (0.80, 1.20)        # per-image per-channel gain (lighting colour)
 _BRIGHTNESS = 0.10
@@ -105,7 +105,7 @@ _BG_SWAP = 0.50             # probability that an image's background colours are
 _DISTRACTORS = 3            # distractor slots; the last one is drawn on top
 _DISTRACTOR_P = 0.70
 _BG_PLAIN = 0.30            # probability that an image's background texture is missing
-_COLOUR_SWAP = 0.20         # probability that a primitive has a random colour
+_COLOUR_SWAP = 0.15         # probability that a primitive has a random colour
 _CLUTTER = 0.10             # amplitude of smooth background clutter
 _NOISE = 0.060              # std of the pixel noise
 
@@ -147,7 +147,7 @@ def _make_synthetic_cached(seed, num_classes, images_per_class, image_size, spli
     images = torch.empty(num_classes * n, 3, size, size, dtype=torch.uint8)
     grid = _grid(size)
     for c in range(num_classes):
-        # independent streams per class: a class looks the same whatever the other arguments
+        # random streams per class: class c does not depend on how many classes there are
         spec = _class_spec(np.random.default_rng([seed, 0, c]))
         rng = np.random.default_rng([seed, 1, c])
         images[c * n:(c + 1) * n] = _render_class(spec, n, size, grid, rng)
@@ -193,7 +193,7 @@ def _class_spec(rng: np.random.Generator) -> dict:
         parts.append({
             "shape": int(rng.integers(len(SHAPE_NAMES))),
             "offset": (radii[i] * math.cos(angles[i]), radii[i] * math.sin(angles[i])),
-            "size": float(rng.uniform(0.20, 0.36)),
+            "size": float(rng.uniform(0.24, 0.40)),
             "aspect": float(rng.choice([1.0, 1.0, 0.7, 1.4])),
             "rot": float(rng.uniform(0, math.pi)),
             "colour": PALETTE[colours[0]],
@@ -242,6 +242,20 @@ def _plane(a, b, c, grid) -> torch.Tensor:
 
 def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator) -> torch.Tensor:
     """Draw ``n`` images of one class; returns uint8 [n, 3, S, S]."""
+    # Lighting (contrast around grey, per-channel gain, brightness) is affine per image and
+    # channel, so it is applied to every colour before painting instead of to the canvas
+    # (painting interpolates colours; interpolation commutes with affine maps). The canvas
+    # is on the 0..255 scale, offset by +0.5 (rounding) and by the noise offset.
+    contrast = rng.uniform(*_CONTRAST, (n, 1))
+    gain = rng.uniform(*_GAIN, (n, 3)) * contrast * 255.0
+    bias = (rng.uniform(-_BRIGHTNESS, _BRIGHTNESS, (n, 1)) + 0.5 * (1.0 - contrast)) * 255.0
+    noise_scale = _NOISE * math.sqrt(3) / 127.5 * 255.0  # uniform noise from bytes 0..255
+    bias = bias + 0.5 - 127.5 * noise_scale
+    gain, bias = (torch.as_tensor(a, dtype=torch.float32) for a in (gain, bias))
+
+    def paint(colour: torch.Tensor, alpha: torch.Tensor) -> None:
+        _paint(canvas, colour * gain + bias, alpha)
+
     # background texture (with some images getting random background colours)
     bg1 = np.repeat(spec["bg_colour"][None], n, 0)
     bg2 = np.repeat(spec["bg_colour2"][None], n, 0)
@@ -253,20 +267,19 @@ def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator)
     pattern = _fill_pattern(spec["bg_fill"], np.zeros(n), np.zeros(n), bg_rot, bg_freq, grid, rng)
     if pattern is not None:
         pattern.mul_(_col(rng.random(n) >= _BG_PLAIN))
-    canvas = _jitter(bg1, rng).view(n, 3, 1, 1).expand(n, 3, size, size).clone()
+    canvas = (_jitter(bg1, rng) * gain + bias).view(n, 3, 1, 1).expand(n, 3, size, size).clone()
     if pattern is not None:
-        _paint(canvas, _jitter(bg2, rng), pattern)
+        paint(_jitter(bg2, rng), pattern)
 
     # smooth clutter: per channel, the product of two random smooth profiles (one along x,
     # one along y), each interpolated from 4 random values: blotches, in one fused operation
-    up = _upsampler(size)
-    rows = torch.as_tensor(rng.standard_normal((n, 3, 1, 4)), dtype=torch.float32) @ up.T
-    cols = up @ torch.as_tensor(rng.standard_normal((n, 3, 4, 1)), dtype=torch.float32)
-    canvas.addcmul_(rows, cols, value=_CLUTTER)
+    rows, cols = (_smooth_profiles(rng.standard_normal((n * 3, 1, 4)), size) for _ in range(2))
+    canvas.addcmul_(rows.view(n, 3, 1, size) * gain.view(n, 3, 1, 1), cols.view(n, 3, size, 1),
+                    value=_CLUTTER)
 
     # distractors below the object
     for _ in range(_DISTRACTORS - 1):
-        _draw_distractor(canvas, n, grid, size, rng)
+        _draw_distractor(paint, n, grid, size, rng)
 
     # the class composition, moved as a whole
     shift = rng.uniform(-_LAYOUT_SHIFT, _LAYOUT_SHIFT, (n, 2))
@@ -290,39 +303,27 @@ def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator)
         colour = _jitter(_swap_some(part["colour"], n, rng), rng)
         pattern = _fill_pattern(part["fill"], cx, cy, part["fill_rot"] + rot,
                                 np.full(n, part["freq"]), grid, rng)
-        _paint(canvas, colour, alpha)
+        paint(colour, alpha)
         if pattern is not None:  # the texture's second colour where the texture is "on"
-            _paint(canvas, _jitter(_swap_some(part["colour2"], n, rng), rng),
-                   pattern.mul_(alpha))
+            paint(_jitter(_swap_some(part["colour2"], n, rng), rng), pattern.mul_(alpha))
 
     # one distractor on top, occluding the object now and then
-    _draw_distractor(canvas, n, grid, size, rng)
+    _draw_distractor(paint, n, grid, size, rng)
 
-    # lighting (contrast around the image mean, per-channel gain, brightness) and sensor
-    # noise, applied on the 0..255 scale; the noise is uniform, from random bytes: an order
-    # of magnitude cheaper than Gaussian draws
-    gain = torch.as_tensor(rng.uniform(*_GAIN, (n, 3)), dtype=torch.float32).view(n, 3, 1, 1)
-    contrast = _col(rng.uniform(*_CONTRAST, n)).view(n, 1, 1, 1)
-    bright = _col(rng.uniform(-_BRIGHTNESS, _BRIGHTNESS, n)).view(n, 1, 1, 1)
+    # sensor noise: uniform, from random bytes (an order of magnitude cheaper than Gaussian
+    # draws); the +0.5 in the bias and truncation to uint8 round to the nearest level
     noise = torch.frombuffer(bytearray(rng.bytes(n * 3 * size * size)), dtype=torch.uint8)
-    noise_scale = _NOISE * math.sqrt(3) / 127.5 * 255.0
-    mean = canvas.mean(dim=(1, 2, 3), keepdim=True)
-    offset = (mean * (1 - contrast) * gain + bright) * 255.0 - 127.5 * noise_scale + 0.5
-    canvas.mul_(contrast * gain * 255.0).add_(offset)
-    canvas.add_(noise.view(n, 3, size, size).to(torch.float32), alpha=noise_scale)
-    # + 0.5 above and truncation here round to the nearest level
+    canvas.add_(noise.view(n, 3, size, size), alpha=noise_scale)
     return canvas.clamp_(0.0, 255.0).to(torch.uint8)
 
 
-@functools.lru_cache(maxsize=8)
-def _upsampler(size: int) -> torch.Tensor:
-    """Matrix [S, 4] interpolating 4 values linearly over S pixels."""
-    basis = torch.eye(4).view(4, 1, 4)
-    up = torch.nn.functional.interpolate(basis, size=size, mode="linear", align_corners=False)
-    return up.view(4, size).T.contiguous()
+def _smooth_profiles(values: np.ndarray, size: int) -> torch.Tensor:
+    """Linear interpolation of [m, 1, k] random values to [m, 1, S] smooth 1-d profiles."""
+    return torch.nn.functional.interpolate(torch.as_tensor(values, dtype=torch.float32),
+                                           size=size, mode="linear", align_corners=False)
 
 
-def _draw_distractor(canvas, n, grid, size, rng):
+def _draw_distractor(paint, n, grid, size, rng):
     """A random one-box primitive of the bank, in a random colour, on some of the images."""
     shape = rng.choice(_ONE_BOX_SHAPES, n)
     cx, cy = rng.uniform(-0.85, 0.85, (2, n))
@@ -332,7 +333,7 @@ def _draw_distractor(canvas, n, grid, size, rng):
     rot = rng.uniform(0, math.pi, n) + _SHAPE_BASE_ROT[shape]
     alpha = _shape_alpha(list(_SHAPE_TABLE[shape].T), cx, cy, part_size, aspect, rot,
                          np.ones(n), grid, size)
-    _paint(canvas, _jitter(PALETTE[rng.integers(len(PALETTE), size=n)], rng), alpha)
+    paint(_jitter(PALETTE[rng.integers(len(PALETTE), size=n)], rng), alpha)
 
 
 def _shape_alpha(params, cx, cy, part_size, aspect, rot, mirror, grid, size) -> torch.Tensor:
@@ -361,6 +362,9 @@ def _shape_alpha(params, cx, cy, part_size, aspect, rot, mirror, grid, size) -> 
         v.abs_().sub_(_col(k * h))
         if same and r == 0.0:  # sharp box: the max-distance is exact inside and on edges
             return torch.maximum(u, v, out=u)
+        if not same:  # mixed shapes: an octagonal distance, exact inside, on edges, diagonals
+            diagonal = torch.add(u, v).mul_(math.sqrt(0.5))
+            return torch.maximum(torch.maximum(u, v, out=u), diagonal, out=u)
         inside = torch.maximum(u, v).clamp_(max=0.0)
         return u.clamp_(min=0.0).square_().add_(v.clamp_(min=0.0).square_()).sqrt_().add_(inside)
 

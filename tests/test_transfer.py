@@ -1,0 +1,379 @@
+"""Downstream transfer: same episodes for every method, no test image before transfer, honest reports."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, run_module, tiny_overrides
+from learngene_ea import transfer, training
+from learngene_ea.config import load_config
+from learngene_ea.errors import UserError
+from learngene_ea.learngene import extract_learngene, load_learngene
+from learngene_ea.models import build_model
+from learngene_ea.sampling import mean_and_ci95
+
+METHODS = ["scratch", "pretrained", "random-learngene", "layerwise", "instincts", "learngene"]
+
+
+def transfer_overrides(**extra):
+    values = {"transfer.episodes": 2, "transfer.steps": 3, "transfer.shots": "[1, 5]", "transfer.limited_data": 10,
+              "transfer.n_query": 5, "transfer.pretrain_epochs": 1, "task.batch_size": 64, "runtime.device": "cpu"}
+    values.update(extra)
+    return tiny_overrides() + [f"{k}={v}" for k, v in values.items()]
+
+
+def make_learngene(path, family="conv4", width=0.25, seed=1, keep=0.5):
+    """A seeded network's random channels saved as a learngene file (no evolution needed)."""
+    model = build_model(family, width, 3, 5, seed=seed)
+    rng = np.random.default_rng(seed)
+    masks = {}
+    for group, size in model.spec.groups:
+        mask = rng.random(size) < keep
+        mask[rng.integers(size)] = True  # complete circuits: every group keeps a channel
+        masks[group] = mask
+    learngene = extract_learngene(model, masks, meta={"dataset": "synthetic"})
+    learngene.save(path)
+    return learngene
+
+
+@pytest.fixture(scope="module")
+def transfer_run(tmp_path_factory):
+    """One small transfer evaluation (with a scalability descendant), every episode recorded per method."""
+    folder = tmp_path_factory.mktemp("transfer")
+    path = str(folder / "learngene.pt")
+    make_learngene(path)
+    cfg = load_config(None, transfer_overrides())
+    seen, current = [], {}
+    evaluate_method, finetune_and_score = transfer.evaluate_method, transfer.finetune_and_score
+
+    def recording_evaluate(method, *args, **kwargs):
+        current["method"] = (method.name, method.arch)
+        return evaluate_method(method, *args, **kwargs)
+
+    def recording_finetune(model, dataset, episode, *args, **kwargs):
+        seen.append({"method": current["method"], "support": episode.support.tolist(),
+                     "query": episode.query.tolist(), "head": model.head.weight.detach().clone()})
+        return finetune_and_score(model, dataset, episode, *args, **kwargs)
+
+    logs = []
+    patch = pytest.MonkeyPatch()
+    patch.setattr(transfer, "evaluate_method", recording_evaluate)
+    patch.setattr(transfer, "finetune_and_score", recording_finetune)
+    try:
+        results = transfer.run_transfer(cfg, path, str(folder / "out"), descendants=["conv4@0.5"], log=logs.append)
+    finally:
+        patch.undo()
+    return {"results": results, "seen": seen, "logs": logs, "folder": folder, "cfg": cfg, "path": path}
+
+
+# ------------------------------------------------------------------------- same episodes
+
+def test_every_method_is_fine_tuned_on_the_same_support_and_query_images(transfer_run):
+    by_method = {}
+    for record in transfer_run["seen"]:
+        by_method.setdefault(record["method"], []).append((record["support"], record["query"]))
+    reference = by_method[("scratch", "conv4 x0.25")]
+    assert len(reference) == 2 * 3  # 2 episodes x (1-shot, 5-shot, limited-10)
+    assert {m for m, _ in by_method} == {"scratch", "pretrained", "random-learngene", "layerwise", "learngene"}
+    for method, episodes in by_method.items():
+        assert episodes == reference, method
+
+
+def test_every_row_reports_the_same_episode_fingerprints_and_init_seeds(transfer_run):
+    results = transfer_run["results"]
+    for setting in results["settings"]:
+        digests = [e["digest"] for e in setting["episodes"]]
+        for row in results["rows"]:
+            assert row["results"][setting["name"]]["episode_digests"] == digests
+            assert row["results"][setting["name"]]["init_seeds"] == \
+                results["rows"][0]["results"][setting["name"]]["init_seeds"]
+
+
+def test_methods_of_one_architecture_start_from_the_same_fresh_head(transfer_run):
+    heads = {}
+    for record in transfer_run["seen"]:
+        heads.setdefault(record["method"], []).append(record["head"])
+    reference = heads[("scratch", "conv4 x0.25")]
+    for (name, arch), tensors in heads.items():
+        if arch == "conv4 x0.25":
+            assert all(torch.equal(a, b) for a, b in zip(tensors, reference)), name
+
+
+def test_non_inherited_weights_equal_the_scratch_initialisation_with_the_same_seed(tmp_path):
+    learngene = make_learngene(tmp_path / "lg.pt")
+    scratch = build_model("conv4", 0.25, 3, 5, seed=123)
+    descendant = transfer.build_descendant(learngene, num_classes=5, seed=123)
+    for layer in scratch.spec.layers:
+        a = scratch.gene_module(layer.name).conv.weight
+        b = descendant.gene_module(layer.name).conv.weight.clone()
+        out_idx, in_idx = descendant.inherited[layer.name]
+        b[np.ix_(out_idx, in_idx)] = a[np.ix_(out_idx, in_idx)]
+        assert torch.equal(a, b), layer.name
+    assert torch.equal(scratch.head.weight, descendant.head.weight)
+
+
+def test_test_episodes_use_only_test_classes_and_disjoint_support_and_query(transfer_run, tiny_dataset):
+    test = set(tiny_dataset.splits["test"])
+    for setting in transfer_run["results"]["settings"]:
+        for episode in setting["episodes"]:
+            assert set(episode["classes"]) <= test
+            labels = tiny_dataset.labels[episode["support"] + episode["query"]].tolist()
+            assert set(labels) == set(episode["classes"])
+            assert not set(episode["support"]) & set(episode["query"])
+
+
+# --------------------------------------------------------------------------- no leakage
+
+def _test_indices(dataset):
+    return set(torch.cat([dataset.indices_of_class(c) for c in dataset.splits["test"]]).tolist())
+
+
+def _train_indices(dataset):
+    return set(torch.cat([dataset.indices_of_class(c) for c in dataset.splits["train"]]).tolist())
+
+
+def test_pretraining_touches_only_training_class_images(monkeypatch, tiny_dataset):
+    touched = set()
+    make_batch = training.make_batch
+
+    def recording_make_batch(images, indices, *args, **kwargs):
+        touched.update(indices.tolist())
+        return make_batch(images, indices, *args, **kwargs)
+
+    monkeypatch.setattr(training, "make_batch", recording_make_batch)
+    cfg = load_config(None, transfer_overrides())
+    transfer.pretrain_network(cfg, tiny_dataset, "conv4", 0.25, 3, "cpu")
+    assert touched and touched <= _train_indices(tiny_dataset)
+    assert len(touched) == len(_train_indices(tiny_dataset))  # every training image, one epoch
+    assert not touched & _test_indices(tiny_dataset)
+
+
+def test_evolution_never_touches_a_test_class_image(monkeypatch, tmp_path, tiny_dataset):
+    from learngene_ea import fitness, run
+
+    touched, task_splits = set(), []
+    make_batch, sample_task = training.make_batch, fitness.sample_task
+
+    def recording_make_batch(images, indices, *args, **kwargs):
+        touched.update(indices.tolist())
+        return make_batch(images, indices, *args, **kwargs)
+
+    def recording_sample_task(dataset, seed, num_classes, images_per_class, split="train"):
+        task_splits.append(split)
+        task = sample_task(dataset, seed, num_classes, images_per_class, split)
+        assert set(task.indices.tolist()) <= _train_indices(dataset)
+        return task
+
+    monkeypatch.setattr(training, "make_batch", recording_make_batch)
+    monkeypatch.setattr(fitness, "sample_task", recording_sample_task)
+    overrides = tiny_overrides(**{"ea.population_size": 2, "ea.generations": 1, "ea.tournsize": 2})
+    argv = ["--run-dir", str(tmp_path / "run"), "--quiet"] + [a for o in overrides for a in ("--set", o)]
+    assert run.main(argv) == 0
+    assert task_splits and set(task_splits) == {"train"}
+    assert touched and not touched & _test_indices(tiny_dataset)
+
+
+# ---------------------------------------------------------------------------- statistics
+
+def test_ci95_is_1_96_sample_std_over_sqrt_n():
+    mean, ci = mean_and_ci95([0.5, 0.6, 0.7, 0.8])
+    # sample std = sqrt((0.15^2 + 0.05^2 + 0.05^2 + 0.15^2) / 3) = sqrt(0.05 / 3)
+    assert mean == pytest.approx(0.65)
+    assert ci == pytest.approx(1.96 * math.sqrt(0.05 / 3) / 2)
+    assert ci == pytest.approx(0.126517, abs=1e-6)
+
+
+def test_reported_mean_and_ci_follow_from_the_per_episode_accuracies(transfer_run):
+    for row in transfer_run["results"]["rows"]:
+        for result in row["results"].values():
+            mean, ci = mean_and_ci95(result["accuracies"])
+            assert result["mean"] == pytest.approx(mean) and result["ci95"] == pytest.approx(ci)
+            assert all(0.0 <= a <= 1.0 for a in result["accuracies"])
+
+
+def test_instincts_are_the_learngene_descendant_before_any_update(transfer_run):
+    rows = {(r["method"], r["arch"]): r for r in transfer_run["results"]["rows"]}
+    instincts, learngene = rows[("instincts", "conv4 x0.25")], rows[("learngene", "conv4 x0.25")]
+    assert not instincts["fine_tuned"]
+    for name, result in instincts["results"].items():
+        assert result["accuracies"] == learngene["results"][name]["prototype_before_accuracies"]
+
+
+# --------------------------------------------------------------------------- scalability
+
+@pytest.mark.parametrize("family,width,expected_layers", [
+    ("conv4", 0.5, ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]),       # wider
+    ("conv6", 0.25, ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]),      # deeper
+    ("vgg11", 0.25, ["stages.0.0", "stages.1.0", "stages.2.0", "stages.3.0"]),  # other family
+])
+def test_descendants_of_other_width_depth_or_family_get_the_learngene_channels(tmp_path, family, width,
+                                                                               expected_layers):
+    learngene = make_learngene(tmp_path / "lg.pt")
+    source = {layer.name: layer for layer in learngene.spec.layers}
+    descendant = transfer.build_descendant(learngene, family, width, num_classes=5, seed=7)
+    fresh = build_model(family, width, 3, 5, seed=7)
+    assert sorted(descendant.inherited) == sorted(expected_layers)
+    for target_name, src_name in zip(expected_layers, ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]):
+        src = source[src_name]
+        out_idx = np.flatnonzero(learngene.masks[src.group])
+        in_idx = np.arange(3) if src.in_group is None else np.flatnonzero(learngene.masks[src.in_group])
+        module = descendant.gene_module(target_name)
+        keep_out = out_idx < module.conv.out_channels
+        keep_in = in_idx < module.conv.in_channels
+        written = module.conv.weight[np.ix_(out_idx[keep_out], in_idx[keep_in])]
+        expected = torch.from_numpy(learngene.weights[src_name]["conv"][keep_out][:, keep_in])
+        assert torch.equal(written, expected), target_name
+        assert torch.equal(module.bn.weight[out_idx[keep_out]],
+                           torch.from_numpy(learngene.weights[src_name]["bn_weight"][keep_out]))
+        assert torch.equal(module.bn.running_var[out_idx[keep_out]],
+                           torch.from_numpy(learngene.weights[src_name]["bn_var"][keep_out]))
+    for layer in descendant.spec.layers:  # layers the learngene does not reach stay freshly initialised
+        if layer.name not in expected_layers:
+            assert torch.equal(descendant.gene_module(layer.name).conv.weight,
+                               fresh.gene_module(layer.name).conv.weight)
+
+
+def test_a_family_pairing_that_inherits_nothing_is_refused(tmp_path):
+    learngene = make_learngene(tmp_path / "lg.pt")
+    with pytest.raises(UserError, match="cannot be inherited by a resnet12"):
+        transfer.build_descendant(learngene, "resnet12", 0.25)
+
+
+def test_scalability_rows_are_reported_per_descendant(transfer_run):
+    rows = [(r["method"], r["arch"]) for r in transfer_run["results"]["rows"]]
+    assert rows == [(m, "conv4 x0.25") for m in METHODS] + [("scratch", "conv4 x0.5"), ("learngene", "conv4 x0.5")]
+    wide = transfer_run["results"]["rows"][-1]
+    same_arch = transfer_run["results"]["rows"][METHODS.index("learngene")]
+    assert wide["params"] == same_arch["params"] == load_learngene(transfer_run["path"]).num_params
+    assert wide["fraction"] < same_arch["fraction"]  # the same channels are a smaller share of a wider net
+
+
+def test_random_learngene_keeps_as_many_channels_per_group_as_the_learngene(tmp_path):
+    learngene = make_learngene(tmp_path / "lg.pt")
+    a, b = transfer.random_masks_like(learngene, 1), transfer.random_masks_like(learngene, 2)
+    assert {g: int(m.sum()) for g, m in a.items()} == {g: int(m.sum()) for g, m in learngene.masks.items()}
+    assert any(not np.array_equal(a[g], b[g]) for g in a)
+
+
+def test_layerwise_takes_whole_layers_from_the_input_closest_to_the_budget():
+    spec = build_model("conv4", 0.5, 3, 5).spec  # layers: 928, 9280, 9280, 9280 parameters
+    assert transfer.layerwise_layers(spec, 7000) == ["blocks.0", "blocks.1"]
+    assert transfer.layerwise_layers(spec, 3000) == ["blocks.0"]
+    assert transfer.layerwise_layers(spec, 22000) == ["blocks.0", "blocks.1", "blocks.2"]
+    assert transfer.layerwise_layers(spec, 26000) == ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]
+
+
+# --------------------------------------------------------------------- pre-trained cache
+
+def test_the_pretrained_network_is_cached_and_retrained_when_its_keys_change(transfer_run, monkeypatch,
+                                                                             tiny_dataset, tmp_path):
+    cache = transfer_run["folder"] / "pretrained.pt"
+    assert cache.is_file() and not transfer_run["results"]["pretrained"]["reused"]
+    copy = str(tmp_path / "pretrained.pt")
+    with open(copy, "wb") as f:
+        f.write(cache.read_bytes())
+    logs = []
+    _, info = transfer.load_or_pretrain(transfer_run["cfg"], tiny_dataset, "conv4", 0.25, 3, copy, "cpu", logs.append)
+    assert info["reused"] and "reusing" in logs[0]
+    calls = []
+
+    def fake_pretrain(*args):
+        calls.append(args)
+        return build_model("conv4", 0.25, 3, 64), {"steps": 0, "final_loss": 0.0, "seconds": 0.0}
+
+    monkeypatch.setattr(transfer, "pretrain_network", fake_pretrain)
+    other = load_config(None, transfer_overrides(**{"transfer.pretrain_epochs": 2}))
+    _, info = transfer.load_or_pretrain(other, tiny_dataset, "conv4", 0.25, 3, copy, "cpu", logs.append)
+    assert len(calls) == 1 and not info["reused"]
+    assert any("retraining" in line for line in logs)
+    _, info = transfer.load_or_pretrain(other, tiny_dataset, "conv4", 0.25, 3, copy, "cpu", logs.append)
+    assert len(calls) == 1 and info["reused"]  # the retrained network replaced the cache
+
+
+# ------------------------------------------------------------------------------ reports
+
+def test_transfer_json_has_the_documented_fields(transfer_run):
+    with open(transfer_run["folder"] / "out" / "transfer.json") as f:
+        data = json.load(f)
+    assert data["format"] == "learngene-ea/transfer-v1"
+    assert {"learngene", "evaluation", "dataset", "device", "pretrained", "settings", "rows", "timings"} <= set(data)
+    assert {"num_params", "fraction", "family", "width", "channels_kept"} <= set(data["learngene"])
+    assert {"episodes", "n_way", "shots", "limited_data", "steps", "lr", "optimizer", "seed"} <= set(data["evaluation"])
+    assert [s["name"] for s in data["settings"]] == ["1-shot", "5-shot", "limited-10"]
+    for setting in data["settings"]:
+        assert len(setting["episodes"]) == 2 and len(setting["episode_seeds"]) == 2
+        assert {"seed", "digest", "classes", "support", "query"} <= set(setting["episodes"][0])
+    for row in data["rows"]:
+        assert {"method", "arch", "params", "gene_params", "fraction", "results"} <= set(row)
+        for result in row["results"].values():
+            assert {"mean", "ci95", "accuracies", "seconds", "init_seeds", "episode_digests"} <= set(result)
+    assert {"total", "evaluation", "pretrained"} <= set(data["timings"])
+    learngene_row = next(r for r in data["rows"] if r["method"] == "learngene")
+    assert learngene_row["params"] == data["learngene"]["num_params"]
+    assert learngene_row["fraction"] == pytest.approx(data["learngene"]["fraction"])
+
+
+def test_markdown_table_has_one_row_per_method_and_one_column_per_setting(transfer_run):
+    text = (transfer_run["folder"] / "out" / "transfer.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| Method"))
+    assert header.count("|") == 3 + 3 + 1 and "5-way 1-shot" in header and "5-way 10/class" in header
+    body = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| Method")]
+    assert len(body) == len(transfer_run["results"]["rows"])
+    assert all(line.count("±") == 3 for line in body)
+
+
+def test_the_plot_is_a_real_png_with_content(transfer_run):
+    import matplotlib.image
+
+    path = transfer_run["folder"] / "out" / "transfer.png"
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    image = matplotlib.image.imread(str(path))
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+    assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 10
+
+
+# ---------------------------------------------------------------- fitness helper and CLI
+
+def test_finetune_head_accuracies_leaves_the_model_untouched(tiny_dataset):
+    from learngene_ea.sampling import sample_episodes
+
+    model = build_model("conv4", 0.25, 3, 5, seed=3)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    episodes = sample_episodes(tiny_dataset, 0, 3, 5, 5, 5, "val")
+    accs = transfer.finetune_head_accuracies(model, tiny_dataset, episodes, steps=10, device="cpu")
+    assert accs.shape == (3,) and ((accs >= 0) & (accs <= 1)).all()
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    again = transfer.finetune_head_accuracies(model, tiny_dataset, episodes, steps=10, device="cpu")
+    assert np.array_equal(accs, again)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--learngene", "missing/learngene.pt"], "does not exist"),
+    (["--descendants", "conv4@abc"], "family@width"),
+    (["--descendants", "resnet99@1"], "unknown family"),
+    (["--descendants", "resnet12"], "cannot be inherited"),
+    (["--set", "model.family=vgg11"], "recipe's model is vgg11"),
+    (["--set", "transfer.limited_data=40"], "transfer.limited_data"),
+])
+def test_cli_input_mistakes_exit_2_with_one_sentence(tmp_path, capsys, extra, message):
+    path = str(tmp_path / "learngene.pt")
+    make_learngene(path)
+    argv = ["--learngene", path, "--quiet", "--out", str(tmp_path)]
+    argv += [a for o in transfer_overrides() for a in ("--set", o)] + extra
+    assert transfer.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_python_m_learngene_ea_transfer_exits_2_without_traceback(tmp_path):
+    result = run_module(["-m", "learngene_ea.transfer", "--learngene", str(tmp_path / "nope.pt")], cwd=ROOT)
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
