@@ -145,6 +145,50 @@ def _rewrite_launcher_argv():
     new_argv = rewrite_argv(sys.argv[1:], scoop.launcher.makeParser())
     if new_argv is not None:
         sys.argv[1:] = new_argv
+        _pass_exit_status_through()
+
+
+EXIT_FILE_VARIABLE = "LEARNGENE_EA_SCOOP_EXIT_FILE"
+
+
+def _pass_exit_status_through():
+    """Make the launcher exit with the module's exit status (SCOOP 0.7.2 always exits 0).
+
+    The origin (started by this launcher, on this host, with this environment) writes a
+    non-zero status into a file named by an environment variable; at exit the launcher reads
+    it and exits with it. Without the file (e.g. an origin on another host) nothing changes.
+    """
+    import atexit
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="learngene-ea-scoop-exit-")
+    os.close(fd)
+    os.environ[EXIT_FILE_VARIABLE] = path
+
+    def exit_with_module_status():
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            os.unlink(path)
+        except OSError:
+            return
+        if text and text != "0":
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(int(text) if text.lstrip("-").isdigit() else 1)
+
+    atexit.register(exit_with_module_status)
+
+
+def _record_exit_status(code) -> bool:
+    """Origin side of :func:`_pass_exit_status_through`; True when the launcher will get it."""
+    path = os.environ.get(EXIT_FILE_VARIABLE)
+    if not path or not os.path.exists(path):
+        return False
+    status = code if isinstance(code, int) else 1  # sys.exit("message") means status 1
+    with open(path, "w") as f:
+        f.write(str(status))
+    return True
 
 
 class _ScoopMainFinder:
@@ -198,9 +242,13 @@ def _run_as_origin():
     except SystemExit as exit_:
         # SCOOP prints any exception of the root program as a traceback, "SystemExit: 0" from a
         # plain sys.exit() or --help included. A successful exit is not an error: end quietly.
-        # (Other codes stay exceptions: SCOOP 0.7.2's launcher exits 0 whatever the code.)
+        # A failure's status goes to our launcher (which exits with it); the module already
+        # said what went wrong, so no traceback either. Without our launcher: SCOOP's way.
         if exit_.code not in (None, 0):
-            raise
+            if isinstance(exit_.code, str):
+                sys.stderr.write(exit_.code + "\n")
+            if not _record_exit_status(exit_.code):
+                raise
 
 
 def _load_as_worker():

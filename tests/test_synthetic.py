@@ -95,7 +95,7 @@ def test_classes_carry_signal_but_are_not_separable_by_raw_pixels(ds):
     pixels = ds.images.double().view(100, PER_CLASS, -1)[test_ids] / 255.0
     accuracy = _nearest_class_mean_accuracy(pixels, fit=15)
     chance = 1.0 / len(test_ids)
-    assert 2 * chance < accuracy < 0.6
+    assert 1.5 * chance < accuracy < 0.6
 
 
 def test_mean_colour_alone_does_not_identify_the_class(ds):
