@@ -133,5 +133,6 @@ setup(
         "matplotlib",
     ],
     extras_require={"test": ["pytest"]},
+    python_requires=">=3.10",
     cmdclass=cmdclass,
 )
