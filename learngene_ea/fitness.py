@@ -40,18 +40,10 @@ def worker_device(device: str = "auto") -> torch.device:
 
 
 def worker_index() -> int:
-    """Index of this SCOOP worker (0 outside SCOOP): decides which GPU the worker uses."""
-    try:
-        import scoop
+    """Index of this SCOOP process on its host (0 outside SCOOP): decides which GPU it uses."""
+    from .workers import worker_index as local_index
 
-        if getattr(scoop, "IS_RUNNING", False):
-            ident = scoop.worker
-            if isinstance(ident, (tuple, list)):
-                ident = ident[-1]
-            return int(ident)
-    except Exception:  # not under SCOOP, or an identity that is not a number
-        pass
-    return 0
+    return local_index()
 
 
 _THREADS_SET = False
@@ -63,8 +55,9 @@ def configure_threads(threads: int = 0) -> None:
     if _THREADS_SET:
         return
     if threads <= 0:
-        workers = int(os.environ.get("LEARNGENE_EA_WORKERS", "1") or 1)
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        from .workers import default_threads
+
+        threads = default_threads()
     torch.set_num_threads(threads)
     _THREADS_SET = True
 
