@@ -8,6 +8,8 @@ Measures side by side, in one run, on this machine:
 - batching: population batching (grouped network) vs one descendant at a time, Conv4 and VGG11;
 - checkpoint: time to write and read a generation's checkpoint vs the generation's time, and
   bytes per individual;
+- pipeline: images/second of building batches (indexing, crop+flip, normalising) vs of the
+  training step;
 - growth: generation time as population size, image size and width double;
 - gpu: training images/second with/without bf16 autocast and channels-last, and the fraction
   of peak FLOP/s (skipped with a message when there is no GPU).
@@ -225,6 +227,44 @@ def _image_size_growth(cfg, repeats):
     return {"seconds": seconds}
 
 
+# ---------------------------------------------------------------------------- pipeline
+
+def bench_pipeline(cfg, repeats):
+    """Images/second of building batches (index, augment, normalise) vs of a training step."""
+    from learngene_ea.training import _stats, images_on, make_batch
+
+    dataset = load_dataset(cfg.data)
+    device = torch.device("cpu")
+    images = images_on(dataset, device)
+    mean, std = _stats(dataset, device)
+    generator = torch.Generator().manual_seed(0)
+    batch = cfg.task.batch_size
+    indices = [torch.randint(0, len(images), (batch,), generator=generator) for _ in range(50)]
+
+    def build():
+        for idx in indices:
+            make_batch(images, idx, mean, std, True, generator)
+
+    model = build_model(cfg.model.family, cfg.model.width, 3, cfg.task.num_classes, seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = make_batch(images, indices[0], mean, std, True, generator)
+    y = torch.randint(0, cfg.task.num_classes, (batch,))
+
+    def train():
+        for _ in indices:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    build_s, _ = median_seconds(build, repeats)
+    train_s, _ = median_seconds(train, repeats)
+    images_done = batch * len(indices)
+    return {"batch_images_per_second": images_done / build_s, "train_images_per_second": images_done / train_s,
+            "pipeline_share_of_step": build_s / (build_s + train_s), "batch_size": batch,
+            "model": f"{cfg.model.family}x{cfg.model.width}"}
+
+
 # --------------------------------------------------------------------------------- gpu
 
 def bench_gpu():
@@ -276,7 +316,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small settings (a minute or two)")
     parser.add_argument("--name", default=None, help="results file name (default: machine + date)")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="subset of: overhead workers batching checkpoint growth gpu")
+                        help="subset of: overhead workers batching checkpoint pipeline growth gpu")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -284,7 +324,7 @@ def main(argv=None):
     small = ["task.steps=30", "fitness.episodes=10", "ea.population_size=4"] if args.quick else []
     base = ["ea.generations=0"] + small
     cfg = load_config("genomes/default.yaml", base)
-    wanted = set(args.only or ["overhead", "workers", "batching", "checkpoint", "growth", "gpu"])
+    wanted = set(args.only or ["overhead", "workers", "batching", "checkpoint", "pipeline", "growth", "gpu"])
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                            "cuda": torch.cuda.is_available()},
                "settings": {"quick": args.quick, "overrides": base, "repeats": repeats}}
@@ -292,6 +332,7 @@ def main(argv=None):
              ("workers", lambda: bench_workers(small, repeats)),
              ("batching", lambda: bench_batching(small, [("conv4", 0.5), ("vgg11", 0.25)], repeats, 4)),
              ("checkpoint", lambda: bench_checkpoint(cfg)),
+             ("pipeline", lambda: bench_pipeline(cfg, repeats)),
              ("growth", lambda: bench_growth(small, repeats)),
              ("gpu", bench_gpu)]
     for name, fn in steps:
@@ -328,6 +369,11 @@ def print_table(r):
         lines.append(f"checkpoint   write {1000 * c['write_seconds']:.0f} ms + read {1000 * c['read_seconds']:.0f} ms"
                      f" = {100 * c['fraction_of_generation']:.2f}% of a {c['generation_seconds']:.1f}s generation;"
                      f" {c['bytes_per_individual'] / 1024:.0f} KiB per individual")
+    if "pipeline" in r:
+        p = r["pipeline"]
+        lines.append(f"pipeline     batches {p['batch_images_per_second']:.0f} img/s vs training step "
+                     f"{p['train_images_per_second']:.0f} img/s ({p['model']}): batch building is "
+                     f"{100 * p['pipeline_share_of_step']:.1f}% of a step")
     if "growth" in r:
         for label, row in r["growth"].items():
             lines.append(f"growth       {label}: {row['seconds']:.2f}s ({row['ratio']:.2f}x)")
