@@ -8,7 +8,6 @@ only ever see copies.
 """
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from dataclasses import dataclass, field

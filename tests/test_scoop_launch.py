@@ -1,9 +1,11 @@
 """``python -m scoop -m MODULE``: the argv rewriting hook, its installation, and real launches.
 
 The launches (marked ``slow``) start SCOOP with 2 workers on localhost, like the README's
-``python -m scoop -n 8 -m learngene_ea.run --config ...``; they use the temporary module
-``learngene_ea._scoop_demo`` for now. They need the package installed (``pip install -e .``):
-the hook ships as a .pth file in site-packages.
+``python -m scoop -n 8 -m learngene_ea.run --config ...``: first a demo module
+(``tests/scoop_demo/lgea_scoop_demo/demo.py``, importable with ``tests/scoop_demo`` on the
+path) that checks what SCOOP and the hook do, then tiny real runs of ``learngene_ea.run``.
+They need the package installed (``pip install -e .``): the hook ships as a .pth file in
+site-packages.
 """
 import importlib.metadata
 import json
@@ -14,12 +16,22 @@ import sys
 
 import pytest
 
+from conftest import tiny_overrides
 from learngene_ea import _scoop_module_hook as hook
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = "learngene_ea._scoop_demo"
+DEMO_DIR = os.path.join(REPO, "tests", "scoop_demo")  # on PYTHONPATH for the demo's launches
+DEMO = "lgea_scoop_demo.demo"
+DEMO_FILE = os.path.join("tests", "scoop_demo", "lgea_scoop_demo", "demo.py")  # relative to REPO
 PTH_NAME = "learngene_ea_scoop_hook.pth"
 LAUNCH_TIMEOUT_S = 120
+RUN_TIMEOUT_S = 300  # a tiny real run: tens of seconds on a quiet 2-core machine
+
+
+@pytest.fixture(autouse=True)
+def demo_importable(monkeypatch):
+    """The rewriting looks the demo module up (without importing it): put it on the path."""
+    monkeypatch.syspath_prepend(DEMO_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +109,8 @@ def test_rewrites_after_scoop_options(scoop_parser, argv, expected):
 
 @pytest.mark.parametrize("argv", [
     [],
-    ["-n", "2", "learngene_ea/_scoop_demo.py", "-m", DEMO],  # -m belongs to the script
-    ["-n", "2", "learngene_ea/_scoop_demo.py", "--x", "1"],  # no -m at all
+    ["-n", "2", DEMO_FILE, "-m", DEMO],  # -m belongs to the script
+    ["-n", "2", DEMO_FILE, "--x", "1"],  # no -m at all
     ["-n", "2", "-m"],  # nothing after -m
     ["-n", "2", "-m", "--quiet"],
     ["-n", "2", "--", "-m", DEMO],
@@ -194,22 +206,33 @@ def test_pth_is_installed_and_inert_elsewhere():
     assert out.returncode == 0 and out.stdout.split() == ["False", "False"], out
 
 
-# --- real launches ------------------------------------------------------------------------------
+# --- real launches: the demo ----------------------------------------------------------------------
 
-def _run(args):
-    """Run ``python ARGS`` from the repo root; kill its whole process group on timeout."""
-    proc = subprocess.Popen([sys.executable] + args, cwd=REPO, stdout=subprocess.PIPE,
+def _launch(args, timeout=LAUNCH_TIMEOUT_S):
+    """Run ``python ARGS`` from the repo root (demo on PYTHONPATH); kill its process group on timeout.
+
+    Returns ``(returncode, stdout, stderr)``.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (DEMO_DIR, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen([sys.executable] + args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=LAUNCH_TIMEOUT_S)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         pytest.fail("python {0} did not finish in {1} s\n{2}\n{3}".format(
-            " ".join(args), LAUNCH_TIMEOUT_S, out[-3000:], err[-3000:]))
+            " ".join(args), timeout, out[-3000:], err[-3000:]))
+    return proc.returncode, out, err
+
+
+def _run(args):
+    """Launch the demo; return its DEMO_RESULT and stderr."""
+    code, out, err = _launch(args)
     results = [line[len("DEMO_RESULT "):] for line in out.splitlines()
                if line.startswith("DEMO_RESULT ")]
-    assert proc.returncode == 0 and len(results) == 1, (proc.returncode, out[-3000:], err[-5000:])
+    assert code == 0 and len(results) == 1, (code, out[-3000:], err[-5000:])
     return json.loads(results[0]), err
 
 
@@ -217,7 +240,7 @@ def _check_parallel_results(result):
     assert result["scoop_running"] is True
     assert result["abs"] == [1, 2, 3]
     assert result["square_main"] == [1, 4, 9]  # defined in __main__, pickled as __main__.square
-    assert result["square_module"] == [16, 25]  # pickled as learngene_ea._scoop_demo.square
+    assert result["square_module"] == [16, 25]  # pickled as lgea_scoop_demo.demo.square
     assert result["square_module_name"] == DEMO
     for kind in ("main", "module"):
         calls = result[kind + "_calls"]
@@ -227,14 +250,30 @@ def _check_parallel_results(result):
         # The worker ran calls: it unpickled the function (and the origin the instances it made).
         pids = {c["pid"] for c in calls}
         assert len(pids - {result["origin_pid"]}) == 1, calls
-    # local_worker_slot(): one slot per process (0 or 1), usable as a GPU index. (The module
-    # calls use the second copy of the demo module, imported by name, and its own slot cache.)
-    slots = {c["pid"]: c["slot"] for c in result["main_calls"]}
-    assert len(set(slots.values())) == len(slots) and set(slots.values()) <= {0, 1}
     main_modules = {(c["is_origin"], c["module"]) for c in result["main_calls"]}
     assert (False, "SCOOP_WORKER") in main_modules and main_modules <= {(True, "__main__"),
                                                                        (False, "SCOOP_WORKER")}
     assert {c["module"] for c in result["module_calls"]} == {DEMO}
+    _check_worker_identity(result["main_calls"] + result["module_calls"])
+
+
+def _check_worker_identity(calls):
+    """learngene_ea.workers: each process of the run has its own index (0 or 1, a GPU index)."""
+    index_of = {}
+    for c in calls:
+        assert c["worker_index"] == c["slot"]  # under SCOOP the index is the local slot
+        assert index_of.setdefault(c["pid"], c["worker_index"]) == c["worker_index"]  # kept for life
+        assert c["worker_count"] == 2
+        assert c["default_threads"] == max(1, _cores() // 2)
+    assert len(index_of) == 2, calls  # both processes ran calls (spread() made sure)
+    assert sorted(index_of.values()) == [0, 1]  # two concurrent processes: different indexes
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 @pytest.mark.slow
@@ -242,17 +281,17 @@ def test_scoop_runs_a_module_with_its_arguments():
     _installed_pth()
     result, _ = _run(["-m", "scoop", "-n", "2", "-m", DEMO, "--some-arg", "x"])
     assert result["argv"] == ["--some-arg", "x"]
-    assert result["argv0"] == os.path.join(REPO, "learngene_ea", "_scoop_demo.py")
-    assert result["name"] == "__main__" and result["package"] == "learngene_ea"
+    assert result["argv0"] == os.path.join(DEMO_DIR, "lgea_scoop_demo", "demo.py")
+    assert result["name"] == "__main__" and result["package"] == "lgea_scoop_demo"
     assert result["relative_import"] is True
     _check_parallel_results(result)
 
 
 @pytest.mark.slow
 def test_scoop_runs_a_file_as_before():
-    result, _ = _run(["-m", "scoop", "-n", "2", "learngene_ea/_scoop_demo.py", "--some-arg", "x"])
+    result, _ = _run(["-m", "scoop", "-n", "2", DEMO_FILE, "--some-arg", "x"])
     assert result["argv"] == ["--some-arg", "x"]
-    assert result["argv0"] == "learngene_ea/_scoop_demo.py"
+    assert result["argv0"] == DEMO_FILE
     assert result["relative_import"] is False  # a file has no package, as always with SCOOP
     _check_parallel_results(result)
 
@@ -265,5 +304,119 @@ def test_module_runs_without_scoop():
     assert result["relative_import"] is True
     assert result["abs"] == [1, 2, 3]
     assert result["main_tagged_ok"] is True and result["module_tagged_ok"] is True
-    assert {c["pid"] for c in result["main_calls"] + result["module_calls"]} == {result["origin_pid"]}
+    calls = result["main_calls"] + result["module_calls"]
+    assert {c["pid"] for c in calls} == {result["origin_pid"]}
+    assert {(c["slot"], c["worker_index"], c["worker_count"]) for c in calls} == {(0, 0, 1)}
+    assert {c["default_threads"] for c in calls} == {_cores()}
     assert "SCOOP was not started properly" not in err  # the builtin map was used directly
+
+
+# --- real launches: tiny runs of learngene_ea.run ------------------------------------------------
+
+def _run_args(run_dir, *extra):
+    args = ["--config", os.path.join(REPO, "genomes", "default.yaml")]
+    for item in tiny_overrides():
+        args += ["--set", item]
+    return args + ["--run-dir", str(run_dir), "--quiet", *extra]
+
+
+def _real_run(launch, run_dir, exit_tracebacks=0):
+    """``python LAUNCH... <tiny run args>``: must succeed (exit 0); returns the run directory.
+
+    No traceback may be printed, except ``exit_tracebacks`` for ``SystemExit: 0``.
+    """
+    code, out, err = _launch(launch + _run_args(run_dir), timeout=RUN_TIMEOUT_S)
+    assert code == 0, (code, out[-3000:], err[-5000:])
+    text = out + err
+    assert text.count("Traceback") == exit_tracebacks == text.count("\nSystemExit: 0\n"), text[-5000:]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def scoop_module_run(tmp_path_factory):
+    """The documented launch: ``python -m scoop -n 2 -m learngene_ea.run ...``."""
+    _installed_pth()
+    return _real_run(["-m", "scoop", "-n", "2", "-m", "learngene_ea.run"],
+                     tmp_path_factory.mktemp("scoop-module") / "run")
+
+
+@pytest.fixture(scope="module")
+def serial_run(tmp_path_factory):
+    """``python -m learngene_ea.run ...``: one process, no SCOOP."""
+    return _real_run(["-m", "learngene_ea.run"], tmp_path_factory.mktemp("serial") / "run")
+
+
+@pytest.fixture(scope="module")
+def scoop_file_run(tmp_path_factory):
+    """SCOOP's own way: ``python -m scoop -n 2 learngene_ea/run.py ...``.
+
+    SCOOP prints the ``SystemExit: 0`` of run.py's ``sys.exit(main())`` as a traceback (the
+    hook hides it for ``-m``, but a file runs without the hook): tolerated, nothing else.
+    """
+    return _real_run(["-m", "scoop", "-n", "2", os.path.join("learngene_ea", "run.py")],
+                     tmp_path_factory.mktemp("scoop-file") / "run", exit_tracebacks=1)
+
+
+def _logbook(run_dir):
+    with open(os.path.join(run_dir, "logbook.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def _check_run_outputs(run_dir):
+    for name in ("learngene.pt", "logbook.jsonl", "summary.json", "checkpoints/latest.pkl"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    assert [r["gen"] for r in _logbook(run_dir)] == [0, 1, 2]
+    with open(os.path.join(run_dir, "summary.json"), encoding="utf-8") as f:
+        assert json.load(f)["generations_run"] == 3
+
+
+def _without_timings(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+@pytest.mark.slow
+def test_real_run_under_scoop_as_a_module(scoop_module_run):
+    _check_run_outputs(scoop_module_run)
+    # Every evaluation tells where it ran: a device string, set by learngene_ea.workers' index.
+    from learngene_ea.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(os.path.join(scoop_module_run, "checkpoints", "latest.pkl"))
+    devices = {ind.evaluation["device"] for ind in payload["population"]}
+    assert devices and all(isinstance(d, str) for d in devices), devices
+    import torch
+
+    if torch.cuda.is_available():
+        assert all(d.startswith("cuda:") for d in devices), devices
+    else:
+        assert devices == {"cpu"}
+
+
+@pytest.mark.slow
+def test_real_run_without_scoop(serial_run):
+    _check_run_outputs(serial_run)
+
+
+@pytest.mark.slow
+def test_real_run_under_scoop_as_a_file(scoop_file_run):
+    _check_run_outputs(scoop_file_run)
+
+
+@pytest.mark.slow
+def test_fitness_is_the_same_serially_and_under_scoop(serial_run, scoop_module_run, scoop_file_run):
+    """Every evaluation is seeded from (run seed, generation, id) and the loop is deterministic:
+    which process evaluates an individual, and with how many threads, changes nothing."""
+    serial = _without_timings(_logbook(serial_run))
+    assert _without_timings(_logbook(scoop_module_run)) == serial
+    assert _without_timings(_logbook(scoop_file_run)) == serial
+
+
+@pytest.mark.slow
+def test_scoop_launcher_exits_with_the_run_status(tmp_path, scoop_module_run):
+    # Success: 0 (scoop_module_run asserted it). Bad input: the run's status 2 and its one
+    # sentence, no traceback (SCOOP 0.7.2's launcher alone would exit 0).
+    code, out, err = _launch(["-m", "scoop", "-n", "2", "-m", "learngene_ea.run",
+                              "--set", "ea.population_size=-1", "--run-dir", str(tmp_path / "bad")])
+    assert code == 2, (code, out[-3000:], err[-5000:])
+    assert "error: 'ea.population_size' is -1; it must be at least 2." in out + err
+    assert "Traceback" not in out + err
+    assert not (tmp_path / "bad").exists()
