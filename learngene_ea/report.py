@@ -46,7 +46,7 @@ def plot_evolution(logbook, path: str | os.PathLike, title: str = "GTL evolution
 
     records = list(logbook)
     gens = [r["gen"] for r in records]
-    fig, ax_size = plt.subplots(figsize=(7, 4), dpi=110)
+    fig, ax_size = plt.subplots(figsize=(7, 4.4), dpi=110)
     ax_size.bar(gens, [r["frac_min"] for r in records], color="#7fa7d9", alpha=0.8,
                 label="learngene fraction (smallest)")
     ax_size.plot(gens, [r["goal_fraction"] for r in records], "k:", lw=1, label="scheduled fraction")
@@ -60,7 +60,8 @@ def plot_evolution(logbook, path: str | os.PathLike, title: str = "GTL evolution
     ax_acc.set_ylabel("validation few-shot accuracy")
     handles = ax_size.get_legend_handles_labels()[0] + ax_acc.get_legend_handles_labels()[0]
     labels = ax_size.get_legend_handles_labels()[1] + ax_acc.get_legend_handles_labels()[1]
-    ax_size.legend(handles, labels, loc="lower left", fontsize=7)
+    ax_size.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, fontsize=7,
+                   frameon=False)
     ax_size.set_title(title)
     fig.tight_layout()
     buffer = io.BytesIO()
