@@ -50,6 +50,20 @@ def test_same_seed_gives_bit_identical_data():
     assert a.mean == b.mean and a.std == b.std
 
 
+def test_images_do_not_depend_on_the_number_of_threads_and_the_setting_is_kept():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _fresh(seed=4, num_classes=6, images_per_class=40, split_sizes=(4, 1, 1))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        two = _fresh(seed=4, num_classes=6, images_per_class=40, split_sizes=(4, 1, 1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one.images, two.images)
+
+
 def test_different_seed_gives_different_data(ds):
     other = make_synthetic(seed=1, images_per_class=PER_CLASS)
     assert not torch.equal(ds.images, other.images)

@@ -15,16 +15,21 @@ miniImageNet. It is built to behave like a small natural few-shot benchmark:
   that may be missing, distractor primitives from the same bank (some drawn on top), smooth
   background clutter and pixel noise. Classes are confusable and intra-class variation is
   large, so a network trained from scratch on a 5-shot support set stays far from the
-  ceiling, while a pre-trained feature extractor does clearly better.
+  ceiling, while a pre-trained feature extractor does clearly better. Measured with
+  ``bench/synthetic_hardness.py`` (test classes, 5-way 5-shot): Conv4 from scratch on the
+  support set about 43%, Conv4 pre-trained for 3 short epochs + cosine prototypes about 67%
+  (1-shot: about 27% and 52%).
 
 Rendering is vectorised: every primitive is a signed distance field evaluated on affinely
 transformed coordinate grids for a whole class of images at once (one Python iteration per
-class and layer). The default 60,000 images take a few seconds on two CPU cores.
+class and layer), and classes render in parallel threads. The default 60,000 images take
+about 7 s of CPU time; results are memoised per process.
 """
 from __future__ import annotations
 
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -146,11 +151,28 @@ def _make_synthetic_cached(seed, num_classes, images_per_class, image_size, spli
     n, size = images_per_class, image_size
     images = torch.empty(num_classes * n, 3, size, size, dtype=torch.uint8)
     grid = _grid(size)
-    for c in range(num_classes):
+
+    def render(c: int) -> None:
         # random streams per class: class c does not depend on how many classes there are
         spec = _class_spec(np.random.default_rng([seed, 0, c]))
         rng = np.random.default_rng([seed, 1, c])
         images[c * n:(c + 1) * n] = _render_class(spec, n, size, grid, rng)
+
+    # Threading inside each small element-wise operation costs more than it gains here (and
+    # stalls badly on a busy machine), so every class renders on one thread and classes
+    # render in parallel on as many threads as torch may use. The images do not depend on
+    # the number of threads; torch's setting is restored afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if threads == 1 or num_classes == 1:
+            for c in range(num_classes):
+                render(c)
+        else:
+            with ThreadPoolExecutor(min(threads, num_classes)) as pool:
+                list(pool.map(render, range(num_classes)))
+    finally:
+        torch.set_num_threads(threads)
 
     # exact statistics of the stored uint8 images, from per-channel histograms
     levels = torch.arange(256, dtype=torch.float64) / 255.0
@@ -253,9 +275,6 @@ def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator)
     bias = bias + 0.5 - 127.5 * noise_scale
     gain, bias = (torch.as_tensor(a, dtype=torch.float32) for a in (gain, bias))
 
-    def paint(colour: torch.Tensor, alpha: torch.Tensor) -> None:
-        _paint(canvas, colour * gain + bias, alpha)
-
     # background texture (with some images getting random background colours)
     bg1 = np.repeat(spec["bg_colour"][None], n, 0)
     bg2 = np.repeat(spec["bg_colour2"][None], n, 0)
@@ -268,6 +287,10 @@ def _render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator)
     if pattern is not None:
         pattern.mul_(_col(rng.random(n) >= _BG_PLAIN))
     canvas = (_jitter(bg1, rng) * gain + bias).view(n, 3, 1, 1).expand(n, 3, size, size).clone()
+
+    def paint(colour: torch.Tensor, alpha: torch.Tensor) -> None:
+        _paint(canvas, colour * gain + bias, alpha)
+
     if pattern is not None:
         paint(_jitter(bg2, rng), pattern)
 
