@@ -63,10 +63,11 @@ from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
 from .training import features_of, images_on, make_batch, prototype_accuracies, resolve_device, train_on_task
 
 __all__ = [
-    "load_learngene", "parse_descendant", "build_descendant", "transferred_params", "Setting",
-    "make_settings", "Method", "evaluate_method", "evaluate_transfer", "pretrain_network",
-    "load_or_pretrain", "baseline_methods", "run_transfer", "transfer_after_run",
-    "finetune_head_accuracies", "finetune_and_score", "markdown_table", "plot_transfer", "main",
+    "load_learngene", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
+    "copy_gene_layers", "layerwise_layers", "random_masks_like", "Setting", "make_settings", "episode_digest",
+    "Method", "baseline_methods", "evaluate_method", "evaluate_transfer", "add_paired_differences",
+    "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "run_transfer",
+    "transfer_after_run", "markdown_table", "plot_transfer", "write_reports", "main",
 ]
 
 FORMAT = "learngene-ea/transfer-v1"
@@ -377,7 +378,7 @@ def evaluate_method(method: Method, dataset: FewShotDataset, setting: Setting, t
         else:
             accuracy, loss = before[-1], float("nan")
         accuracies.append(float(accuracy))
-        losses.append(loss)
+        losses.append(loss if math.isfinite(loss) else None)  # None: no update (strict JSON has no NaN)
         digests.append(episode_digest(episode))
         init_seeds.append(int(init_seed))
     mean, ci95 = mean_and_ci95(accuracies)
@@ -408,6 +409,7 @@ def evaluate_transfer(methods: list[Method], dataset: FewShotDataset, settings: 
             log(f"  {method.name:16s} {method.arch:12s} {setting.name:11s} {100 * result['mean']:5.1f} "
                 f"± {100 * result['ci95']:4.1f}  ({result['seconds']:.1f}s)")
         rows.append(row)
+    add_paired_differences(rows)
     return rows
 
 
@@ -535,6 +537,26 @@ def check_descendant(learngene: Learngene, family: str, width: float) -> dict[st
     return {name: [len(o), len(i)] for name, (o, i) in model.inherited.items()}
 
 
+def add_paired_differences(rows: list[dict]) -> None:
+    """Add ``results[setting]["paired"][other method]`` to every row: the per-episode difference.
+
+    All rows of one architecture were scored on the same episodes with the same seeds, so the
+    right comparison is paired: mean and 95% CI of ``accuracy(row) - accuracy(other)`` over
+    episodes, plus how many episodes the row won. Only rows of the same architecture are paired.
+    """
+    for row in rows:
+        for name, result in row["results"].items():
+            paired = {}
+            for other in rows:
+                if other is row or other["arch"] != row["arch"] or name not in other["results"]:
+                    continue
+                diff = np.asarray(result["accuracies"]) - np.asarray(other["results"][name]["accuracies"])
+                mean, ci95 = mean_and_ci95(diff)
+                paired[other["method"]] = {"mean": mean, "ci95": ci95, "wins": int((diff > 0).sum()),
+                                           "losses": int((diff < 0).sum()), "episodes": int(diff.size)}
+            result["paired"] = paired
+
+
 # ------------------------------------------------------------------------------ reports
 
 def markdown_table(results: dict) -> str:
@@ -565,6 +587,19 @@ def markdown_table(results: dict) -> str:
     lines += ["", "Params transferred: conv sub-kernels + BatchNorm affine parameters written into the "
               "descendant, and their share of the descendant's gene-layer parameters. Every method saw the "
               "same episodes and, per episode, the same initialisation and fine-tuning seeds."]
+    comparisons = [(row, ref) for row in results["rows"] for ref in ("scratch", "random-learngene")
+                   if row["method"] != ref and (row["method"] == "learngene" or ref == "scratch")
+                   and ref in row["results"][settings[0]["name"]].get("paired", {})]
+    if comparisons:
+        lines += ["", "Paired differences on the same episodes (percentage points, mean ± 95% CI; episodes won):", "",
+                  "| Comparison | Descendant | " + " | ".join(s["label"] for s in settings) + " |",
+                  "|:--|:--|" + "--:|" * len(settings)]
+        for row, ref in comparisons:
+            cells = []
+            for s in settings:
+                d = row["results"][s["name"]]["paired"][ref]
+                cells.append(f"{100 * d['mean']:+.1f} ± {100 * d['ci95']:.1f} ({d['wins']}/{d['episodes']})")
+            lines.append(f"| {row['method']} − {ref} | {row['arch']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -578,7 +613,7 @@ def plot_transfer(results: dict, path: str | os.PathLike) -> None:
     settings = results["settings"]
     rows = results["rows"]
     main_arch = rows[0]["arch"] if rows else ""
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.35 * len(rows) * len(settings)), 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(7.5, 3.2 + 0.3 * len(rows) * len(settings)), 4.2), dpi=110)
     width = 0.8 / max(1, len(rows))
     cmap = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
     x = np.arange(len(settings))
@@ -597,7 +632,7 @@ def plot_transfer(results: dict, path: str | os.PathLike) -> None:
     ax.set_title(f"Transfer to test classes ({results['dataset']['name']}): "
                  f"{lg['family']} x{lg['width']:g} learngene, {100 * lg['fraction']:.0f}% of parameters",
                  fontsize=9)
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -718,7 +753,11 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
         "timings": timings,
     }
     if write:
-        paths = write_reports(results, out_dir)
+        try:
+            paths = write_reports(results, out_dir)
+        except OSError as err:
+            raise UserError(f"Cannot write the transfer reports into {out_dir!r} ({err.strerror}); "
+                            "pass a writable --out folder.") from err
         log(f"transfer reports: {paths['md']}, {paths['json']}, {paths['png']}")
     return results
 

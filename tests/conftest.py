@@ -26,6 +26,7 @@ def tiny_overrides(**extra):
         "ea.tournsize": 2,
         "ea.schedule_generations": 2,
         "ea.target_fraction": 0.3,
+        "transfer.after_run": "false",
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]

@@ -153,14 +153,17 @@ def test_pretraining_touches_only_training_class_images(monkeypatch, tiny_datase
     assert not touched & _test_indices(tiny_dataset)
 
 
-def test_evolution_never_touches_a_test_class_image(monkeypatch, tmp_path, tiny_dataset):
+def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transfer(monkeypatch, tmp_path,
+                                                                                    tiny_dataset):
     from learngene_ea import fitness, run
 
-    touched, task_splits = set(), []
+    touched, task_splits, phase = set(), [], {"transfer": False}
     make_batch, sample_task = training.make_batch, fitness.sample_task
+    transfer_after_run = transfer.transfer_after_run
 
     def recording_make_batch(images, indices, *args, **kwargs):
-        touched.update(indices.tolist())
+        if not phase["transfer"]:
+            touched.update(indices.tolist())
         return make_batch(images, indices, *args, **kwargs)
 
     def recording_sample_task(dataset, seed, num_classes, images_per_class, split="train"):
@@ -169,13 +172,27 @@ def test_evolution_never_touches_a_test_class_image(monkeypatch, tmp_path, tiny_
         assert set(task.indices.tolist()) <= _train_indices(dataset)
         return task
 
+    def flagged_transfer_after_run(*args, **kwargs):
+        phase["transfer"] = True
+        return transfer_after_run(*args, **kwargs)
+
     monkeypatch.setattr(training, "make_batch", recording_make_batch)
     monkeypatch.setattr(fitness, "sample_task", recording_sample_task)
-    overrides = tiny_overrides(**{"ea.population_size": 2, "ea.generations": 1, "ea.tournsize": 2})
-    argv = ["--run-dir", str(tmp_path / "run"), "--quiet"] + [a for o in overrides for a in ("--set", o)]
+    monkeypatch.setattr(transfer, "transfer_after_run", flagged_transfer_after_run)
+    monkeypatch.setattr(transfer, "pretrain_network",  # pre-training has its own test; keep this one fast
+                        lambda cfg, dataset, family, width, in_channels, device: (
+                            build_model(family, width, in_channels, 64, seed=0), {"steps": 0, "final_loss": 0.0,
+                                                                                   "seconds": 0.0}))
+    overrides = tiny_overrides(**{"ea.population_size": 2, "ea.generations": 1, "ea.tournsize": 2,
+                                  "transfer.after_run": "true", "transfer.episodes": 1, "transfer.steps": 2,
+                                  "transfer.shots": "[1]", "transfer.limited_data": 0, "transfer.n_query": 5})
+    run_dir = tmp_path / "run"
+    argv = ["--run-dir", str(run_dir), "--quiet"] + [a for o in overrides for a in ("--set", o)]
     assert run.main(argv) == 0
     assert task_splits and set(task_splits) == {"train"}
     assert touched and not touched & _test_indices(tiny_dataset)
+    assert phase["transfer"]
+    assert {"transfer.json", "transfer.md", "transfer.png", "pretrained.pt"} <= set(os.listdir(run_dir))
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -194,6 +211,19 @@ def test_reported_mean_and_ci_follow_from_the_per_episode_accuracies(transfer_ru
             mean, ci = mean_and_ci95(result["accuracies"])
             assert result["mean"] == pytest.approx(mean) and result["ci95"] == pytest.approx(ci)
             assert all(0.0 <= a <= 1.0 for a in result["accuracies"])
+
+
+def test_paired_differences_are_taken_episode_by_episode_within_one_architecture(transfer_run):
+    rows = {(r["method"], r["arch"]): r for r in transfer_run["results"]["rows"]}
+    learngene, scratch = rows[("learngene", "conv4 x0.25")], rows[("scratch", "conv4 x0.25")]
+    for name, result in learngene["results"].items():
+        diff = np.subtract(result["accuracies"], scratch["results"][name]["accuracies"])
+        mean, ci = mean_and_ci95(diff)
+        paired = result["paired"]["scratch"]
+        assert paired["mean"] == pytest.approx(mean) and paired["ci95"] == pytest.approx(ci)
+        assert paired["wins"] == int((diff > 0).sum()) and paired["episodes"] == 2
+        assert set(result["paired"]) == set(METHODS) - {"learngene"}  # never paired across architectures
+    assert "learngene − random-learngene" in (transfer_run["folder"] / "out" / "transfer.md").read_text()
 
 
 def test_instincts_are_the_learngene_descendant_before_any_update(transfer_run):
@@ -322,7 +352,8 @@ def test_markdown_table_has_one_row_per_method_and_one_column_per_setting(transf
     text = (transfer_run["folder"] / "out" / "transfer.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| Method"))
     assert header.count("|") == 3 + 3 + 1 and "5-way 1-shot" in header and "5-way 10/class" in header
-    body = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| Method")]
+    table = text.split("Paired differences")[0]
+    body = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Method")]
     assert len(body) == len(transfer_run["results"]["rows"])
     assert all(line.count("±") == 3 for line in body)
 
