@@ -28,6 +28,6 @@ if __name__ == "__main__":
     # warm-up: every worker loads the dataset once, as in a real run after generation 0
     list(toolbox.map(warm_up, [cfg.data] * 16))
     start = time.perf_counter()
-    results = list(toolbox.map(evaluate, population, [cfg] * len(population)))
+    results = list(toolbox.map(toolbox.evaluate, population))
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "accuracies": [r.fitness[0] for r in results]}))
