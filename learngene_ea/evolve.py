@@ -8,7 +8,9 @@ when running under it), the hall of fame and logbook are updated, and a checkpoi
 from __future__ import annotations
 
 import functools
+import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -68,26 +70,43 @@ class WorkersLost(Exception):
 
 
 def watched_scoop_map(function, items, stall_timeout: float = 1800.0):
-    """SCOOP's map with a watchdog: results in order, but a silent stall raises :class:`WorkersLost`.
+    """SCOOP's ``futures.map`` with a watchdog: a silent stall ends the run instead of hanging.
 
-    SCOOP 0.7 waits forever for a future whose worker died; here, when no evaluation at all
-    finishes for ``stall_timeout`` seconds, the run stops (its last checkpoint is safe).
+    SCOOP 0.7 waits forever for a future whose worker died. A watchdog thread ends this process
+    (exit status 1, message on stderr) when no result arrives for ``stall_timeout`` seconds; the
+    last checkpoint is safe since checkpoints are never written while evaluations run. The map
+    itself stays SCOOP's blocking one, in which the origin process evaluates too.
     """
+    import threading
+
     from scoop import futures
 
-    pending = [futures.submit(function, item) for item in items]
-    last_progress = time.monotonic()
-    finished = 0
-    for future in pending:
-        while not future.done():
-            futures.wait([future], timeout=min(2.0, stall_timeout))
-            now_finished = sum(f.done() for f in pending)
-            if now_finished > finished:
-                finished, last_progress = now_finished, time.monotonic()
-            elif time.monotonic() - last_progress > stall_timeout:
-                raise WorkersLost(f"no evaluation finished for {stall_timeout:.0f} s, so a SCOOP worker has "
-                                  "probably died")
-        yield future.result()
+    last_progress = [time.monotonic()]
+    done = threading.Event()
+
+    def watch():
+        while not done.wait(min(5.0, stall_timeout / 4)):
+            if time.monotonic() - last_progress[0] > stall_timeout:
+                message = (f"error: no evaluation finished for {stall_timeout:.0f} s, so a SCOOP worker has "
+                           "probably died; the last finished generation is safe in checkpoints/latest.pkl: "
+                           "continue with --resume <run dir>.\n")
+                sys.stderr.write(message)
+                sys.stderr.flush()
+                sys.stdout.flush()
+                exit_file = os.environ.get("LEARNGENE_EA_SCOOP_EXIT_FILE")
+                if exit_file and os.path.exists(exit_file):
+                    with open(exit_file, "w") as f:
+                        f.write("1")
+                os._exit(1)
+
+    watchdog = threading.Thread(target=watch, name="learngene-ea-watchdog", daemon=True)
+    watchdog.start()
+    try:
+        for result in futures.map(function, items):
+            last_progress[0] = time.monotonic()
+            yield result
+    finally:
+        done.set()
 
 
 def parallel_map(stall_timeout: float = 1800.0):
