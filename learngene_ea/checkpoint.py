@@ -197,9 +197,11 @@ def load_latest_valid(run_dir: str | os.PathLike, warn=print) -> tuple[dict, str
     if not os.access(run_dir, os.R_OK | os.X_OK):
         raise CheckpointError(f"run directory {run_dir!r} is not readable; check its permissions.")
     candidates = checkpoint_files(run_dir)
+    # gen_NNNN.pkl is written before latest.pkl, so a kill between the two writes leaves
+    # latest.pkl one generation behind: it is only the last resort.
     latest = os.path.join(run_dir, "checkpoints", "latest.pkl")
     if os.path.exists(latest):
-        candidates.insert(0, latest)
+        candidates.append(latest)
     if not candidates:
         raise CheckpointError(f"run directory {run_dir!r} has no checkpoints/gen_NNNN.pkl to resume from.")
     problems = []

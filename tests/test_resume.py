@@ -115,6 +115,18 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous_good_one(uninter
     assert "truncated or corrupted" in out
 
 
+def test_a_latest_checkpoint_left_behind_by_a_kill_does_not_hide_a_newer_generation(uninterrupted, tmp_path):
+    import shutil
+
+    # gen_NNNN.pkl is written before latest.pkl: a kill between the two writes leaves latest.pkl
+    # one generation behind the newest gen file
+    run_dir = tmp_path / "stale"
+    shutil.copytree(uninterrupted, run_dir)
+    shutil.copy(run_dir / "checkpoints" / "gen_0001.pkl", run_dir / "checkpoints" / "latest.pkl")
+    payload, path = load_latest_valid(run_dir, warn=lambda *_: None)
+    assert payload["generation"] == GENERATIONS and path.endswith(f"gen_{GENERATIONS:04d}.pkl")
+
+
 def test_a_run_with_only_broken_checkpoints_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "gen_0000.pkl").write_bytes(b"garbage")
