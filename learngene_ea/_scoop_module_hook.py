@@ -180,7 +180,7 @@ def _pass_exit_status_through():
     atexit.register(exit_with_module_status)
 
 
-def _record_exit_status(code) -> bool:
+def record_exit_status(code) -> bool:
     """Origin side of :func:`_pass_exit_status_through`; True when the launcher will get it."""
     path = os.environ.get(EXIT_FILE_VARIABLE)
     if not path or not os.path.exists(path):
@@ -247,7 +247,7 @@ def _run_as_origin():
         if exit_.code not in (None, 0):
             if isinstance(exit_.code, str):
                 sys.stderr.write(exit_.code + "\n")
-            if not _record_exit_status(exit_.code):
+            if not record_exit_status(exit_.code):
                 raise
 
 

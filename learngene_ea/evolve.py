@@ -19,12 +19,14 @@ import torch
 from deap import algorithms, base, tools
 
 from . import operators
+from ._scoop_module_hook import record_exit_status
 from .config import Config
 from .fitness import Evaluation, evaluate, evaluate_chunk
 from .individual import fraction_of, individual_spec, make_individual, masks_of, same_masks
 from .learngene import full_masks
 from .models import arch_spec
 from .plugins import resolve_operator
+from .workers import scoop_running
 
 FRACTION_SLACK = 1e-9
 
@@ -55,20 +57,6 @@ def _guarded(toolbox, role: str, generation: int):
     return call
 
 
-def scoop_running() -> bool:
-    """True inside a program launched with ``python -m scoop``."""
-    try:
-        import scoop
-
-        return bool(getattr(scoop, "IS_RUNNING", False))
-    except ImportError:
-        return False
-
-
-class WorkersLost(Exception):
-    """No evaluation finished for ``runtime.stall_timeout`` seconds under SCOOP."""
-
-
 def watched_scoop_map(function, items, stall_timeout: float = 1800.0):
     """SCOOP's ``futures.map`` with a watchdog: a silent stall ends the run instead of hanging.
 
@@ -93,10 +81,7 @@ def watched_scoop_map(function, items, stall_timeout: float = 1800.0):
                 sys.stderr.write(message)
                 sys.stderr.flush()
                 sys.stdout.flush()
-                exit_file = os.environ.get("LEARNGENE_EA_SCOOP_EXIT_FILE")
-                if exit_file and os.path.exists(exit_file):
-                    with open(exit_file, "w") as f:
-                        f.write("1")
+                record_exit_status(1)  # the launcher exits with it (SCOOP's own status is 0)
                 os._exit(1)
 
     watchdog = threading.Thread(target=watch, name="learngene-ea-watchdog", daemon=True)

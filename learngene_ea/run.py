@@ -17,9 +17,10 @@ from learngene_ea import config as config_module
 from learngene_ea.checkpoint import CheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
 from learngene_ea.config import Config, ConfigError
 from learngene_ea.errors import UserError
-from learngene_ea.evolve import (EvolutionState, OperatorFailure, WorkersLost, build_toolbox, evolve,
-                                 new_state, product_learngene, scoop_running)
+from learngene_ea.evolve import (EvolutionState, OperatorFailure, build_toolbox, evolve,
+                                 new_state, product_learngene)
 from learngene_ea.report import plot_evolution, write_json, write_logbook
+from learngene_ea.workers import scoop_running
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -253,12 +254,6 @@ def main(argv=None) -> int:
             raise
         print("".join(traceback.format_exception(err.error)).rstrip(), file=sys.stderr)
         print(f"error: {err}", file=sys.stderr)
-        return 1
-    except WorkersLost as err:
-        if debug:
-            raise
-        print(f"error: {err}; the last finished generation is safe in checkpoints/latest.pkl: "
-              "continue with --resume <run dir>.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: the last finished generation is in checkpoints/latest.pkl; "
