@@ -134,15 +134,51 @@ def scoop_generation_seconds(workers, overrides):
     raise RuntimeError(f"SCOOP run with {workers} workers failed:\n{result.stderr[-2000:]}")
 
 
+def two_processes_ceiling(overrides, repeats):
+    """What two processes on this machine can do at best: each half of the generation in its own
+    single-threaded process (no SCOOP), alone and then both at once. Time both-at-once against
+    the halves one after the other; shared caches and memory bandwidth keep this under 2x."""
+    def half(i):
+        args = [sys.executable, os.path.join("bench", "scoop_generation.py"), "--part", f"{i}/2"]
+        for item in overrides + ["runtime.threads=1"]:
+            args += ["--set", item]
+        return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                                env=dict(os.environ, PYTHONPATH=ROOT))
+
+    def seconds(proc):
+        out, _ = proc.communicate(timeout=1800)
+        return json.loads(out.strip().splitlines()[-1])["seconds"]
+
+    alone, together = [], []
+    for _ in range(repeats):
+        alone.append(seconds(half(0)) + seconds(half(1)))
+        procs = [half(0), half(1)]
+        together.append(max(seconds(p) for p in procs))
+    return {"workers": 2, "threads_per_worker": 1, "seconds": statistics.median(together),
+            "runs": together, "halves_one_after_the_other": statistics.median(alone)}
+
+
 def bench_workers(overrides, repeats):
-    counts = [1, 2] + ([4] if (os.cpu_count() or 1) >= 4 else [])
+    """Generation time per SCOOP worker count, with the default threads (cores // workers).
+
+    One more row pins one thread on a single worker: the speed-up of processes alone, since with
+    the default a single worker already spreads each step over every core.
+    """
+    cores = os.cpu_count() or 1
+    plan = [("1", 1, []), ("1 (1 thread)", 1, ["runtime.threads=1"]), ("2", 2, [])]
+    if cores >= 4:
+        plan.append(("4", 4, []))
     rows = {}
-    for n in counts:
-        runs = [scoop_generation_seconds(n, overrides)["seconds"] for _ in range(repeats)]
-        rows[n] = {"seconds": statistics.median(runs), "runs": runs}
-    base = rows[1]["seconds"]
-    for n in rows:
-        rows[n]["speedup"] = base / rows[n]["seconds"]
+    for label, n, extra in plan:
+        runs = [scoop_generation_seconds(n, overrides + extra)["seconds"] for _ in range(repeats)]
+        rows[label] = {"workers": n, "threads_per_worker": 1 if extra else max(1, cores // n),
+                       "seconds": statistics.median(runs), "runs": runs}
+    rows["ceiling"] = two_processes_ceiling(overrides, repeats)
+    for row in rows.values():
+        row["speedup"] = rows["1"]["seconds"] / row["seconds"]
+        row["speedup_vs_1_thread"] = rows["1 (1 thread)"]["seconds"] / row["seconds"]
+    ceiling = rows["ceiling"]
+    ceiling["speedup_of_running_at_once"] = ceiling["halves_one_after_the_other"] / ceiling["seconds"]
     return rows
 
 
@@ -358,8 +394,15 @@ def print_table(r):
         lines.append(f"overhead     learngene-ea {o['framework_seconds']:.2f}s vs plain loop {o['plain_seconds']:.2f}s"
                      f" -> {100 * o['overhead']:+.1f}%")
     if "workers" in r:
-        for n, row in r["workers"].items():
-            lines.append(f"workers      scoop -n {n}: {row['seconds']:.2f}s per generation, speed-up {row['speedup']:.2f}x")
+        for label, row in r["workers"].items():
+            if label == "ceiling":
+                lines.append(f"workers      ceiling: 2 plain 1-thread processes, each half the generation, at once "
+                             f"{row['seconds']:.2f}s vs one after the other {row['halves_one_after_the_other']:.2f}s "
+                             f"-> {row['speedup_of_running_at_once']:.2f}x (the most -n 2 can get here)")
+                continue
+            lines.append(f"workers      scoop -n {label}: {row['seconds']:.2f}s per generation "
+                         f"({row['threads_per_worker']} thread(s) each), speed-up {row['speedup']:.2f}x "
+                         f"over -n 1, {row['speedup_vs_1_thread']:.2f}x over -n 1 with 1 thread")
     if "batching" in r:
         for arch, row in r["batching"].items():
             lines.append(f"batching     {arch}: one-by-one {row['one_by_one_seconds']:.2f}s, batched "

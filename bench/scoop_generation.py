@@ -1,7 +1,8 @@
 """One generation's fitness evaluations under SCOOP, timed inside the program (no start-up).
 
 Run by bench/run.py as ``python -m scoop -n K bench/scoop_generation.py --set ...``; prints one
-JSON line ``{"seconds": ..., "accuracies": [...]}``.
+JSON line ``{"seconds": ..., "accuracies": [...]}``. ``--part i/k`` evaluates only every k-th
+individual from the i-th (used without SCOOP to time independent processes side by side).
 """
 import json
 import sys
@@ -10,7 +11,6 @@ import time
 from learngene_ea.config import load_config
 from learngene_ea.evolve import build_toolbox, new_state
 from learngene_ea.data import load_dataset
-from learngene_ea.fitness import evaluate
 
 
 def warm_up(data_cfg):
@@ -18,11 +18,26 @@ def warm_up(data_cfg):
     load_dataset(data_cfg)
     time.sleep(0.2)  # keep this worker busy so the others get warm-up calls too
 
+
+def parse(argv):
+    overrides, part = [], (0, 1)
+    args = iter(argv)
+    for arg in args:
+        if arg == "--set":
+            overrides.append(next(args))
+        elif arg == "--part":
+            i, k = next(args).split("/")
+            part = (int(i), int(k))
+        else:
+            overrides.append(arg)
+    return overrides, part
+
+
 if __name__ == "__main__":
-    overrides = [arg for arg in sys.argv[1:] if arg != "--set"]
+    overrides, (part, parts) = parse(sys.argv[1:])
     cfg = load_config("genomes/default.yaml", overrides)
     toolbox = build_toolbox(cfg)
-    population = new_state(cfg).population
+    population = new_state(cfg).population[part::parts]
     for ind in population:
         ind.evaluated_in = 0
     # warm-up: every worker loads the dataset once, as in a real run after generation 0
