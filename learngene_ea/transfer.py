@@ -11,6 +11,9 @@ head, fine-tunes on the support set and is scored on the query set. Methods (row
   classes (cached as ``pretrained.pt`` next to the learngene), every gene layer transferred;
 - ``random-learngene``: random channels of the pre-trained network, as many per mask group as
   the learngene keeps (a new random choice per episode, seeded by the episode);
+- ``l1-learngene``: the pre-trained network's channels with the largest filter L1 norm, as many
+  per mask group as the learngene keeps (what plain magnitude pruning of the ancestry gives,
+  with no evolution: the learngene must beat it to be worth evolving);
 - ``layerwise``: whole gene layers of the pre-trained network from the input side, as many as
   come closest to the learngene's parameter count (the style of earlier learngene work);
 - ``instincts``: the learngene descendant with no update at all (nearest-centroid on the
@@ -57,14 +60,15 @@ from .config import Config, ConfigError
 from .data import load_dataset
 from .data.base import FewShotDataset
 from .errors import UserError
-from .learngene import Learngene, extract_learngene, inherit_learngene, load_learngene
+from .learngene import (Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene,
+                        load_learngene)
 from .models import FAMILIES, ArchSpec, Backbone, build_model
 from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
 from .training import features_of, images_on, make_batch, prototype_accuracies, resolve_device, train_on_task
 
 __all__ = [
     "load_learngene", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
-    "copy_gene_layers", "layerwise_layers", "random_masks_like", "Setting", "make_settings", "episode_digest",
+    "copy_gene_layers", "layerwise_layers", "random_masks_like", "top_l1_masks_like", "Setting", "make_settings", "episode_digest",
     "Method", "baseline_methods", "evaluate_method", "evaluate_transfer", "add_paired_differences",
     "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "run_transfer",
     "transfer_after_run", "markdown_table", "plot_transfer", "write_reports", "main",
@@ -156,6 +160,17 @@ def layerwise_layers(spec: ArchSpec, budget: int) -> list[str]:
         if best_gap is None or gap < best_gap:
             best, best_gap = [l.name for l in spec.layers[:i + 1]], gap
     return best
+
+
+def top_l1_masks_like(learngene: Learngene, network: Backbone) -> dict[str, np.ndarray]:
+    """``network``'s channels of largest filter L1 norm, as many per mask group as ``learngene`` keeps."""
+    scores = channel_importance(extract_learngene(network, full_masks(network.spec)), "l1")
+    masks = {}
+    for group, size in learngene.spec.groups:
+        mask = np.zeros(size, dtype=bool)
+        mask[np.argsort(-scores[group], kind="stable")[:int(learngene.masks[group].sum())]] = True
+        masks[group] = mask
+    return masks
 
 
 def random_masks_like(learngene: Learngene, seed: int) -> dict[str, np.ndarray]:
@@ -486,7 +501,7 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
     """The rows of a transfer table: baselines, learngene, and scalability descendants.
 
     ``pretrained`` (the full network of the learngene's architecture trained on all training
-    classes) feeds ``pretrained``, ``random-learngene`` and ``layerwise``; with ``None`` those
+    classes) feeds ``pretrained``, ``random-learngene``, ``l1-learngene`` and ``layerwise``; with ``None`` those
     rows are left out. ``descendants``: ``(family, width)`` pairs, each adding ``learngene`` and
     ``scratch`` rows for that architecture.
     """
@@ -511,6 +526,11 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
             masks = random_masks_like(learngene, mix_seed(episode_seed, _RANDOM_MASK))
             return inherit(model, episode_seed, extract_learngene(pretrained, masks))
 
+        top_l1 = extract_learngene(pretrained, top_l1_masks_like(learngene, pretrained))
+
+        def l1_channels(model, episode_seed):
+            return inherit(model, episode_seed, top_l1)
+
         def layerwise(model, episode_seed):
             return copy_gene_layers(pretrained, model, budget_layers)
 
@@ -518,6 +538,8 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
             Method("pretrained", family, width, whole, note="all gene layers of the pre-trained network"),
             Method("random-learngene", family, width, random_channels,
                    note="random pre-trained channels, as many per group as the learngene"),
+            Method("l1-learngene", family, width, l1_channels,
+                   note="pre-trained channels of largest L1 norm, as many per group as the learngene"),
             Method("layerwise", family, width, layerwise,
                    note="whole pre-trained gene layers from the input: " + ", ".join(budget_layers)),
         ]
@@ -587,7 +609,7 @@ def markdown_table(results: dict) -> str:
     lines += ["", "Params transferred: conv sub-kernels + BatchNorm affine parameters written into the "
               "descendant, and their share of the descendant's gene-layer parameters. Every method saw the "
               "same episodes and, per episode, the same initialisation and fine-tuning seeds."]
-    comparisons = [(row, ref) for row in results["rows"] for ref in ("scratch", "random-learngene")
+    comparisons = [(row, ref) for row in results["rows"] for ref in ("scratch", "random-learngene", "l1-learngene")
                    if row["method"] != ref and (row["method"] == "learngene" or ref == "scratch")
                    and ref in row["results"][settings[0]["name"]].get("paired", {})]
     if comparisons:
@@ -763,7 +785,15 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
 
 
 def transfer_after_run(cfg: Config, run_dir: str, log=print) -> dict:
-    """The transfer evaluation at the end of an evolution run, on ``run_dir/learngene.pt``."""
+    """The transfer evaluation at the end of an evolution run, on ``run_dir/learngene.pt``.
+
+    It runs in the origin process alone: the SCOOP workers are idle by now, so unless
+    ``runtime.threads`` says otherwise the origin takes every core of its host.
+    """
+    if cfg.runtime.threads <= 0:
+        from .workers import available_cores
+
+        torch.set_num_threads(available_cores())
     results = run_transfer(cfg, os.path.join(run_dir, "learngene.pt"), run_dir, log=log)
     log(markdown_table(results))
     return results
@@ -775,7 +805,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m learngene_ea.transfer",
         description="Evaluate a learngene on test-class few-shot episodes against scratch, pre-trained, "
-                    "random-learngene, layer-wise and no-update baselines (same episodes and seeds).")
+                    "random-learngene, top-L1 learngene, layer-wise and no-update baselines (same episodes and seeds).")
     parser.add_argument("--learngene", required=True, help="learngene.pt written by a run")
     parser.add_argument("--config", help="recipe YAML (default: config.yaml next to the learngene, else "
                                          "genomes/default.yaml, else the built-in defaults)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 
-__all__ = ["scoop_running", "worker_count", "local_worker_slot", "worker_index", "default_threads"]
+__all__ = ["scoop_running", "worker_count", "local_worker_slot", "worker_index", "available_cores", "default_threads"]
 
 # Upper bound on the processes of one run on one host; far above any real worker count.
 MAX_SLOTS = 4096
@@ -80,7 +80,7 @@ def worker_index() -> int:
     return local_worker_slot() if scoop_running() else 0
 
 
-def _cores() -> int:
+def available_cores() -> int:
     """CPUs this process may run on (its affinity mask where the OS has one, else all)."""
     try:
         return len(os.sched_getaffinity(0)) or 1
@@ -96,4 +96,4 @@ def default_threads() -> int:
     process gets fewer threads than its host could give it, so set ``runtime.threads``
     explicitly there (cores of a host / workers on that host).
     """
-    return max(1, _cores() // worker_count())
+    return max(1, available_cores() // worker_count())

@@ -27,6 +27,8 @@ def tiny_overrides(**extra):
         "ea.schedule_generations": 2,
         "ea.target_fraction": 0.3,
         "transfer.after_run": "false",
+        # torch's CPU kernels split sums by thread: results repeat exactly for one thread count
+        "runtime.threads": 1,
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]

@@ -401,7 +401,7 @@ def test_real_run_under_scoop_as_a_file(scoop_file_run):
 @pytest.mark.slow
 def test_fitness_is_the_same_serially_and_under_scoop(serial_run, scoop_module_run, scoop_file_run):
     """Every evaluation is seeded from (run seed, generation, id) and the loop is deterministic:
-    which process evaluates an individual, and with how many threads, changes nothing."""
+    which process evaluates an individual changes nothing (for one ``runtime.threads``)."""
     serial = _without_timings(_logbook(serial_run))
     assert _without_timings(_logbook(scoop_module_run)) == serial
     assert _without_timings(_logbook(scoop_file_run)) == serial

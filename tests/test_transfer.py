@@ -17,7 +17,7 @@ from learngene_ea.learngene import extract_learngene, load_learngene
 from learngene_ea.models import build_model
 from learngene_ea.sampling import mean_and_ci95
 
-METHODS = ["scratch", "pretrained", "random-learngene", "layerwise", "instincts", "learngene"]
+METHODS = ["scratch", "pretrained", "random-learngene", "l1-learngene", "layerwise", "instincts", "learngene"]
 
 
 def transfer_overrides(**extra):
@@ -79,7 +79,8 @@ def test_every_method_is_fine_tuned_on_the_same_support_and_query_images(transfe
         by_method.setdefault(record["method"], []).append((record["support"], record["query"]))
     reference = by_method[("scratch", "conv4 x0.25")]
     assert len(reference) == 2 * 3  # 2 episodes x (1-shot, 5-shot, limited-10)
-    assert {m for m, _ in by_method} == {"scratch", "pretrained", "random-learngene", "layerwise", "learngene"}
+    assert {m for m, _ in by_method} == {"scratch", "pretrained", "random-learngene", "l1-learngene", "layerwise",
+                                         "learngene"}
     for method, episodes in by_method.items():
         assert episodes == reference, method
 
@@ -195,6 +196,23 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
     assert {"transfer.json", "transfer.md", "transfer.png", "pretrained.pt"} <= set(os.listdir(run_dir))
 
 
+def test_the_end_of_run_transfer_takes_every_core_unless_threads_are_set(monkeypatch):
+    from learngene_ea.workers import available_cores
+
+    seen = []
+    monkeypatch.setattr(transfer, "run_transfer", lambda *a, **k: seen.append(torch.get_num_threads()) or {})
+    monkeypatch.setattr(transfer, "markdown_table", lambda results: "")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # what a SCOOP origin has during the evolution on this machine
+        transfer.transfer_after_run(load_config(None, tiny_overrides(**{"runtime.threads": 0})), "run", log=str)
+        torch.set_num_threads(1)
+        transfer.transfer_after_run(load_config(None, tiny_overrides()), "run", log=str)  # runtime.threads: 1
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [available_cores(), 1]
+
+
 # ---------------------------------------------------------------------------- statistics
 
 def test_ci95_is_1_96_sample_std_over_sqrt_n():
@@ -288,6 +306,17 @@ def test_random_learngene_keeps_as_many_channels_per_group_as_the_learngene(tmp_
     a, b = transfer.random_masks_like(learngene, 1), transfer.random_masks_like(learngene, 2)
     assert {g: int(m.sum()) for g, m in a.items()} == {g: int(m.sum()) for g, m in learngene.masks.items()}
     assert any(not np.array_equal(a[g], b[g]) for g in a)
+
+
+def test_l1_learngene_keeps_the_pretrained_channels_of_largest_filter_norm(tmp_path):
+    learngene = make_learngene(tmp_path / "lg.pt")
+    network = build_model("conv4", 0.25, 3, 5, seed=7)
+    masks = transfer.top_l1_masks_like(learngene, network)
+    assert {g: int(m.sum()) for g, m in masks.items()} == {g: int(m.sum()) for g, m in learngene.masks.items()}
+    for layer in network.spec.layers:  # conv4: one layer per group, so the group's score is its layer's
+        norms = network.gene_module(layer.name).conv.weight.detach().abs().flatten(1).mean(1).numpy()
+        kept, dropped = norms[masks[layer.group]], norms[~masks[layer.group]]
+        assert dropped.size == 0 or kept.min() >= dropped.max()
 
 
 def test_layerwise_takes_whole_layers_from_the_input_closest_to_the_budget():
