@@ -68,8 +68,8 @@ from .training import features_of, images_on, make_batch, prototype_accuracies, 
 
 __all__ = [
     "load_learngene", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
-    "copy_gene_layers", "layerwise_layers", "random_masks_like", "top_l1_masks_like", "Setting", "make_settings", "episode_digest",
-    "Method", "baseline_methods", "evaluate_method", "evaluate_transfer", "add_paired_differences",
+    "copy_gene_layers", "layerwise_layers", "random_masks_like", "top_l1_masks_like", "Setting", "make_settings",
+    "episode_digest", "Method", "baseline_methods", "evaluate_method", "evaluate_transfer", "add_paired_differences",
     "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "run_transfer",
     "transfer_after_run", "markdown_table", "plot_transfer", "write_reports", "main",
 ]
