@@ -132,10 +132,14 @@ def bench_overhead(cfg, repeats):
 
 # ---------------------------------------------------------------------------- workers
 
+def set_args(overrides):
+    """``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]``."""
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
 def scoop_generation_seconds(workers, overrides):
-    args = [sys.executable, "-m", "scoop", "-n", str(workers), os.path.join("bench", "scoop_generation.py")]
-    for item in overrides:
-        args += ["--set", item]
+    args = [sys.executable, "-m", "scoop", "-n", str(workers), os.path.join("bench", "scoop_generation.py"),
+            *set_args(overrides)]
     env = dict(os.environ, PYTHONPATH=ROOT)
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env)
     for line in result.stdout.splitlines()[::-1]:
@@ -147,11 +151,10 @@ def scoop_generation_seconds(workers, overrides):
 def two_processes_ceiling(overrides, repeats):
     """What two processes on this machine can do at best: each half of the generation in its own
     single-threaded process (no SCOOP), alone and then both at once. Time both-at-once against
-    the halves one after the other; shared caches and memory bandwidth keep this under 2x."""
+    the halves one after the other (2x at best; shared caches and memory bandwidth may cost some)."""
     def half(i):
-        args = [sys.executable, os.path.join("bench", "scoop_generation.py"), "--part", f"{i}/2"]
-        for item in overrides + ["runtime.threads=1"]:
-            args += ["--set", item]
+        args = [sys.executable, os.path.join("bench", "scoop_generation.py"), "--part", f"{i}/2",
+                *set_args(overrides + ["runtime.threads=1"])]
         return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True,
                                 env=dict(os.environ, PYTHONPATH=ROOT))
 

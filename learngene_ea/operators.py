@@ -70,7 +70,7 @@ def shrink_schedule(generation, target_fraction, generations, kind="geometric", 
 # -------------------------------------------------------------------------- mutation
 
 
-def _keep_top(mask, scores, keep):
+def keep_top_channels(mask, scores, keep):
     """Mask keeping the ``keep`` highest-scoring channels among those kept in ``mask``."""
     kept = np.flatnonzero(mask)
     if keep >= len(kept):
@@ -108,7 +108,7 @@ def mut_shrink(individual, goal_fraction, criterion="l1", min_channels=1):
         counts = {g: int(m.sum()) for g, m in masks.items()}
 
         def shrunk(share):
-            return {g: _keep_top(masks[g], scores[g], max(min(min_channels, counts[g]),
+            return {g: keep_top_channels(masks[g], scores[g], max(min(min_channels, counts[g]),
                                                           int(math.floor(share * counts[g]))))
                     for g in masks}
 

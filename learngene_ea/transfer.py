@@ -63,6 +63,7 @@ from .errors import UserError
 from .learngene import (Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene,
                         load_learngene)
 from .models import FAMILIES, ArchSpec, Backbone, build_model
+from .operators import keep_top_channels
 from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
 from .training import features_of, images_on, make_batch, prototype_accuracies, resolve_device, train_on_task
 
@@ -164,13 +165,10 @@ def layerwise_layers(spec: ArchSpec, budget: int) -> list[str]:
 
 def top_l1_masks_like(learngene: Learngene, network: Backbone) -> dict[str, np.ndarray]:
     """``network``'s channels of largest filter L1 norm, as many per mask group as ``learngene`` keeps."""
-    scores = channel_importance(extract_learngene(network, full_masks(network.spec)), "l1")
-    masks = {}
-    for group, size in learngene.spec.groups:
-        mask = np.zeros(size, dtype=bool)
-        mask[np.argsort(-scores[group], kind="stable")[:int(learngene.masks[group].sum())]] = True
-        masks[group] = mask
-    return masks
+    full = full_masks(network.spec)
+    scores = channel_importance(extract_learngene(network, full), "l1")
+    return {group: keep_top_channels(full[group], scores[group], int(learngene.masks[group].sum()))
+            for group, _ in learngene.spec.groups}
 
 
 def random_masks_like(learngene: Learngene, seed: int) -> dict[str, np.ndarray]:
