@@ -57,7 +57,10 @@ def _guarded(toolbox, role: str, generation: int):
     return call
 
 
-def watched_scoop_map(function, items, stall_timeout: float = 1800.0):
+RESUME_HINT = "the last finished generation is safe in checkpoints/latest.pkl: continue with --resume <run dir>."
+
+
+def watched_scoop_map(function, items, stall_timeout: float = 1800.0, hint: str = RESUME_HINT):
     """SCOOP's ``futures.map`` with a watchdog: a silent stall ends the run instead of hanging.
 
     SCOOP 0.7 waits forever for a future whose worker died. A watchdog thread ends this process
@@ -76,8 +79,7 @@ def watched_scoop_map(function, items, stall_timeout: float = 1800.0):
         while not done.wait(min(5.0, stall_timeout / 4)):
             if time.monotonic() - last_progress[0] > stall_timeout:
                 message = (f"error: no evaluation finished for {stall_timeout:.0f} s, so a SCOOP worker has "
-                           "probably died; the last finished generation is safe in checkpoints/latest.pkl: "
-                           "continue with --resume <run dir>.\n")
+                           f"probably died; {hint}\n")
                 sys.stderr.write(message)
                 sys.stderr.flush()
                 sys.stdout.flush()
@@ -94,10 +96,13 @@ def watched_scoop_map(function, items, stall_timeout: float = 1800.0):
         done.set()
 
 
-def parallel_map(stall_timeout: float = 1800.0):
-    """SCOOP's map (with a watchdog for dead workers) under SCOOP, the builtin ``map`` otherwise."""
+def parallel_map(stall_timeout: float = 1800.0, hint: str = RESUME_HINT):
+    """SCOOP's map (with a watchdog for dead workers) under SCOOP, the builtin ``map`` otherwise.
+
+    ``hint`` ends the watchdog's message: what the user still has and how to go on.
+    """
     if scoop_running():
-        return functools.partial(watched_scoop_map, stall_timeout=stall_timeout)
+        return functools.partial(watched_scoop_map, stall_timeout=stall_timeout, hint=hint)
     return map
 
 

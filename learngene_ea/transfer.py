@@ -32,7 +32,9 @@ with 4-pixel padding + horizontal flip; ``transfer.augment``), every parameter t
 BatchNorm in training mode; the query set is scored in evaluation mode.
 
 Defaults are sized for a CPU (20 episodes x 60 steps per setting, 3 pre-training epochs); the
-community standard is 600 episodes, e.g. ``--set transfer.episodes=600`` on a GPU.
+community standard is 600 episodes, e.g. ``--set transfer.episodes=600`` on a GPU. Under SCOOP
+(``python -m scoop -n 8 -m learngene_ea.transfer ...``, or at the end of a run under SCOOP) every
+(method, setting, episode) is one job for any process; the numbers are the same as in one process.
 Outputs (atomic writes): ``transfer.json`` (every number), ``transfer.md`` (the table),
 ``transfer.png`` (bar chart with 95% CI error bars).
 """
@@ -42,6 +44,7 @@ import argparse
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -66,11 +69,13 @@ from .models import FAMILIES, ArchSpec, Backbone, build_model
 from .operators import keep_top_channels
 from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
 from .training import features_of, images_on, make_batch, prototype_accuracies, resolve_device, train_on_task
+from .workers import default_threads, scoop_running, worker_count
 
 __all__ = [
     "load_learngene", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
     "copy_gene_layers", "layerwise_layers", "random_masks_like", "top_l1_masks_like", "Setting", "make_settings",
-    "episode_digest", "Method", "baseline_methods", "evaluate_method", "evaluate_transfer", "add_paired_differences",
+    "episode_digest", "Method", "baseline_methods", "evaluate_episode", "summarise_episodes", "evaluate_method",
+    "evaluate_transfer", "share_transfer_context", "evaluate_episode_job", "add_paired_differences",
     "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "run_transfer",
     "transfer_after_run", "markdown_table", "plot_transfer", "write_reports", "main",
 ]
@@ -365,62 +370,168 @@ class Method:
         return arch_label(self.family, self.width)
 
 
-def evaluate_method(method: Method, dataset: FewShotDataset, setting: Setting, tcfg, in_channels: int,
-                    device, metric: str = "cosine", progress=None) -> dict:
-    """Evaluate one method on every episode of ``setting``; return its per-episode record.
+def evaluate_episode(method: Method, dataset: FewShotDataset, setting: Setting, index: int, tcfg, in_channels: int,
+                     device, metric: str = "cosine") -> dict:
+    """Method ``method`` on episode ``index`` of ``setting``: a fresh descendant, transfer, fine-tune, score.
+
+    Depends only on its arguments (seeds come from the episode), so any process may compute it.
+    """
+    start = time.perf_counter()
+    episode_seed, episode = setting.episode_seeds[index], setting.episodes[index]
+    init_seed = episode_init_seed(episode_seed)
+    model = build_model(method.family, method.width, in_channels, setting.n_way, seed=init_seed, device=device)
+    params = int(method.transfer(model, episode_seed))
+    before = float(prototype_accuracies(model, dataset, [episode], metric, device)[0])
+    if method.finetune:
+        accuracy, loss = finetune_and_score(model, dataset, episode, tcfg, episode_finetune_seed(episode_seed), device)
+    else:
+        accuracy, loss = before, float("nan")
+    return {"accuracy": float(accuracy), "before": before,
+            "loss": loss if math.isfinite(loss) else None,  # None: no update (strict JSON has no NaN)
+            "digest": episode_digest(episode), "init_seed": int(init_seed), "params": params,
+            "gene_params": model.spec.num_gene_params(), "seconds": time.perf_counter() - start}
+
+
+def summarise_episodes(records: list[dict], seconds: float | None = None) -> dict:
+    """One method's result on one setting from its per-episode records (in episode order).
 
     Returns a dict with ``accuracies`` (query accuracy per episode), ``prototype_before`` (the
     nearest-centroid accuracy of the descendant before any update), ``mean``/``ci95``, ``params``
     transferred, ``gene_params`` of the descendant, ``fraction``, the ``init_seeds`` used,
-    ``episode_digests`` (fingerprints of the episodes evaluated on), losses and seconds.
+    ``episode_digests`` (fingerprints of the episodes evaluated on), losses and seconds (the sum
+    over episodes unless ``seconds`` is given).
     """
-    start = time.perf_counter()
-    accuracies, before, losses, digests, init_seeds, params = [], [], [], [], [], []
-    gene_params = None
-    episodes = list(zip(setting.episode_seeds, setting.episodes))
-    for episode_seed, episode in (progress(episodes) if progress else episodes):
-        init_seed = episode_init_seed(episode_seed)
-        model = build_model(method.family, method.width, in_channels, setting.n_way, seed=init_seed,
-                            device=device)
-        params.append(int(method.transfer(model, episode_seed)))
-        gene_params = model.spec.num_gene_params()
-        before.append(float(prototype_accuracies(model, dataset, [episode], metric, device)[0]))
-        if method.finetune:
-            accuracy, loss = finetune_and_score(model, dataset, episode, tcfg, episode_finetune_seed(episode_seed),
-                                                device)
-        else:
-            accuracy, loss = before[-1], float("nan")
-        accuracies.append(float(accuracy))
-        losses.append(loss if math.isfinite(loss) else None)  # None: no update (strict JSON has no NaN)
-        digests.append(episode_digest(episode))
-        init_seeds.append(int(init_seed))
+    accuracies = [r["accuracy"] for r in records]
+    before = [r["before"] for r in records]
+    params = max((r["params"] for r in records), default=0)
+    gene_params = records[-1]["gene_params"] if records else None
     mean, ci95 = mean_and_ci95(accuracies)
     return {
         "mean": mean, "ci95": ci95, "accuracies": accuracies,
         "prototype_before": mean_and_ci95(before)[0], "prototype_before_accuracies": before,
-        "final_losses": losses, "params": max(params) if params else 0, "gene_params": gene_params,
-        "fraction": (max(params) / gene_params) if params and gene_params else 0.0,
-        "init_seeds": init_seeds, "episode_digests": digests, "seconds": time.perf_counter() - start,
+        "final_losses": [r["loss"] for r in records], "params": params, "gene_params": gene_params,
+        "fraction": (params / gene_params) if params and gene_params else 0.0,
+        "init_seeds": [r["init_seed"] for r in records], "episode_digests": [r["digest"] for r in records],
+        "seconds": sum(r["seconds"] for r in records) if seconds is None else seconds,
     }
 
 
+def evaluate_method(method: Method, dataset: FewShotDataset, setting: Setting, tcfg, in_channels: int,
+                    device, metric: str = "cosine", progress=None) -> dict:
+    """Evaluate one method on every episode of ``setting`` in this process (see :func:`summarise_episodes`)."""
+    start = time.perf_counter()
+    indices = range(len(setting.episodes))
+    records = [evaluate_episode(method, dataset, setting, i, tcfg, in_channels, device, metric)
+               for i in (progress(indices) if progress else indices)]
+    return summarise_episodes(records, time.perf_counter() - start)
+
+
+def _new_row(method: Method) -> dict:
+    return {"method": method.name, "arch": method.arch, "family": method.family, "width": method.width,
+            "fine_tuned": method.finetune, "note": method.note, "results": {}}
+
+
+def _record_result(row: dict, setting: Setting, result: dict, log) -> None:
+    row["results"][setting.name] = result
+    row.update(params=result["params"], gene_params=result["gene_params"], fraction=result["fraction"])
+    log(f"  {row['method']:16s} {row['arch']:12s} {setting.name:11s} {100 * result['mean']:5.1f} "
+        f"± {100 * result['ci95']:4.1f}  ({result['seconds']:.1f}s)")
+
+
 def evaluate_transfer(methods: list[Method], dataset: FewShotDataset, settings: list[Setting], tcfg,
-                      in_channels: int, device, metric: str = "cosine", log=print, progress=None) -> list[dict]:
-    """Every method on every setting (the same episodes for all); one row dict per method."""
+                      in_channels: int, device, metric: str = "cosine", log=print, progress=None,
+                      map_function=None, context_key: str | None = None) -> list[dict]:
+    """Every method on every setting (the same episodes for all); one row dict per method.
+
+    With ``map_function`` (SCOOP's map), every (method, setting, episode) is one job spread over
+    the workers, which rebuild the methods from the context shared under ``context_key`` (see
+    :func:`share_transfer_context`); the rows are the same as in this process alone.
+    """
+    if map_function is not None:
+        return _evaluate_transfer_jobs(methods, settings, log, progress, map_function, context_key)
     rows = []
     for method in methods:
-        row = {"method": method.name, "arch": method.arch, "family": method.family, "width": method.width,
-               "fine_tuned": method.finetune, "note": method.note, "results": {}}
+        row = _new_row(method)
         for setting in settings:
             bar = None
             if progress is not None:
                 def bar(items, _m=method, _s=setting):
                     return progress(items, total=len(_s.episodes), desc=f"{_m.name} [{_m.arch}] {_s.name}")
-            result = evaluate_method(method, dataset, setting, tcfg, in_channels, device, metric, bar)
-            row["results"][setting.name] = result
-            row.update(params=result["params"], gene_params=result["gene_params"], fraction=result["fraction"])
-            log(f"  {method.name:16s} {method.arch:12s} {setting.name:11s} {100 * result['mean']:5.1f} "
-                f"± {100 * result['ci95']:4.1f}  ({result['seconds']:.1f}s)")
+            _record_result(row, setting, evaluate_method(method, dataset, setting, tcfg, in_channels, device,
+                                                         metric, bar), log)
+        rows.append(row)
+    add_paired_differences(rows)
+    return rows
+
+
+# ----------------------------------------------------------- episodes spread over workers
+#
+# Under SCOOP the origin shares one context (recipe, learngene, pre-trained weights) with every
+# worker once, through SCOOP's shared constants; each job is then four small values. A process
+# rebuilds the dataset, episodes and methods from the context on its first job and keeps them.
+
+_CONTEXT_IDS = itertools.count()
+_CONTEXTS: dict = {}  # context key -> (cfg, dataset, settings, methods, device, in_channels) in this process
+
+
+def share_transfer_context(key: str, cfg: Config, learngene: Learngene, pretrained: Backbone | None,
+                           descendants, local: tuple) -> None:
+    """Make ``key`` resolvable by :func:`evaluate_episode_job` here (``local``) and on SCOOP workers."""
+    _CONTEXTS[key] = local
+    if scoop_running():
+        from scoop import shared
+
+        state = None if pretrained is None else {k: v.detach().cpu() for k, v in pretrained.state_dict().items()}
+        shared.setConst(**{key: {"config": cfg, "learngene": learngene, "pretrained": state,
+                                 "descendants": list(descendants)}})
+
+
+def _context(key: str) -> tuple:
+    if key not in _CONTEXTS:
+        from scoop import shared
+
+        from .fitness import configure_threads, worker_device
+
+        shared_context = shared.getConst(key, timeout=600)
+        if shared_context is None:
+            raise RuntimeError(f"transfer context {key} never reached this SCOOP worker")
+        cfg, learngene = shared_context["config"], shared_context["learngene"]
+        configure_threads(cfg.runtime.threads)
+        device = worker_device(cfg.runtime.device)
+        dataset = load_dataset(cfg.data)
+        pretrained = None
+        if shared_context["pretrained"] is not None:
+            pretrained = build_model(learngene.family, learngene.width, learngene.in_channels,
+                                     len(dataset.splits["train"]), device=device)
+            pretrained.load_state_dict(shared_context["pretrained"])
+            pretrained.eval()
+        methods = baseline_methods(learngene, pretrained, shared_context["descendants"])
+        _CONTEXTS.clear()  # one transfer evaluation at a time: free the previous one
+        _CONTEXTS[key] = (cfg, dataset, make_settings(cfg.transfer, dataset), methods, device, learngene.in_channels)
+    return _CONTEXTS[key]
+
+
+def evaluate_episode_job(job: tuple) -> dict:
+    """``(context key, method index, setting index, episode index)`` -> :func:`evaluate_episode`'s record."""
+    key, m, s, e = job
+    cfg, dataset, settings, methods, device, in_channels = _context(key)
+    return evaluate_episode(methods[m], dataset, settings[s], e, cfg.transfer, in_channels, device,
+                            cfg.fitness.metric)
+
+
+def _evaluate_transfer_jobs(methods, settings, log, progress, map_function, key) -> list[dict]:
+    jobs = [(key, m, s, e) for m in range(len(methods)) for s, setting in enumerate(settings)
+            for e in range(len(setting.episodes))]
+    results = map_function(evaluate_episode_job, jobs)
+    if progress is not None:
+        results = progress(results, total=len(jobs), desc="transfer episodes")
+    records = dict(zip(((m, s) + (e,) for _, m, s, e in jobs), results))
+    rows = []
+    for m, method in enumerate(methods):
+        row = _new_row(method)
+        for s, setting in enumerate(settings):
+            _record_result(row, setting, summarise_episodes([records[m, s, e] for e in range(len(setting.episodes))]),
+                           log)
         rows.append(row)
     add_paired_differences(rows)
     return rows
@@ -698,7 +809,8 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     ``descendants``: ``family@width`` strings (default ``cfg.transfer.descendants``).
     ``out_dir`` (default: the learngene's folder) receives ``transfer.json``/``.md``/``.png``
     unless ``write`` is false; the pre-trained baseline is cached next to the learngene.
-    Returns the results dict written to ``transfer.json``.
+    Returns the results dict written to ``transfer.json``. Under SCOOP with several processes,
+    pre-training runs here and the episodes are spread over every process.
     """
     started = time.perf_counter()
     learngene_path = os.fspath(learngene_path)
@@ -738,11 +850,27 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     timings["pretrained"] = time.perf_counter() - t
 
     methods = baseline_methods(learngene, pretrained, extra)
+    processes = worker_count()
     log(f"transfer: {len(methods)} rows x {len(settings)} settings x {tcfg.episodes} episodes on test classes "
-        f"({device})")
+        f"({device}" + (f", spread over {processes} SCOOP processes)" if processes > 1 else ")"))
     t = time.perf_counter()
-    rows = evaluate_transfer(methods, dataset, settings, tcfg, learngene.in_channels, device,
-                             cfg.fitness.metric, log, progress)
+    map_function, key, threads = None, None, torch.get_num_threads()
+    if processes > 1:
+        from .evolve import parallel_map
+
+        key = f"learngene_ea_transfer_{os.getpid()}_{next(_CONTEXT_IDS)}"
+        share_transfer_context(key, cfg, learngene, pretrained, extra,
+                               (cfg, dataset, settings, methods, device, learngene.in_channels))
+        map_function = parallel_map(cfg.runtime.stall_timeout, hint="no transfer report was written; run the "
+                                    "transfer again (the pre-trained baseline is cached next to the learngene).")
+        # the workers are busy now too: the origin goes back to its share of the cores
+        torch.set_num_threads(cfg.runtime.threads if cfg.runtime.threads > 0 else default_threads())
+    try:
+        rows = evaluate_transfer(methods, dataset, settings, tcfg, learngene.in_channels, device,
+                                 cfg.fitness.metric, log, progress, map_function, key)
+    finally:
+        torch.set_num_threads(threads)
+        _CONTEXTS.pop(key, None)
     timings["evaluation"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
 
@@ -785,8 +913,9 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
 def transfer_after_run(cfg: Config, run_dir: str, log=print) -> dict:
     """The transfer evaluation at the end of an evolution run, on ``run_dir/learngene.pt``.
 
-    It runs in the origin process alone: the SCOOP workers are idle by now, so unless
-    ``runtime.threads`` says otherwise the origin takes every core of its host.
+    The pre-trained baseline trains in the origin process alone: the SCOOP workers are idle by
+    then, so unless ``runtime.threads`` says otherwise the origin takes every core of its host.
+    The episodes are then spread over all SCOOP processes (:func:`run_transfer`).
     """
     if cfg.runtime.threads <= 0:
         from .workers import available_cores

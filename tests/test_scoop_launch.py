@@ -417,3 +417,39 @@ def test_scoop_launcher_exits_with_the_run_status(tmp_path, scoop_module_run):
     assert "error: 'ea.population_size' is -1; it must be at least 2." in out + err
     assert "Traceback" not in out + err
     assert not (tmp_path / "bad").exists()
+
+
+# --- the transfer evaluation spread over SCOOP processes -----------------------------------------
+
+def _transfer(launch, learngene, out_dir):
+    args = ["--learngene", learngene, "--out", str(out_dir), "--quiet",
+            "--config", os.path.join(REPO, "genomes", "default.yaml")]
+    overrides = tiny_overrides() + ["transfer.episodes=3", "transfer.steps=3", "transfer.shots=[1]",
+                                    "transfer.limited_data=0", "transfer.n_query=5", "transfer.pretrain_epochs=1",
+                                    "task.batch_size=64"]
+    for item in overrides:
+        args += ["--set", item]
+    code, out, err = _launch(launch + args, timeout=RUN_TIMEOUT_S)
+    assert code == 0, (code, out[-3000:], err[-5000:])
+    assert "Traceback" not in out + err, err[-5000:]
+    with open(os.path.join(out_dir, "transfer.json"), encoding="utf-8") as f:
+        return json.load(f), out
+
+
+def _episode_numbers(results):
+    keep = ("accuracies", "prototype_before_accuracies", "final_losses", "init_seeds", "episode_digests", "params")
+    return [(row["method"], row["arch"], {s: {k: r[k] for k in keep} for s, r in row["results"].items()})
+            for row in results["rows"]]
+
+
+@pytest.mark.slow
+def test_transfer_episodes_spread_over_scoop_give_the_numbers_of_one_process(serial_run, tmp_path):
+    """``python -m scoop -n 2 -m learngene_ea.transfer``: the origin pre-trains, every process takes
+    episodes, and each (method, episode) is seeded by the episode: the table is the one-process table."""
+    _installed_pth()
+    learngene = os.path.join(serial_run, "learngene.pt")
+    alone, _ = _transfer(["-m", "learngene_ea.transfer"], learngene, tmp_path / "alone")
+    spread, log = _transfer(["-m", "scoop", "-n", "2", "-m", "learngene_ea.transfer"], learngene, tmp_path / "spread")
+    assert "spread over 2 SCOOP processes" in log
+    assert spread["pretrained"]["reused"] is True  # cached by the first evaluation, next to the learngene
+    assert _episode_numbers(spread) == _episode_numbers(alone)

@@ -437,3 +437,59 @@ def test_python_m_learngene_ea_transfer_exits_2_without_traceback(tmp_path):
     result = run_module(["-m", "learngene_ea.transfer", "--learngene", str(tmp_path / "nope.pt")], cwd=ROOT)
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------- episodes as jobs for any process
+
+@pytest.fixture(scope="module")
+def job_setup(tmp_path_factory):
+    """Methods of a tiny transfer evaluation, with an untrained stand-in for the pre-trained network."""
+    from learngene_ea.data import load_dataset
+
+    cfg = load_config(None, transfer_overrides())
+    learngene = make_learngene(str(tmp_path_factory.mktemp("jobs") / "lg.pt"))
+    dataset = load_dataset(cfg.data)
+    settings = transfer.make_settings(cfg.transfer, dataset)
+    pretrained = build_model("conv4", 0.25, 3, len(dataset.splits["train"]), seed=7)
+    methods = transfer.baseline_methods(learngene, pretrained)
+    return cfg, learngene, dataset, settings, pretrained, methods
+
+
+def _numbers(rows):
+    keep = ("accuracies", "prototype_before_accuracies", "final_losses", "init_seeds", "episode_digests", "params")
+    return [(r["method"], {s: {k: v[k] for k in keep} for s, v in r["results"].items()}) for r in rows]
+
+
+def test_episode_jobs_in_any_order_give_the_rows_of_the_serial_loop(job_setup):
+    cfg, learngene, dataset, settings, pretrained, methods = job_setup
+    quiet = lambda *_: None  # noqa: E731
+    serial = transfer.evaluate_transfer(methods, dataset, settings, cfg.transfer, 3, "cpu", log=quiet)
+    transfer.share_transfer_context("jobs-test", cfg, learngene, pretrained, [],
+                                    (cfg, dataset, settings, methods, torch.device("cpu"), 3))
+
+    def backwards_map(function, jobs):  # another process would take them in another order
+        jobs = list(jobs)
+        return list(reversed([function(job) for job in reversed(jobs)]))
+
+    jobs = transfer.evaluate_transfer(methods, dataset, settings, cfg.transfer, 3, "cpu", log=quiet,
+                                      map_function=backwards_map, context_key="jobs-test")
+    assert _numbers(jobs) == _numbers(serial)
+    assert [r["results"][s.name]["paired"] for r in jobs for s in settings] == \
+        [r["results"][s.name]["paired"] for r in serial for s in settings]
+
+
+def test_a_worker_rebuilds_the_methods_from_the_shared_context(job_setup, monkeypatch):
+    """A SCOOP worker has only what ``share_transfer_context`` sent: recipe, learngene, pre-trained
+    weights. From them it must compute exactly the origin's episode record."""
+    import scoop.shared
+
+    cfg, learngene, dataset, settings, pretrained, methods = job_setup
+    sent = {"config": cfg, "learngene": learngene, "descendants": [],
+            "pretrained": {k: v.clone() for k, v in pretrained.state_dict().items()}}
+    monkeypatch.setattr(scoop.shared, "getConst", lambda name, timeout=0.1: sent if name == "worker-test" else None)
+    for m, method in enumerate(methods):
+        worker = transfer.evaluate_episode_job(("worker-test", m, 1, 0))
+        origin = transfer.evaluate_episode(method, dataset, settings[1], 0, cfg.transfer, 3, "cpu")
+        for record in (worker, origin):
+            record.pop("seconds")
+        assert worker == origin, method.name
