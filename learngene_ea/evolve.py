@@ -8,7 +8,9 @@ when running under it), the hall of fame and logbook are updated, and a checkpoi
 from __future__ import annotations
 
 import functools
+import itertools
 import os
+import pickle
 import random
 import sys
 import time
@@ -57,6 +59,42 @@ def _guarded(toolbox, role: str, generation: int):
     return call
 
 
+class _StatusEntry:
+    """Stands for a running future in SCOOP's status reports, under the id the broker looks up."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, future_id):
+        self.id = pickle.dumps(future_id, pickle.HIGHEST_PROTOCOL)
+
+
+def run_visible(function, item):
+    """``function(item)`` as a SCOOP future that the broker does not declare lost while it runs.
+
+    SCOOP 0.7.2's broker records a future it hands to a worker under its *pickled* id, and a
+    waiting origin asks about a future by its pickled id; but every 25 s the worker's status
+    report replaces that record with the *unpickled* ids of the futures it queues (not even the
+    one it runs). From a worker's first report on, the broker no longer recognises its futures:
+    an origin that waits at the end of a generation is told that the evaluations still running
+    there are lost, sends them out again, and computes them a second time ("Lost track of
+    future ... Resending it"). While ``function`` runs, this adds an entry with the pickled id
+    to the set the report is made from (``execQueue.inprogress``, which SCOOP only tests
+    membership of otherwise). The set is replaced, not changed in place, because the report
+    thread may be iterating over it.
+    """
+    from scoop import _control
+
+    queue, future = getattr(_control, "execQueue", None), getattr(_control, "current", None)
+    if queue is None or future is None:
+        return function(item)
+    entry = _StatusEntry(future.id)
+    queue.inprogress = queue.inprogress | {entry}
+    try:
+        return function(item)
+    finally:
+        queue.inprogress = queue.inprogress - {entry}
+
+
 RESUME_HINT = "the last finished generation is safe in checkpoints/latest.pkl: continue with --resume <run dir>."
 
 
@@ -89,7 +127,7 @@ def watched_scoop_map(function, items, stall_timeout: float = 1800.0, hint: str 
     watchdog = threading.Thread(target=watch, name="learngene-ea-watchdog", daemon=True)
     watchdog.start()
     try:
-        for result in futures.map(function, items):
+        for result in futures.map(run_visible, itertools.repeat(function), items):
             last_progress[0] = time.monotonic()
             yield result
     finally:

@@ -17,6 +17,7 @@ def test_the_default_recipe_is_valid(tmp_path):
 
     cfg = load_config(os.path.join(ROOT, "genomes", "default.yaml"))
     assert cfg.data.name == "synthetic" and cfg.model.family == "conv4"
+    assert cfg.transfer.after_run  # the main job ends with the transfer table
 
 
 def test_every_shipped_recipe_is_valid():

@@ -453,3 +453,18 @@ def test_transfer_episodes_spread_over_scoop_give_the_numbers_of_one_process(ser
     assert "spread over 2 SCOOP processes" in log
     assert spread["pretrained"]["reused"] is True  # cached by the first evaluation, next to the learngene
     assert _episode_numbers(spread) == _episode_numbers(alone)
+
+
+@pytest.mark.slow
+def test_a_running_evaluation_stays_in_its_workers_status_reports():
+    """SCOOP 0.7.2's status reports replace the broker's record of a worker's futures with ids the
+    broker cannot match (unpickled, running future left out), so a waiting origin is told a
+    running evaluation is lost and computes it again ("Lost track of future ... Resending it").
+    learngene-ea's map keeps the running future in the reports under the id the broker matches."""
+    _installed_pth()
+    code, out, err = _launch(["-m", "scoop", "-n", "2", "-m", "lgea_scoop_demo.visible"])
+    assert code == 0, (code, out[-3000:], err[-5000:])
+    line = next(line for line in out.splitlines() if line.startswith("VISIBLE_RESULT "))
+    result = json.loads(line[len("VISIBLE_RESULT "):])
+    assert not any(call["reported"] for call in result["plain"])  # SCOOP's own behaviour
+    assert all(call["reported"] for call in result["watched"])
