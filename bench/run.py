@@ -6,6 +6,7 @@ Measures side by side, in one run, on this machine:
   PyTorch loop (written here) that trains and scores the same descendants on the same tasks;
 - workers: the same generation under SCOOP with -n 1 and -n 2 (and more when there are cores);
 - batching: population batching (grouped network) vs one descendant at a time, Conv4 and VGG11;
+- channels_last: the same evaluations with ``runtime.channels_last`` off and on (NCHW vs NHWC);
 - checkpoint: time to write and read a generation's checkpoint vs the generation's time, and
   bytes per individual;
 - pipeline: images/second of building batches (indexing, crop+flip, normalising) vs of the
@@ -212,6 +213,40 @@ def bench_batching(base_overrides, families, repeats, chunk):
     return rows
 
 
+# ----------------------------------------------------------------------- channels-last
+
+def bench_channels_last(base_overrides, families, repeats, chunk):
+    """The same descendants' fitness evaluations with ``runtime.channels_last`` off and on, alternating
+    (both layouts warmed up first), one by one and as one stacked chunk."""
+    from learngene_ea.models import use_channels_last
+
+    rows = {}
+    for family, width in families:
+        configs = {on: load_config("genomes/default.yaml", base_overrides + [
+            f"model.family={family}", f"model.width={width}", f"runtime.channels_last={str(on).lower()}"])
+            for on in (False, True)}
+        load_dataset(configs[False].data)
+        population = fresh_population(configs[False])[:chunk]
+        times = {}
+        for _ in range(repeats + 1):  # the first round warms both layouts up and is not counted
+            for on, cfg in configs.items():
+                for mode, run in (("one_by_one", lambda c=cfg: [evaluate(ind, c) for ind in population]),
+                                  ("batched", lambda c=cfg: evaluate_chunk(population, c))):
+                    start = time.perf_counter()
+                    run()
+                    times.setdefault((mode, on), []).append(time.perf_counter() - start)
+        use_channels_last(False)
+        median = {key: statistics.median(values[1:]) for key, values in times.items()}
+        rows[f"{family}x{width}"] = {
+            "descendants": len(population),
+            **{f"{mode}_{'nhwc' if on else 'nchw'}_seconds": v for (mode, on), v in median.items()},
+            "speedup_one_by_one": median["one_by_one", False] / median["one_by_one", True],
+            "speedup_batched": median["batched", False] / median["batched", True],
+            "batched_vs_one_by_one_nhwc": median["one_by_one", True] / median["batched", True],
+        }
+    return rows
+
+
 # -------------------------------------------------------------------------- checkpoint
 
 def bench_checkpoint(cfg):
@@ -367,7 +402,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small settings (a minute or two)")
     parser.add_argument("--name", default=None, help="results file name (default: machine + date)")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="subset of: overhead workers batching checkpoint pipeline growth gpu")
+                        help="subset of: overhead workers batching channels_last checkpoint pipeline growth gpu")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -378,13 +413,14 @@ def main(argv=None):
     sizes = generation + (["task.steps=30", "fitness.episodes=10", "ea.population_size=4"] if args.quick else [])
     base = ["ea.generations=0"] + sizes
     cfg = load_config("genomes/default.yaml", base)
-    wanted = set(args.only or ["overhead", "workers", "batching", "checkpoint", "pipeline", "growth", "gpu"])
+    wanted = set(args.only or ["overhead", "workers", "batching", "channels_last", "checkpoint", "pipeline", "growth", "gpu"])
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                            "cuda": torch.cuda.is_available()},
                "settings": {"quick": args.quick, "overrides": base, "repeats": repeats}}
     steps = [("overhead", lambda: bench_overhead(cfg, repeats)),
              ("workers", lambda: bench_workers(sizes, repeats)),
              ("batching", lambda: bench_batching(sizes, [("conv4", 0.5), ("vgg11", 0.25)], repeats, 4)),
+             ("channels_last", lambda: bench_channels_last(sizes, [("conv4", 0.5), ("vgg11", 0.25)], repeats, 4)),
              ("checkpoint", lambda: bench_checkpoint(cfg)),
              ("pipeline", lambda: bench_pipeline(cfg, repeats)),
              ("growth", lambda: bench_growth(sizes, repeats)),
@@ -425,6 +461,13 @@ def print_table(r):
         for arch, row in r["batching"].items():
             lines.append(f"batching     {arch}: one-by-one {row['one_by_one_seconds']:.2f}s, batched "
                          f"{row['batched_seconds']:.2f}s -> {row['speedup']:.2f}x ({row['descendants']} descendants)")
+    if "channels_last" in r:
+        for arch, row in r["channels_last"].items():
+            lines.append(f"channels     {arch}: channels-last vs default layout, one-by-one "
+                         f"{row['one_by_one_nchw_seconds']:.2f}s -> {row['one_by_one_nhwc_seconds']:.2f}s "
+                         f"({row['speedup_one_by_one']:.2f}x), batched {row['batched_nchw_seconds']:.2f}s -> "
+                         f"{row['batched_nhwc_seconds']:.2f}s ({row['speedup_batched']:.2f}x); batched vs "
+                         f"one-by-one in channels-last {row['batched_vs_one_by_one_nhwc']:.2f}x")
     if "checkpoint" in r:
         c = r["checkpoint"]
         lines.append(f"checkpoint   write {1000 * c['write_seconds']:.0f} ms + read {1000 * c['read_seconds']:.0f} ms"

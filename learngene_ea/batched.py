@@ -15,7 +15,7 @@ import copy
 import torch
 from torch import nn
 
-from .models import Backbone, ConvBN
+from .models import Backbone, ConvBN, memory_format
 
 
 class GroupedConvBN(nn.Module):
@@ -94,6 +94,7 @@ class StackedDescendants(nn.Module):
             grouped = GroupedConvBN([m.gene_module(layer.name) for m in models])
             setattr(parent, child, grouped) if not child.isdigit() else parent.__setitem__(int(child), grouped)
         self.stack.head = GroupedHead([m.head for m in models])
+        self.stack.to(memory_format=memory_format())
 
     def forward(self, x):
         """``x``: ``[B, P*C, H, W]`` (descendant p's images in channels ``p*C..``) -> ``[B, P, K]``."""

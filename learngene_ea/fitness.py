@@ -61,6 +61,14 @@ def configure_threads(threads: int = 0) -> None:
     _THREADS_SET = True
 
 
+def configure_process(runtime) -> None:
+    """This process's share of the cores and its memory format, from ``runtime`` of the recipe."""
+    from .models import use_channels_last
+
+    configure_threads(runtime.threads)
+    use_channels_last(runtime.channels_last)
+
+
 def validation_episodes(cfg, dataset):
     """The validation episodes every individual of the run is scored on (fixed per run)."""
     f = cfg.fitness
@@ -105,7 +113,7 @@ def evaluate(individual, config) -> Evaluation:
     a fresh seed; after that the individual gets the worst accuracy and the error is reported
     in ``info["error"]`` instead of stopping the run.
     """
-    configure_threads(config.runtime.threads)
+    configure_process(config.runtime)
     start = time.perf_counter()
     generation = getattr(individual, "evaluated_in", individual.born)
     spec = individual_spec(individual)
@@ -152,7 +160,7 @@ def evaluate_chunk(individuals, config) -> list[Evaluation]:
     individuals = list(individuals)
     if len(individuals) < 2 or len({ind.arch for ind in individuals}) > 1:
         return [evaluate(ind, config) for ind in individuals]
-    configure_threads(config.runtime.threads)
+    configure_process(config.runtime)
     start = time.perf_counter()
     device = worker_device(config.runtime.device)
     dataset = load_dataset(config.data)

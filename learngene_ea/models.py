@@ -266,6 +266,23 @@ FAMILIES = {
 }
 
 
+_MEMORY_FORMAT = [torch.contiguous_format]
+
+
+def use_channels_last(on: bool) -> None:
+    """Build models and image batches channels-last (NHWC) in this process from now on, or not.
+
+    Set per process from ``runtime.channels_last`` (like the thread count); the arithmetic is the
+    same, the convolution kernels and the summation order are not.
+    """
+    _MEMORY_FORMAT[0] = torch.channels_last if on else torch.contiguous_format
+
+
+def memory_format() -> torch.memory_format:
+    """The layout this process gives conv weights and image batches (see :func:`use_channels_last`)."""
+    return _MEMORY_FORMAT[0]
+
+
 def build_model(family: str, width: float = 1.0, in_channels: int = 3, num_classes: int = 64,
                 seed: int | None = None, device: str | torch.device = "cpu") -> Backbone:
     """A freshly initialised backbone; ``seed`` makes the initialisation reproducible."""
@@ -279,7 +296,7 @@ def build_model(family: str, width: float = 1.0, in_channels: int = 3, num_class
             torch.manual_seed(seed)
             model = FAMILIES[family](width, in_channels, num_classes)
             _init_weights(model)
-    return model.to(device)
+    return model.to(device=device, memory_format=memory_format())
 
 
 _SPEC_CACHE: dict = {}

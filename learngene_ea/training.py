@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .data.base import FewShotDataset
+from .models import memory_format
 from .sampling import Episode, Task, mean_and_ci95, prototype_predict
 
 _DEVICE_IMAGES: dict = {}
@@ -38,7 +39,10 @@ def images_on(dataset: FewShotDataset, device: torch.device) -> torch.Tensor:
 
 def make_batch(images: torch.Tensor, indices: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
                augment: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Float batch from uint8 ``images[indices]``: optional random crop (pad 4) + flip, normalised."""
+    """Float batch from uint8 ``images[indices]``: optional random crop (pad 4) + flip, normalised.
+
+    In the process's memory format (:func:`~learngene_ea.models.use_channels_last`).
+    """
     batch = images.index_select(0, indices).float().div_(255.0)
     if augment:
         n, _, h, w = batch.shape
@@ -52,7 +56,7 @@ def make_batch(images: torch.Tensor, indices: torch.Tensor, mean: torch.Tensor, 
                        rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
         flip = torch.rand(n, generator=generator, device="cpu").to(batch.device) < 0.5
         batch = torch.where(flip.view(n, 1, 1, 1), batch.flip(3), batch)
-    return (batch - mean) / std
+    return ((batch - mean) / std).contiguous(memory_format=memory_format())
 
 
 def _stats(dataset: FewShotDataset, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,7 +65,7 @@ from .data.base import FewShotDataset
 from .errors import UserError
 from .learngene import (Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene,
                         load_learngene)
-from .models import FAMILIES, ArchSpec, Backbone, build_model
+from .models import FAMILIES, ArchSpec, Backbone, build_model, use_channels_last
 from .operators import keep_top_channels
 from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
 from .training import features_of, images_on, make_batch, prototype_accuracies, resolve_device, train_on_task
@@ -490,13 +490,13 @@ def _context(key: str) -> tuple:
     if key not in _CONTEXTS:
         from scoop import shared
 
-        from .fitness import configure_threads, worker_device
+        from .fitness import configure_process, worker_device
 
         shared_context = shared.getConst(key, timeout=600)
         if shared_context is None:
             raise RuntimeError(f"transfer context {key} never reached this SCOOP worker")
         cfg, learngene = shared_context["config"], shared_context["learngene"]
-        configure_threads(cfg.runtime.threads)
+        configure_process(cfg.runtime)
         device = worker_device(cfg.runtime.device)
         dataset = load_dataset(cfg.data)
         pretrained = None
@@ -821,6 +821,7 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     device = resolve_device(cfg.runtime.device)
     if cfg.runtime.threads > 0:
         torch.set_num_threads(cfg.runtime.threads)
+    use_channels_last(cfg.runtime.channels_last)
     specs = [parse_descendant(d, learngene.width) for d in (tcfg.descendants if descendants is None else descendants)]
     seen, extra = {(learngene.family, float(learngene.width))}, []
     for family, width in specs:

@@ -96,3 +96,61 @@ def test_evolution_with_population_batching_runs():
     assert toolbox.chunk_size == 2
     state = evolve(cfg, toolbox, new_state(cfg), log=lambda *a: None)
     assert [r["evals"] for r in state.logbook] == [4, 3]
+
+
+# ------------------------------------------------------------------ channels-last layout
+
+@pytest.fixture
+def channels_last():
+    from learngene_ea.models import use_channels_last
+
+    use_channels_last(True)
+    yield
+    use_channels_last(False)
+
+
+def _train_and_state(family, tiny_dataset, stacked):
+    models = [build_model(family, 0.25, num_classes=5, seed=i) for i in range(2)]
+    tasks = [sample_task(tiny_dataset, 100 + i, 5, 8) for i in range(2)]
+    if stacked:
+        losses = train_stacked(models, tiny_dataset, tasks, 2, 16, 0.01, seeds=[0, 1])
+    else:
+        losses = [train_on_task(m, tiny_dataset, t, 2, 16, 0.01, seed=i) for i, (m, t) in enumerate(zip(models, tasks))]
+    return models, losses
+
+
+@pytest.mark.parametrize("family", ["conv4", "resnet12"])
+@pytest.mark.parametrize("stacked", [False, True])
+def test_channels_last_trains_like_the_default_layout(family, stacked, tiny_dataset, channels_last):
+    from learngene_ea.models import use_channels_last
+
+    fast, fast_losses = _train_and_state(family, tiny_dataset, stacked)
+    assert fast[0].gene_module(fast[0].spec.layers[0].name).conv.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    use_channels_last(False)
+    plain, plain_losses = _train_and_state(family, tiny_dataset, stacked)
+    assert plain[0].gene_module(plain[0].spec.layers[0].name).conv.weight.is_contiguous()
+    assert fast_losses == pytest.approx(plain_losses, abs=WEIGHT_TOLERANCE)
+    for a, b in zip(fast, plain):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+            if x.dtype.is_floating_point:
+                assert torch.allclose(x, y, atol=WEIGHT_TOLERANCE), name
+
+
+def test_runtime_channels_last_reaches_the_fitness_evaluation(tiny_cfg, tiny_dataset, monkeypatch):
+    """``runtime.channels_last`` is applied in the evaluating process, and the accuracy is the one
+    of the default layout within the float tolerance."""
+    from learngene_ea import models
+
+    seen = []
+    monkeypatch.setattr(models, "use_channels_last", lambda on: seen.append(on) or models._MEMORY_FORMAT.__setitem__(
+        0, torch.channels_last if on else torch.contiguous_format))
+    cfg = load_config(None, tiny_overrides(**{"runtime.channels_last": "true"}))
+    spec = arch_spec(cfg.model.family, cfg.model.width)
+    try:
+        fast = fitness.evaluate(make_individual(spec, full_masks(spec), 0, born=0), cfg)
+    finally:
+        models._MEMORY_FORMAT[0] = torch.contiguous_format
+    plain = fitness.evaluate(make_individual(spec, full_masks(spec), 0, born=0), load_config(None, tiny_overrides()))
+    assert seen[0] is True and seen[-1] is False
+    assert fast.fitness[0] == pytest.approx(plain.fitness[0], abs=ACCURACY_TOLERANCE)
