@@ -525,7 +525,7 @@ def _evaluate_transfer_jobs(methods, settings, log, progress, map_function, key)
     results = map_function(evaluate_episode_job, jobs)
     if progress is not None:
         results = progress(results, total=len(jobs), desc="transfer episodes")
-    records = dict(zip(((m, s) + (e,) for _, m, s, e in jobs), results))
+    records = dict(zip((job[1:] for job in jobs), results))  # (method, setting, episode) -> record
     rows = []
     for m, method in enumerate(methods):
         row = _new_row(method)
