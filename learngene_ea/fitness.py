@@ -17,7 +17,7 @@ import torch
 from .data import load_dataset
 from .individual import individual_spec, masks_of
 from .learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction
-from .models import build_model
+from .models import build_model, use_channels_last
 from .sampling import mix_seed, sample_episodes, sample_task
 from .training import mean_and_ci95, prototype_accuracies, resolve_device, train_on_task, train_stacked
 
@@ -63,8 +63,6 @@ def configure_threads(threads: int = 0) -> None:
 
 def configure_process(runtime) -> None:
     """This process's share of the cores and its memory format, from ``runtime`` of the recipe."""
-    from .models import use_channels_last
-
     configure_threads(runtime.threads)
     use_channels_last(runtime.channels_last)
 

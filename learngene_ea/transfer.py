@@ -69,7 +69,7 @@ from .models import FAMILIES, ArchSpec, Backbone, build_model, use_channels_last
 from .operators import keep_top_channels
 from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
 from .training import features_of, images_on, make_batch, prototype_accuracies, resolve_device, train_on_task
-from .workers import default_threads, scoop_running, worker_count
+from .workers import available_cores, default_threads, scoop_running, worker_count
 
 __all__ = [
     "load_learngene", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
@@ -919,8 +919,6 @@ def transfer_after_run(cfg: Config, run_dir: str, log=print) -> dict:
     The episodes are then spread over all SCOOP processes (:func:`run_transfer`).
     """
     if cfg.runtime.threads <= 0:
-        from .workers import available_cores
-
         torch.set_num_threads(available_cores())
     results = run_transfer(cfg, os.path.join(run_dir, "learngene.pt"), run_dir, log=log)
     log(markdown_table(results))

@@ -143,8 +143,7 @@ def test_runtime_channels_last_reaches_the_fitness_evaluation(tiny_cfg, tiny_dat
     from learngene_ea import models
 
     seen = []
-    monkeypatch.setattr(models, "use_channels_last", lambda on: seen.append(on) or models._MEMORY_FORMAT.__setitem__(
-        0, torch.channels_last if on else torch.contiguous_format))
+    monkeypatch.setattr(fitness, "use_channels_last", lambda on: seen.append(on) or models.use_channels_last(on))
     cfg = load_config(None, tiny_overrides(**{"runtime.channels_last": "true"}))
     spec = arch_spec(cfg.model.family, cfg.model.width)
     try:
