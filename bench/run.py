@@ -5,6 +5,8 @@ Measures side by side, in one run, on this machine:
 - overhead: one generation's fitness evaluations through learngene-ea vs a minimal plain
   PyTorch loop (written here) that trains and scores the same descendants on the same tasks;
 - workers: the same generation under SCOOP with -n 1 and -n 2 (and more when there are cores);
+- host_memory: ``runtime.keep_freed_memory`` off and on (glibc malloc keeping freed memory),
+  seconds and page faults of the same evaluations in fresh processes;
 - batching: population batching (grouped network) vs one descendant at a time, Conv4 and VGG11;
 - channels_last: the same evaluations with ``runtime.channels_last`` off and on (NCHW vs NHWC);
 - checkpoint: time to write and read a generation's checkpoint vs the generation's time, and
@@ -196,6 +198,37 @@ def bench_workers(overrides, repeats):
     ceiling = rows["ceiling"]
     ceiling["speedup_of_running_at_once"] = ceiling["halves_one_after_the_other"] / ceiling["seconds"]
     return rows
+
+
+# ------------------------------------------------------------------------- host memory
+
+def plain_half_generation(overrides):
+    """Half the generation in a fresh single-threaded process (no SCOOP): its JSON line."""
+    args = [sys.executable, os.path.join("bench", "scoop_generation.py"), "--part", "0/2",
+            *set_args(overrides + ["runtime.threads=1"])]
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    if result.returncode != 0:
+        raise RuntimeError(f"half generation failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bench_host_memory(overrides, repeats):
+    """``runtime.keep_freed_memory`` off and on: half the generation in fresh 1-thread processes,
+    alternating; seconds and the minor page faults of the timed evaluations (medians)."""
+    runs = {False: [], True: []}
+    for _ in range(repeats):
+        for keep in (False, True):
+            runs[keep].append(plain_half_generation(overrides + [f"runtime.keep_freed_memory={str(keep).lower()}"]))
+    if runs[False][0]["accuracies"] != runs[True][0]["accuracies"]:
+        raise RuntimeError("keep_freed_memory changed the accuracies; it must only change the speed")
+    row = {"descendants": len(runs[True][0]["accuracies"])}
+    for keep, label in ((False, "default"), (True, "keep")):
+        row[f"{label}_seconds"] = statistics.median(r["seconds"] for r in runs[keep])
+        row[f"{label}_minor_faults"] = statistics.median(r["minor_faults"] for r in runs[keep])
+        row[f"{label}_runs"] = [r["seconds"] for r in runs[keep]]
+    row["speedup"] = row["default_seconds"] / row["keep_seconds"]
+    return row
 
 
 # ---------------------------------------------------------------------------- batching
@@ -402,7 +435,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small settings (a minute or two)")
     parser.add_argument("--name", default=None, help="results file name (default: machine + date)")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="subset of: overhead workers batching channels_last checkpoint pipeline growth gpu")
+                        help="subset of: overhead workers host_memory batching channels_last checkpoint pipeline "
+                             "growth gpu")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -413,12 +447,14 @@ def main(argv=None):
     sizes = generation + (["task.steps=30", "fitness.episodes=10", "ea.population_size=4"] if args.quick else [])
     base = ["ea.generations=0"] + sizes
     cfg = load_config("genomes/default.yaml", base)
-    wanted = set(args.only or ["overhead", "workers", "batching", "channels_last", "checkpoint", "pipeline", "growth", "gpu"])
+    wanted = set(args.only or ["overhead", "workers", "host_memory", "batching", "channels_last", "checkpoint",
+                               "pipeline", "growth", "gpu"])
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                            "cuda": torch.cuda.is_available()},
                "settings": {"quick": args.quick, "overrides": base, "repeats": repeats}}
     steps = [("overhead", lambda: bench_overhead(cfg, repeats)),
              ("workers", lambda: bench_workers(sizes, repeats)),
+             ("host_memory", lambda: bench_host_memory(sizes, repeats)),
              ("batching", lambda: bench_batching(sizes, [("conv4", 0.5), ("vgg11", 0.25)], repeats, 4)),
              ("channels_last", lambda: bench_channels_last(sizes, [("conv4", 0.5), ("vgg11", 0.25)], repeats, 4)),
              ("checkpoint", lambda: bench_checkpoint(cfg)),
@@ -457,6 +493,11 @@ def print_table(r):
             lines.append(f"workers      scoop -n {label}: {row['seconds']:.2f}s per generation "
                          f"({row['threads_per_worker']} thread(s) each), speed-up {row['speedup']:.2f}x "
                          f"over -n 1, {row['speedup_vs_1_thread']:.2f}x over -n 1 with 1 thread")
+    if "host_memory" in r:
+        h = r["host_memory"]
+        lines.append(f"host memory  keep_freed_memory off vs on, {h['descendants']} descendants in one 1-thread "
+                     f"process: {h['default_seconds']:.2f}s -> {h['keep_seconds']:.2f}s ({h['speedup']:.2f}x); "
+                     f"page faults {h['default_minor_faults']:.0f} -> {h['keep_minor_faults']:.0f}")
     if "batching" in r:
         for arch, row in r["batching"].items():
             lines.append(f"batching     {arch}: one-by-one {row['one_by_one_seconds']:.2f}s, batched "

@@ -1,10 +1,12 @@
 """One generation's fitness evaluations under SCOOP, timed inside the program (no start-up).
 
 Run by bench/run.py as ``python -m scoop -n K bench/scoop_generation.py --set ...``; prints one
-JSON line ``{"seconds": ..., "accuracies": [...]}``. ``--part i/k`` evaluates only every k-th
+JSON line ``{"seconds": ..., "minor_faults": ..., "accuracies": [...]}`` (page faults of the timed
+part, in this process). ``--part i/k`` evaluates only every k-th
 individual from the i-th (used without SCOOP to time independent processes side by side).
 """
 import json
+import resource
 import sys
 import time
 
@@ -42,7 +44,9 @@ if __name__ == "__main__":
         ind.evaluated_in = 0
     # warm-up: every worker loads the dataset once, as in a real run after generation 0
     list(toolbox.map(warm_up, [cfg.data] * 16))
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     results = list(toolbox.map(toolbox.evaluate, population))
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "accuracies": [r.fitness[0] for r in results]}))
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    print(json.dumps({"seconds": seconds, "minor_faults": faults, "accuracies": [r.fitness[0] for r in results]}))

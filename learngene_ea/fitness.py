@@ -20,6 +20,7 @@ from .learngene import Learngene, extract_learngene, inherit_learngene, learngen
 from .models import build_model, use_channels_last
 from .sampling import mix_seed, sample_episodes, sample_task
 from .training import mean_and_ci95, prototype_accuracies, resolve_device, train_on_task, train_stacked
+from .workers import keep_freed_memory
 
 WORST_ACCURACY = 0.0
 
@@ -62,9 +63,11 @@ def configure_threads(threads: int = 0) -> None:
 
 
 def configure_process(runtime) -> None:
-    """This process's share of the cores and its memory format, from ``runtime`` of the recipe."""
+    """This process's share of the cores, its memory format and its malloc, from ``runtime``."""
     configure_threads(runtime.threads)
     use_channels_last(runtime.channels_last)
+    if runtime.keep_freed_memory:
+        keep_freed_memory()
 
 
 def validation_episodes(cfg, dataset):

@@ -60,15 +60,23 @@ def transfer_run(tmp_path_factory):
                      "query": episode.query.tolist(), "head": model.head.weight.detach().clone()})
         return finetune_and_score(model, dataset, episode, *args, **kwargs)
 
-    logs = []
+    logs, kept_memory = [], []
     patch = pytest.MonkeyPatch()
     patch.setattr(transfer, "evaluate_method", recording_evaluate)
     patch.setattr(transfer, "finetune_and_score", recording_finetune)
+    patch.setattr(transfer, "keep_freed_memory", lambda: kept_memory.append(True) or True)
     try:
         results = transfer.run_transfer(cfg, path, str(folder / "out"), descendants=["conv4@0.5"], log=logs.append)
     finally:
         patch.undo()
-    return {"results": results, "seen": seen, "logs": logs, "folder": folder, "cfg": cfg, "path": path}
+    return {"results": results, "seen": seen, "logs": logs, "folder": folder, "cfg": cfg, "path": path,
+            "kept_memory": kept_memory}
+
+
+def test_the_transfer_process_keeps_freed_memory_by_default(transfer_run):
+    """Pre-training and fine-tuning reuse their pages like fitness does (runtime.keep_freed_memory)."""
+    assert transfer_run["cfg"].runtime.keep_freed_memory is True
+    assert transfer_run["kept_memory"] == [True]
 
 
 # ------------------------------------------------------------------------- same episodes
