@@ -153,10 +153,11 @@ def scoop_generation_seconds(workers, overrides):
     raise RuntimeError(f"SCOOP run with {workers} workers failed:\n{result.stderr[-2000:]}")
 
 
-def two_processes_ceiling(overrides, repeats):
+def two_processes_ceiling(overrides):
     """What two processes on this machine can do at best: each half of the generation in its own
-    single-threaded process (no SCOOP), alone and then both at once. Time both-at-once against
-    the halves one after the other (2x at best; shared caches and memory bandwidth may cost some)."""
+    single-threaded process (no SCOOP), alone and then both at once. Returns (both at once, the
+    halves one after the other) in seconds: 2x apart at best; shared caches and memory bandwidth
+    may cost some."""
     def half(i):
         args = [sys.executable, os.path.join("bench", "scoop_generation.py"), "--part", f"{i}/2",
                 *set_args(overrides + ["runtime.threads=1"])]
@@ -167,31 +168,34 @@ def two_processes_ceiling(overrides, repeats):
         out, _ = proc.communicate(timeout=1800)
         return json.loads(out.strip().splitlines()[-1])["seconds"]
 
-    alone, together = [], []
-    for _ in range(repeats):
-        alone.append(seconds(half(0)) + seconds(half(1)))
-        procs = [half(0), half(1)]
-        together.append(max(seconds(p) for p in procs))
-    return {"workers": 2, "threads_per_worker": 1, "seconds": statistics.median(together),
-            "runs": together, "halves_one_after_the_other": statistics.median(alone)}
+    alone = seconds(half(0)) + seconds(half(1))
+    procs = [half(0), half(1)]
+    return max(seconds(p) for p in procs), alone
 
 
 def bench_workers(overrides, repeats):
     """Generation time per SCOOP worker count, with the default threads (cores // workers).
 
     One more row pins one thread on a single worker: the speed-up of processes alone, since with
-    the default a single worker already spreads each step over every core.
+    the default a single worker already spreads each step over every core. The rows take turns
+    within each repetition, so that a drift of the machine's speed hits all of them alike.
     """
     cores = os.cpu_count() or 1
     plan = [("1", 1, []), ("1 (1 thread)", 1, ["runtime.threads=1"]), ("2", 2, [])]
     if cores >= 4:
         plan.append(("4", 4, []))
-    rows = {}
-    for label, n, extra in plan:
-        runs = [scoop_generation_seconds(n, overrides + extra)["seconds"] for _ in range(repeats)]
-        rows[label] = {"workers": n, "threads_per_worker": 1 if extra else max(1, cores // n),
-                       "seconds": statistics.median(runs), "runs": runs}
-    rows["ceiling"] = two_processes_ceiling(overrides, repeats)
+    runs = {label: [] for label, _, _ in plan}
+    together, alone = [], []
+    for _ in range(repeats):
+        for label, n, extra in plan:
+            runs[label].append(scoop_generation_seconds(n, overrides + extra)["seconds"])
+        at_once, one_after_the_other = two_processes_ceiling(overrides)
+        together.append(at_once)
+        alone.append(one_after_the_other)
+    rows = {label: {"workers": n, "threads_per_worker": 1 if extra else max(1, cores // n),
+                    "seconds": statistics.median(runs[label]), "runs": runs[label]} for label, n, extra in plan}
+    rows["ceiling"] = {"workers": 2, "threads_per_worker": 1, "seconds": statistics.median(together),
+                       "runs": together, "halves_one_after_the_other": statistics.median(alone)}
     for row in rows.values():
         row["speedup"] = rows["1"]["seconds"] / row["seconds"]
         row["speedup_vs_1_thread"] = rows["1 (1 thread)"]["seconds"] / row["seconds"]
