@@ -219,7 +219,8 @@ def plain_half_generation(overrides):
 
 def bench_host_memory(overrides, repeats):
     """``runtime.keep_freed_memory`` off and on: half the generation in fresh 1-thread processes,
-    alternating; seconds and the minor page faults of the timed evaluations (medians)."""
+    alternating; seconds and minor page faults of the timed evaluations, peak resident size of
+    the process (medians)."""
     runs = {False: [], True: []}
     for _ in range(repeats):
         for keep in (False, True):
@@ -230,6 +231,7 @@ def bench_host_memory(overrides, repeats):
     for keep, label in ((False, "default"), (True, "keep")):
         row[f"{label}_seconds"] = statistics.median(r["seconds"] for r in runs[keep])
         row[f"{label}_minor_faults"] = statistics.median(r["minor_faults"] for r in runs[keep])
+        row[f"{label}_max_rss_mib"] = statistics.median(r["max_rss_mib"] for r in runs[keep])
         row[f"{label}_runs"] = [r["seconds"] for r in runs[keep]]
     row["speedup"] = row["default_seconds"] / row["keep_seconds"]
     return row
@@ -501,7 +503,8 @@ def print_table(r):
         h = r["host_memory"]
         lines.append(f"host memory  keep_freed_memory off vs on, {h['descendants']} descendants in one 1-thread "
                      f"process: {h['default_seconds']:.2f}s -> {h['keep_seconds']:.2f}s ({h['speedup']:.2f}x); "
-                     f"page faults {h['default_minor_faults']:.0f} -> {h['keep_minor_faults']:.0f}")
+                     f"page faults {h['default_minor_faults']:.0f} -> {h['keep_minor_faults']:.0f}; peak "
+                     f"resident {h['default_max_rss_mib']:.0f} -> {h['keep_max_rss_mib']:.0f} MiB")
     if "batching" in r:
         for arch, row in r["batching"].items():
             lines.append(f"batching     {arch}: one-by-one {row['one_by_one_seconds']:.2f}s, batched "

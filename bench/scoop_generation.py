@@ -1,8 +1,8 @@
 """One generation's fitness evaluations under SCOOP, timed inside the program (no start-up).
 
 Run by bench/run.py as ``python -m scoop -n K bench/scoop_generation.py --set ...``; prints one
-JSON line ``{"seconds": ..., "minor_faults": ..., "accuracies": [...]}`` (page faults of the timed
-part, in this process). ``--part i/k`` evaluates only every k-th
+JSON line ``{"seconds": ..., "minor_faults": ..., "max_rss_mib": ..., "accuracies": [...]}``
+(page faults of the timed part and peak resident size, of this process). ``--part i/k`` evaluates only every k-th
 individual from the i-th (used without SCOOP to time independent processes side by side).
 """
 import json
@@ -49,4 +49,6 @@ if __name__ == "__main__":
     results = list(toolbox.map(toolbox.evaluate, population))
     seconds = time.perf_counter() - start
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    print(json.dumps({"seconds": seconds, "minor_faults": faults, "accuracies": [r.fitness[0] for r in results]}))
+    max_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    print(json.dumps({"seconds": seconds, "minor_faults": faults, "max_rss_mib": max_rss_mib,
+                      "accuracies": [r.fitness[0] for r in results]}))

@@ -146,8 +146,9 @@ class RuntimeConfig:
                                         "CPU training in `python -m bench --only channels_last`; float "
                                         "results differ from the default layout in the last bits")
     keep_freed_memory: bool = _field(True, "keep freed host memory for reuse (glibc malloc) instead of page-"
-                                          "faulting every step's tensors in again: 1.4x faster "
-                                          "CPU training in `python -m bench --only host_memory`")
+                                          "faulting every step's tensors in again: 1.13-1.20x faster CPU "
+                                          "training in `python -m bench --only host_memory`; a process "
+                                          "keeps its peak heap")
     stall_timeout: float = _field(1800.0, "seconds without any finished evaluation before the run "
                                           "stops as 'a SCOOP worker died'", gt=0.0)
 
