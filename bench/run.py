@@ -153,15 +153,19 @@ def scoop_generation_seconds(workers, overrides):
     raise RuntimeError(f"SCOOP run with {workers} workers failed:\n{result.stderr[-2000:]}")
 
 
+def half_generation_args(part, overrides):
+    """Command line of half the generation (part 0 or 1) in a plain single-threaded process."""
+    return [sys.executable, os.path.join("bench", "scoop_generation.py"), "--part", f"{part}/2",
+            *set_args(overrides + ["runtime.threads=1"])]
+
+
 def two_processes_ceiling(overrides):
     """What two processes on this machine can do at best: each half of the generation in its own
     single-threaded process (no SCOOP), alone and then both at once. Returns (both at once, the
     halves one after the other) in seconds: 2x apart at best; shared caches and memory bandwidth
     may cost some."""
     def half(i):
-        args = [sys.executable, os.path.join("bench", "scoop_generation.py"), "--part", f"{i}/2",
-                *set_args(overrides + ["runtime.threads=1"])]
-        return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        return subprocess.Popen(half_generation_args(i, overrides), cwd=ROOT, stdout=subprocess.PIPE, text=True,
                                 env=dict(os.environ, PYTHONPATH=ROOT))
 
     def seconds(proc):
@@ -208,9 +212,7 @@ def bench_workers(overrides, repeats):
 
 def plain_half_generation(overrides):
     """Half the generation in a fresh single-threaded process (no SCOOP): its JSON line."""
-    args = [sys.executable, os.path.join("bench", "scoop_generation.py"), "--part", "0/2",
-            *set_args(overrides + ["runtime.threads=1"])]
-    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=1800,
+    result = subprocess.run(half_generation_args(0, overrides), cwd=ROOT, capture_output=True, text=True, timeout=1800,
                             env=dict(os.environ, PYTHONPATH=ROOT))
     if result.returncode != 0:
         raise RuntimeError(f"half generation failed:\n{result.stderr[-2000:]}")

@@ -2,8 +2,9 @@
 
 Run by bench/run.py as ``python -m scoop -n K bench/scoop_generation.py --set ...``; prints one
 JSON line ``{"seconds": ..., "minor_faults": ..., "max_rss_mib": ..., "accuracies": [...]}``
-(page faults of the timed part and peak resident size, of this process). ``--part i/k`` evaluates only every k-th
-individual from the i-th (used without SCOOP to time independent processes side by side).
+(this process's page faults in the timed part, and its peak resident size). ``--part i/k``
+evaluates only every k-th individual from the i-th (used without SCOOP to time independent
+processes side by side).
 """
 import json
 import resource
