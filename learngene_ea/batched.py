@@ -81,7 +81,8 @@ def same_shapes(models: list[Backbone]) -> bool:
 class StackedDescendants(nn.Module):
     """P same-shape descendants as one grouped network (see module docstring)."""
 
-    def __init__(self, models: list[Backbone]):
+    def __init__(self, models: list[Backbone], layout: torch.memory_format | None = None):
+        """``layout``: memory format of the stacked network (default: this process's)."""
         super().__init__()
         if not same_shapes(models):
             raise ValueError("descendants differ in shape and cannot be stacked")
@@ -94,7 +95,8 @@ class StackedDescendants(nn.Module):
             grouped = GroupedConvBN([m.gene_module(layer.name) for m in models])
             setattr(parent, child, grouped) if not child.isdigit() else parent.__setitem__(int(child), grouped)
         self.stack.head = GroupedHead([m.head for m in models])
-        self.stack.to(memory_format=memory_format())
+        self.layout = memory_format() if layout is None else layout
+        self.stack.to(memory_format=self.layout)
 
     def forward(self, x):
         """``x``: ``[B, P*C, H, W]`` (descendant p's images in channels ``p*C..``) -> ``[B, P, K]``."""

@@ -110,6 +110,12 @@ def train_on_task(model: nn.Module, dataset: FewShotDataset, task: Task, steps: 
                          device)[0]
 
 
+def stacked_layout(device: torch.device) -> torch.memory_format:
+    """Memory format of a stacked network: channels-last on a CPU, where its grouped convolutions
+    are 1.3-1.8x faster so (README "Population batching"), else this process's."""
+    return torch.channels_last if torch.device(device).type == "cpu" else memory_format()
+
+
 def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[Task], steps: int,
                   batch_size: int, lr: float, weight_decay: float = 5e-4, augment: bool = True,
                   seeds: list[int] = (0,), device: torch.device | str = "cpu") -> list[float]:
@@ -129,7 +135,7 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
     else:
         from .batched import StackedDescendants
 
-        network = stacked = StackedDescendants(models)
+        network = stacked = StackedDescendants(models, stacked_layout(device))
     optimizer, schedule = _optimizer(network.parameters(), lr, weight_decay, steps)
     losses = torch.zeros(steps, len(models), device=device)
     network.train()
@@ -142,7 +148,7 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
         if stacked is None:
             per_model = nn.functional.cross_entropy(network(xs[0]), ys[0]).unsqueeze(0)
         else:
-            logits = network(torch.cat(xs, dim=1))  # [B, P, K]
+            logits = network(torch.cat(xs, dim=1).contiguous(memory_format=stacked.layout))  # [B, P, K]
             target = torch.stack(ys, dim=1)  # [B, P]
             per_model = nn.functional.cross_entropy(logits.permute(0, 2, 1), target, reduction="none").mean(0)
         optimizer.zero_grad(set_to_none=True)
