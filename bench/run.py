@@ -142,15 +142,20 @@ def set_args(overrides):
     return [arg for item in overrides for arg in ("--set", item)]
 
 
-def scoop_generation_seconds(workers, overrides):
-    args = [sys.executable, "-m", "scoop", "-n", str(workers), os.path.join("bench", "scoop_generation.py"),
-            *set_args(overrides)]
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env)
+def generation_result(args, what):
+    """Run ``bench/scoop_generation.py`` with ``args``; its JSON line (the last one starting with "{")."""
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
     for line in result.stdout.splitlines()[::-1]:
         if line.startswith("{"):
             return json.loads(line)
-    raise RuntimeError(f"SCOOP run with {workers} workers failed:\n{result.stderr[-2000:]}")
+    raise RuntimeError(f"{what} failed:\n{result.stderr[-2000:]}")
+
+
+def scoop_generation_seconds(workers, overrides):
+    args = [sys.executable, "-m", "scoop", "-n", str(workers), os.path.join("bench", "scoop_generation.py"),
+            *set_args(overrides)]
+    return generation_result(args, f"SCOOP run with {workers} workers")
 
 
 def half_generation_args(part, overrides):
@@ -212,11 +217,7 @@ def bench_workers(overrides, repeats):
 
 def plain_half_generation(overrides):
     """Half the generation in a fresh single-threaded process (no SCOOP): its JSON line."""
-    result = subprocess.run(half_generation_args(0, overrides), cwd=ROOT, capture_output=True, text=True, timeout=1800,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
-    if result.returncode != 0:
-        raise RuntimeError(f"half generation failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return generation_result(half_generation_args(0, overrides), "half generation")
 
 
 def bench_host_memory(overrides, repeats):

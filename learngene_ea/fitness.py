@@ -65,6 +65,11 @@ def configure_threads(threads: int = 0) -> None:
 def configure_process(runtime) -> None:
     """This process's share of the cores, its memory format and its malloc, from ``runtime``."""
     configure_threads(runtime.threads)
+    configure_memory(runtime)
+
+
+def configure_memory(runtime) -> None:
+    """This process's memory format and its malloc, from ``runtime`` (threads left alone)."""
     use_channels_last(runtime.channels_last)
     if runtime.keep_freed_memory:
         keep_freed_memory()

@@ -63,13 +63,14 @@ from .config import Config, ConfigError
 from .data import load_dataset
 from .data.base import FewShotDataset
 from .errors import UserError
+from .fitness import configure_memory
 from .learngene import (Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene,
                         load_learngene)
-from .models import FAMILIES, ArchSpec, Backbone, build_model, use_channels_last
+from .models import FAMILIES, ArchSpec, Backbone, build_model
 from .operators import keep_top_channels
 from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
 from .training import features_of, images_on, make_batch, prototype_accuracies, resolve_device, train_on_task
-from .workers import available_cores, default_threads, keep_freed_memory, scoop_running, worker_count
+from .workers import available_cores, default_threads, scoop_running, worker_count
 
 __all__ = [
     "load_learngene", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
@@ -821,9 +822,7 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     device = resolve_device(cfg.runtime.device)
     if cfg.runtime.threads > 0:
         torch.set_num_threads(cfg.runtime.threads)
-    use_channels_last(cfg.runtime.channels_last)
-    if cfg.runtime.keep_freed_memory:
-        keep_freed_memory()
+    configure_memory(cfg.runtime)  # threads: set above, all cores for the origin's pre-training
     specs = [parse_descendant(d, learngene.width) for d in (tcfg.descendants if descendants is None else descendants)]
     seen, extra = {(learngene.family, float(learngene.width))}, []
     for family, width in specs:

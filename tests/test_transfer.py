@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_module, tiny_overrides
-from learngene_ea import transfer, training
+from learngene_ea import fitness, transfer, training
 from learngene_ea.config import load_config
 from learngene_ea.errors import UserError
 from learngene_ea.learngene import extract_learngene, load_learngene
@@ -64,7 +64,7 @@ def transfer_run(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setattr(transfer, "evaluate_method", recording_evaluate)
     patch.setattr(transfer, "finetune_and_score", recording_finetune)
-    patch.setattr(transfer, "keep_freed_memory", lambda: kept_memory.append(True) or True)
+    patch.setattr(fitness, "keep_freed_memory", lambda: kept_memory.append(True) or True)
     try:
         results = transfer.run_transfer(cfg, path, str(folder / "out"), descendants=["conv4@0.5"], log=logs.append)
     finally:
