@@ -14,8 +14,9 @@ Measures side by side, in one run, on this machine:
 - pipeline: images/second of building batches (indexing, crop+flip, normalising) vs of the
   training step;
 - growth: generation time as population size, image size and width double;
-- gpu: training images/second with/without bf16 autocast and channels-last, and the fraction
-  of peak FLOP/s (skipped with a message when there is no GPU).
+- gpu (bench/gpu.py): training images/second with/without bf16 autocast and channels-last, the
+  fraction of peak FLOP/s, and population batching of 16 Conv4 descendants on the GPU (skipped
+  with a message when there is no GPU).
 
 A "generation" is 8 descendants of 60 training steps with ``genomes/default.yaml``'s model, data
 and fitness (the recipe itself now trains 5 x 150 steps). Writes ``bench/results/<name>.json``
@@ -40,6 +41,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.common import fresh_population, median_seconds  # noqa: E402
+from bench.gpu import bench_gpu  # noqa: E402
 from learngene_ea.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from learngene_ea.config import load_config  # noqa: E402
 from learngene_ea.data import load_dataset  # noqa: E402
@@ -48,22 +51,6 @@ from learngene_ea.fitness import evaluate, evaluate_chunk, validation_episodes  
 from learngene_ea.models import build_model  # noqa: E402
 from learngene_ea.run import checkpoint_payload  # noqa: E402
 from learngene_ea.sampling import mix_seed, sample_task  # noqa: E402
-
-
-def median_seconds(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
-
-
-def fresh_population(cfg):
-    population = new_state(cfg).population
-    for ind in population:
-        ind.evaluated_in = 0
-    return population
 
 
 # --------------------------------------------------------------------------- overhead
@@ -359,7 +346,7 @@ def _image_size_growth(cfg, repeats):
 
 def bench_pipeline(cfg, repeats):
     """Images/second of building batches (index, augment, normalise) vs of a training step."""
-    from learngene_ea.training import _stats, images_on, make_batch
+    from learngene_ea.training import _stats, draw_crops, images_on, make_batch
 
     dataset = load_dataset(cfg.data)
     device = torch.device("cpu")
@@ -371,11 +358,11 @@ def bench_pipeline(cfg, repeats):
 
     def build():
         for idx in indices:
-            make_batch(images, idx, mean, std, True, generator)
+            make_batch(images, idx, mean, std, draw_crops(batch, generator))
 
     model = build_model(cfg.model.family, cfg.model.width, 3, cfg.task.num_classes, seed=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = make_batch(images, indices[0], mean, std, True, generator)
+    x = make_batch(images, indices[0], mean, std, draw_crops(batch, generator))
     y = torch.randint(0, cfg.task.num_classes, (batch,))
 
     def train():
@@ -393,50 +380,6 @@ def bench_pipeline(cfg, repeats):
             "model": f"{cfg.model.family}x{cfg.model.width}"}
 
 
-# --------------------------------------------------------------------------------- gpu
-
-def bench_gpu():
-    if not torch.cuda.is_available():
-        return {"skipped": "no CUDA GPU on this machine: GPU rows (images/second, bf16, channels-last, "
-                           "fraction of peak FLOP/s, batching speed-up) not measured"}
-    from torch.utils.flop_counter import FlopCounterMode
-
-    device = torch.device("cuda")
-    rows = {}
-    for family, size in (("conv4", 32), ("vgg11", 32), ("resnet12", 84)):
-        for bf16 in (False, True):
-            for channels_last in (False, True):
-                model = build_model(family, 1.0, num_classes=64, seed=0, device=device)
-                x = torch.randn(128, 3, size, size, device=device)
-                y = torch.randint(0, 64, (128,), device=device)
-                if channels_last:
-                    model = model.to(memory_format=torch.channels_last)
-                    x = x.to(memory_format=torch.channels_last)
-                opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-                def step():
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-                        loss = torch.nn.functional.cross_entropy(model(x), y)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-
-                with FlopCounterMode(display=False) as counter:
-                    step()
-                flops = counter.get_total_flops()
-                for _ in range(5):
-                    step()
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                for _ in range(30):
-                    step()
-                torch.cuda.synchronize()
-                seconds = (time.perf_counter() - start) / 30
-                rows[f"{family} bf16={bf16} channels_last={channels_last}"] = {
-                    "images_per_second": 128 / seconds, "tflops": flops / seconds / 1e12}
-    return rows
-
-
 # -------------------------------------------------------------------------------- main
 
 def main(argv=None):
@@ -446,6 +389,8 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", default=None,
                         help="subset of: overhead workers host_memory batching channels_last checkpoint pipeline "
                              "growth gpu")
+    parser.add_argument("--peak-tflops", nargs=3, type=float, metavar=("FP32", "TF32", "BF16"), default=None,
+                        help="the GPU's dense peak TFLOP/s, for a GPU not in bench/gpu.py's table")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -469,7 +414,7 @@ def main(argv=None):
              ("checkpoint", lambda: bench_checkpoint(cfg)),
              ("pipeline", lambda: bench_pipeline(cfg, repeats)),
              ("growth", lambda: bench_growth(sizes, repeats)),
-             ("gpu", bench_gpu)]
+             ("gpu", lambda: bench_gpu(sizes, repeats, args.peak_tflops))]
     for name, fn in steps:
         if name in wanted:
             print(f"[bench] {name} ...", flush=True)
@@ -533,11 +478,20 @@ def print_table(r):
         for label, row in r["growth"].items():
             lines.append(f"growth       {label}: {row['seconds']:.2f}s ({row['ratio']:.2f}x)")
     if "gpu" in r:
-        if "skipped" in r["gpu"]:
-            lines.append(f"gpu          skipped: {r['gpu']['skipped']}")
+        g = r["gpu"]
+        if "skipped" in g:
+            lines.append(f"gpu          skipped: {g['skipped']}")
         else:
-            for label, row in r["gpu"].items():
-                lines.append(f"gpu          {label}: {row['images_per_second']:.0f} img/s, {row['tflops']:.1f} TFLOP/s")
+            lines.append(f"gpu          {g['device']}, peak TFLOP/s {g['peak_tflops'] or 'unknown (--peak-tflops)'}")
+            for label, row in g["training"].items():
+                share = "" if row["fraction_of_peak"] is None else \
+                    f", {100 * row['fraction_of_peak']:.1f}% of {row['precision']} peak"
+                lines.append(f"gpu          {label}: {row['images_per_second']:.0f} img/s, "
+                             f"{row['tflops']:.1f} TFLOP/s{share}")
+            b = g["population_batching"]
+            lines.append(f"gpu          batching {b['descendants']} {b['model']} descendants: one-by-one "
+                         f"{b['one_by_one_seconds']:.2f}s, batched {b['batched_seconds']:.2f}s -> {b['speedup']:.2f}x "
+                         f"(accuracies within {b['largest_accuracy_difference']:.3f})")
     print("\n".join(lines))
 
 

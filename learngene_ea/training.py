@@ -2,7 +2,9 @@
 
 Batches are built by indexing the dataset's uint8 tensor (already on the training device),
 then normalised and augmented in torch. The training loop never synchronises with the host
-per step (losses are kept on the device and checked once at the end).
+per step: each block of steps' random draws (image order, crops, flips) is made on the CPU and
+copied to the device in one transfer (:meth:`TaskBatches.plan`), and losses stay on the device
+until they are checked once at the end.
 """
 from __future__ import annotations
 
@@ -37,25 +39,33 @@ def images_on(dataset: FewShotDataset, device: torch.device) -> torch.Tensor:
     return _DEVICE_IMAGES[key]
 
 
+def draw_crops(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Random augmentation of ``n`` images, drawn on the CPU: a long tensor ``[3, n]`` of crop
+    offsets ``dy``, ``dx`` (0-8 into the 4-pixel-padded image) and horizontal flips (0/1)."""
+    dy = torch.randint(0, 9, (n,), generator=generator)
+    dx = torch.randint(0, 9, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.stack([dy, dx, flip.long()])
+
+
 def make_batch(images: torch.Tensor, indices: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-               augment: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Float batch from uint8 ``images[indices]``: optional random crop (pad 4) + flip, normalised.
+               crops: torch.Tensor | None = None) -> torch.Tensor:
+    """Float batch from uint8 ``images[indices]``, normalised; with ``crops`` (:func:`draw_crops`,
+    on the images' device) each image is cropped from its 4-pixel reflect padding and flipped.
 
     In the process's memory format (:func:`~learngene_ea.models.use_channels_last`).
     """
     batch = images.index_select(0, indices).float().div_(255.0)
-    if augment:
+    if crops is not None:
         n, _, h, w = batch.shape
+        dy, dx, flip = crops
         padded = nn.functional.pad(batch, (4, 4, 4, 4), mode="reflect")
-        dy = torch.randint(0, 9, (n,), generator=generator, device="cpu").to(batch.device)
-        dx = torch.randint(0, 9, (n,), generator=generator, device="cpu").to(batch.device)
         rows = (dy.view(n, 1) + torch.arange(h, device=batch.device).view(1, h))  # [n, h]
         cols = (dx.view(n, 1) + torch.arange(w, device=batch.device).view(1, w))  # [n, w]
         batch = padded[torch.arange(n, device=batch.device).view(n, 1, 1, 1),
                        torch.arange(batch.shape[1], device=batch.device).view(1, -1, 1, 1),
                        rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
-        flip = torch.rand(n, generator=generator, device="cpu").to(batch.device) < 0.5
-        batch = torch.where(flip.view(n, 1, 1, 1), batch.flip(3), batch)
+        batch = torch.where(flip.bool().view(n, 1, 1, 1), batch.flip(3), batch)
     return ((batch - mean) / std).contiguous(memory_format=memory_format())
 
 
@@ -74,7 +84,7 @@ class TaskBatches:
 
     All randomness (order, crops, flips) comes from one generator seeded with ``seed``, in a
     fixed order of draws, so a descendant sees the same batches whether it trains alone or
-    stacked with others (:func:`train_stacked`).
+    stacked with others (:func:`train_stacked`), and whatever the block size of :meth:`plan`.
     """
 
     def __init__(self, task: Task, batch_size: int, seed: int):
@@ -92,6 +102,22 @@ class TaskBatches:
         pick = self.order[self.cursor:self.cursor + self.batch_size]
         self.cursor += self.batch_size
         return self.indices[pick], self.labels[pick]
+
+    def plan(self, steps: int, augment: bool) -> torch.Tensor:
+        """The next ``steps`` batches as one long tensor ``[steps, 5, batch]``: image indices,
+        labels, then (with ``augment``, else zeros) the crops of :func:`draw_crops`."""
+        rows = []
+        for _ in range(steps):
+            indices, labels = self.next()
+            crops = draw_crops(len(indices), self.generator) if augment else torch.zeros(3, len(indices),
+                                                                                         dtype=torch.long)
+            rows.append(torch.cat([indices.view(1, -1), labels.view(1, -1), crops]))
+        return torch.stack(rows)
+
+
+# Steps whose draws are copied to the device at once: one host-device transfer (and sync) per
+# block, and a bounded amount of device memory however long the training.
+PLAN_BLOCK = 128
 
 
 def _optimizer(params, lr, weight_decay, steps):
@@ -140,11 +166,11 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
     losses = torch.zeros(steps, len(models), device=device)
     network.train()
     for step in range(steps):
-        xs, ys = [], []
-        for stream in streams:
-            idx, labels = stream.next()
-            xs.append(make_batch(images, idx.to(device), mean, std, augment, stream.generator))
-            ys.append(labels.to(device))
+        if step % PLAN_BLOCK == 0:
+            plans = [stream.plan(min(PLAN_BLOCK, steps - step), augment).to(device) for stream in streams]
+        draws = [plan[step % PLAN_BLOCK] for plan in plans]  # [5, batch] each, on the device
+        xs = [make_batch(images, d[0], mean, std, d[2:] if augment else None) for d in draws]
+        ys = [d[1] for d in draws]
         if stacked is None:
             per_model = nn.functional.cross_entropy(network(xs[0]), ys[0]).unsqueeze(0)
         else:

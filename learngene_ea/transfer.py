@@ -69,7 +69,8 @@ from .learngene import (Learngene, channel_importance, extract_learngene, full_m
 from .models import FAMILIES, ArchSpec, Backbone, build_model
 from .operators import keep_top_channels
 from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
-from .training import features_of, images_on, make_batch, prototype_accuracies, resolve_device, train_on_task
+from .training import (draw_crops, features_of, images_on, make_batch, prototype_accuracies, resolve_device,
+                       train_on_task)
 from .workers import available_cores, default_threads, scoop_running, worker_count
 
 __all__ = [
@@ -287,12 +288,20 @@ def finetune_and_score(model: Backbone, dataset: FewShotDataset, episode: Episod
             optimizer = torch.optim.SGD(params, lr=tcfg.lr, momentum=0.9, weight_decay=tcfg.weight_decay)
         model.train()
         n = len(support)
-        losses = torch.zeros(tcfg.steps, device=device)
-        for step in range(tcfg.steps):
+        picks, crops = [], []
+        for _ in range(tcfg.steps):  # every step's draws first: one copy to the device, no sync per step
             pick = torch.randperm(n, generator=generator)[:tcfg.batch_size] if n > tcfg.batch_size \
                 else torch.arange(n)
-            x = make_batch(images, support[pick].to(device), mean, std, tcfg.augment, generator)
-            loss = nn.functional.cross_entropy(model(x), labels[pick].to(device))
+            picks.append(pick)
+            if tcfg.augment:
+                crops.append(draw_crops(len(pick), generator))
+        picks = torch.stack(picks)
+        step_images, step_labels = support[picks].to(device), labels[picks].to(device)
+        step_crops = torch.stack(crops).to(device) if tcfg.augment else None
+        losses = torch.zeros(tcfg.steps, device=device)
+        for step in range(tcfg.steps):
+            x = make_batch(images, step_images[step], mean, std, None if step_crops is None else step_crops[step])
+            loss = nn.functional.cross_entropy(model(x), step_labels[step])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

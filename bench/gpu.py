@@ -1,0 +1,171 @@
+"""The GPU rows of ``python -m bench``: training throughput, fraction of peak FLOP/s, and population
+batching of 16 Conv4 descendants.
+
+Every function takes the device, so the test suite runs the same code on a CPU with tiny sizes;
+:func:`bench_gpu` is what the suite runs on a CUDA device, and says why it skipped otherwise.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.common import fresh_population
+from learngene_ea.config import load_config
+from learngene_ea.data import load_dataset
+from learngene_ea.fitness import evaluate, evaluate_chunk
+from learngene_ea.models import build_model
+
+# Dense peak TFLOP/s (no structured sparsity) from NVIDIA's product datasheets: FP32 on CUDA cores,
+# TF32 and BF16 on tensor cores. Matched against torch.cuda.get_device_name(), longest name first.
+# Anything else: pass --peak-tflops FP32 TF32 BF16.
+GPU_PEAK_TFLOPS = {
+    "H200 NVL": {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5},
+    "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+    "H100 NVL": {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5},
+    "H100 PCIe": {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0},
+    "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+    "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0},
+    "L40S": {"fp32": 91.6, "tf32": 183.0, "bf16": 362.1},
+    "A10": {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0},
+    "L4": {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0},
+}
+
+# (family, image size): the paper's architectures at the sizes their datasets use.
+GPU_FAMILIES = (("conv4", 32), ("vgg11", 32), ("resnet12", 84))
+
+
+def peak_tflops(device_name: str) -> dict[str, float] | None:
+    """The datasheet peaks of the GPU called ``device_name``, or None when it is not in the table."""
+    for name in sorted(GPU_PEAK_TFLOPS, key=len, reverse=True):
+        if name.lower() in device_name.lower():
+            return GPU_PEAK_TFLOPS[name]
+    return None
+
+
+def step_precision(bf16: bool) -> str:
+    """Which peak a training step is measured against: convolutions run in BF16 under autocast, else
+    in TF32 when cuDNN may use it (PyTorch's default), else in FP32."""
+    if bf16:
+        return "bf16"
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+
+
+def forward_flops_by_hand(model: nn.Module, x: torch.Tensor) -> int:
+    """Forward FLOPs of ``model`` on ``x`` counted layer by layer (2 per multiply-add of every
+    convolution and linear layer): the check on :class:`FlopCounterMode`'s count."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k_h, k_w = module.kernel_size
+            total += 2 * output.numel() * (module.in_channels // module.groups) * k_h * k_w
+        elif isinstance(module, nn.Linear):
+            total += 2 * output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def training_throughput(family: str, size: int, batch: int, bf16: bool, channels_last: bool,
+                        device: torch.device, steps: int = 30, warmup: int = 5) -> dict:
+    """Images/second and FLOP/s of SGD training steps of a width-1 ``family`` network on random
+    ``size`` x ``size`` images (64 classes), FLOPs counted once per step (forward + backward)."""
+    model = build_model(family, 1.0, num_classes=64, seed=0, device=device)
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, 64, (batch,), device=device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops_per_step = counter.get_total_flops()
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    seconds = (time.perf_counter() - start) / steps
+    return {"images_per_second": batch / seconds, "flops_per_image": flops_per_step / batch,
+            "tflops": flops_per_step / seconds / 1e12, "precision": step_precision(bf16),
+            "batch": batch, "image_size": size}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_training_throughput(device: torch.device, peaks: dict[str, float] | None, families=GPU_FAMILIES,
+                              batch: int = 128, steps: int = 30) -> dict:
+    """:func:`training_throughput` of every family with and without bf16 and channels-last, each
+    with its fraction of the device's peak for the precision it ran in (None without a peak)."""
+    rows = {}
+    for family, size in families:
+        for bf16 in (False, True):
+            for channels_last in (False, True):
+                row = training_throughput(family, size, batch, bf16, channels_last, device, steps)
+                peak = peaks.get(row["precision"]) if peaks else None
+                row["fraction_of_peak"] = None if peak is None else row["tflops"] / peak
+                rows[f"{family} bf16={bf16} channels_last={channels_last}"] = row
+    return rows
+
+
+def bench_population_batching(device: torch.device, overrides: list[str], descendants: int = 16,
+                              repeats: int = 3) -> dict:
+    """``descendants`` Conv4 fitness evaluations on ``device``, one by one vs as one stacked chunk
+    (after one untimed round of each), medians of ``repeats`` rounds taken in turns."""
+    cfg = load_config("genomes/default.yaml", overrides + [f"ea.population_size={descendants}", "model.family=conv4",
+                                                           f"runtime.device={device}"])
+    load_dataset(cfg.data)
+    population = fresh_population(cfg)
+    times = {"one_by_one": [], "batched": []}
+    accuracies = {}
+    for _ in range(repeats + 1):  # the first round warms both paths up and is not counted
+        for mode, run in (("one_by_one", lambda: [evaluate(ind, cfg) for ind in population]),
+                          ("batched", lambda: evaluate_chunk(population, cfg))):
+            synchronize(device)
+            start = time.perf_counter()
+            evaluations = run()
+            synchronize(device)
+            times[mode].append(time.perf_counter() - start)
+            accuracies[mode] = [e.fitness[0] for e in evaluations]
+    one_by_one, batched = (statistics.median(times[mode][1:]) for mode in ("one_by_one", "batched"))
+    largest_gap = max(abs(a - b) for a, b in zip(accuracies["one_by_one"], accuracies["batched"]))
+    return {"descendants": descendants, "model": f"conv4x{cfg.model.width}", "steps": cfg.task.steps,
+            "one_by_one_seconds": one_by_one, "batched_seconds": batched, "speedup": one_by_one / batched,
+            "largest_accuracy_difference": largest_gap}
+
+
+def bench_gpu(overrides: list[str], repeats: int, peak_override: list[float] | None = None) -> dict:
+    """The GPU rows on ``cuda:0``, or why they were not measured."""
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA GPU on this machine: GPU rows (images/second, bf16, channels-last, "
+                           "fraction of peak FLOP/s, batching of 16 Conv4 descendants) not measured"}
+    device = torch.device("cuda:0")
+    name = torch.cuda.get_device_name(device)
+    peaks = dict(zip(("fp32", "tf32", "bf16"), peak_override)) if peak_override else peak_tflops(name)
+    return {"device": name, "peak_tflops": peaks,
+            "training": bench_training_throughput(device, peaks),
+            "population_batching": bench_population_batching(device, overrides, repeats=repeats)}

@@ -1,0 +1,115 @@
+"""The training loop: random draws planned ahead on the CPU, one host-device transfer per block of
+steps (not per step), and the same batches however the steps are blocked."""
+import contextlib
+import dataclasses
+
+import pytest
+import torch
+
+from learngene_ea import training, transfer
+from learngene_ea.config import TransferConfig
+from learngene_ea.models import build_model
+from learngene_ea.sampling import sample_episode, sample_task
+from learngene_ea.training import draw_crops, make_batch, train_on_task, train_stacked
+
+# Tensor methods that move data between host and device or read a value back to the host:
+# each one per step on a GPU is a copy and a stream synchronisation.
+HOST_DEVICE_METHODS = ("to", "cpu", "cuda", "item", "tolist", "numpy", "__bool__", "__float__", "__int__")
+
+
+@contextlib.contextmanager
+def counting_host_device_calls(monkeypatch):
+    calls = []
+    for name in HOST_DEVICE_METHODS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    try:
+        yield calls
+    finally:
+        monkeypatch.undo()
+
+
+def host_device_calls(monkeypatch, train):
+    with counting_host_device_calls(monkeypatch) as calls:
+        train()
+    return len(calls)
+
+
+def test_descendant_training_makes_no_host_device_call_per_step(tiny_dataset, monkeypatch):
+    task = sample_task(tiny_dataset, 1, 5, 8)
+
+    def train(steps, count=1):
+        models = [build_model("conv4", 0.25, num_classes=5, seed=i) for i in range(count)]
+        return lambda: train_stacked(models, tiny_dataset, [task] * count, steps, 16, 0.01, seeds=list(range(count)))
+
+    for count in (1, 3):  # alone and as a stacked network
+        assert host_device_calls(monkeypatch, train(2, count)) == host_device_calls(monkeypatch, train(9, count))
+
+
+def test_transfer_fine_tuning_makes_no_host_device_call_per_step(tiny_dataset, monkeypatch):
+    episode = sample_episode(tiny_dataset, 3, 5, 5, 5, "test")
+
+    def finetune(steps):
+        tcfg = dataclasses.replace(TransferConfig(), steps=steps, batch_size=16)
+        model = build_model("conv4", 0.25, num_classes=5, seed=0)
+        return lambda: transfer.finetune_and_score(model, tiny_dataset, episode, tcfg, 0, "cpu")
+
+    assert host_device_calls(monkeypatch, finetune(2)) == host_device_calls(monkeypatch, finetune(9))
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_batches_do_not_depend_on_how_steps_are_blocked(tiny_dataset, monkeypatch, augment):
+    task = sample_task(tiny_dataset, 1, 5, 8)
+
+    def trained(block):
+        monkeypatch.setattr(training, "PLAN_BLOCK", block)
+        model = build_model("conv4", 0.25, num_classes=5, seed=0)
+        loss = train_on_task(model, tiny_dataset, task, 5, 16, 0.01, augment=augment, seed=7)
+        return loss, model.state_dict()
+
+    loss, state = trained(128)
+    blocked_loss, blocked_state = trained(2)  # blocks of 2, 2 and 1 steps
+    assert blocked_loss == loss
+    assert all(torch.equal(state[k], blocked_state[k]) for k in state)
+
+
+def test_a_crop_at_the_centre_without_flip_is_the_image_and_a_flip_mirrors_it(tiny_dataset):
+    images, indices = tiny_dataset.images, torch.tensor([0, 1])
+    mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    plain = make_batch(images, indices, mean, std)
+    centre = make_batch(images, indices, mean, std, torch.tensor([[4, 4], [4, 4], [0, 1]]))
+    assert torch.equal(centre[0], plain[0])
+    assert torch.equal(centre[1], plain[1].flip(2))
+    shifted = make_batch(images, indices, mean, std, torch.tensor([[8, 4], [4, 0], [0, 0]]))
+    assert torch.equal(shifted[0, :, :-4, :], plain[0, :, 4:, :])  # dy=8: the crop starts four rows lower
+    assert torch.equal(shifted[1, :, :, 4:], plain[1, :, :, :-4])  # dx=0: four columns of padding on the left
+
+
+def test_crops_are_drawn_in_range_from_the_generator():
+    crops = draw_crops(500, torch.Generator().manual_seed(0))
+    assert crops.shape == (3, 500) and crops.dtype == torch.long
+    assert crops[:2].min() == 0 and crops[:2].max() == 8 and set(crops[2].tolist()) == {0, 1}
+    assert torch.equal(crops, draw_crops(500, torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_training_synchronises_once_per_block_not_per_step(tiny_dataset):
+    task = sample_task(tiny_dataset, 1, 5, 8)
+
+    def syncs(steps):
+        models = [build_model("conv4", 0.25, num_classes=5, seed=i, device="cuda") for i in range(3)]
+        train_stacked(models, tiny_dataset, [task] * 3, 1, 16, 0.01, seeds=[0, 1, 2], device="cuda")  # warm-up
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with pytest.warns(UserWarning) as record:
+                train_stacked(models, tiny_dataset, [task] * 3, steps, 16, 0.01, seeds=[0, 1, 2], device="cuda")
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return len(record)
+
+    assert syncs(2) == syncs(9)
