@@ -18,6 +18,10 @@ from .sampling import Episode, Task, mean_and_ci95, prototype_predict
 
 _DEVICE_IMAGES: dict = {}
 
+# Steps whose draws are copied to the device at once: one host-device transfer (and sync) per
+# block, and a bounded amount of device memory however long the training.
+PLAN_BLOCK = 128
+
 
 def resolve_device(name: str = "auto", worker_index: int = 0) -> torch.device:
     """``auto``: ``cuda:{worker_index % device_count}`` when GPUs exist, else the CPU."""
@@ -109,15 +113,12 @@ class TaskBatches:
         rows = []
         for _ in range(steps):
             indices, labels = self.next()
-            crops = draw_crops(len(indices), self.generator) if augment else torch.zeros(3, len(indices),
-                                                                                         dtype=torch.long)
+            if augment:
+                crops = draw_crops(len(indices), self.generator)
+            else:
+                crops = torch.zeros(3, len(indices), dtype=torch.long)
             rows.append(torch.cat([indices.view(1, -1), labels.view(1, -1), crops]))
         return torch.stack(rows)
-
-
-# Steps whose draws are copied to the device at once: one host-device transfer (and sync) per
-# block, and a bounded amount of device memory however long the training.
-PLAN_BLOCK = 128
 
 
 def _optimizer(params, lr, weight_decay, steps):
