@@ -346,12 +346,12 @@ def _image_size_growth(cfg, repeats):
 
 def bench_pipeline(cfg, repeats):
     """Images/second of building batches (index, augment, normalise) vs of a training step."""
-    from learngene_ea.training import _stats, draw_crops, images_on, make_batch
+    from learngene_ea.training import draw_crops, images_on, make_batch, normalisation
 
     dataset = load_dataset(cfg.data)
     device = torch.device("cpu")
     images = images_on(dataset, device)
-    mean, std = _stats(dataset, device)
+    mean, std = normalisation(dataset, device)
     generator = torch.Generator().manual_seed(0)
     batch = cfg.task.batch_size
     indices = [torch.randint(0, len(images), (batch,), generator=generator) for _ in range(50)]

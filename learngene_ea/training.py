@@ -73,7 +73,8 @@ def make_batch(images: torch.Tensor, indices: torch.Tensor, mean: torch.Tensor, 
     return ((batch - mean) / std).contiguous(memory_format=memory_format())
 
 
-def _stats(dataset: FewShotDataset, device) -> tuple[torch.Tensor, torch.Tensor]:
+def normalisation(dataset: FewShotDataset, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dataset's per-channel mean and std on ``device``, shaped to broadcast over a batch."""
     mean = torch.tensor(dataset.mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(dataset.std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
     return mean, std
@@ -155,7 +156,7 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
     """
     device = torch.device(device)
     images = images_on(dataset, device)
-    mean, std = _stats(dataset, device)
+    mean, std = normalisation(dataset, device)
     streams = [TaskBatches(task, batch_size, seed) for task, seed in zip(tasks, seeds)]
     if len(models) == 1:
         network, stacked = models[0], None
@@ -197,7 +198,7 @@ def features_of(model: nn.Module, dataset: FewShotDataset, indices: np.ndarray,
     """Pooled features of the images at ``indices`` (evaluation mode, no augmentation)."""
     device = torch.device(device)
     images = images_on(dataset, device)
-    mean, std = _stats(dataset, device)
+    mean, std = normalisation(dataset, device)
     model.eval()
     index = torch.as_tensor(indices, dtype=torch.long, device=device)
     chunks = [model.forward_features(make_batch(images, index[i:i + batch_size], mean, std))

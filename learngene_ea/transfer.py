@@ -69,8 +69,8 @@ from .learngene import (Learngene, channel_importance, extract_learngene, full_m
 from .models import FAMILIES, ArchSpec, Backbone, build_model
 from .operators import keep_top_channels
 from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
-from .training import (draw_crops, features_of, images_on, make_batch, prototype_accuracies, resolve_device,
-                       train_on_task)
+from .training import (draw_crops, features_of, images_on, make_batch, normalisation, prototype_accuracies,
+                       resolve_device, train_on_task)
 from .workers import available_cores, default_threads, scoop_running, worker_count
 
 __all__ = [
@@ -260,12 +260,6 @@ def episode_digest(episode: Episode) -> str:
 
 # ----------------------------------------------------------------------- fine-tuning
 
-def _normalisation(dataset: FewShotDataset, device) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = torch.tensor(dataset.mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(dataset.std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
-    return mean, std
-
-
 def finetune_and_score(model: Backbone, dataset: FewShotDataset, episode: Episode, tcfg, seed: int,
                        device) -> tuple[float, float]:
     """Fine-tune ``model`` (its head already sized N-way) on the support set; return (query accuracy, loss).
@@ -276,7 +270,7 @@ def finetune_and_score(model: Backbone, dataset: FewShotDataset, episode: Episod
     device = torch.device(device)
     generator = torch.Generator().manual_seed(int(seed))
     images = images_on(dataset, device)
-    mean, std = _normalisation(dataset, device)
+    mean, std = normalisation(dataset, device)
     support = torch.as_tensor(episode.support, dtype=torch.long)
     labels = torch.as_tensor(episode.support_labels, dtype=torch.long)
     loss_value = float("nan")
