@@ -485,7 +485,7 @@ def share_transfer_context(key: str, cfg: Config, learngene: Learngene, pretrain
     if scoop_running():
         from scoop import shared
 
-        state = None if pretrained is None else {k: v.detach().cpu() for k, v in pretrained.state_dict().items()}
+        state = None if pretrained is None else cpu_state(pretrained)
         shared.setConst(**{key: {"config": cfg, "learngene": learngene, "pretrained": state,
                                  "descendants": list(descendants)}})
 
@@ -505,10 +505,8 @@ def _context(key: str) -> tuple:
         dataset = load_dataset(cfg.data)
         pretrained = None
         if shared_context["pretrained"] is not None:
-            pretrained = build_model(learngene.family, learngene.width, learngene.in_channels,
-                                     len(dataset.splits["train"]), device=device)
-            pretrained.load_state_dict(shared_context["pretrained"])
-            pretrained.eval()
+            pretrained = pretrained_from_state(shared_context["pretrained"], learngene.family, learngene.width,
+                                               learngene.in_channels, dataset, device).eval()
         methods = baseline_methods(learngene, pretrained, shared_context["descendants"])
         _CONTEXTS.clear()  # one transfer evaluation at a time: free the previous one
         _CONTEXTS[key] = (cfg, dataset, make_settings(cfg.transfer, dataset), methods, device, learngene.in_channels)
@@ -576,6 +574,19 @@ def pretrain_network(cfg: Config, dataset: FewShotDataset, family: str, width: f
     return model, info
 
 
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state dict on the CPU (to cache it or to share it with SCOOP workers)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def pretrained_from_state(state_dict: dict, family: str, width: float, in_channels: int, dataset: FewShotDataset,
+                          device) -> Backbone:
+    """The pre-trained network (a head over every training class) with ``state_dict``'s weights."""
+    model = build_model(family, width, in_channels, len(dataset.splits["train"]), device=device)
+    model.load_state_dict(state_dict)
+    return model
+
+
 def load_or_pretrain(cfg: Config, dataset: FewShotDataset, family: str, width: float, in_channels: int,
                      cache_path: str, device, log=print) -> tuple[Backbone, dict]:
     """The cached pre-trained network at ``cache_path`` when its key matches, else train and cache it."""
@@ -584,8 +595,7 @@ def load_or_pretrain(cfg: Config, dataset: FewShotDataset, family: str, width: f
         try:
             state = torch.load(cache_path, map_location="cpu", weights_only=True)
             if isinstance(state, dict) and state.get("key") == key:
-                model = build_model(family, width, in_channels, len(dataset.splits["train"]), device=device)
-                model.load_state_dict(state["state_dict"])
+                model = pretrained_from_state(state["state_dict"], family, width, in_channels, dataset, device)
                 log(f"pre-trained baseline: reusing {cache_path}")
                 return model, {**state["info"], "path": cache_path, "reused": True}
             log(f"pre-trained baseline: {cache_path} was trained with other model/data/pre-training keys; "
@@ -599,7 +609,7 @@ def load_or_pretrain(cfg: Config, dataset: FewShotDataset, family: str, width: f
         f"{info['seconds']:.0f}s")
     buffer = io.BytesIO()
     torch.save({"format": PRETRAINED_FORMAT, "key": key, "info": info,
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buffer)
+                "state_dict": cpu_state(model)}, buffer)
     try:
         atomic_write_bytes(cache_path, buffer.getvalue())
         log(f"pre-trained baseline: cached as {cache_path}")
