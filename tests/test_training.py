@@ -97,6 +97,21 @@ def test_crops_are_drawn_in_range_from_the_generator():
     assert torch.equal(crops, draw_crops(500, torch.Generator().manual_seed(0)))
 
 
+def test_the_dataset_is_loaded_once_per_process_and_trains_from_its_own_tensor_on_a_cpu(tiny_cfg):
+    from learngene_ea.data import load_dataset
+
+    dataset = load_dataset(tiny_cfg.data)
+    assert load_dataset(tiny_cfg.data) is dataset
+    assert training.images_on(dataset, "cpu") is dataset.images
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_images_are_copied_to_the_device_once(tiny_dataset):
+    on_gpu = training.images_on(tiny_dataset, "cuda:0")
+    assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), tiny_dataset.images)
+    assert training.images_on(tiny_dataset, "cuda:0") is on_gpu
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_training_synchronises_once_per_block_not_per_step(tiny_dataset):
     task = sample_task(tiny_dataset, 1, 5, 8)
