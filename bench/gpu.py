@@ -6,6 +6,7 @@ Every function takes the device, so the test suite runs the same code on a CPU w
 """
 from __future__ import annotations
 
+import re
 import statistics
 import time
 
@@ -20,13 +21,13 @@ from learngene_ea.fitness import evaluate, evaluate_chunk
 from learngene_ea.models import build_model
 
 # Dense peak TFLOP/s (no structured sparsity) from NVIDIA's product datasheets: FP32 on CUDA cores,
-# TF32 and BF16 on tensor cores. Matched against torch.cuda.get_device_name(), longest name first.
+# TF32 and BF16 on tensor cores. Matched against torch.cuda.get_device_name() (peak_tflops).
 # Anything else: pass --peak-tflops FP32 TF32 BF16.
 GPU_PEAK_TFLOPS = {
     "H200 NVL": {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5},
     "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
     "H100 NVL": {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5},
-    "H100 PCIe": {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0},
+    "H100 PCIe": {"fp32": 51.0, "tf32": 378.0, "bf16": 756.0},
     "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
     "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0},
     "L40S": {"fp32": 91.6, "tf32": 183.0, "bf16": 362.1},
@@ -39,9 +40,14 @@ GPU_FAMILIES = (("conv4", 32), ("vgg11", 32), ("resnet12", 84))
 
 
 def peak_tflops(device_name: str) -> dict[str, float] | None:
-    """The datasheet peaks of the GPU called ``device_name``, or None when it is not in the table."""
+    """The datasheet peaks of the GPU called ``device_name``, or None when it is not in the table.
+
+    Whole words only, the most specific entry first: "NVIDIA H100 PCIe" is the PCIe card, an
+    "A10G" or an "L40" is none of the table's (their peaks differ from the A10's and the L4's).
+    """
+    words = set(re.split(r"[\s_-]+", device_name.upper()))
     for name in sorted(GPU_PEAK_TFLOPS, key=len, reverse=True):
-        if name.lower() in device_name.lower():
+        if set(name.upper().split()) <= words:
             return GPU_PEAK_TFLOPS[name]
     return None
 

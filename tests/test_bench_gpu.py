@@ -40,13 +40,15 @@ def test_fraction_of_peak_is_taken_against_the_precision_the_step_ran_in():
         assert row["fraction_of_peak"] == pytest.approx(row["tflops"] / peaks[row["precision"]])
 
 
-def test_the_peak_table_knows_the_h100_variants_apart():
+def test_the_peak_table_tells_gpu_variants_apart():
     assert peak_tflops("NVIDIA H100 80GB HBM3")["bf16"] == 989.4  # SXM
     assert peak_tflops("NVIDIA H100 PCIe")["bf16"] == 756.0
     assert peak_tflops("NVIDIA H100 NVL")["bf16"] == 835.5
     assert peak_tflops("NVIDIA H200")["tf32"] == 494.7
     assert peak_tflops("NVIDIA A100-SXM4-80GB")["fp32"] == 19.5
     assert peak_tflops("NVIDIA GeForce GTX 1080") is None
+    assert peak_tflops("NVIDIA A10G") is None and peak_tflops("NVIDIA L40") is None  # not the A10's, the L4's
+    assert peak_tflops("NVIDIA A10")["bf16"] == 125.0 and peak_tflops("NVIDIA L4")["bf16"] == 121.0
 
 
 def test_population_batching_row_times_both_paths_and_compares_their_accuracies():
