@@ -503,7 +503,8 @@ def print_table(r):
             b = g["population_batching"]
             lines.append(f"gpu          batching {b['descendants']} {b['model']} descendants: one-by-one "
                          f"{b['one_by_one_seconds']:.2f}s, batched {b['batched_seconds']:.2f}s -> {b['speedup']:.2f}x "
-                         f"(accuracies within {b['largest_accuracy_difference']:.3f})")
+                         f"(accuracies within {b['largest_accuracy_difference']:.3f}"
+                         f"{'' if b['batched_ran_stacked'] else '; the stack FELL BACK to one by one'})")
     print("\n".join(lines))
 
 

@@ -179,7 +179,10 @@ def evaluate_chunk(individuals, config) -> list[Evaluation]:
         losses = train_stacked(models, dataset, [task for _, task, _ in inflated], config.task.steps,
                                config.task.batch_size, config.task.lr, config.task.weight_decay,
                                config.data.augment, [seed for _, _, seed in inflated], device)
-        return [_finish(ind, model, loss, config, dataset, device, start)
-                for ind, model, loss in zip(individuals, models, losses)]
+        evaluations = [_finish(ind, model, loss, config, dataset, device, start)
+                       for ind, model, loss in zip(individuals, models, losses)]
+        for evaluation in evaluations:
+            evaluation.info["stacked"] = len(models)  # trained as one network of this many descendants
+        return evaluations
     except Exception:  # one bad descendant spoils the batch: evaluate each on its own
         return [evaluate(ind, config) for ind in individuals]

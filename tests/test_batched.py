@@ -100,7 +100,7 @@ def test_batched_fitness_gives_the_same_accuracies_as_one_by_one(device, monkeyp
     evaluate, fallbacks = fitness.evaluate, []
     monkeypatch.setattr(fitness, "evaluate", lambda *a, **k: fallbacks.append(1) or evaluate(*a, **k))
     batched = fitness.evaluate_chunk(_population(cfg, 3), cfg)
-    assert not fallbacks  # the stacked network trained them
+    assert not fallbacks and all(b.info["stacked"] == 3 for b in batched)  # the stacked network trained them
     single = [fitness.evaluate(ind, cfg) for ind in _population(cfg, 3)]
     for b, s in zip(batched, single):
         assert "error" not in b.info and "error" not in s.info

@@ -54,7 +54,7 @@ def test_the_peak_table_tells_gpu_variants_apart():
 def test_population_batching_row_times_both_paths_and_compares_their_accuracies():
     overrides = tiny_overrides() + ["task.steps=3", "fitness.episodes=2", "transfer.after_run=false"]
     row = bench_population_batching(CPU, overrides, descendants=3, repeats=1)
-    assert row["descendants"] == 3 and row["model"] == "conv4x0.25"
+    assert row["descendants"] == 3 and row["model"] == "conv4x0.25" and row["batched_ran_stacked"]
     assert row["one_by_one_seconds"] > 0 and row["batched_seconds"] > 0
     assert row["speedup"] == pytest.approx(row["one_by_one_seconds"] / row["batched_seconds"])
     assert row["largest_accuracy_difference"] <= 0.02  # test_batched.py's tolerance
@@ -63,3 +63,19 @@ def test_population_batching_row_times_both_paths_and_compares_their_accuracies(
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_without_a_gpu_the_gpu_rows_say_why_they_were_skipped():
     assert "no CUDA GPU" in bench_gpu([], 1)["skipped"]
+
+
+def test_the_printed_table_shows_each_gpu_row_with_its_fraction_of_peak(capsys):
+    from bench.run import print_table
+
+    peaks = {"fp32": 1e-3, "tf32": 2e-3, "bf16": 4e-3}
+    batching = {"descendants": 16, "model": "conv4x0.5", "steps": 60, "one_by_one_seconds": 8.0,
+                "batched_seconds": 2.0, "speedup": 4.0, "largest_accuracy_difference": 0.004,
+                "batched_ran_stacked": False}
+    print_table({"gpu": {"device": "NVIDIA H100 80GB HBM3", "peak_tflops": peaks, "population_batching": batching,
+                         "training": bench_training_throughput(CPU, peaks, families=(("conv4", 32),), batch=2,
+                                                               steps=1)}})
+    lines = capsys.readouterr().out.splitlines()
+    assert len([line for line in lines if "% of bf16 peak" in line]) == 2
+    assert len([line for line in lines if "% of tf32 peak" in line or "% of fp32 peak" in line]) == 2
+    assert "batching 16 conv4x0.5 descendants" in lines[-1] and "4.00x" in lines[-1] and "FELL BACK" in lines[-1]
