@@ -115,7 +115,10 @@ def prototype_predict(support_features: torch.Tensor, support_labels: torch.Tens
     prototypes = torch.zeros(n_way, support_features.shape[1], device=support_features.device,
                              dtype=support_features.dtype)
     prototypes.index_add_(0, support_labels, support_features)
-    prototypes /= torch.bincount(support_labels, minlength=n_way).clamp(min=1).unsqueeze(1)
+    # Counted by index_add_, not torch.bincount: on a GPU bincount reads the largest label back to the host.
+    counts = torch.zeros(n_way, device=support_features.device, dtype=support_features.dtype)
+    counts.index_add_(0, support_labels, torch.ones_like(support_labels, dtype=support_features.dtype))
+    prototypes /= counts.clamp(min=1).unsqueeze(1)
     if metric == "cosine":
         scores = query_features @ torch.nn.functional.normalize(prototypes, dim=1).T
     else:

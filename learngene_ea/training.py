@@ -206,21 +206,35 @@ def features_of(model: nn.Module, dataset: FewShotDataset, indices: np.ndarray,
     return torch.cat(chunks)
 
 
+def episode_images(episodes: list[Episode]) -> np.ndarray:
+    """The sorted distinct image indices of ``episodes``' support and query sets."""
+    return np.unique(np.concatenate([np.concatenate([e.support, e.query]) for e in episodes]))
+
+
+def episode_tensors(episodes: list[Episode], images: np.ndarray, device) -> list[tuple[torch.Tensor, ...]]:
+    """Each episode's ``(support, support labels, query, query labels)`` as long tensors on
+    ``device``, support and query given as positions in ``images`` (:func:`episode_images`):
+    copied in one transfer for all episodes, not four per episode."""
+    position = {int(idx): i for i, idx in enumerate(images)}
+    parts = []
+    for e in episodes:
+        parts += [[position[int(i)] for i in e.support], e.support_labels,
+                  [position[int(i)] for i in e.query], e.query_labels]
+    flat = torch.as_tensor(np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])).to(device)
+    views = flat.split([len(p) for p in parts])
+    return [tuple(views[i:i + 4]) for i in range(0, len(views), 4)]
+
+
 @torch.no_grad()
 def prototype_accuracies(model: nn.Module, dataset: FewShotDataset, episodes: list[Episode],
                          metric: str = "cosine", device: torch.device | str = "cpu") -> np.ndarray:
     """Accuracy of the nearest-centroid classifier on each episode (features computed once)."""
     if not episodes:
         return np.zeros(0)
-    all_indices = np.unique(np.concatenate([np.concatenate([e.support, e.query]) for e in episodes]))
+    all_indices = episode_images(episodes)
     feats = features_of(model, dataset, all_indices, device)
-    position = {int(idx): i for i, idx in enumerate(all_indices)}
     correct = []
-    for e in episodes:
-        s = torch.as_tensor([position[int(i)] for i in e.support], device=feats.device)
-        q = torch.as_tensor([position[int(i)] for i in e.query], device=feats.device)
-        s_labels = torch.as_tensor(e.support_labels, device=feats.device)
-        q_labels = torch.as_tensor(e.query_labels, device=feats.device)
+    for e, (s, s_labels, q, q_labels) in zip(episodes, episode_tensors(episodes, all_indices, feats.device)):
         pred = prototype_predict(feats[s], s_labels, feats[q], len(e.class_ids), metric)
         correct.append((pred == q_labels).float().mean())
     return torch.stack(correct).cpu().numpy()

@@ -69,8 +69,8 @@ from .learngene import (Learngene, channel_importance, extract_learngene, full_m
 from .models import FAMILIES, ArchSpec, Backbone, build_model
 from .operators import keep_top_channels
 from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
-from .training import (draw_crops, features_of, images_on, make_batch, normalisation, prototype_accuracies,
-                       resolve_device, train_on_task)
+from .training import (draw_crops, episode_images, episode_tensors, features_of, images_on, make_batch,
+                       normalisation, prototype_accuracies, resolve_device, train_on_task)
 from .workers import available_cores, default_threads, scoop_running, worker_count
 
 __all__ = [
@@ -325,17 +325,14 @@ def finetune_head_accuracies(model: nn.Module, dataset: FewShotDataset, episodes
         return np.zeros(0)
     was_training = model.training
     try:
-        all_indices = np.unique(np.concatenate([np.concatenate([e.support, e.query]) for e in episodes]))
+        all_indices = episode_images(episodes)
         feats = nn.functional.normalize(features_of(model, dataset, all_indices, device).float(), dim=1)
     finally:
         model.train(was_training)
-    position = {int(idx): i for i, idx in enumerate(all_indices)}
     accuracies = []
-    for e in episodes:
+    for e, (s, y, q, q_labels) in zip(episodes, episode_tensors(episodes, all_indices, feats.device)):
         n_way = len(e.class_ids)
-        s = feats[torch.as_tensor([position[int(i)] for i in e.support], device=feats.device)]
-        q = feats[torch.as_tensor([position[int(i)] for i in e.query], device=feats.device)]
-        y = torch.as_tensor(e.support_labels, dtype=torch.long, device=feats.device)
+        s, q = feats[s], feats[q]
         weight = torch.zeros(n_way, feats.shape[1], device=feats.device, requires_grad=True)
         bias = torch.zeros(n_way, device=feats.device, requires_grad=True)
         optimizer = torch.optim.SGD([weight, bias], lr=lr, momentum=0.9)
@@ -347,8 +344,8 @@ def finetune_head_accuracies(model: nn.Module, dataset: FewShotDataset, episodes
                 optimizer.step()
         with torch.no_grad():
             pred = (q @ weight.T + bias).argmax(dim=1)
-            accuracies.append(float((pred.cpu() == torch.as_tensor(e.query_labels)).float().mean()))
-    return np.asarray(accuracies)
+            accuracies.append((pred == q_labels).float().mean())
+    return torch.stack(accuracies).cpu().numpy().astype(np.float64)
 
 
 # ---------------------------------------------------------------------------- methods

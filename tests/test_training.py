@@ -1,5 +1,6 @@
 """The training loop: random draws planned ahead on the CPU, one host-device transfer per block of
-steps (not per step), and the same batches however the steps are blocked."""
+steps (not per step), and the same batches however the steps are blocked; scoring: one transfer
+for all episodes."""
 import contextlib
 import dataclasses
 
@@ -9,25 +10,30 @@ import torch
 from learngene_ea import training, transfer
 from learngene_ea.config import TransferConfig
 from learngene_ea.models import build_model
-from learngene_ea.sampling import sample_episode, sample_task
+from learngene_ea.sampling import sample_episode, sample_episodes, sample_task
 from learngene_ea.training import draw_crops, make_batch, train_on_task, train_stacked
 
 # Tensor methods that move data between host and device or read a value back to the host:
 # each one per step on a GPU is a copy and a stream synchronisation.
 HOST_DEVICE_METHODS = ("to", "cpu", "cuda", "item", "tolist", "numpy", "__bool__", "__float__", "__int__")
+# torch functions that do so: building a tensor on a device from host data, and bincount (on a GPU
+# it reads the largest value back to size its output).
+HOST_DEVICE_FUNCTIONS = ("as_tensor", "tensor", "bincount")
 
 
 @contextlib.contextmanager
 def counting_host_device_calls(monkeypatch):
     calls = []
-    for name in HOST_DEVICE_METHODS:
-        original = getattr(torch.Tensor, name)
+    for owner, names in ((torch.Tensor, HOST_DEVICE_METHODS), (torch, HOST_DEVICE_FUNCTIONS)):
+        for name in names:
+            original = getattr(owner, name)
 
-        def counted(self, *args, _name=name, _original=original, **kwargs):
-            calls.append(_name)
-            return _original(self, *args, **kwargs)
+            def counted(*args, _name=name, _original=original, **kwargs):
+                if _name not in ("as_tensor", "tensor") or kwargs.get("device") is not None:
+                    calls.append(_name)
+                return _original(*args, **kwargs)
 
-        monkeypatch.setattr(torch.Tensor, name, counted)
+            monkeypatch.setattr(owner, name, counted)
     try:
         yield calls
     finally:
@@ -60,6 +66,30 @@ def test_transfer_fine_tuning_makes_no_host_device_call_per_step(tiny_dataset, m
         return lambda: transfer.finetune_and_score(model, tiny_dataset, episode, tcfg, 0, "cpu")
 
     assert host_device_calls(monkeypatch, finetune(2)) == host_device_calls(monkeypatch, finetune(9))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_scoring_makes_no_host_device_call_per_episode(tiny_dataset, monkeypatch, metric):
+    model = build_model("conv4", 0.25, num_classes=5, seed=0)
+    episodes = sample_episodes(tiny_dataset, 5, 6, 5, 3, 5, "val")
+
+    def prototypes(count):
+        return lambda: training.prototype_accuracies(model, tiny_dataset, episodes[:count], metric)
+
+    def fine_tuned_heads(count):
+        return lambda: transfer.finetune_head_accuracies(model, tiny_dataset, episodes[:count], 3)
+
+    for score in (prototypes, fine_tuned_heads):
+        assert host_device_calls(monkeypatch, score(2)) == host_device_calls(monkeypatch, score(6))
+
+
+def test_episode_tensors_are_each_episodes_positions_and_labels(tiny_dataset):
+    episodes = sample_episodes(tiny_dataset, 5, 3, 5, 2, 4, "val")
+    images = training.episode_images(episodes)
+    for e, (s, s_labels, q, q_labels) in zip(episodes, training.episode_tensors(episodes, images, "cpu")):
+        assert images[s.numpy()].tolist() == e.support.tolist() and images[q.numpy()].tolist() == e.query.tolist()
+        assert s_labels.tolist() == e.support_labels.tolist() and q_labels.tolist() == e.query_labels.tolist()
+        assert s_labels.dtype == q_labels.dtype == torch.long
 
 
 @pytest.mark.parametrize("augment", [True, False])
@@ -128,3 +158,22 @@ def test_on_a_gpu_training_synchronises_once_per_block_not_per_step(tiny_dataset
         return len(record)
 
     assert syncs(2) == syncs(9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_scoring_synchronises_as_often_for_two_episodes_as_for_six(tiny_dataset):
+    model = build_model("conv4", 0.25, num_classes=5, seed=0, device="cuda")
+    episodes = sample_episodes(tiny_dataset, 5, 6, 5, 3, 5, "val")
+    training.prototype_accuracies(model, tiny_dataset, episodes, device="cuda")  # warm-up
+
+    def syncs(count):
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with pytest.warns(UserWarning) as record:
+                training.prototype_accuracies(model, tiny_dataset, episodes[:count], device="cuda")
+                transfer.finetune_head_accuracies(model, tiny_dataset, episodes[:count], 3, device="cuda")
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return len(record)
+
+    assert syncs(2) == syncs(6)
