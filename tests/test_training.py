@@ -40,9 +40,10 @@ def counting_host_device_calls(monkeypatch):
         monkeypatch.undo()
 
 
-def host_device_calls(monkeypatch, train):
+def host_device_calls(monkeypatch, work):
+    """How many host-device calls ``work()`` makes."""
     with counting_host_device_calls(monkeypatch) as calls:
-        train()
+        work()
     return len(calls)
 
 
