@@ -23,3 +23,16 @@ def fresh_population(cfg):
     for ind in population:
         ind.evaluated_in = 0
     return population
+
+
+def medians_in_turns(runs: dict, repeats: int) -> tuple[dict, dict]:
+    """Call every function of ``runs`` once per round, in turns, for one warm-up round and then
+    ``repeats`` timed rounds, so that one-off costs and a drift of the machine's speed hit them
+    alike. Returns each key's median seconds over the timed rounds, and its last return value."""
+    times, last = {key: [] for key in runs}, {}
+    for _ in range(repeats + 1):
+        for key, fn in runs.items():
+            start = time.perf_counter()
+            last[key] = fn()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values[1:]) for key, values in times.items()}, last

@@ -7,14 +7,13 @@ Every function takes the device, so the test suite runs the same code on a CPU w
 from __future__ import annotations
 
 import re
-import statistics
 import time
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import fresh_population
+from bench.common import fresh_population, medians_in_turns
 from learngene_ea.config import load_config
 from learngene_ea.data import load_dataset
 from learngene_ea.fitness import evaluate, evaluate_chunk
@@ -146,24 +145,20 @@ def bench_population_batching(device: torch.device, overrides: list[str], descen
                                                            f"runtime.device={device}"])
     load_dataset(cfg.data)
     population = fresh_population(cfg)
-    times = {"one_by_one": [], "batched": []}
-    accuracies, stacked = {}, []
-    for _ in range(repeats + 1):  # the first round warms both paths up and is not counted
-        for mode, run in (("one_by_one", lambda: [evaluate(ind, cfg) for ind in population]),
-                          ("batched", lambda: evaluate_chunk(population, cfg))):
-            synchronize(device)
-            start = time.perf_counter()
-            evaluations = run()
-            synchronize(device)
-            times[mode].append(time.perf_counter() - start)
-            accuracies[mode] = [e.fitness[0] for e in evaluations]
-            if mode == "batched":  # a failing stack falls back to one by one: the row would say nothing
-                stacked.append(all(e.info.get("stacked") == descendants for e in evaluations))
-    one_by_one, batched = (statistics.median(times[mode][1:]) for mode in ("one_by_one", "batched"))
-    largest_gap = max(abs(a - b) for a, b in zip(accuracies["one_by_one"], accuracies["batched"]))
+
+    def finished(evaluations):  # the GPU's queued work is part of the time
+        synchronize(device)
+        return evaluations
+
+    median, last = medians_in_turns({"one_by_one": lambda: finished([evaluate(ind, cfg) for ind in population]),
+                                     "batched": lambda: finished(evaluate_chunk(population, cfg))}, repeats)
+    largest_gap = max(abs(a.fitness[0] - b.fitness[0]) for a, b in zip(last["one_by_one"], last["batched"]))
+    # A failing stack falls back to one by one, and the row would then say nothing.
+    stacked = all(e.info.get("stacked") == descendants for e in last["batched"])
     return {"descendants": descendants, "model": f"conv4x{cfg.model.width}", "steps": cfg.task.steps,
-            "one_by_one_seconds": one_by_one, "batched_seconds": batched, "speedup": one_by_one / batched,
-            "largest_accuracy_difference": largest_gap, "batched_ran_stacked": all(stacked)}
+            "one_by_one_seconds": median["one_by_one"], "batched_seconds": median["batched"],
+            "speedup": median["one_by_one"] / median["batched"], "largest_accuracy_difference": largest_gap,
+            "batched_ran_stacked": stacked}
 
 
 def bench_gpu(overrides: list[str], repeats: int, peak_override: list[float] | None = None) -> dict:

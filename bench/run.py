@@ -42,7 +42,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import fresh_population, median_seconds  # noqa: E402
+from bench.common import fresh_population, median_seconds, medians_in_turns  # noqa: E402
 from bench.gpu import bench_gpu  # noqa: E402
 from learngene_ea.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from learngene_ea.config import load_config  # noqa: E402
@@ -265,16 +265,12 @@ def bench_channels_last(base_overrides, families, repeats, chunk):
             for on in (False, True)}
         load_dataset(configs[False].data)
         population = fresh_population(configs[False])[:chunk]
-        times = {}
-        for _ in range(repeats + 1):  # the first round warms both layouts up and is not counted
-            for on, cfg in configs.items():
-                for mode, run in (("one_by_one", lambda c=cfg: [evaluate(ind, c) for ind in population]),
-                                  ("batched", lambda c=cfg: evaluate_chunk(population, c))):
-                    start = time.perf_counter()
-                    run()
-                    times.setdefault((mode, on), []).append(time.perf_counter() - start)
+        runs = {}
+        for on, cfg in configs.items():
+            runs["one_by_one", on] = lambda c=cfg: [evaluate(ind, c) for ind in population]
+            runs["batched", on] = lambda c=cfg: evaluate_chunk(population, c)
+        median, _ = medians_in_turns(runs, repeats)
         use_channels_last(False)
-        median = {key: statistics.median(values[1:]) for key, values in times.items()}
         rows[f"{family}x{width}"] = {
             "descendants": len(population),
             **{f"{mode}_{'nhwc' if on else 'nchw'}_seconds": v for (mode, on), v in median.items()},

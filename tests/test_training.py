@@ -143,38 +143,38 @@ def test_on_a_gpu_the_images_are_copied_to_the_device_once(tiny_dataset):
     assert training.images_on(tiny_dataset, "cuda:0") is on_gpu
 
 
+def gpu_synchronisations(work):
+    """How many times ``work()`` makes the host wait for the GPU (CUDA's sync-debug warnings)."""
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with pytest.warns(UserWarning) as record:
+            work()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return len(record)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_training_synchronises_once_per_block_not_per_step(tiny_dataset):
     task = sample_task(tiny_dataset, 1, 5, 8)
+    models = [build_model("conv4", 0.25, num_classes=5, seed=i, device="cuda") for i in range(3)]
 
-    def syncs(steps):
-        models = [build_model("conv4", 0.25, num_classes=5, seed=i, device="cuda") for i in range(3)]
-        train_stacked(models, tiny_dataset, [task] * 3, 1, 16, 0.01, seeds=[0, 1, 2], device="cuda")  # warm-up
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            with pytest.warns(UserWarning) as record:
-                train_stacked(models, tiny_dataset, [task] * 3, steps, 16, 0.01, seeds=[0, 1, 2], device="cuda")
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        return len(record)
+    def train(steps):
+        return lambda: train_stacked(models, tiny_dataset, [task] * 3, steps, 16, 0.01, seeds=[0, 1, 2],
+                                     device="cuda")
 
-    assert syncs(2) == syncs(9)
+    train(1)()  # warm-up
+    assert gpu_synchronisations(train(2)) == gpu_synchronisations(train(9))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_scoring_synchronises_as_often_for_two_episodes_as_for_six(tiny_dataset):
     model = build_model("conv4", 0.25, num_classes=5, seed=0, device="cuda")
     episodes = sample_episodes(tiny_dataset, 5, 6, 5, 3, 5, "val")
-    training.prototype_accuracies(model, tiny_dataset, episodes, device="cuda")  # warm-up
 
-    def syncs(count):
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            with pytest.warns(UserWarning) as record:
-                training.prototype_accuracies(model, tiny_dataset, episodes[:count], device="cuda")
-                transfer.finetune_head_accuracies(model, tiny_dataset, episodes[:count], 3, device="cuda")
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        return len(record)
+    def score(count):
+        return lambda: (training.prototype_accuracies(model, tiny_dataset, episodes[:count], device="cuda"),
+                        transfer.finetune_head_accuracies(model, tiny_dataset, episodes[:count], 3, device="cuda"))
 
-    assert syncs(2) == syncs(6)
+    score(1)()  # warm-up
+    assert gpu_synchronisations(score(2)) == gpu_synchronisations(score(6))
