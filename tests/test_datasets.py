@@ -116,6 +116,35 @@ def write_miniimagenet_pickles(root, csv_root, rows):
             pickle.dump({"image_data": np.stack(images), "class_dict": class_dict}, f, protocol=4)
 
 
+class OpensForWriting:
+    """Unpickling it calls ``open(path, "w")``: a dataset file that would create a file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def write_poisoned(root, dataset, marker):
+    """A dataset whose first-read pickle would create ``marker``; returns that pickle's path."""
+    if dataset == "cifarfs":
+        write_cifar100(root)
+        path = os.path.join(root, "meta")
+        obj = {b"fine_label_names": [OpensForWriting(marker)]}
+    else:
+        os.makedirs(root)
+        for split, wnids in MINI_SPLITS.items():
+            with open(os.path.join(root, f"mini-imagenet-cache-{split}.pkl"), "wb") as f:
+                pickle.dump({"image_data": np.zeros((len(wnids), 84, 84, 3), np.uint8),
+                             "class_dict": {w: [i] for i, w in enumerate(wnids)}}, f, protocol=4)
+        path = os.path.join(root, "mini-imagenet-cache-train.pkl")
+        obj = {"image_data": np.zeros((1, 84, 84, 3), np.uint8), "class_dict": {"n0": OpensForWriting(marker)}}
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+    return path
+
+
 # ----------------------------------------------------------------------------- CIFAR-FS
 
 def test_packaged_cifarfs_split_is_the_standard_64_16_20():
@@ -190,7 +219,30 @@ def test_cifarfs_corrupt_pickle_names_the_file(tmp_path):
         load_cifarfs(str(tmp_path))
 
 
+@pytest.mark.parametrize("part", ["meta", "train"])
+def test_cifarfs_pickle_that_would_run_code_is_refused_naming_the_file(tmp_path, part):
+    folder = tmp_path / "cifar-100-python"
+    write_cifar100(folder)
+    marker = tmp_path / "pwned"
+    with open(folder / part, "wb") as f:  # a Python-3 protocol-2 pickle, as the real files' protocol
+        pickle.dump({b"data": OpensForWriting(marker), b"fine_labels": []}, f, protocol=2)
+    message = (rf"CIFAR-100 file '.*cifar-100-python/{part}' holds 'io\.open', which a dataset file never "
+               r"contains; refusing to load it \(it could run code\)")
+    with pytest.raises(UserError, match=message):
+        load_cifarfs(str(tmp_path))
+    assert not marker.exists()
+
+
 # ----------------------------------------------------------------------------- miniImageNet
+
+def test_miniimagenet_cache_pickle_that_would_run_code_is_refused_naming_the_file(tmp_path):
+    marker = tmp_path / "pwned"
+    path = write_poisoned(str(tmp_path / "mini"), "miniimagenet", marker)
+    with pytest.raises(UserError, match=rf"miniImageNet file '{re.escape(path)}' holds 'io\.open', "
+                                        r"which a dataset file never contains"):
+        load_miniimagenet(str(tmp_path / "mini"))
+    assert not marker.exists()
+
 
 @pytest.mark.parametrize("size", [84, 40])
 def test_miniimagenet_csv_and_pickle_layouts_give_the_same_dataset(tmp_path, size):
@@ -249,6 +301,18 @@ def test_imagefolder_split_is_reproducible_from_the_seed(tmp_path):
     assert resolve_split(names, {"train": 0.64, "val": 0.16, "test": 0.2}, seed=1) != default
     mixed = resolve_split(names, {"train": 0.5, "val": 3, "test": ["c00", "c01"]}, seed=3)
     assert mixed["test"] == [0, 1] and len(mixed["val"]) == 3 and len(mixed["train"]) == 10
+
+
+def test_imagefolder_mixed_split_gives_disjoint_splits_of_the_sizes_asked_for():
+    names = [f"c{i:02d}" for i in range(25)]
+    named = ["c20", "c03", "c17"]
+    # val named, train by count, test a fraction of what the names and the count leave (25 - 3 - 12)
+    split = resolve_split(names, {"train": 12, "val": named, "test": 0.5}, seed=0)
+    train, val, test = (set(split[s]) for s in ("train", "val", "test"))
+    assert val == {names.index(n) for n in named}
+    assert len(train) == 12 and len(test) == 5
+    assert not (train & val or train & test or val & test)
+    assert train | val | test <= set(range(25))  # 5 classes left unused, none invented
 
 
 @pytest.mark.parametrize("split, message", [
@@ -350,6 +414,20 @@ def test_cli_bad_root_exits_2_without_traceback(tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "does not exist" in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("dataset", ["cifarfs", "miniimagenet"])
+def test_cli_refuses_a_dataset_pickle_that_would_run_code_in_one_line(tmp_path, capsys, dataset):
+    from learngene_ea.data.__main__ import main
+
+    marker = tmp_path / "pwned"
+    path = write_poisoned(str(tmp_path / "data"), dataset, marker)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"data:\n  name: {dataset}\n  root: {tmp_path / 'data'}\n")
+    code = main(["--config", str(recipe)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and not marker.exists()
+    assert err.count("\n") == 1 and err.startswith("error: ") and f"'{path}' holds 'io.open'" in err
 
 
 def test_cli_synthetic_dataset(capsys):

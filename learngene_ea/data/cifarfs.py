@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import pickle
 
 import numpy as np
 import torch
 
 from ..errors import UserError
+from ..safe_pickle import load_data_pickle
 from . import files
 from .base import SPLITS, FewShotDataset
 
@@ -74,9 +74,11 @@ def _class_order(split_names: dict[str, list[str]]) -> tuple[list[str], dict[str
 
 def _read_pickle(path: str) -> dict:
     try:
-        with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="latin1")  # written by Python 2: keys are bytes
-    except Exception as err:  # any unpickling failure means a damaged or foreign file
+        with open(path, "rb") as f:  # written by Python 2; only plain data and arrays are admitted
+            obj = load_data_pickle(f, f"CIFAR-100 file '{path}'", UserError)
+    except UserError:  # a global that could run code: already one sentence naming the file
+        raise
+    except Exception as err:  # any other unpickling failure means a damaged or foreign file
         raise UserError(f"CIFAR-100 file '{path}' cannot be read as a pickle ({type(err).__name__}: {err}); "
                         "download the CIFAR-100 'python version' again.") from err
     if not isinstance(obj, dict):

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import csv
 import os
-import pickle
 
 import numpy as np
 import torch
 
 from ..errors import UserError
+from ..safe_pickle import load_data_pickle
 from . import files
 from .base import SPLITS, FewShotDataset
 
@@ -105,9 +105,11 @@ def _from_csv(root, csvs, image_size, cache_dir):
 
 def _read_cache_pickle(path: str) -> tuple[np.ndarray, dict[str, list[int]]]:
     try:
-        with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="latin1")
-    except Exception as err:  # any unpickling failure means a damaged or foreign file
+        with open(path, "rb") as f:  # only plain data and arrays are admitted
+            obj = load_data_pickle(f, f"miniImageNet file '{path}'", UserError)
+    except UserError:  # a global that could run code: already one sentence naming the file
+        raise
+    except Exception as err:  # any other unpickling failure means a damaged or foreign file
         raise UserError(f"miniImageNet file '{path}' cannot be read as a pickle "
                         f"({type(err).__name__}: {err}); restore it.") from err
     if isinstance(obj, dict):
