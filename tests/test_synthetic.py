@@ -77,12 +77,20 @@ def test_repeated_calls_return_the_memoised_object():
     assert make_synthetic(seed=5, images_per_class=4, split_sizes=[64, 16, 20]) is first
 
 
-def test_mean_and_std_are_the_statistics_of_the_images(ds):
-    x = ds.images.double() / 255.0
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.permute(1, 0, 2, 3).reshape(3, -1).std(dim=1, unbiased=False)
+def _channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = images.double().permute(1, 0, 2, 3).reshape(3, -1) / 255.0
+    return x.mean(dim=1), x.std(dim=1, unbiased=False)
+
+
+def test_mean_and_std_are_the_statistics_of_the_training_classes_only(ds):
+    train = torch.isin(ds.labels, torch.tensor(ds.splits["train"]))
+    mean, std = _channel_stats(ds.images[train])
     assert torch.allclose(torch.tensor(ds.mean, dtype=torch.float64), mean, atol=1e-9)
     assert torch.allclose(torch.tensor(ds.std, dtype=torch.float64), std, atol=1e-9)
+    # validation and test pixels would move them: they are no part of the normalisation
+    every_mean, every_std = _channel_stats(ds.images)
+    assert (torch.tensor(ds.mean, dtype=torch.float64) - every_mean).abs().max() > 1e-4
+    assert (torch.tensor(ds.std, dtype=torch.float64) - every_std).abs().max() > 1e-4
     assert all(0.1 < s < 0.4 for s in ds.std)  # images use the range, not saturated
 
 

@@ -16,7 +16,7 @@ miniImageNet. It is built to behave like a small natural few-shot benchmark:
   background clutter and pixel noise. Classes are confusable and intra-class variation is
   large, so a network trained from scratch on a 5-shot support set stays far from the
   ceiling, while a pre-trained feature extractor does clearly better. Measured with
-  ``bench/synthetic_hardness.py`` (test classes, 5-way 5-shot): Conv4 from scratch on the
+  ``bench/synthetic_hardness.py --split test`` (5-way 5-shot): Conv4 from scratch on the
   support set about 43%, Conv4 pre-trained for 3 short epochs + cosine prototypes about 67%
   (1-shot: about 27% and 52%).
 
@@ -129,10 +129,10 @@ def make_synthetic(seed: int = 0, num_classes: int = 100, images_per_class: int 
 
     Returns:
         A :class:`FewShotDataset` with uint8 images ``[N, 3, S, S]`` (grouped by class),
-        int64 labels, class names ``synth-000`` ..., the split and the real per-channel
-        mean/std. Results are memoised per process: calling again with the same arguments
-        returns the same object, so do not modify it in place
-        (``make_synthetic.cache_clear()`` forgets them).
+        int64 labels, class names ``synth-000`` ..., the split and the exact per-channel
+        mean/std of the training classes (of all classes when there are none). Results are
+        memoised per process: calling again with the same arguments returns the same
+        object, so do not modify it in place (``make_synthetic.cache_clear()`` forgets them).
     """
     return _make_synthetic_cached(int(seed), int(num_classes), int(images_per_class),
                                   int(image_size), tuple(int(s) for s in split_sizes))
@@ -174,17 +174,18 @@ def _make_synthetic_cached(seed, num_classes, images_per_class, image_size, spli
     finally:
         torch.set_num_threads(threads)
 
-    # exact statistics of the stored uint8 images, from per-channel histograms
+    # exact statistics from per-channel histograms of the training classes only (stored first)
+    n_train, n_val, _ = split_sizes
+    train = images[:n_train * n] if n_train else images  # val/test must not shape normalisation
     levels = torch.arange(256, dtype=torch.float64) / 255.0
     mean, std = [], []
     for channel in range(3):
-        hist = torch.bincount(images[:, channel].flatten(), minlength=256).to(torch.float64)
+        hist = torch.bincount(train[:, channel].flatten(), minlength=256).to(torch.float64)
         hist /= hist.sum()
         m = float((hist * levels).sum())
         mean.append(m)
         std.append(math.sqrt(max(float((hist * levels.square()).sum()) - m * m, 0.0)))
     labels = torch.arange(num_classes, dtype=torch.int64).repeat_interleave(n)
-    n_train, n_val, _ = split_sizes
     ids = list(range(num_classes))
     return FewShotDataset(
         images=images,
