@@ -68,6 +68,7 @@ import pickle  # noqa: E402
 import re  # noqa: E402
 
 from .errors import UserError  # noqa: E402
+from .safe_pickle import NUMPY_ARRAY_GLOBALS, AllowListUnpickler  # noqa: E402
 
 MAGIC = b"LGEA-CKPT-1\n"
 FORMAT = "learngene-ea/checkpoint-v1"
@@ -79,21 +80,15 @@ class CheckpointError(UserError):
 
 # What a checkpoint legitimately contains. Anything else (os.system, subprocess, eval, ...)
 # is refused before it can run: unpickling calls whatever global a pickle names.
-SAFE_GLOBALS = {
+SAFE_GLOBALS = NUMPY_ARRAY_GLOBALS | {
     ("deap.creator", "FitnessGTL"),
     ("deap.creator", "LearngeneIndividual"),
+    ("deap.base", "Fitness"),
     ("deap.tools.support", "HallOfFame"),
     ("deap.tools.support", "Logbook"),
     ("learngene_ea.learngene", "Learngene"),
-    ("learngene_ea.individual", "same_masks"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
+    ("learngene_ea.individual", "same_masks"),  # hall of fame similarity of older checkpoints
+    ("learngene_ea.individual", "same_individual"),
     ("collections", "defaultdict"),
     ("collections", "OrderedDict"),
     ("builtins", "set"),
@@ -117,21 +112,20 @@ def _existing_creator_class(name, base=None, dct=None):
     return getattr(creator, name)
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that only admits the classes listed in :data:`SAFE_GLOBALS`."""
+class RestrictedUnpickler(AllowListUnpickler):
+    """Admits only :data:`SAFE_GLOBALS`; DEAP's ``meta_create`` gets our existing creator classes."""
+
+    allowed = SAFE_GLOBALS
+    substitutes = {("deap.creator", "meta_create"): _existing_creator_class}
 
     def find_class(self, module, name):
-        if (module, name) == ("deap.creator", "meta_create"):
-            return _existing_creator_class
-        if (module, name) == ("deap.base", "Fitness"):
-            return super().find_class(module, name)
-        if (module, name) in SAFE_GLOBALS or (module.startswith("numpy") and name.startswith("dtype")
-                                              and module in ("numpy", "numpy.dtypes")):
-            if module == "deap.creator" or module.startswith("learngene_ea"):
-                import learngene_ea.individual  # noqa: F401  (creates the creator classes)
-            return super().find_class(module, name)
-        raise CheckpointError(f"refusing to load '{module}.{name}': checkpoints may only contain "
-                              "populations, numbers and arrays (see 'Trust model' in the README).")
+        if (module, name) in self.allowed and (module == "deap.creator" or module.startswith("learngene_ea")):
+            import learngene_ea.individual  # noqa: F401  (creates the creator classes)
+        return super().find_class(module, name)
+
+    def refused(self, module, name):
+        return CheckpointError(f"refusing to load '{module}.{name}': checkpoints may only contain "
+                               "populations, numbers and arrays (see 'Trust model' in the README).")
 
 
 def dumps_checkpoint(payload: dict) -> bytes:

@@ -76,7 +76,10 @@ class FitnessConfig:
     finetune_steps: int = _field(50, "head fine-tuning steps per episode (classifier: finetune)", min=1)
     inheritance: str = _field("lamarckian", "write trained weights back to the learngene?",
                               choices=("lamarckian", "darwinian"))
-    retries: int = _field(1, "times a failed evaluation is retried before it gets the worst fitness", min=0)
+    retries: int = _field(1, "times an evaluation that failed by bad luck (NaN/inf loss, out of memory) is "
+                             "retried before it gets the worst fitness; other failures stop the run", min=0)
+    rescore_episodes: int = _field(100, "fresh validation episodes the product is scored on again after the "
+                                        "run, free of the selection's bias (0: off)", min=0)
     population_batch: int = _field(1, "descendants a worker trains at once as one grouped network "
                                       "(1: one by one)", min=1)
 
@@ -262,9 +265,8 @@ def _validate_whole(cfg: Config) -> Config:
     if cfg.data.name != "synthetic" and not cfg.data.root:
         raise ConfigError(f"'data.root' is required for data.name '{cfg.data.name}': "
                           "set it to the folder holding the dataset files.")
-    for name in ("n_way",):
-        if getattr(cfg.fitness, name) > 16 and cfg.data.name == "synthetic":
-            pass  # validation classes are checked against the real dataset when it loads
+    # what depends on the dataset (classes and images of each split) is checked once it is
+    # loaded, before a run makes its folder: see recipe_checks.py
     shots = cfg.transfer.shots
     if not shots or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shots):
         raise ConfigError(f"'transfer.shots' must be a non-empty list of positive integers, not {shots!r}.")

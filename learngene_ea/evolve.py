@@ -7,6 +7,7 @@ when running under it), the hall of fame and logbook are updated, and a checkpoi
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import os
@@ -23,8 +24,9 @@ from deap import algorithms, base, tools
 from . import operators
 from ._scoop_module_hook import record_exit_status
 from .config import Config
+from .data import load_dataset
 from .fitness import Evaluation, evaluate, evaluate_chunk
-from .individual import fraction_of, individual_spec, make_individual, masks_of, same_masks
+from .individual import fraction_of, individual_spec, make_individual, masks_of, same_individual
 from .learngene import full_masks
 from .models import arch_spec
 from .plugins import resolve_operator
@@ -40,10 +42,37 @@ class OperatorFailure(Exception):
         name = getattr(function, "func", function)
         name = f"{getattr(name, '__module__', '?')}:{getattr(name, '__qualname__', repr(name))}"
         super().__init__(f"operator '{role}' ({name}) failed while making generation {generation} "
-                         f"({type(error).__name__}: {error}); generation {generation - 1} is safe in "
-                         "checkpoints/latest.pkl: fix the operator, then --resume the run.")
+                         f"({type(error).__name__}: {error}); {_safe_generation(generation)}")
         self.role = role
         self.error = error
+
+
+def _safe_generation(generation: int) -> str:
+    if generation <= 0:
+        return "nothing was saved yet: fix the cause and start the run again."
+    return (f"generation {generation - 1} is safe in checkpoints/latest.pkl: fix the cause, then --resume "
+            "the run.")
+
+
+class EvaluationFailure(Exception):
+    """Fitness failed in a way that retrying cannot mend: the run stops, its checkpoint is safe.
+
+    Either one evaluation hit an error that is not bad luck (a bad setting, a bug: see
+    ``fitness.can_pass_on_retry``), or every evaluation of a generation failed.
+    ``traceback_text`` is the failing worker's traceback, shown under ``--debug``.
+    """
+
+    def __init__(self, generation: int, error: dict, every: bool = False):
+        cause = f"{error['type']}: {error['message']}"
+        if every:
+            what = (f"every evaluation of generation {generation} failed (the last, of individual {error['id']}, "
+                    f"with {cause})")
+        else:
+            what = (f"the evaluation of individual {error['id']} in generation {generation} failed with {cause}, "
+                    "an error that would repeat on every retry")
+        super().__init__(f"{what}; {_safe_generation(generation)}")
+        self.error = error
+        self.traceback_text = error.get("traceback", "")
 
 
 def _guarded(toolbox, role: str, generation: int):
@@ -205,7 +234,7 @@ def new_state(cfg: Config, population: list | None = None) -> EvolutionState:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     torch.manual_seed(cfg.seed)
-    state = EvolutionState(population=[], halloffame=tools.HallOfFame(5, similar=same_masks),
+    state = EvolutionState(population=[], halloffame=tools.HallOfFame(5, similar=same_individual),
                            logbook=tools.Logbook())
     if population is None:
         population = initial_population(cfg, state)
@@ -267,11 +296,23 @@ def evaluate_population(population, toolbox, generation, progress=None) -> list:
         results = toolbox.map(toolbox.evaluate, invalid)
     if progress is not None:
         results = progress(results, total=len(invalid), desc=f"gen {generation}")
-    errors = []
-    for ind, result in zip(invalid, results):
-        apply_evaluation(ind, result)
-        if ind.evaluation.get("error"):
-            errors.append(ind.evaluation["error"])
+    errors, ind = [], None
+    try:
+        for ind, result in zip(invalid, results):
+            apply_evaluation(ind, result)
+            if ind.evaluation.get("error"):
+                errors.append(ind.evaluation["error"])
+                if errors[-1].get("fatal"):
+                    raise EvaluationFailure(generation, errors[-1])
+    except EvaluationFailure:
+        raise
+    except Exception as err:  # raised by a user's own evaluate (ours reports its failures)
+        import traceback
+
+        raise EvaluationFailure(generation, {"id": getattr(ind, "id", "?"), "type": type(err).__name__,
+                                             "message": str(err), "traceback": traceback.format_exc()}) from err
+    if invalid and len(errors) == len(invalid):
+        raise EvaluationFailure(generation, errors[-1], every=True)
     return invalid, errors
 
 
@@ -293,6 +334,12 @@ def next_generation(population, toolbox, cfg: Config, state: EvolutionState, gen
     return elites + offspring
 
 
+def rank_key(individual) -> tuple[float, float]:
+    """How products rank: the more accurate first; at equal accuracy, the smaller learngene."""
+    accuracy, fraction = individual.fitness.values
+    return accuracy, -fraction
+
+
 def record_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list,
                       errors: list, seconds: float) -> dict:
     """Hall of fame, best learngene at the target size, early-stop counter, logbook line."""
@@ -301,8 +348,8 @@ def record_generation(state: EvolutionState, cfg: Config, generation: int, evalu
     reached = [ind for ind in population if ind.fitness.values[1] <= cfg.ea.target_fraction + FRACTION_SLACK]
     improved = False
     if reached:
-        best = max(reached, key=lambda ind: (ind.fitness.values[0], -ind.fitness.values[1]))
-        if best.fitness.values[0] > state.best_accuracy_at_target:
+        best = max(reached, key=rank_key)
+        if state.best_at_target is None or rank_key(best) > rank_key(state.best_at_target):
             state.best_at_target = best
             state.best_accuracy_at_target = best.fitness.values[0]
             improved = True
@@ -375,12 +422,16 @@ def product_learngene(state: EvolutionState, cfg: Config):
     """The learngene to save as ``learngene.pt`` (weights restricted to the individual's masks)."""
     ind, reached = product_individual(state)
     lg = ind.learngene.restrict(masks_of(ind))
+    dataset = load_dataset(cfg.data)  # memoised: the run's own
     lg.meta.update({
         "id": ind.id, "parents": list(ind.parents), "born": ind.born,
         "accuracy": float(ind.fitness.values[0]), "ci95": float(ind.evaluation.get("ci95", 0.0)),
         "fraction": float(lg.fraction), "num_params": int(lg.num_params), "reached_target": reached,
         "target_fraction": cfg.ea.target_fraction, "dataset": cfg.data.name, "seed": cfg.seed,
         "num_gene_params": individual_spec(ind).num_gene_params(),
+        # which classes the learngene has seen: transfer refuses to test on them
+        "data": dataclasses.asdict(cfg.data),
+        "classes": {split: [dataset.class_names[i] for i in dataset.splits[split]] for split in ("train", "val")},
     })
     return lg, ind, reached
 

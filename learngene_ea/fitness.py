@@ -19,7 +19,8 @@ from .individual import individual_spec, masks_of
 from .learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction
 from .models import build_model, use_channels_last
 from .sampling import mix_seed, sample_episodes, sample_task
-from .training import mean_and_ci95, prototype_accuracies, resolve_device, train_on_task, train_stacked
+from .training import (DivergedError, mean_and_ci95, prototype_accuracies, resolve_device, train_on_task,
+                       train_stacked)
 from .workers import keep_freed_memory
 
 WORST_ACCURACY = 0.0
@@ -75,15 +76,27 @@ def configure_memory(runtime) -> None:
         keep_freed_memory()
 
 
-def validation_episodes(cfg, dataset):
-    """The validation episodes every individual of the run is scored on (fixed per run)."""
+VALIDATION_SEED = 0xE915  # the run's fixed validation episodes, on which selection happens
+RESCORE_SEED = 0x5C0FE  # fresh episodes and descendants for the product's unbiased figure
+
+
+def validation_episodes(cfg, dataset, salt: int = VALIDATION_SEED, count: int | None = None):
+    """The validation episodes every individual of the run is scored on (fixed per run).
+
+    Another ``salt`` gives another set (the rescoring of the product), ``count`` its size.
+    """
     f = cfg.fitness
-    return sample_episodes(dataset, mix_seed(cfg.seed, 0xE915), f.episodes, f.n_way, f.k_shot, f.n_query, "val")
+    count = f.episodes if count is None else count
+    return sample_episodes(dataset, mix_seed(cfg.seed, salt), count, f.n_way, f.k_shot, f.n_query, "val")
 
 
-def inflate_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0):
-    """The descendant of ``individual`` (learngene written in) and its own task and seed."""
-    seed = mix_seed(cfg.seed, generation, individual.id, attempt)
+def inflate_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0, salt: int = 0):
+    """The descendant of ``individual`` (learngene written in) and its own task and seed.
+
+    The seed is ``(run seed, generation, id, attempt)``; a non-zero ``salt`` gives a fresh one.
+    """
+    parts = (cfg.seed, generation, individual.id, attempt) + ((salt,) if salt else ())
+    seed = mix_seed(*parts)
     spec = individual_spec(individual)
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes, seed=seed, device=device)
     if individual.learngene is not None:
@@ -92,17 +105,20 @@ def inflate_descendant(individual, cfg, dataset, generation: int, device, attemp
     return model, task, seed
 
 
-def train_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0):
+def train_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0, salt: int = 0):
     """Build the descendant of ``individual``, let it learn its own task; return (model, loss)."""
-    model, task, seed = inflate_descendant(individual, cfg, dataset, generation, device, attempt)
+    model, task, seed = inflate_descendant(individual, cfg, dataset, generation, device, attempt, salt)
     loss = train_on_task(model, dataset, task, cfg.task.steps, cfg.task.batch_size, cfg.task.lr,
                          cfg.task.weight_decay, cfg.data.augment, seed, device)
     return model, loss
 
 
-def score_descendant(model, cfg, dataset, device) -> tuple[float, float]:
-    """Few-shot accuracy on validation episodes (prototype classifier, or a fine-tuned head)."""
-    episodes = validation_episodes(cfg, dataset)
+def score_descendant(model, cfg, dataset, device, episodes=None) -> tuple[float, float]:
+    """Few-shot accuracy on validation episodes (prototype classifier, or a fine-tuned head).
+
+    ``episodes`` defaults to the run's fixed validation episodes.
+    """
+    episodes = validation_episodes(cfg, dataset) if episodes is None else episodes
     if cfg.fitness.classifier == "finetune":
         from .transfer import finetune_head_accuracies
 
@@ -112,12 +128,29 @@ def score_descendant(model, cfg, dataset, device) -> tuple[float, float]:
     return mean_and_ci95(accs)
 
 
+def can_pass_on_retry(error: BaseException) -> bool:
+    """Failures that another attempt (a fresh seed, freed memory) may not repeat.
+
+    A diverged loss or an out-of-memory error depends on the seed and on what else holds memory;
+    anything else (a bad setting, a bug) would fail the same way every time.
+    """
+    if isinstance(error, (DivergedError, MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _error_record(err: BaseException) -> dict:
+    return {"type": type(err).__name__, "message": str(err).splitlines()[0] if str(err) else "",
+            "traceback": traceback.format_exc(limit=8)}
+
+
 def evaluate(individual, config) -> Evaluation:
     """Fitness of one learngene individual: ``((accuracy, fraction), trained learngene, info)``.
 
-    A failure (exception, NaN/inf loss, out of memory) is retried ``fitness.retries`` times with
-    a fresh seed; after that the individual gets the worst accuracy and the error is reported
-    in ``info["error"]`` instead of stopping the run.
+    A failure that can pass on retry (NaN/inf loss, out of memory) is retried
+    ``fitness.retries`` times with a fresh seed; after that the individual gets the worst
+    accuracy and the error is reported in ``info["error"]``. Any other failure is not retried:
+    it is reported with ``"fatal": True`` and its traceback, and the loop stops the run.
     """
     configure_process(config.runtime)
     start = time.perf_counter()
@@ -132,17 +165,38 @@ def evaluate(individual, config) -> Evaluation:
         try:
             model, loss = train_descendant(individual, config, dataset, generation, device, attempt)
             return _finish(individual, model, loss, config, dataset, device, start, attempt + 1)
-        except Exception as err:  # every failure inside fitness is recorded, not fatal
+        except Exception as err:  # recorded: retried when it may pass, else reported as fatal
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            errors.append({"type": type(err).__name__, "message": str(err).splitlines()[0] if str(err) else "",
-                           "traceback": traceback.format_exc(limit=3)})
+            errors.append(_error_record(err))
+            if not can_pass_on_retry(err):
+                errors[-1]["fatal"] = True
+                break
     last = errors[-1]
+    error = {"type": last["type"], "message": last["message"], "id": individual.id, "generation": generation}
+    if last.get("fatal"):
+        error.update(fatal=True, traceback=last["traceback"])
     info = {"accuracy": WORST_ACCURACY, "ci95": 0.0, "attempts": len(errors),
-            "seconds": time.perf_counter() - start, "device": str(device),
-            "error": {"type": last["type"], "message": last["message"], "id": individual.id,
-                      "generation": generation}}
+            "seconds": time.perf_counter() - start, "device": str(device), "error": error}
     return Evaluation((WORST_ACCURACY, fraction), None, info)
+
+
+def rescore(individual, config, episodes: int) -> dict:
+    """The product's accuracy measured again, free of the selection's bias.
+
+    During the run every individual is scored on the same fixed validation episodes, and the
+    product is the best of many such scores: its figure is biased upward. Here a descendant
+    with a fresh seed learns a fresh task from the product's learngene (exactly what the next
+    generation would do), scored on ``episodes`` fresh validation episodes.
+    """
+    configure_process(config.runtime)
+    device = worker_device(config.runtime.device)
+    dataset = load_dataset(config.data)
+    generation = getattr(individual, "evaluated_in", individual.born)
+    model, _ = train_descendant(individual, config, dataset, generation, device, salt=RESCORE_SEED)
+    fresh = validation_episodes(config, dataset, salt=RESCORE_SEED, count=episodes)
+    accuracy, ci95 = score_descendant(model, config, dataset, device, fresh)
+    return {"accuracy": accuracy, "ci95": ci95, "episodes": episodes, "seed": RESCORE_SEED}
 
 
 def _finish(individual, model, loss, config, dataset, device, start, attempts=1) -> Evaluation:

@@ -54,5 +54,14 @@ def fraction_of(individual) -> float:
 
 
 def same_masks(a, b) -> bool:
-    """Equality for ``tools.HallOfFame(similar=...)``: identical masks in every group."""
+    """Identical masks in every group (with Lamarckian inheritance, not the same learngene)."""
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def same_individual(a, b) -> bool:
+    """Similarity for ``tools.HallOfFame(similar=...)``: the same individual (an elite's copy).
+
+    Only copies of one individual are duplicates. Two individuals with equal masks are not:
+    their learngene weights differ, and the hall of fame must keep the more accurate one.
+    """
+    return a.id == b.id and a.fitness.values == b.fitness.values

@@ -17,8 +17,12 @@ from learngene_ea import config as config_module
 from learngene_ea.checkpoint import CheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
 from learngene_ea.config import Config, ConfigError
 from learngene_ea.errors import UserError
-from learngene_ea.evolve import (EvolutionState, OperatorFailure, build_toolbox, evolve,
+from learngene_ea.data import load_dataset
+from learngene_ea.evolve import (EvaluationFailure, EvolutionState, OperatorFailure, build_toolbox, evolve,
                                  new_state, product_learngene)
+from learngene_ea.fitness import rescore
+from learngene_ea.individual import same_individual
+from learngene_ea.recipe_checks import check_run_fits
 from learngene_ea.report import plot_evolution, write_json, write_logbook
 from learngene_ea.workers import scoop_running
 
@@ -54,7 +58,7 @@ def resolve_config(args) -> Config:
 
 
 def new_run_dir(cfg: Config, requested: str | None) -> str:
-    """A fresh run directory; an existing run is never reused or overwritten."""
+    """A fresh run directory's path (made later); an existing run is never reused or overwritten."""
     if requested:
         if os.path.isdir(requested) and os.listdir(requested):
             raise UserError(f"run directory {requested!r} already exists and is not empty; resume it with "
@@ -67,17 +71,24 @@ def new_run_dir(cfg: Config, requested: str | None) -> str:
         while os.path.exists(path):
             suffix += 1
             path = os.path.join("runs", f"{cfg.name}-{stamp}-{suffix}")
+    return path
+
+
+def make_run_dir(path: str) -> None:
+    """Create the run directory and its checkpoints folder (once every input has been checked)."""
     try:
         os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create run directory {path!r} ({err.strerror}); pass a writable --run-dir.") from err
-    return path
 
 
 def compatibility_problems(saved: dict, cfg: Config) -> list[str]:
     """What differs between a checkpoint's recipe and ``cfg`` in ways a population cannot survive."""
+    # data.name, root, seed and split decide which classes are training, validation and test
+    # classes: a resumed population must never meet classes that were another split's
     keys = [("model", "family"), ("model", "width"), ("data", "name"), ("data", "channels"),
-            ("data", "image_size"), ("data", "root"), ("data", "seed"), ("data", "images_per_class")]
+            ("data", "image_size"), ("data", "root"), ("data", "seed"), ("data", "split"),
+            ("data", "images_per_class")]
     problems = []
     for section, key in keys:
         old = saved.get(section, {}).get(key)
@@ -93,6 +104,8 @@ def state_from_checkpoint(payload: dict) -> EvolutionState:
     for key in ("generation", "next_id", "best_at_target", "best_accuracy_at_target", "stale_generations",
                 "errors", "rng", "seconds"):
         setattr(state, key, payload[key])
+    # older checkpoints compared masks, which dropped more accurate learngenes with equal masks
+    state.halloffame.similar = same_individual
     return state
 
 
@@ -115,7 +128,7 @@ def read_checkpoint_arg(path: str, log) -> tuple[dict, str]:
 
 
 def prepare(args, log) -> tuple[Config, EvolutionState, str]:
-    """Config, evolution state and run directory for a new, resumed or seeded run."""
+    """Config, evolution state and run directory (not made yet) for a new, resumed or seeded run."""
     if args.resume and args.seed_population:
         raise UserError("use either --resume or --seed-population, not both.")
     if args.resume:
@@ -126,12 +139,13 @@ def prepare(args, log) -> tuple[Config, EvolutionState, str]:
         problems = compatibility_problems(saved, cfg)
         if problems:
             raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + ".")
+        check_run_fits(cfg, load_dataset(cfg.data))
         run_dir = args.run_dir or (args.resume if os.path.isdir(args.resume)
                                    else os.path.dirname(os.path.dirname(os.path.abspath(source))))
-        os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
         log(f"resuming {source} after generation {payload['generation']}")
         return cfg, state_from_checkpoint(payload), run_dir
     cfg = resolve_config(args)
+    check_run_fits(cfg, load_dataset(cfg.data))  # before the run folder exists
     if args.seed_population:
         payload, source = read_checkpoint_arg(args.seed_population, log)
         problems = compatibility_problems(payload["config"], cfg)
@@ -183,6 +197,15 @@ class RunOutputs:
         plot_evolution(state.logbook, self.path("evolution.png"), f"GTL: {self.cfg.name}")
         write_json(self.summary(state, learngene, individual, reached), self.path("summary.json"))
 
+    def finish(self, state: EvolutionState, fresh: dict) -> None:
+        """Add the product's score on fresh validation episodes to learngene.pt and summary.json."""
+        learngene, individual, reached = product_learngene(state, self.cfg)
+        learngene.meta["fresh_validation"] = fresh
+        learngene.save(self.path("learngene.pt"))
+        summary = self.summary(state, learngene, individual, reached)
+        summary["best"]["fresh_validation"] = fresh
+        write_json(summary, self.path("summary.json"))
+
     def summary(self, state, learngene, individual, reached) -> dict:
         generations = len(state.logbook)
         return {
@@ -191,8 +214,11 @@ class RunOutputs:
             "last_generation": state.generation,
             "best": {
                 "id": individual.id,
+                # the score it was selected on: the best of every evaluation on the run's fixed
+                # validation episodes, so biased upward (fresh_validation is not)
                 "accuracy": float(individual.fitness.values[0]),
                 "ci95": float(individual.evaluation.get("ci95", 0.0)),
+                "selected_among_evaluations": sum(record["evals"] for record in state.logbook),
                 "fraction": float(learngene.fraction),
                 "num_params": int(learngene.num_params),
                 "born": individual.born,
@@ -212,7 +238,8 @@ class RunOutputs:
 def run(args) -> int:
     log = print
     cfg, state, run_dir = prepare(args, log)
-    toolbox = build_toolbox(cfg)
+    toolbox = build_toolbox(cfg)  # users' operators are checked before the run folder exists
+    make_run_dir(run_dir)
     workers = "SCOOP workers" if scoop_running() else "one process (no SCOOP)"
     log(f"run directory: {run_dir} | {cfg.model.family} x{cfg.model.width} on {cfg.data.name} | "
         f"population {cfg.ea.population_size}, generations {cfg.ea.generations} | {workers}")
@@ -226,9 +253,16 @@ def run(args) -> int:
     state = evolve(cfg, toolbox, state, on_generation=outputs, progress=progress, log=log)
     learngene, individual, reached = product_learngene(state, cfg)
     note = "" if reached else f" (target {cfg.ea.target_fraction} not reached: best overall saved)"
+    evaluations = sum(record["evals"] for record in state.logbook)
     log(f"learngene: {outputs.path('learngene.pt')} | fraction {learngene.fraction:.3f} "
         f"({learngene.num_params} parameters) | val accuracy {individual.fitness.values[0]:.3f}"
-        f"±{individual.evaluation.get('ci95', 0.0):.3f}{note}")
+        f"±{individual.evaluation.get('ci95', 0.0):.3f} as selected (best of {evaluations} evaluations on "
+        f"the same episodes: biased upward){note}")
+    if cfg.fitness.rescore_episodes:
+        fresh = rescore(individual, cfg, cfg.fitness.rescore_episodes)
+        outputs.finish(state, fresh)
+        log(f"learngene rescored: val accuracy {fresh['accuracy']:.3f}±{fresh['ci95']:.3f} on "
+            f"{fresh['episodes']} fresh validation episodes, with a fresh descendant (unbiased)")
     if cfg.transfer.after_run:
         from learngene_ea.transfer import transfer_after_run
 
@@ -247,6 +281,11 @@ def main(argv=None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except EvaluationFailure as err:
+        if debug:
+            print(err.traceback_text.rstrip(), file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except OperatorFailure as err:
         import traceback
 

@@ -68,6 +68,7 @@ from .learngene import (Learngene, channel_importance, extract_learngene, full_m
                         load_learngene)
 from .models import FAMILIES, ArchSpec, Backbone, build_model
 from .operators import keep_top_channels
+from .recipe_checks import check_transfer_fits
 from .sampling import Episode, Task, mean_and_ci95, mix_seed, sample_episode
 from .training import (draw_crops, episode_images, episode_tensors, features_of, images_on, make_batch,
                        normalisation, prototype_accuracies, resolve_device, train_on_task)
@@ -225,22 +226,13 @@ def make_settings(tcfg, dataset: FewShotDataset) -> list[Setting]:
     Episode ``i`` of a setting depends only on ``(transfer.seed, kind, K, i)``, so adding a
     setting or more episodes never changes the others.
     """
-    test = dataset.splits.get("test", [])
-    if tcfg.n_way > len(test):
-        raise UserError(f"'transfer.n_way' is {tcfg.n_way} but the dataset has only {len(test)} test classes; "
-                        "lower transfer.n_way.")
-    per_class = min(len(dataset.indices_of_class(c)) for c in test)
+    check_transfer_fits(tcfg, dataset)
     kinds = [(_SHOT_SETTING, k, f"{k}-shot", f"{tcfg.n_way}-way {k}-shot") for k in tcfg.shots]
     if tcfg.limited_data:
         kinds.append((_LIMITED_SETTING, tcfg.limited_data, f"limited-{tcfg.limited_data}",
                       f"{tcfg.n_way}-way {tcfg.limited_data}/class"))
     settings = []
     for kind, k, name, label in kinds:
-        if k + tcfg.n_query > per_class:
-            key = "transfer.limited_data" if kind == _LIMITED_SETTING else "transfer.shots"
-            raise UserError(f"'{key}' ({k}) + 'transfer.n_query' ({tcfg.n_query}) needs {k + tcfg.n_query} "
-                            f"images per test class but the dataset has only {per_class}; lower {key} or "
-                            "transfer.n_query.")
         seed = mix_seed(tcfg.seed, kind, k)
         seeds = [mix_seed(seed, i) for i in range(tcfg.episodes)]
         episodes = [sample_episode(dataset, s, tcfg.n_way, k, tcfg.n_query, "test") for s in seeds]
@@ -813,8 +805,35 @@ def check_compatible(cfg: Config, learngene: Learngene, dataset: FewShotDataset,
                           f"dataset '{cfg.data.name}' has {dataset.channels}; use the dataset it was evolved on.")
 
 
+def seen_test_classes(learngene: Learngene, data_cfg, dataset: FewShotDataset) -> list[str]:
+    """The dataset's test classes that the learngene was evolved on (its training or validation classes).
+
+    Only for the same dataset (same ``data.name``; for the synthetic one, the same ``data.seed``,
+    since its classes are drawn from it). Learngenes saved before their classes were recorded
+    give an empty list.
+    """
+    source, classes = learngene.meta.get("data"), learngene.meta.get("classes")
+    if not source or not classes or source.get("name") != data_cfg.name:
+        return []
+    if data_cfg.name == "synthetic" and source.get("seed") != data_cfg.seed:
+        return []
+    seen = set(classes.get("train", [])) | set(classes.get("val", []))
+    return [dataset.class_names[i] for i in dataset.splits["test"] if dataset.class_names[i] in seen]
+
+
+def check_unseen_classes(learngene: Learngene, data_cfg, dataset: FewShotDataset, path: str) -> None:
+    """Refuse test classes that the learngene saw while it evolved: that would not be transfer."""
+    seen = seen_test_classes(learngene, data_cfg, dataset)
+    if seen:
+        shown = ", ".join(repr(name) for name in seen[:3]) + (", ..." if len(seen) > 3 else "")
+        raise ConfigError(f"{len(seen)} of the {len(dataset.splits['test'])} test classes ({shown}) were training "
+                          f"or validation classes of the evolution that made {path!r}, so the table would not "
+                          "measure unseen classes; use the class split of its run (its config.yaml) or pass "
+                          "--allow-seen-classes.")
+
+
 def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, descendants=None,
-                 log=print, progress=None, write=True) -> dict:
+                 log=print, progress=None, write=True, allow_seen_classes: bool = False) -> dict:
     """Evaluate the learngene at ``learngene_path`` and every baseline on test episodes.
 
     ``descendants``: ``family@width`` strings (default ``cfg.transfer.descendants``).
@@ -849,6 +868,11 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     dataset = load_dataset(cfg.data)
     timings["load_dataset"] = time.perf_counter() - t
     check_compatible(cfg, learngene, dataset, learngene_path)
+    seen = seen_test_classes(learngene, cfg.data, dataset)
+    if not allow_seen_classes:
+        check_unseen_classes(learngene, cfg.data, dataset, learngene_path)
+    elif seen:
+        log(f"warning: {len(seen)} test classes were seen by the learngene's evolution (--allow-seen-classes)")
     meta_dataset = learngene.meta.get("dataset")
     if meta_dataset and meta_dataset != cfg.data.name:
         log(f"note: the learngene was evolved on '{meta_dataset}', evaluated here on '{cfg.data.name}'")
@@ -900,7 +924,8 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
         "dataset": {"name": dataset.name, "config": dataclasses.asdict(cfg.data), "images": int(dataset.images.shape[0]),
                     "image_size": dataset.image_size, "channels": dataset.channels,
                     "train_classes": len(dataset.splits["train"]), "val_classes": len(dataset.splits["val"]),
-                    "test_classes": len(dataset.splits["test"]), "test_class_ids": list(dataset.splits["test"])},
+                    "test_classes": len(dataset.splits["test"]), "test_class_ids": list(dataset.splits["test"]),
+                    "test_classes_seen_by_learngene": seen},
         "device": str(device),
         "pretrained": pretrain_info,
         "settings": [{"name": s.name, "label": s.label, "n_way": s.n_way, "k_shot": s.k_shot, "n_query": s.n_query,
@@ -952,6 +977,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--descendants", nargs="+", metavar="FAMILY@WIDTH",
                         help="scalability descendants, e.g. conv4@2.0 conv6 vgg11@0.5 "
                              "(default: transfer.descendants)")
+    parser.add_argument("--allow-seen-classes", action="store_true",
+                        help="evaluate even on test classes the learngene's evolution trained or validated on")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, log lines only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     return parser.parse_args(argv)
@@ -984,7 +1011,8 @@ def main(argv=None) -> int:
 
             def progress(iterable, total, desc):
                 return tqdm(iterable, total=total, desc=desc, unit="episode", leave=False, file=sys.stderr)
-        results = run_transfer(cfg, args.learngene, args.out, args.descendants, log=print, progress=progress)
+        results = run_transfer(cfg, args.learngene, args.out, args.descendants, log=print, progress=progress,
+                               allow_seen_classes=args.allow_seen_classes)
         print(markdown_table(results))
         return 0
     except UserError as err:

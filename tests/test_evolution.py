@@ -51,11 +51,24 @@ def _trained_individual(cfg):
     return ind
 
 
-def test_lamarckian_inheritance_writes_trained_weights_back(tiny_cfg):
+def test_lamarckian_inheritance_writes_the_trained_descendants_weights_back(tiny_cfg, monkeypatch):
+    from learngene_ea.individual import masks_of
+    from learngene_ea.learngene import extract_learngene
+
     ind = _trained_individual(tiny_cfg)
-    before = ind.learngene.weights["blocks.1"]["conv"].copy()
+    trained = []
+    real = fitness.train_descendant
+
+    def keep_model(*args, **kwargs):
+        trained.append(real(*args, **kwargs))
+        return trained[-1]
+
+    monkeypatch.setattr(fitness, "train_descendant", keep_model)
     apply_evaluation(ind, fitness.evaluate(ind, tiny_cfg))
-    assert not np.array_equal(ind.learngene.weights["blocks.1"]["conv"], before)
+    expected = extract_learngene(trained[-1][0], masks_of(ind))
+    for layer, tensors in expected.weights.items():
+        for name, value in tensors.items():
+            np.testing.assert_array_equal(ind.learngene.weights[layer][name], value, err_msg=f"{layer}.{name}")
 
 
 def test_darwinian_inheritance_keeps_inherited_weights():
@@ -126,8 +139,82 @@ def test_evolution_shrinks_toward_the_target_and_keeps_elites(tiny_cfg):
 def test_early_stop_after_patience_at_target():
     cfg = load_config(None, tiny_overrides(**{"ea.generations": 30, "ea.patience": 1, "ea.target_fraction": 1.0,
                                               "ea.schedule": "none"}))
+    toolbox = build_toolbox(cfg)
+    toolbox.register("evaluate", lambda ind: (0.5, 1.0))  # nobody ever beats generation 0
+    state = evolve(cfg, toolbox, new_state(cfg), log=lambda *a: None)
+    assert [record["gen"] for record in state.logbook] == [0, 1]  # gen 1 is the one stale generation
+
+
+def test_elites_are_carried_unchanged_into_the_next_generation(tiny_cfg):
+    from learngene_ea.operators import sel_elites
+
+    populations = []
+    evolve(tiny_cfg, build_toolbox(tiny_cfg), new_state(tiny_cfg), log=lambda *a: None,
+           on_generation=lambda state: populations.append(list(state.population)))
+    for before, after in zip(populations, populations[1:]):
+        elite = sel_elites(before, 1)[0]
+        kept = [ind for ind in after if ind.id == elite.id]
+        assert len(kept) == 1 and kept[0].fitness.values == elite.fitness.values
+        assert all(np.array_equal(a, b) for a, b in zip(kept[0], elite))
+        np.testing.assert_array_equal(kept[0].learngene.weights["blocks.0"]["conv"],
+                                      elite.learngene.weights["blocks.0"]["conv"])
+
+
+def test_a_failure_that_cannot_pass_on_retry_is_not_retried_and_stops_the_run(tiny_cfg, monkeypatch):
+    from learngene_ea.evolve import EvaluationFailure
+
+    calls = []
+
+    def bad_setting(*args, **kwargs):
+        calls.append(1)
+        raise ValueError("20-way episodes need more than the 16 val classes")
+
+    monkeypatch.setattr(fitness, "train_on_task", bad_setting)
+    result = fitness.evaluate(fresh_individual(tiny_cfg, ident=3), tiny_cfg)
+    assert len(calls) == 1 and result.info["error"]["fatal"] is True
+    assert "bad_setting" in result.info["error"]["traceback"]
+    with pytest.raises(EvaluationFailure, match="individual 0 in generation 0 failed with ValueError: 20-way"):
+        evolve(tiny_cfg, build_toolbox(tiny_cfg), new_state(tiny_cfg), log=lambda *a: None)
+
+
+def test_a_generation_whose_every_evaluation_failed_stops_the_run(tiny_cfg, monkeypatch):
+    from learngene_ea.evolve import EvaluationFailure
+
+    def diverge(*args, **kwargs):
+        raise DivergedError("loss is nan")
+
+    monkeypatch.setattr(fitness, "train_on_task", diverge)
+    with pytest.raises(EvaluationFailure, match="every evaluation of generation 0 failed"):
+        evolve(tiny_cfg, build_toolbox(tiny_cfg), new_state(tiny_cfg), log=lambda *a: None)
+
+
+def test_one_unlucky_evaluation_is_penalised_and_the_run_goes_on(tiny_cfg, monkeypatch):
+    real = fitness.train_on_task
+    calls = []
+
+    def first_two_diverge(*args, **kwargs):  # individual 0: its try and its retry
+        calls.append(1)
+        if len(calls) <= 2:
+            raise DivergedError("loss is nan")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fitness, "train_on_task", first_two_diverge)
+    cfg = load_config(None, tiny_overrides(**{"ea.generations": 0}))
     state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *a: None)
-    assert len(state.logbook) < 31
+    assert [e["id"] for e in state.errors] == [0] and state.population[0].fitness.values[0] == fitness.WORST_ACCURACY
+
+
+def test_an_exception_from_a_users_evaluate_stops_the_run_naming_it(tiny_cfg):
+    from learngene_ea.evolve import EvaluationFailure
+
+    def broken(individual):
+        raise KeyError("no such metric")
+
+    toolbox = build_toolbox(tiny_cfg)
+    toolbox.register("evaluate", broken)
+    with pytest.raises(EvaluationFailure, match="KeyError") as err:
+        evolve(tiny_cfg, toolbox, new_state(tiny_cfg), log=lambda *a: None)
+    assert "broken" in err.value.traceback_text
 
 
 def test_custom_operator_named_in_yaml_is_used():

@@ -97,6 +97,19 @@ def test_incompatible_recipe_is_refused_saying_what_differs(uninterrupted, capsy
     assert "model.width" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("override,key", [
+    ("data.split={train: 60, val: 20, test: 20}", "data.split"),
+    ("data.seed=1", "data.seed"),
+    ("data.root=/elsewhere", "data.root"),
+])
+def test_resume_refuses_any_change_that_moves_classes_between_splits(uninterrupted, capsys, override, key):
+    before = sorted(os.listdir(uninterrupted / "checkpoints"))
+    assert run_cli.main(["--resume", str(uninterrupted), "--set", override, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{key} is " in err and "in the checkpoint but" in err and len(err.strip().splitlines()) == 1
+    assert sorted(os.listdir(uninterrupted / "checkpoints")) == before
+
+
 def test_corrupted_latest_checkpoint_falls_back_to_the_previous_good_one(uninterrupted, tmp_path, capsys):
     import shutil
 

@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from conftest import ROOT, run_module, tiny_overrides
+from learngene_ea import run as run_cli
 
 
 def sets(**extra):
@@ -116,13 +117,91 @@ def test_an_existing_run_directory_is_never_overwritten(finished_run):
     (["--set", "operators.mutate={function: 'nowhere_xyz:f'}"], "operators.mutate.function"),
     (["--resume", "/no/such/run"], "does not exist"),
 ])
-def test_bad_input_exits_2_with_one_sentence_and_no_traceback(args, message, tmp_path):
-    result = run_module(["-m", "learngene_ea.run", *sets(), *args, "--run-dir", str(tmp_path / "r"), "--quiet"],
-                        cwd=ROOT, timeout=120)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_bad_input_exits_2_with_one_sentence_and_no_run_folder(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert run_cli.main([*sets(), *args, "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("fitness.n_way", 20, "'fitness.n_way' is 20 but the dataset 'synthetic' has only 16 validation classes"),
+    ("fitness.k_shot", 26, "'fitness.k_shot' (26) + 'fitness.n_query' (5) need 31 images per validation class"),
+    ("task.num_classes", 65, "'task.num_classes' is 65 but the dataset 'synthetic' has only 64 training classes"),
+    ("task.images_per_class", 31, "'task.images_per_class' (31) need 31 images per training class"),
+    ("data.channels", 1, "'data.channels' is 1 but the images of 'synthetic' have 3"),
+])
+def test_a_recipe_the_dataset_cannot_serve_exits_2_before_any_folder_exists(key, value, message, tmp_path,
+                                                                            capsys):
+    assert run_cli.main([*sets(), "--set", f"{key}={value}", "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"transfer.n_way": 21}, "'transfer.n_way' is 21 but the dataset 'synthetic' has only 20 test classes"),
+    ({"transfer.limited_data": 20}, "'transfer.limited_data' (20) + 'transfer.n_query' (15) need 35 images"),
+])
+def test_the_end_of_run_transfer_is_checked_before_the_run(extra, message, tmp_path, capsys):
+    args = [*sets(**{"transfer.after_run": "true", **extra}), "--run-dir", str(tmp_path / "r"), "--quiet"]
+    assert run_cli.main(args) == 2
+    assert message in capsys.readouterr().err
+    assert run_cli.main([*sets(**extra), "--run-dir", str(tmp_path / "r"), "--quiet", "--set",
+                         "ea.generations=0", "--set", "fitness.rescore_episodes=0"]) == 0  # no transfer: runs
+
+
+def test_the_default_recipe_with_20_way_fitness_exits_2_before_creating_anything(tmp_path):
+    result = run_module(["-m", "learngene_ea.run", "--config", os.path.join(ROOT, "genomes", "default.yaml"),
+                         "--set", "fitness.n_way=20", "--quiet"], cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == ["error: 'fitness.n_way' is 20 but the dataset 'synthetic' has "
+                                                  "only 16 validation classes; lower fitness.n_way."]
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_evaluation_error_that_would_repeat_stops_with_exit_1_keeping_the_checkpoint(tmp_path, capsys,
+                                                                                      monkeypatch):
+    from learngene_ea import fitness
+
+    real = fitness.train_descendant
+
+    def fail_in_generation_1(individual, cfg, dataset, generation, *args, **kwargs):
+        if generation == 1:
+            raise ValueError("a bad setting")
+        return real(individual, cfg, dataset, generation, *args, **kwargs)
+
+    monkeypatch.setattr(fitness, "train_descendant", fail_in_generation_1)
+    run_dir = tmp_path / "r"
+    assert run_cli.main([*sets(), "--run-dir", str(run_dir), "--quiet"]) == 1
+    stderr = capsys.readouterr().err
+    assert "generation 1 failed with ValueError: a bad setting, an error that would repeat" in stderr
+    assert "generation 0 is safe in checkpoints/latest.pkl" in stderr and "Traceback" not in stderr
+    from learngene_ea.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pkl")["generation"] == 0
+    assert run_cli.main([*sets(), "--run-dir", str(tmp_path / "d"), "--quiet", "--debug"]) == 1
+    assert "fail_in_generation_1" in capsys.readouterr().err  # --debug: the worker's traceback
+
+
+def test_summary_and_learngene_give_the_selected_and_the_fresh_validation_accuracy(finished_run):
+    run_dir, result = finished_run
+    best = json.loads((run_dir / "summary.json").read_text())["best"]
+    assert best["selected_among_evaluations"] == 4 + 3 + 3  # generation 0, then 3 offspring per generation
+    fresh = best["fresh_validation"]
+    assert fresh["episodes"] == 100 and 0.0 <= fresh["accuracy"] <= 1.0 and fresh["accuracy"] != best["accuracy"]
+    meta = torch.load(run_dir / "learngene.pt", weights_only=True)["meta"]
+    assert meta["fresh_validation"] == fresh
+    assert "biased upward" in result.stdout and "on 100 fresh validation episodes" in result.stdout
+
+
+def test_the_learngene_records_its_data_recipe_and_the_classes_it_saw(finished_run):
+    run_dir, _ = finished_run
+    meta = torch.load(run_dir / "learngene.pt", weights_only=True)["meta"]
+    assert meta["data"]["name"] == "synthetic" and meta["data"]["images_per_class"] == 30
+    assert meta["classes"]["train"] == [f"synth-{i:03d}" for i in range(64)]
+    assert meta["classes"]["val"] == [f"synth-{i:03d}" for i in range(64, 80)]
 
 
 def test_debug_flag_shows_the_traceback(tmp_path):
