@@ -441,6 +441,40 @@ def test_cli_input_mistakes_exit_2_with_one_sentence(tmp_path, capsys, extra, me
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+def learngene_that_saw(path, train_classes, data_seed=0):
+    """A learngene file whose metadata says it was evolved with these training classes."""
+    learngene = make_learngene(path)
+    learngene.meta.update(data={"name": "synthetic", "seed": data_seed, "root": None},
+                          classes={"train": train_classes, "val": []})
+    learngene.save(path)
+
+
+def test_transfer_refuses_test_classes_the_learngene_was_evolved_on(tmp_path, capsys):
+    path = str(tmp_path / "learngene.pt")
+    learngene_that_saw(path, ["synth-003", "synth-081", "synth-090"])  # 80-99 are the test classes
+    argv = ["--learngene", path, "--quiet", "--out", str(tmp_path)] + [a for o in transfer_overrides()
+                                                                       for a in ("--set", o)]
+    assert transfer.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "2 of the 20 test classes ('synth-081', 'synth-090') were training or validation classes" in err
+    assert "--allow-seen-classes" in err and not (tmp_path / "transfer.json").exists()
+    quick = ["--set", "transfer.shots=[1]", "--set", "transfer.limited_data=0", "--set", "transfer.episodes=1"]
+    assert transfer.main(argv + quick + ["--allow-seen-classes"]) == 0
+    report = json.loads((tmp_path / "transfer.json").read_text())
+    assert report["dataset"]["test_classes_seen_by_learngene"] == ["synth-081", "synth-090"]
+
+
+def test_classes_of_another_synthetic_dataset_are_not_the_same_classes(tiny_dataset, tmp_path):
+    from learngene_ea.learngene import load_learngene
+
+    cfg = load_config(None, transfer_overrides())
+    path = str(tmp_path / "learngene.pt")
+    learngene_that_saw(path, ["synth-081"], data_seed=1)
+    assert transfer.seen_test_classes(load_learngene(path), cfg.data, tiny_dataset) == []
+    learngene_that_saw(path, ["synth-081"], data_seed=0)
+    assert transfer.seen_test_classes(load_learngene(path), cfg.data, tiny_dataset) == ["synth-081"]
+
+
 def test_python_m_learngene_ea_transfer_exits_2_without_traceback(tmp_path):
     result = run_module(["-m", "learngene_ea.transfer", "--learngene", str(tmp_path / "nope.pt")], cwd=ROOT)
     assert result.returncode == 2
