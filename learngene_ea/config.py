@@ -355,6 +355,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from .checkpoint import atomic_write_text
+    from .atomic import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

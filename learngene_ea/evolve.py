@@ -8,12 +8,7 @@ when running under it), the hall of fame and logbook are updated, and a checkpoi
 from __future__ import annotations
 
 import dataclasses
-import functools
-import itertools
-import os
-import pickle
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -22,7 +17,6 @@ import torch
 from deap import algorithms, base, tools
 
 from . import operators
-from ._scoop_module_hook import record_exit_status
 from .config import Config
 from .data import load_dataset
 from .fitness import Evaluation, evaluate, evaluate_chunk
@@ -30,7 +24,7 @@ from .individual import fraction_of, individual_spec, make_individual, masks_of,
 from .learngene import full_masks
 from .models import arch_spec
 from .plugins import resolve_operator
-from .workers import scoop_running
+from .workers import parallel_map
 
 FRACTION_SLACK = 1e-9
 
@@ -86,91 +80,6 @@ def _guarded(toolbox, role: str, generation: int):
             raise OperatorFailure(role, function, generation, err) from err
 
     return call
-
-
-class _StatusEntry:
-    """Stands for a running future in SCOOP's status reports, under the id the broker looks up."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, future_id):
-        self.id = pickle.dumps(future_id, pickle.HIGHEST_PROTOCOL)
-
-
-def run_visible(function, item):
-    """``function(item)`` as a SCOOP future that the broker does not declare lost while it runs.
-
-    SCOOP 0.7.2's broker records a future it hands to a worker under its *pickled* id, and a
-    waiting origin asks about a future by its pickled id; but every 25 s the worker's status
-    report replaces that record with the *unpickled* ids of the futures it queues (not even the
-    one it runs). From a worker's first report on, the broker no longer recognises its futures:
-    an origin that waits at the end of a generation is told that the evaluations still running
-    there are lost, sends them out again, and computes them a second time ("Lost track of
-    future ... Resending it"). While ``function`` runs, this adds an entry with the pickled id
-    to the set the report is made from (``execQueue.inprogress``, which SCOOP only tests
-    membership of otherwise). The set is replaced, not changed in place, because the report
-    thread may be iterating over it.
-    """
-    from scoop import _control
-
-    queue, future = getattr(_control, "execQueue", None), getattr(_control, "current", None)
-    if queue is None or future is None:
-        return function(item)
-    entry = _StatusEntry(future.id)
-    queue.inprogress = queue.inprogress | {entry}
-    try:
-        return function(item)
-    finally:
-        queue.inprogress = queue.inprogress - {entry}
-
-
-RESUME_HINT = "the last finished generation is safe in checkpoints/latest.pkl: continue with --resume <run dir>."
-
-
-def watched_scoop_map(function, items, stall_timeout: float = 1800.0, hint: str = RESUME_HINT):
-    """SCOOP's ``futures.map`` with a watchdog: a silent stall ends the run instead of hanging.
-
-    SCOOP 0.7 waits forever for a future whose worker died. A watchdog thread ends this process
-    (exit status 1, message on stderr) when no result arrives for ``stall_timeout`` seconds; the
-    last checkpoint is safe since checkpoints are never written while evaluations run. The map
-    itself stays SCOOP's blocking one, in which the origin process evaluates too.
-    """
-    import threading
-
-    from scoop import futures
-
-    last_progress = [time.monotonic()]
-    done = threading.Event()
-
-    def watch():
-        while not done.wait(min(5.0, stall_timeout / 4)):
-            if time.monotonic() - last_progress[0] > stall_timeout:
-                message = (f"error: no evaluation finished for {stall_timeout:.0f} s, so a SCOOP worker has "
-                           f"probably died; {hint}\n")
-                sys.stderr.write(message)
-                sys.stderr.flush()
-                sys.stdout.flush()
-                record_exit_status(1)  # the launcher exits with it (SCOOP's own status is 0)
-                os._exit(1)
-
-    watchdog = threading.Thread(target=watch, name="learngene-ea-watchdog", daemon=True)
-    watchdog.start()
-    try:
-        for result in futures.map(run_visible, itertools.repeat(function), items):
-            last_progress[0] = time.monotonic()
-            yield result
-    finally:
-        done.set()
-
-
-def parallel_map(stall_timeout: float = 1800.0, hint: str = RESUME_HINT):
-    """SCOOP's map (with a watchdog for dead workers) under SCOOP, the builtin ``map`` otherwise.
-
-    ``hint`` ends the watchdog's message: what the user still has and how to go on.
-    """
-    if scoop_running():
-        return functools.partial(watched_scoop_map, stall_timeout=stall_timeout, hint=hint)
-    return map
 
 
 def build_toolbox(cfg: Config) -> base.Toolbox:

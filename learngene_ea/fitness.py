@@ -19,9 +19,9 @@ from .individual import individual_spec, masks_of
 from .learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction
 from .models import build_model, use_channels_last
 from .sampling import mix_seed, sample_episodes, sample_task
-from .training import (DivergedError, mean_and_ci95, prototype_accuracies, resolve_device, train_on_task,
-                       train_stacked)
-from .workers import keep_freed_memory
+from .training import (DivergedError, finetune_head_accuracies, mean_and_ci95, prototype_accuracies,
+                       train_on_task, train_stacked)
+from .workers import default_threads, keep_freed_memory, worker_device
 
 WORST_ACCURACY = 0.0
 
@@ -35,18 +35,6 @@ class Evaluation:
     info: dict = field(default_factory=dict)
 
 
-def worker_device(device: str = "auto") -> torch.device:
-    """This process's device: ``cuda:{worker index % GPUs}`` under SCOOP, else ``cuda:0`` or CPU."""
-    return resolve_device(device, worker_index())
-
-
-def worker_index() -> int:
-    """Index of this SCOOP process on its host (0 outside SCOOP): decides which GPU it uses."""
-    from .workers import worker_index as local_index
-
-    return local_index()
-
-
 _THREADS_SET = False
 
 
@@ -56,8 +44,6 @@ def configure_threads(threads: int = 0) -> None:
     if _THREADS_SET:
         return
     if threads <= 0:
-        from .workers import default_threads
-
         threads = default_threads()
     torch.set_num_threads(threads)
     _THREADS_SET = True
@@ -120,8 +106,6 @@ def score_descendant(model, cfg, dataset, device, episodes=None) -> tuple[float,
     """
     episodes = validation_episodes(cfg, dataset) if episodes is None else episodes
     if cfg.fitness.classifier == "finetune":
-        from .transfer import finetune_head_accuracies
-
         accs = finetune_head_accuracies(model, dataset, episodes, cfg.fitness.finetune_steps, device)
     else:
         accs = prototype_accuracies(model, dataset, episodes, cfg.fitness.metric, device)

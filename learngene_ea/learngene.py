@@ -143,7 +143,7 @@ class Learngene:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the learngene atomically to ``path`` (a ``.pt`` file)."""
-        from .checkpoint import atomic_write_bytes
+        from .atomic import atomic_write_bytes
 
         buffer = io.BytesIO()
         torch.save(self.to_state(), buffer)

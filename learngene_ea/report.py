@@ -8,7 +8,7 @@ import io
 import json
 import os
 
-from .checkpoint import atomic_write_bytes, atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text
 
 
 def write_logbook(logbook, path: str | os.PathLike) -> None:

@@ -243,3 +243,39 @@ def prototype_accuracies(model: nn.Module, dataset: FewShotDataset, episodes: li
 def prototype_score(model, dataset, episodes, metric="cosine", device="cpu") -> tuple[float, float]:
     """Mean prototype accuracy over ``episodes`` and its 95% CI half-width."""
     return mean_and_ci95(prototype_accuracies(model, dataset, episodes, metric, device))
+
+
+def finetune_head_accuracies(model: nn.Module, dataset: FewShotDataset, episodes: list[Episode], steps: int,
+                             device: torch.device | str = "cpu", lr: float = 0.5) -> np.ndarray:
+    """Per-episode accuracy of a linear head trained on the frozen features of the support set.
+
+    Features are computed once (evaluation mode) and L2-normalised; every episode gets a head
+    initialised at zero and trained with ``steps`` steps of full-batch SGD (momentum 0.9), so
+    its first step points at the centred class prototypes and later steps refine it into a
+    logistic regression. Deterministic; does not modify ``model`` (its training flag is restored).
+    """
+    if not episodes:
+        return np.zeros(0)
+    was_training = model.training
+    try:
+        all_indices = episode_images(episodes)
+        feats = nn.functional.normalize(features_of(model, dataset, all_indices, device).float(), dim=1)
+    finally:
+        model.train(was_training)
+    accuracies = []
+    for e, (s, y, q, q_labels) in zip(episodes, episode_tensors(episodes, all_indices, feats.device)):
+        n_way = len(e.class_ids)
+        s, q = feats[s], feats[q]
+        weight = torch.zeros(n_way, feats.shape[1], device=feats.device, requires_grad=True)
+        bias = torch.zeros(n_way, device=feats.device, requires_grad=True)
+        optimizer = torch.optim.SGD([weight, bias], lr=lr, momentum=0.9)
+        with torch.enable_grad():
+            for _ in range(steps):
+                loss = nn.functional.cross_entropy(s @ weight.T + bias, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            pred = (q @ weight.T + bias).argmax(dim=1)
+            accuracies.append((pred == q_labels).float().mean())
+    return torch.stack(accuracies).cpu().numpy().astype(np.float64)

@@ -1,19 +1,32 @@
-"""Which worker am I, which device do I use, how many threads, how memory is kept: the
-per-process facts of a run.
+"""The SCOOP layer: how work is spread, and the per-process facts of a run.
+
+- the map DEAP's toolbox gets (:func:`parallel_map`): SCOOP's, with a watchdog for dead workers
+  and futures the broker does not lose (:func:`run_visible`), or the builtin ``map``;
+- constants shared once with every worker (:func:`share_constant`, :func:`shared_constant`);
+- which worker am I, which device do I use, how many threads, how memory is kept.
 
 Under ``python -m scoop -n N ...`` a run has N processes (the origin, which also evaluates, and
 N - 1 workers); outside SCOOP it has one. SCOOP 0.7.2 gives a process no index, so
 :func:`local_worker_slot` makes one up: the first free slot of this run on this host, claimed
-with a Linux abstract unix socket. Nothing here imports torch or needs a GPU.
+with a Linux abstract unix socket. Only :func:`worker_device` imports torch.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
+import itertools
 import os
+import pickle
 import socket
+import sys
+import threading
+import time
 
-__all__ = ["scoop_running", "worker_count", "local_worker_slot", "worker_index", "available_cores", "default_threads",
-           "keep_freed_memory"]
+from ._scoop_module_hook import record_exit_status
+
+__all__ = ["scoop_running", "worker_count", "local_worker_slot", "worker_index", "worker_device", "available_cores",
+           "default_threads", "keep_freed_memory", "run_visible", "watched_scoop_map", "parallel_map",
+           "share_constant", "shared_constant"]
 
 # Upper bound on the processes of one run on one host; far above any real worker count.
 MAX_SLOTS = 4096
@@ -78,9 +91,16 @@ def local_worker_slot() -> int:
 def worker_index() -> int:
     """Index of this process among the run's processes on this host (0 outside SCOOP).
 
-    It picks the GPU: ``cuda:{worker_index() % GPU count}`` (see ``fitness.worker_device``).
+    It picks the GPU: ``cuda:{worker_index() % GPU count}`` (see :func:`worker_device`).
     """
     return local_worker_slot() if scoop_running() else 0
+
+
+def worker_device(device: str = "auto"):
+    """This process's torch device: ``cuda:{worker index % GPUs}`` under SCOOP, else ``cuda:0`` or CPU."""
+    from .training import resolve_device
+
+    return resolve_device(device, worker_index())
 
 
 def available_cores() -> int:
@@ -132,3 +152,105 @@ def keep_freed_memory() -> bool:
     mallopt.restype = ctypes.c_int
     settings = ((_M_TOP_PAD, _KEEP_BYTES), (_M_TRIM_THRESHOLD, _KEEP_BYTES), (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX))
     return all([bool(mallopt(option, value)) for option, value in settings])
+
+
+# ------------------------------------------------------------------ spreading work
+
+class _StatusEntry:
+    """Stands for a running future in SCOOP's status reports, under the id the broker looks up."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, future_id):
+        self.id = pickle.dumps(future_id, pickle.HIGHEST_PROTOCOL)
+
+
+def run_visible(function, item):
+    """``function(item)`` as a SCOOP future that the broker does not declare lost while it runs.
+
+    SCOOP 0.7.2's broker records a future it hands to a worker under its *pickled* id, and a
+    waiting origin asks about a future by its pickled id; but every 25 s the worker's status
+    report replaces that record with the *unpickled* ids of the futures it queues (not even the
+    one it runs). From a worker's first report on, the broker no longer recognises its futures:
+    an origin that waits at the end of a generation is told that the evaluations still running
+    there are lost, sends them out again, and computes them a second time ("Lost track of
+    future ... Resending it"). While ``function`` runs, this adds an entry with the pickled id
+    to the set the report is made from (``execQueue.inprogress``, which SCOOP only tests
+    membership of otherwise). The set is replaced, not changed in place, because the report
+    thread may be iterating over it.
+    """
+    from scoop import _control
+
+    queue, future = getattr(_control, "execQueue", None), getattr(_control, "current", None)
+    if queue is None or future is None:
+        return function(item)
+    entry = _StatusEntry(future.id)
+    queue.inprogress = queue.inprogress | {entry}
+    try:
+        return function(item)
+    finally:
+        queue.inprogress = queue.inprogress - {entry}
+
+
+RESUME_HINT = "the last finished generation is safe in checkpoints/latest.pkl: continue with --resume <run dir>."
+
+
+def watched_scoop_map(function, items, stall_timeout: float = 1800.0, hint: str = RESUME_HINT):
+    """SCOOP's ``futures.map`` with a watchdog: a silent stall ends the run instead of hanging.
+
+    SCOOP 0.7 waits forever for a future whose worker died. A watchdog thread ends this process
+    (exit status 1, message on stderr) when no result arrives for ``stall_timeout`` seconds; the
+    last checkpoint is safe since checkpoints are never written while evaluations run. The map
+    itself stays SCOOP's blocking one, in which the origin process evaluates too.
+    """
+    from scoop import futures
+
+    last_progress = [time.monotonic()]
+    done = threading.Event()
+
+    def watch():
+        while not done.wait(min(5.0, stall_timeout / 4)):
+            if time.monotonic() - last_progress[0] > stall_timeout:
+                message = (f"error: no evaluation finished for {stall_timeout:.0f} s, so a SCOOP worker has "
+                           f"probably died; {hint}\n")
+                sys.stderr.write(message)
+                sys.stderr.flush()
+                sys.stdout.flush()
+                record_exit_status(1)  # the launcher exits with it (SCOOP's own status is 0)
+                os._exit(1)
+
+    watchdog = threading.Thread(target=watch, name="learngene-ea-watchdog", daemon=True)
+    watchdog.start()
+    try:
+        for result in futures.map(run_visible, itertools.repeat(function), items):
+            last_progress[0] = time.monotonic()
+            yield result
+    finally:
+        done.set()
+
+
+def parallel_map(stall_timeout: float = 1800.0, hint: str = RESUME_HINT):
+    """SCOOP's map (with a watchdog for dead workers) under SCOOP, the builtin ``map`` otherwise.
+
+    ``hint`` ends the watchdog's message: what the user still has and how to go on.
+    """
+    if scoop_running():
+        return functools.partial(watched_scoop_map, stall_timeout=stall_timeout, hint=hint)
+    return map
+
+
+def share_constant(key: str, value) -> None:
+    """Send ``value`` once to every SCOOP worker under ``key`` (SCOOP's shared constants)."""
+    from scoop import shared
+
+    shared.setConst(**{key: value})
+
+
+def shared_constant(key: str, timeout: float = 600.0):
+    """What the origin shared under ``key`` (waits up to ``timeout`` seconds for it)."""
+    from scoop import shared
+
+    value = shared.getConst(key, timeout=timeout)
+    if value is None:
+        raise RuntimeError(f"shared constant {key} never reached this SCOOP worker")
+    return value

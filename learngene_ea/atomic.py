@@ -1,0 +1,62 @@
+"""Writing files so that a kill at any instant leaves the old file or the new one, never half.
+
+At the bottom of the package: it imports nothing of it, and every module that writes a user's
+file (checkpoints, learngenes, reports, the resolved recipe) writes through it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+# Fault injection for the crash-safety tests: SIGKILL this process halfway through writing
+# the file of that name (e.g. "gen_0002.pkl"). Unset in normal use.
+_KILL_DURING_WRITE = "LEARNGENE_EA_TEST_KILL_DURING_WRITE"
+
+
+def _die_halfway(f, data: bytes) -> None:
+    import signal
+
+    f.write(data[: len(data) // 2])
+    f.flush()
+    os.fsync(f.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if os.environ.get(_KILL_DURING_WRITE) == os.path.basename(path):
+                _die_halfway(f, data)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

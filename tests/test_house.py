@@ -1,0 +1,102 @@
+"""The house stays small-roomed: no import cycle in the package, no module past 400 lines, a short README."""
+import ast
+import os
+
+import pytest
+
+from conftest import ROOT
+
+MAX_MODULE_LINES = 400
+MAX_README_CHARS = 20_000
+
+
+def modules(package):
+    """``{dotted module name: file path}`` for every .py file of a top-level folder."""
+    found = {}
+    for folder, _, files in os.walk(os.path.join(ROOT, package)):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                dotted = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                found[dotted.removesuffix(".__init__")] = path
+    return found
+
+
+def imported_modules(name, path, known):
+    """Package modules that module ``name`` imports anywhere in its file (inside functions too)."""
+    is_package = path.endswith("__init__.py")
+    targets = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = name.split(".")
+                parent = parent if is_package else parent[:-1]
+                parent = parent[:len(parent) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            candidates = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for candidate in candidates:
+            while candidate and candidate not in known:  # learngene_ea.x.func -> learngene_ea.x
+                candidate = candidate.rpartition(".")[0]
+            if candidate and candidate != name:
+                targets.add(candidate)
+    # a package importing its own submodules, or a submodule its package, runs no cycle of code
+    return {t for t in targets if not t.startswith(name + ".") and not name.startswith(t + ".")}
+
+
+def import_cycle(graph):
+    """One import cycle of ``graph`` as a list of modules, or ``None``."""
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                return path[path.index(target):] + [target]
+            if target not in state:
+                found = visit(target, path + [target])
+                if found:
+                    return found
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start, [start])
+            if found:
+                return found
+    return None
+
+
+def package_graph():
+    known = modules("learngene_ea")
+    return {name: imported_modules(name, path, known) for name, path in known.items()}
+
+
+def test_the_package_has_no_import_cycle():
+    assert import_cycle(package_graph()) is None
+
+
+def test_the_cycle_finder_finds_a_cycle_through_an_import_inside_a_function():
+    graph = package_graph()
+    graph["learngene_ea.atomic"] = graph["learngene_ea.atomic"] | {"learngene_ea.checkpoint"}
+    cycle = import_cycle(graph)
+    assert cycle[0] == cycle[-1] and {"learngene_ea.atomic", "learngene_ea.checkpoint"} <= set(cycle)
+    known = modules("learngene_ea")
+    assert "learngene_ea.atomic" in imported_modules("learngene_ea.learngene", known["learngene_ea.learngene"],
+                                                     known)  # its import sits inside Learngene.save
+
+
+@pytest.mark.parametrize("package", ["learngene_ea", "bench"])
+def test_no_module_is_longer_than_400_lines(package):
+    lengths = {name: sum(1 for _ in open(path, encoding="utf-8")) for name, path in modules(package).items()}
+    assert {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_the_readme_is_a_guide_of_at_most_20000_characters():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        assert len(f.read()) <= MAX_README_CHARS
