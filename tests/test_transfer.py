@@ -62,8 +62,8 @@ def transfer_run(tmp_path_factory):
 
     logs, kept_memory = [], []
     patch = pytest.MonkeyPatch()
-    patch.setattr(transfer, "evaluate_method", recording_evaluate)
-    patch.setattr(transfer, "finetune_and_score", recording_finetune)
+    patch.setattr(transfer.jobs, "evaluate_method", recording_evaluate)  # where the callers look them up
+    patch.setattr(transfer.finetune, "finetune_and_score", recording_finetune)
     patch.setattr(fitness, "keep_freed_memory", lambda: kept_memory.append(True) or True)
     try:
         results = transfer.run_transfer(cfg, path, str(folder / "out"), descendants=["conv4@0.5"], log=logs.append)
@@ -187,8 +187,8 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
 
     monkeypatch.setattr(training, "make_batch", recording_make_batch)
     monkeypatch.setattr(fitness, "sample_task", recording_sample_task)
-    monkeypatch.setattr(transfer, "transfer_after_run", flagged_transfer_after_run)
-    monkeypatch.setattr(transfer, "pretrain_network",  # pre-training has its own test; keep this one fast
+    monkeypatch.setattr(transfer, "transfer_after_run", flagged_transfer_after_run)  # run.py imports it from here
+    monkeypatch.setattr(transfer.pretrain, "pretrain_network",  # pre-training has its own test; keep this one fast
                         lambda cfg, dataset, family, width, in_channels, device: (
                             build_model(family, width, in_channels, 64, seed=0), {"steps": 0, "final_loss": 0.0,
                                                                                    "seconds": 0.0}))
@@ -208,8 +208,8 @@ def test_the_end_of_run_transfer_takes_every_core_unless_threads_are_set(monkeyp
     from learngene_ea.workers import available_cores
 
     seen = []
-    monkeypatch.setattr(transfer, "run_transfer", lambda *a, **k: seen.append(torch.get_num_threads()) or {})
-    monkeypatch.setattr(transfer, "markdown_table", lambda results: "")
+    monkeypatch.setattr(transfer.pipeline, "run_transfer", lambda *a, **k: seen.append(torch.get_num_threads()) or {})
+    monkeypatch.setattr(transfer.pipeline, "markdown_table", lambda results: "")
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)  # what a SCOOP origin has during the evolution on this machine
@@ -353,7 +353,7 @@ def test_the_pretrained_network_is_cached_and_retrained_when_its_keys_change(tra
         calls.append(args)
         return build_model("conv4", 0.25, 3, 64), {"steps": 0, "final_loss": 0.0, "seconds": 0.0}
 
-    monkeypatch.setattr(transfer, "pretrain_network", fake_pretrain)
+    monkeypatch.setattr(transfer.pretrain, "pretrain_network", fake_pretrain)
     other = load_config(None, transfer_overrides(**{"transfer.pretrain_epochs": 2}))
     _, info = transfer.load_or_pretrain(other, tiny_dataset, "conv4", 0.25, 3, copy, "cpu", logs.append)
     assert len(calls) == 1 and not info["reused"]
@@ -535,3 +535,13 @@ def test_a_worker_rebuilds_the_methods_from_the_shared_context(job_setup, monkey
         for record in (worker, origin):
             record.pop("seconds")
         assert worker == origin, method.name
+
+
+def test_an_episode_job_is_sent_to_workers_by_its_importable_module_path():
+    """SCOOP pickles the job function by reference: it must resolve in any process, whichever module
+    (``-m learngene_ea.transfer`` or ``learngene_ea.run``) started the origin."""
+    import pickle
+
+    data = pickle.dumps(transfer.evaluate_episode_job)
+    assert b"learngene_ea.transfer.jobs" in data and b"__main__" not in data
+    assert pickle.loads(data) is transfer.evaluate_episode_job

@@ -1,0 +1,77 @@
+"""Downstream transfer: does a descendant that inherits the learngene learn unseen classes better?
+
+``python -m learngene_ea.transfer --learngene runs/<name>/learngene.pt`` evaluates on *test*
+classes, in three kinds of setting: N-way K-shot episodes for every ``transfer.shots`` value and
+a "limited data" setting with ``transfer.limited_data`` support images per class. In every
+episode each method starts from a fresh descendant, gets its transferred weights, a new N-way
+head, fine-tunes on the support set and is scored on the query set. Methods (rows):
+
+- ``scratch``: nothing transferred (random initialisation);
+- ``pretrained``: the whole network of the recipe's family/width trained on all training
+  classes (cached as ``pretrained.pt`` next to the learngene), every gene layer transferred;
+- ``random-learngene``: random channels of the pre-trained network, as many per mask group as
+  the learngene keeps (a new random choice per episode, seeded by the episode);
+- ``l1-learngene``: the pre-trained network's channels with the largest filter L1 norm, as many
+  per mask group as the learngene keeps (what plain magnitude pruning of the ancestry gives,
+  with no evolution: the learngene must beat it to be worth evolving);
+- ``layerwise``: whole gene layers of the pre-trained network from the input side, as many as
+  come closest to the learngene's parameter count (the style of earlier learngene work);
+- ``instincts``: the learngene descendant with no update at all (nearest-centroid on the
+  support set, ``fitness.metric``);
+- ``learngene``: the learngene written into the descendant;
+- per ``--descendants`` item (``family@width``): ``learngene`` and ``scratch`` rows for that
+  architecture (scalability).
+
+Fairness: all methods see exactly the same episodes (support and query indices) and, per
+episode, the same initialisation seed (so parts that are not transferred, and the head, are
+bit-identical across methods of one architecture) and the same fine-tuning seed (batch order
+and augmentation). Fine-tuning: ``transfer.steps`` steps of ``transfer.optimizer`` (SGD with
+momentum 0.9, or Adam) at a constant ``transfer.lr``, weight decay ``transfer.weight_decay``,
+batches of up to ``transfer.batch_size`` support images with light augmentation (random crop
+with 4-pixel padding + horizontal flip; ``transfer.augment``), every parameter trained and
+BatchNorm in training mode; the query set is scored in evaluation mode.
+
+Defaults are sized for a CPU (20 episodes x 60 steps per setting, 3 pre-training epochs); the
+community standard is 600 episodes, e.g. ``--set transfer.episodes=600`` on a GPU. Under SCOOP
+(``python -m scoop -n 8 -m learngene_ea.transfer ...``, or at the end of a run under SCOOP) every
+(method, setting, episode) is one job for any process; the numbers are the same as in one process.
+Outputs (atomic writes): ``transfer.json`` (every number), ``transfer.md`` (the table),
+``transfer.png`` (bar chart with 95% CI error bars).
+
+The package keeps one job per module, in the order of a transfer run: ``descendants`` (the
+networks a learngene is written into), ``episodes`` (settings, episodes and their seeds),
+``baselines`` (the rows), ``finetune`` (one row on one episode), ``pretrain`` (the cached
+pre-trained network), ``report`` (paired differences, table, chart, files), ``jobs`` (every row
+on every setting, in one process or over SCOOP), ``pipeline`` (:func:`run_transfer`) and ``cli``
+(``python -m learngene_ea.transfer``). Each imports only those before it, never this package.
+"""
+from __future__ import annotations
+
+from ..learngene import load_learngene
+from ..training import finetune_head_accuracies
+from .baselines import Method, baseline_methods, layerwise_layers, random_masks_like, top_l1_masks_like
+from .cli import main
+from .descendants import build_descendant, check_descendant, copy_gene_layers, parse_descendant, transferred_params
+from .episodes import Setting, episode_digest, make_settings
+from .finetune import evaluate_episode, evaluate_method, finetune_and_score, summarise_episodes
+from .jobs import evaluate_episode_job, evaluate_transfer, share_transfer_context
+from .pipeline import run_transfer, transfer_after_run
+from .pretrain import load_or_pretrain, pretrain_network
+from .report import add_paired_differences, markdown_table, plot_transfer, write_reports
+
+# Importable from here as before the package was split, though not part of __all__.
+from .cli import parse_args, resolve_config  # noqa: F401
+from .descendants import arch_label  # noqa: F401
+from .episodes import episode_finetune_seed, episode_init_seed  # noqa: F401
+from .pipeline import FORMAT, check_compatible, check_unseen_classes, seen_test_classes  # noqa: F401
+from .pretrain import (PRETRAINED_FILE, PRETRAINED_FORMAT, cpu_state, pretrain_key,  # noqa: F401
+                       pretrained_from_state)
+
+__all__ = [
+    "load_learngene", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
+    "copy_gene_layers", "layerwise_layers", "random_masks_like", "top_l1_masks_like", "Setting", "make_settings",
+    "episode_digest", "Method", "baseline_methods", "evaluate_episode", "summarise_episodes", "evaluate_method",
+    "evaluate_transfer", "share_transfer_context", "evaluate_episode_job", "add_paired_differences",
+    "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "run_transfer",
+    "transfer_after_run", "markdown_table", "plot_transfer", "write_reports", "main",
+]

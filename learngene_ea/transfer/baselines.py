@@ -1,0 +1,127 @@
+"""Baselines: the rows of the transfer table, each a way to fill a fresh descendant.
+
+A :class:`Method` says which architecture a row uses and what it writes into the freshly
+initialised descendant of every episode: nothing (``scratch``), the pre-trained network's gene
+layers (``pretrained``, ``layerwise``), pre-trained channels chosen like the learngene's
+(``random-learngene``, ``l1-learngene``), or the learngene itself (``learngene``,
+``instincts``). :func:`baseline_methods` lists the rows of one table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..learngene import Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene
+from ..models import ArchSpec, Backbone
+from ..operators import keep_top_channels
+from .descendants import arch_label, copy_gene_layers, transferred_params
+from .episodes import episode_mask_seed
+
+
+@dataclass
+class Method:
+    """One row of the table: how a fresh descendant gets its transferred weights.
+
+    ``transfer(model, episode_seed)`` writes into the freshly initialised descendant and returns
+    the number of parameters transferred. ``finetune=False`` scores the descendant's prototypes
+    on the support set with no update at all (``instincts``).
+    """
+
+    name: str
+    family: str
+    width: float
+    transfer: Callable[[Backbone, int], int]
+    finetune: bool = True
+    note: str = ""
+
+    @property
+    def arch(self) -> str:
+        return arch_label(self.family, self.width)
+
+
+def layerwise_layers(spec: ArchSpec, budget: int) -> list[str]:
+    """Whole gene layers from the input side whose total is closest to ``budget`` (at least one)."""
+    best, best_gap, total = [], None, 0
+    for i, layer in enumerate(spec.layers):
+        total += layer.num_params()
+        gap = abs(total - budget)
+        if best_gap is None or gap < best_gap:
+            best, best_gap = [l.name for l in spec.layers[:i + 1]], gap
+    return best
+
+
+def top_l1_masks_like(learngene: Learngene, network: Backbone) -> dict[str, np.ndarray]:
+    """``network``'s channels of largest filter L1 norm, as many per mask group as ``learngene`` keeps."""
+    full = full_masks(network.spec)
+    scores = channel_importance(extract_learngene(network, full), "l1")
+    return {group: keep_top_channels(full[group], scores[group], int(learngene.masks[group].sum()))
+            for group, _ in learngene.spec.groups}
+
+
+def random_masks_like(learngene: Learngene, seed: int) -> dict[str, np.ndarray]:
+    """Random channels with as many kept per mask group as ``learngene`` keeps."""
+    rng = np.random.default_rng(seed)
+    masks = {}
+    for group, size in learngene.spec.groups:
+        mask = np.zeros(size, dtype=bool)
+        mask[rng.choice(size, size=int(learngene.masks[group].sum()), replace=False)] = True
+        masks[group] = mask
+    return masks
+
+
+def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descendants=()) -> list[Method]:
+    """The rows of a transfer table: baselines, learngene, and scalability descendants.
+
+    ``pretrained`` (the full network of the learngene's architecture trained on all training
+    classes) feeds ``pretrained``, ``random-learngene``, ``l1-learngene`` and ``layerwise``; with ``None`` those
+    rows are left out. ``descendants``: ``(family, width)`` pairs, each adding ``learngene`` and
+    ``scratch`` rows for that architecture.
+    """
+    family, width = learngene.family, learngene.width
+
+    def nothing(model, episode_seed):
+        return 0
+
+    def inherit(model, episode_seed, lg=learngene):
+        written = inherit_learngene(model, lg)
+        return transferred_params(model.spec, written)
+
+    methods = [Method("scratch", family, width, nothing, note="random initialisation")]
+    if pretrained is not None:
+        all_layers = [layer.name for layer in pretrained.spec.layers]
+        budget_layers = layerwise_layers(pretrained.spec, learngene.num_params)
+
+        def whole(model, episode_seed):
+            return copy_gene_layers(pretrained, model, all_layers)
+
+        def random_channels(model, episode_seed):
+            masks = random_masks_like(learngene, episode_mask_seed(episode_seed))
+            return inherit(model, episode_seed, extract_learngene(pretrained, masks))
+
+        top_l1 = extract_learngene(pretrained, top_l1_masks_like(learngene, pretrained))
+
+        def l1_channels(model, episode_seed):
+            return inherit(model, episode_seed, top_l1)
+
+        def layerwise(model, episode_seed):
+            return copy_gene_layers(pretrained, model, budget_layers)
+
+        methods += [
+            Method("pretrained", family, width, whole, note="all gene layers of the pre-trained network"),
+            Method("random-learngene", family, width, random_channels,
+                   note="random pre-trained channels, as many per group as the learngene"),
+            Method("l1-learngene", family, width, l1_channels,
+                   note="pre-trained channels of largest L1 norm, as many per group as the learngene"),
+            Method("layerwise", family, width, layerwise,
+                   note="whole pre-trained gene layers from the input: " + ", ".join(budget_layers)),
+        ]
+    methods += [
+        Method("instincts", family, width, inherit, finetune=False, note="learngene descendant, no update"),
+        Method("learngene", family, width, inherit, note="the learngene"),
+    ]
+    for d_family, d_width in descendants:
+        methods += [Method("scratch", d_family, d_width, nothing, note="scalability: random initialisation"),
+                    Method("learngene", d_family, d_width, inherit, note="scalability: learngene inherited")]
+    return methods

@@ -1,0 +1,81 @@
+"""The command line: ``python -m learngene_ea.transfer --learngene runs/<name>/learngene.pt [options]``.
+
+A mistake the user can fix (missing file, bad recipe key, incompatible learngene) is one
+sentence on stderr and exit code 2 (``--debug`` shows the traceback instead); an interrupted
+evaluation exits 130 without a report.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .. import config as config_module
+from ..config import Config
+from ..errors import UserError
+from .pipeline import run_transfer
+from .report import markdown_table
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line's options (``argv``, default ``sys.argv[1:]``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m learngene_ea.transfer",
+        description="Evaluate a learngene on test-class few-shot episodes against scratch, pre-trained, "
+                    "random-learngene, top-L1 learngene, layer-wise and no-update baselines (same episodes and seeds).")
+    parser.add_argument("--learngene", required=True, help="learngene.pt written by a run")
+    parser.add_argument("--config", help="recipe YAML (default: config.yaml next to the learngene, else "
+                                         "genomes/default.yaml, else the built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a recipe key (repeatable), e.g. --set transfer.episodes=600")
+    parser.add_argument("--out", help="folder for transfer.json/.md/.png (default: the learngene's folder)")
+    parser.add_argument("--descendants", nargs="+", metavar="FAMILY@WIDTH",
+                        help="scalability descendants, e.g. conv4@2.0 conv6 vgg11@0.5 "
+                             "(default: transfer.descendants)")
+    parser.add_argument("--allow-seen-classes", action="store_true",
+                        help="evaluate even on test classes the learngene's evolution trained or validated on")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, log lines only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args) -> Config:
+    """The recipe: --config, else the run's config.yaml, else genomes/default.yaml, else defaults."""
+    path = args.config
+    if path is None:
+        beside = os.path.join(os.path.dirname(os.path.abspath(args.learngene)), "config.yaml")
+        if os.path.isfile(beside):
+            path = beside
+        elif os.path.isfile(config_module.DEFAULT_RECIPE):
+            path = config_module.DEFAULT_RECIPE
+    return config_module.load_config(path, args.overrides)
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit status (0; 2 for a user error; 130 when interrupted)."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = parse_args(argv)
+        if not os.path.isfile(args.learngene):
+            raise UserError(f"Learngene file {args.learngene!r} does not exist; pass the learngene.pt of a "
+                            "finished run (runs/<name>/learngene.pt).")
+        cfg = resolve_config(args)
+        progress = None
+        if not args.quiet:
+            from tqdm import tqdm
+
+            def progress(iterable, total, desc):
+                return tqdm(iterable, total=total, desc=desc, unit="episode", leave=False, file=sys.stderr)
+        results = run_transfer(cfg, args.learngene, args.out, args.descendants, log=print, progress=progress,
+                               allow_seen_classes=args.allow_seen_classes)
+        print(markdown_table(results))
+        return 0
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no transfer report was written.", file=sys.stderr)
+        return 130

@@ -1,0 +1,129 @@
+"""Every row on every setting: in this process, or as one SCOOP job per (method, setting, episode).
+
+Under SCOOP the origin shares one context (recipe, learngene, pre-trained weights) with every
+worker once, through SCOOP's shared constants; each job is then four small values. A process
+rebuilds the dataset, episodes and methods from the context on its first job and keeps them.
+Since every episode record depends only on the episode's seeds, the rows are the same whichever
+process computed which job.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+
+from ..config import Config
+from ..data import load_dataset
+from ..data.base import FewShotDataset
+from ..fitness import configure_process
+from ..learngene import Learngene
+from ..models import Backbone
+from ..workers import scoop_running, share_constant, shared_constant, worker_device
+from .baselines import Method, baseline_methods
+from .episodes import Setting, make_settings
+from .finetune import evaluate_episode, evaluate_method, summarise_episodes
+from .pretrain import cpu_state, pretrained_from_state
+from .report import add_paired_differences
+
+_CONTEXT_IDS = itertools.count()
+_CONTEXTS: dict = {}  # context key -> (cfg, dataset, settings, methods, device, in_channels) in this process
+
+
+def _new_row(method: Method) -> dict:
+    return {"method": method.name, "arch": method.arch, "family": method.family, "width": method.width,
+            "fine_tuned": method.finetune, "note": method.note, "results": {}}
+
+
+def _record_result(row: dict, setting: Setting, result: dict, log) -> None:
+    row["results"][setting.name] = result
+    row.update(params=result["params"], gene_params=result["gene_params"], fraction=result["fraction"])
+    log(f"  {row['method']:16s} {row['arch']:12s} {setting.name:11s} {100 * result['mean']:5.1f} "
+        f"± {100 * result['ci95']:4.1f}  ({result['seconds']:.1f}s)")
+
+
+def evaluate_transfer(methods: list[Method], dataset: FewShotDataset, settings: list[Setting], tcfg,
+                      in_channels: int, device, metric: str = "cosine", log=print, progress=None,
+                      map_function=None, context_key: str | None = None) -> list[dict]:
+    """Every method on every setting (the same episodes for all); one row dict per method.
+
+    With ``map_function`` (SCOOP's map), every (method, setting, episode) is one job spread over
+    the workers, which rebuild the methods from the context shared under ``context_key`` (see
+    :func:`share_transfer_context`); the rows are the same as in this process alone.
+    """
+    if map_function is not None:
+        return _evaluate_transfer_jobs(methods, settings, log, progress, map_function, context_key)
+    rows = []
+    for method in methods:
+        row = _new_row(method)
+        for setting in settings:
+            bar = None
+            if progress is not None:
+                def bar(items, _m=method, _s=setting):
+                    return progress(items, total=len(_s.episodes), desc=f"{_m.name} [{_m.arch}] {_s.name}")
+            _record_result(row, setting, evaluate_method(method, dataset, setting, tcfg, in_channels, device,
+                                                         metric, bar), log)
+        rows.append(row)
+    add_paired_differences(rows)
+    return rows
+
+
+def new_context_key() -> str:
+    """A fresh key for :func:`share_transfer_context`, unique to this process and evaluation."""
+    return f"learngene_ea_transfer_{os.getpid()}_{next(_CONTEXT_IDS)}"
+
+
+def share_transfer_context(key: str, cfg: Config, learngene: Learngene, pretrained: Backbone | None,
+                           descendants, local: tuple) -> None:
+    """Make ``key`` resolvable by :func:`evaluate_episode_job` here (``local``) and on SCOOP workers."""
+    _CONTEXTS[key] = local
+    if scoop_running():
+        state = None if pretrained is None else cpu_state(pretrained)
+        share_constant(key, {"config": cfg, "learngene": learngene, "pretrained": state,
+                             "descendants": list(descendants)})
+
+
+def forget_transfer_context(key: str | None) -> None:
+    """Free what this process keeps under ``key`` (the evaluation is over); nothing if it keeps nothing."""
+    _CONTEXTS.pop(key, None)
+
+
+def _context(key: str) -> tuple:
+    if key not in _CONTEXTS:
+        shared_context = shared_constant(key)
+        cfg, learngene = shared_context["config"], shared_context["learngene"]
+        configure_process(cfg.runtime)
+        device = worker_device(cfg.runtime.device)
+        dataset = load_dataset(cfg.data)
+        pretrained = None
+        if shared_context["pretrained"] is not None:
+            pretrained = pretrained_from_state(shared_context["pretrained"], learngene.family, learngene.width,
+                                               learngene.in_channels, dataset, device).eval()
+        methods = baseline_methods(learngene, pretrained, shared_context["descendants"])
+        _CONTEXTS.clear()  # one transfer evaluation at a time: free the previous one
+        _CONTEXTS[key] = (cfg, dataset, make_settings(cfg.transfer, dataset), methods, device, learngene.in_channels)
+    return _CONTEXTS[key]
+
+
+def evaluate_episode_job(job: tuple) -> dict:
+    """``(context key, method index, setting index, episode index)`` -> :func:`evaluate_episode`'s record."""
+    key, m, s, e = job
+    cfg, dataset, settings, methods, device, in_channels = _context(key)
+    return evaluate_episode(methods[m], dataset, settings[s], e, cfg.transfer, in_channels, device,
+                            cfg.fitness.metric)
+
+
+def _evaluate_transfer_jobs(methods, settings, log, progress, map_function, key) -> list[dict]:
+    jobs = [(key, m, s, e) for m in range(len(methods)) for s, setting in enumerate(settings)
+            for e in range(len(setting.episodes))]
+    results = map_function(evaluate_episode_job, jobs)
+    if progress is not None:
+        results = progress(results, total=len(jobs), desc="transfer episodes")
+    records = dict(zip((job[1:] for job in jobs), results))  # (method, setting, episode) -> record
+    rows = []
+    for m, method in enumerate(methods):
+        row = _new_row(method)
+        for s, setting in enumerate(settings):
+            _record_result(row, setting, summarise_episodes([records[m, s, e] for e in range(len(setting.episodes))]),
+                           log)
+        rows.append(row)
+    add_paired_differences(rows)
+    return rows

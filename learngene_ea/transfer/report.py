@@ -1,0 +1,133 @@
+"""Reports: paired differences between rows, the markdown table, the bar chart and the report files.
+
+Everything here works on the plain results dict that ``transfer.json`` holds, so a saved
+report can be redrawn without evaluating anything again.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+
+from ..atomic import atomic_write_bytes, atomic_write_text
+from ..sampling import mean_and_ci95
+
+
+def add_paired_differences(rows: list[dict]) -> None:
+    """Add ``results[setting]["paired"][other method]`` to every row: the per-episode difference.
+
+    All rows of one architecture were scored on the same episodes with the same seeds, so the
+    right comparison is paired: mean and 95% CI of ``accuracy(row) - accuracy(other)`` over
+    episodes, plus how many episodes the row won. Only rows of the same architecture are paired.
+    """
+    for row in rows:
+        for name, result in row["results"].items():
+            paired = {}
+            for other in rows:
+                if other is row or other["arch"] != row["arch"] or name not in other["results"]:
+                    continue
+                diff = np.asarray(result["accuracies"]) - np.asarray(other["results"][name]["accuracies"])
+                mean, ci95 = mean_and_ci95(diff)
+                paired[other["method"]] = {"mean": mean, "ci95": ci95, "wins": int((diff > 0).sum()),
+                                           "losses": int((diff < 0).sum()), "episodes": int(diff.size)}
+            result["paired"] = paired
+
+
+def markdown_table(results: dict) -> str:
+    """The paper-ready table: rows methods, columns settings (``acc ± ci`` in %), params column."""
+    settings = results["settings"]
+    info = results["evaluation"]
+    lg = results["learngene"]
+    lines = [
+        f"### Transfer to test classes: {lg['family']} x{lg['width']:g} learngene "
+        f"({lg['num_params']:,} parameters, {100 * lg['fraction']:.1f}% of its gene layers)",
+        "",
+        f"Dataset `{results['dataset']['name']}` ({results['dataset']['test_classes']} test classes); "
+        f"{info['episodes']} episodes per setting, {info['n_query']} queries per class; fine-tuning "
+        f"{info['steps']} steps of {info['optimizer']} (lr {info['lr']:g}"
+        f"{', crop+flip' if info['augment'] else ''}). Mean query accuracy (%) ± 95% CI.",
+        "",
+        "| Method | Descendant | Params transferred | " + " | ".join(s["label"] for s in settings) + " |",
+        "|:--|:--|--:|" + "--:|" * len(settings),
+    ]
+    for row in results["rows"]:
+        cells = []
+        for s in settings:
+            r = row["results"][s["name"]]
+            cells.append(f"{100 * r['mean']:.1f} ± {100 * r['ci95']:.1f}")
+        name = row["method"] + ("" if row["fine_tuned"] else " (no update)")
+        lines.append(f"| {name} | {row['arch']} | {row['params']:,} ({100 * row['fraction']:.1f}%) | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Params transferred: conv sub-kernels + BatchNorm affine parameters written into the "
+              "descendant, and their share of the descendant's gene-layer parameters. Every method saw the "
+              "same episodes and, per episode, the same initialisation and fine-tuning seeds."]
+    comparisons = [(row, ref) for row in results["rows"] for ref in ("scratch", "random-learngene", "l1-learngene")
+                   if row["method"] != ref and (row["method"] == "learngene" or ref == "scratch")
+                   and ref in row["results"][settings[0]["name"]].get("paired", {})]
+    if comparisons:
+        lines += ["", "Paired differences on the same episodes (percentage points, mean ± 95% CI; episodes won):", "",
+                  "| Comparison | Descendant | " + " | ".join(s["label"] for s in settings) + " |",
+                  "|:--|:--|" + "--:|" * len(settings)]
+        for row, ref in comparisons:
+            cells = []
+            for s in settings:
+                d = row["results"][s["name"]]["paired"][ref]
+                cells.append(f"{100 * d['mean']:+.1f} ± {100 * d['ci95']:.1f} ({d['wins']}/{d['episodes']})")
+            lines.append(f"| {row['method']} − {ref} | {row['arch']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_transfer(results: dict, path: str | os.PathLike) -> None:
+    """Grouped bar chart: one group per setting, one bar per row, 95% CI error bars (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = results["settings"]
+    rows = results["rows"]
+    main_arch = rows[0]["arch"] if rows else ""
+    fig, ax = plt.subplots(figsize=(max(7.5, 3.2 + 0.3 * len(rows) * len(settings)), 4.2), dpi=110)
+    width = 0.8 / max(1, len(rows))
+    cmap = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
+    x = np.arange(len(settings))
+    for i, row in enumerate(rows):
+        means = [100 * row["results"][s["name"]]["mean"] for s in settings]
+        cis = [100 * row["results"][s["name"]]["ci95"] for s in settings]
+        label = row["method"] + ("" if row["arch"] == main_arch else f" [{row['arch']}]")
+        ax.bar(x - 0.4 + width * (i + 0.5), means, width, yerr=cis, capsize=2, color=cmap(i % cmap.N),
+               label=label, edgecolor="black", linewidth=0.3)
+    chance = 100.0 / results["evaluation"]["n_way"]
+    ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set_xticks(x, [s["label"] for s in settings])
+    ax.set_ylabel("query accuracy (%), 95% CI")
+    ax.set_ylim(0, 100)
+    lg = results["learngene"]
+    ax.set_title(f"Transfer to test classes ({results['dataset']['name']}): "
+                 f"{lg['family']} x{lg['width']:g} learngene, {100 * lg['fraction']:.0f}% of parameters",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def write_reports(results: dict, out_dir: str) -> dict[str, str]:
+    """``transfer.json``, ``transfer.md`` and ``transfer.png`` in ``out_dir``; return their paths."""
+    paths = {name: os.path.join(out_dir, f"transfer.{name}") for name in ("json", "md", "png")}
+    atomic_write_text(paths["json"], json.dumps(results, indent=1, default=_json_default) + "\n")
+    atomic_write_text(paths["md"], markdown_table(results))
+    plot_transfer(results, paths["png"])
+    return paths
