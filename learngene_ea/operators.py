@@ -59,9 +59,9 @@ def shrink_schedule(generation, target_fraction, generations, kind="geometric", 
     from ``start`` to the target; both stay at the target from ``generations`` on. ``none``:
     the target right away.
     """
-    if kind == "none":
-        return target_fraction
-    progress = min(max(generation, 0), generations) / generations
+    if kind == "none" or generation >= generations:
+        return target_fraction  # exactly: ``start + (target - start) * 1.0`` may round below it
+    progress = max(generation, 0) / generations
     if kind == "linear":
         return start + (target_fraction - start) * progress
     return start * (target_fraction / start) ** progress

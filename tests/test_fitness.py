@@ -1,0 +1,60 @@
+"""Fitness settings reach the scoring, and generation 0 is what ``ea.init_fraction`` asks for."""
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import tiny_overrides
+from learngene_ea.config import load_config
+from learngene_ea.evolve import new_state
+from learngene_ea.fitness import evaluate
+from learngene_ea.individual import fraction_of, individual_spec, masks_of, same_masks
+from learngene_ea.learngene import complete_circuits, learngene_fraction
+
+
+def first_of_generation_0(**overrides):
+    cfg = load_config(None, tiny_overrides(**overrides))
+    return new_state(cfg).population[0], cfg
+
+
+def accuracy(**overrides):
+    """The accuracy of the first generation-0 individual evaluated under ``overrides``."""
+    ind, cfg = first_of_generation_0(**overrides)
+    result = evaluate(ind, cfg)
+    assert "error" not in result.info, result.info.get("error")
+    assert result.fitness[1] == 1.0  # the whole network
+    assert result.info["accuracy"] == result.fitness[0]
+    return result.fitness[0]
+
+
+def test_a_finetuned_head_scores_the_individual_instead_of_prototypes():
+    prototype = accuracy()
+    finetuned = accuracy(**{"fitness.classifier": "finetune", "fitness.finetune_steps": 3})
+    # 3 episodes x 5 classes x 5 queries: an accuracy is a multiple of 1/75
+    assert 0.0 <= finetuned <= 1.0 and finetuned * 75 == pytest.approx(round(finetuned * 75))
+    assert finetuned != prototype  # the same trained descendant, scored another way
+    assert accuracy(**{"fitness.classifier": "finetune", "fitness.finetune_steps": 1}) != finetuned
+
+
+def test_init_fraction_makes_generation_0_random_masks_of_that_fraction():
+    cfg = load_config(None, tiny_overrides(**{"ea.init_fraction": 0.5}))
+    population = new_state(cfg).population
+    spec = individual_spec(population[0])
+    sizes = spec.group_sizes
+    assert len(set(sizes.values())) == 1  # conv4: equal groups keep equal counts
+    # the largest count per group whose fraction is at most 0.5
+    keep = max(k for k in range(1, max(sizes.values()) + 1)
+               if learngene_fraction(spec, {g: np.arange(n) < k for g, n in sizes.items()}) <= 0.5)
+    expected = learngene_fraction(spec, {g: np.arange(n) < keep for g, n in sizes.items()})
+    assert 0.4 < expected <= 0.5
+    for ind in population:
+        assert [int(m.sum()) for m in ind] == [keep] * len(sizes)
+        assert fraction_of(ind) == expected
+        assert complete_circuits(spec, masks_of(ind), cfg.ea.min_channels)
+        assert ind.learngene is None and ind.born == 0 and not ind.fitness.valid
+    assert not any(same_masks(a, b) for a, b in itertools.combinations(population, 2))
+
+
+def test_init_fraction_1_starts_from_the_whole_network():
+    population = new_state(load_config(None, tiny_overrides())).population
+    assert all(fraction_of(ind) == 1.0 and all(m.all() for m in ind) for ind in population)
