@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import sys
 import time
@@ -267,6 +268,10 @@ def run(args) -> int:
         from learngene_ea.transfer import transfer_after_run
 
         transfer_after_run(cfg, run_dir, log=log)
+    summary_path = outputs.path("summary.json")
+    if os.path.isfile(summary_path):  # the run's last write: learngene_ea.study never reruns a finished run
+        with open(summary_path, encoding="utf-8") as f:
+            write_json({**json.load(f), "finished": True}, summary_path)
     return 0
 
 
