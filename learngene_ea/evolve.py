@@ -338,6 +338,9 @@ def product_learngene(state: EvolutionState, cfg: Config):
         "fraction": float(lg.fraction), "num_params": int(lg.num_params), "reached_target": reached,
         "target_fraction": cfg.ea.target_fraction, "dataset": cfg.data.name, "seed": cfg.seed,
         "num_gene_params": individual_spec(ind).num_gene_params(),
+        # the compute behind it, in training images of every descendant of the run: what the
+        # transfer's pre-trained baselines get too (equal compute)
+        "training_images": sum(record["evals"] for record in state.logbook) * cfg.task.steps * cfg.task.batch_size,
         # which classes the learngene has seen: transfer refuses to test on them
         "data": dataclasses.asdict(cfg.data),
         "classes": {split: [dataset.class_names[i] for i in dataset.splits[split]] for split in ("train", "val")},

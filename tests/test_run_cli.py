@@ -202,6 +202,7 @@ def test_the_learngene_records_its_data_recipe_and_the_classes_it_saw(finished_r
     assert meta["data"]["name"] == "synthetic" and meta["data"]["images_per_class"] == 30
     assert meta["classes"]["train"] == [f"synth-{i:03d}" for i in range(64)]
     assert meta["classes"]["val"] == [f"synth-{i:03d}" for i in range(64, 80)]
+    assert meta["training_images"] == (4 + 3 + 3) * 4 * 16  # evaluations x task.steps x task.batch_size
 
 
 def test_debug_flag_shows_the_traceback(tmp_path):
