@@ -137,7 +137,11 @@ class TransferConfig:
     batch_size: int = _field(128, "support images per fine-tuning step (the whole support set when smaller)",
                              min=1)
     augment: bool = _field(True, "random crop + horizontal flip of support images while fine-tuning")
-    pretrain_epochs: int = _field(3, "epochs of the pre-trained full-network baseline", min=1)
+    pretrain_images: int = _field(0, "training images the pre-trained baseline learns from; 0: as many as all "
+                                     "the evolution's descendants together (equal compute, recorded in "
+                                     "learngene.pt)", min=0)
+    pretrain_epochs: int = _field(3, "epochs of the pre-trained baseline for a learngene that does not record "
+                                     "its compute (and pretrain_images 0)", min=1)
     descendants: list = _field([], "extra descendants for scalability rows, e.g. ['conv4@2.0', 'vgg11']")
 
 

@@ -17,7 +17,9 @@ from learngene_ea.learngene import extract_learngene, load_learngene
 from learngene_ea.models import build_model
 from learngene_ea.sampling import mean_and_ci95
 
-METHODS = ["scratch", "pretrained", "random-learngene", "l1-learngene", "layerwise", "instincts", "learngene"]
+METHODS = ["scratch", "scratch-instincts", "pretrained", "random-learngene", "l1-learngene", "layerwise",
+           "layerwise-equal-size", "instincts", "learngene"]
+FINE_TUNED = set(METHODS) - {"scratch-instincts", "instincts"}
 
 
 def transfer_overrides(**extra):
@@ -87,8 +89,7 @@ def test_every_method_is_fine_tuned_on_the_same_support_and_query_images(transfe
         by_method.setdefault(record["method"], []).append((record["support"], record["query"]))
     reference = by_method[("scratch", "conv4 x0.25")]
     assert len(reference) == 2 * 3  # 2 episodes x (1-shot, 5-shot, limited-10)
-    assert {m for m, _ in by_method} == {"scratch", "pretrained", "random-learngene", "l1-learngene", "layerwise",
-                                         "learngene"}
+    assert {m for m, _ in by_method} == FINE_TUNED
     for method, episodes in by_method.items():
         assert episodes == reference, method
 
@@ -156,7 +157,8 @@ def test_pretraining_touches_only_training_class_images(monkeypatch, tiny_datase
 
     monkeypatch.setattr(training, "make_batch", recording_make_batch)
     cfg = load_config(None, transfer_overrides())
-    transfer.pretrain_network(cfg, tiny_dataset, "conv4", 0.25, 3, "cpu")
+    steps, _ = transfer.pretrain.pretrain_steps(cfg, tiny_dataset, None)  # transfer.pretrain_epochs: 1
+    transfer.pretrain_network(cfg, tiny_dataset, "conv4", 0.25, 3, "cpu", steps)
     assert touched and touched <= _train_indices(tiny_dataset)
     assert len(touched) == len(_train_indices(tiny_dataset))  # every training image, one epoch
     assert not touched & _test_indices(tiny_dataset)
@@ -189,9 +191,9 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
     monkeypatch.setattr(fitness, "sample_task", recording_sample_task)
     monkeypatch.setattr(transfer, "transfer_after_run", flagged_transfer_after_run)  # run.py imports it from here
     monkeypatch.setattr(transfer.pretrain, "pretrain_network",  # pre-training has its own test; keep this one fast
-                        lambda cfg, dataset, family, width, in_channels, device: (
-                            build_model(family, width, in_channels, 64, seed=0), {"steps": 0, "final_loss": 0.0,
-                                                                                   "seconds": 0.0}))
+                        lambda cfg, dataset, family, width, in_channels, device, steps: (
+                            build_model(family, width, in_channels, 64, seed=0), {"steps": steps, "epochs": 0.1,
+                                                                                   "final_loss": 0.0, "seconds": 0.0}))
     overrides = tiny_overrides(**{"ea.population_size": 2, "ea.generations": 1, "ea.tournsize": 2,
                                   "transfer.after_run": "true", "transfer.episodes": 1, "transfer.steps": 2,
                                   "transfer.shots": "[1]", "transfer.limited_data": 0, "transfer.n_query": 5})
@@ -351,7 +353,8 @@ def test_the_pretrained_network_is_cached_and_retrained_when_its_keys_change(tra
 
     def fake_pretrain(*args):
         calls.append(args)
-        return build_model("conv4", 0.25, 3, 64), {"steps": 0, "final_loss": 0.0, "seconds": 0.0}
+        return build_model("conv4", 0.25, 3, 64), {"steps": args[-1], "epochs": 1.0, "final_loss": 0.0,
+                                                     "seconds": 0.0}
 
     monkeypatch.setattr(transfer.pretrain, "pretrain_network", fake_pretrain)
     other = load_config(None, transfer_overrides(**{"transfer.pretrain_epochs": 2}))
@@ -360,6 +363,61 @@ def test_the_pretrained_network_is_cached_and_retrained_when_its_keys_change(tra
     assert any("retraining" in line for line in logs)
     _, info = transfer.load_or_pretrain(other, tiny_dataset, "conv4", 0.25, 3, copy, "cpu", logs.append)
     assert len(calls) == 1 and info["reused"]  # the retrained network replaced the cache
+
+
+def test_pretraining_gets_the_evolutions_training_images_whatever_the_dataset_size(tiny_dataset):
+    from learngene_ea.data.synthetic import make_synthetic
+
+    cfg = load_config(None, transfer_overrides())  # task.batch_size 64
+    bigger = make_synthetic(seed=0, images_per_class=60)
+    for dataset in (tiny_dataset, bigger):
+        assert transfer.pretrain.pretrain_steps(cfg, dataset, 6400) == (100, "equal compute: the evolution's "
+                                                                              "training images")
+    fixed = load_config(None, transfer_overrides(**{"transfer.pretrain_images": 640}))
+    assert transfer.pretrain.pretrain_steps(fixed, bigger, 6400) == (10, "transfer.pretrain_images")
+    # a learngene that does not record its compute: transfer.pretrain_epochs (1) epochs of the training classes
+    assert transfer.pretrain.pretrain_steps(cfg, tiny_dataset, None)[0] == 30  # 64 classes x 30 images / 64
+    assert transfer.pretrain.pretrain_steps(cfg, bigger, None)[0] == 60
+
+
+def test_the_transfer_report_records_the_pretraining_compute_and_warns_near_chance(transfer_run):
+    info = transfer_run["results"]["pretrained"]
+    # make_learngene records no compute: one epoch of the 64 x 30 training images, in 64-image steps
+    assert info["steps"] == 30 and info["training_images"] == 30 * 64 and info["evolution_training_images"] is None
+    assert info["steps_decided_by"] == "transfer.pretrain_epochs"
+    assert info["chance_loss"] == pytest.approx(math.log(64))
+    warned = [line for line in transfer_run["logs"] if "near chance" in line]
+    assert info["near_chance"] == (info["final_loss"] > 0.9 * math.log(64)) and bool(warned) == info["near_chance"]
+
+
+def test_a_pretrained_network_that_learned_nothing_is_flagged(tiny_dataset, tmp_path):
+    cfg = load_config(None, transfer_overrides(**{"transfer.pretrain_images": 64}))  # one step
+    logs = []
+    _, info = transfer.load_or_pretrain(cfg, tiny_dataset, "conv4", 0.25, 3, str(tmp_path / "p.pt"), "cpu",
+                                        logs.append)
+    assert info["steps"] == 1 and info["near_chance"]
+    assert any(line.startswith("warning: the pre-trained baseline's final loss") for line in logs)
+
+
+def test_scratch_with_no_update_and_layerwise_at_equal_size_are_rows(transfer_run):
+    rows = {row["method"]: row for row in transfer_run["results"]["rows"] if row["arch"] == "conv4 x0.25"}
+    assert not rows["scratch-instincts"]["fine_tuned"] and rows["scratch-instincts"]["params"] == 0
+    learngene_params = rows["learngene"]["params"]
+    assert rows["layerwise-equal-size"]["params"] <= learngene_params < rows["layerwise"]["params"]
+    paired = rows["learngene"]["results"]["5-shot"]["paired"]
+    assert {"scratch", "scratch-instincts", "layerwise-equal-size"} <= set(paired)
+    table = transfer.markdown_table(transfer_run["results"])
+    assert "| learngene − scratch-instincts |" in table and "| learngene − layerwise-equal-size |" in table
+
+
+def test_layerwise_at_most_never_exceeds_the_budget():
+    from learngene_ea.models import arch_spec
+
+    spec = arch_spec("conv4", 0.5, 3)
+    sizes = [layer.num_params() for layer in spec.layers]
+    assert transfer.layerwise_layers(spec, sizes[0] + sizes[1] - 1, at_most=True) == [spec.layers[0].name]
+    assert transfer.layerwise_layers(spec, sizes[0] + sizes[1], at_most=True) == [l.name for l in spec.layers[:2]]
+    assert transfer.layerwise_layers(spec, sizes[0] - 1, at_most=True) == []
 
 
 # ------------------------------------------------------------------------------ reports

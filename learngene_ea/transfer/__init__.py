@@ -7,15 +7,19 @@ episode each method starts from a fresh descendant, gets its transferred weights
 head, fine-tunes on the support set and is scored on the query set. Methods (rows):
 
 - ``scratch``: nothing transferred (random initialisation);
+- ``scratch-instincts``: the same fresh network with no update (prototypes of its random
+  features), since fine-tuning a random network on a few shots can do worse than that;
 - ``pretrained``: the whole network of the recipe's family/width trained on all training
-  classes (cached as ``pretrained.pt`` next to the learngene), every gene layer transferred;
+  classes on as many training images as the whole evolution's descendants together (equal
+  compute; cached as ``pretrained.pt`` next to the learngene), every gene layer transferred;
 - ``random-learngene``: random channels of the pre-trained network, as many per mask group as
   the learngene keeps (a new random choice per episode, seeded by the episode);
 - ``l1-learngene``: the pre-trained network's channels with the largest filter L1 norm, as many
   per mask group as the learngene keeps (what plain magnitude pruning of the ancestry gives,
   with no evolution: the learngene must beat it to be worth evolving);
 - ``layerwise``: whole gene layers of the pre-trained network from the input side, as many as
-  come closest to the learngene's parameter count (the style of earlier learngene work);
+  come closest to the learngene's parameter count (the style of earlier learngene work), and
+  ``layerwise-equal-size``: as many as fit within the learngene's parameters (when that differs);
 - ``instincts``: the learngene descendant with no update at all (nearest-centroid on the
   support set, ``fitness.metric``);
 - ``learngene``: the learngene written into the descendant;
@@ -31,7 +35,7 @@ batches of up to ``transfer.batch_size`` support images with light augmentation 
 with 4-pixel padding + horizontal flip; ``transfer.augment``), every parameter trained and
 BatchNorm in training mode; the query set is scored in evaluation mode.
 
-Defaults are sized for a CPU (20 episodes x 60 steps per setting, 3 pre-training epochs); the
+Defaults are sized for a CPU (20 episodes x 60 steps per setting); the
 community standard is 600 episodes, e.g. ``--set transfer.episodes=600`` on a GPU. Under SCOOP
 (``python -m scoop -n 8 -m learngene_ea.transfer ...``, or at the end of a run under SCOOP) every
 (method, setting, episode) is one job for any process; the numbers are the same as in one process.

@@ -1,8 +1,9 @@
 """Baselines: the rows of the transfer table, each a way to fill a fresh descendant.
 
 A :class:`Method` says which architecture a row uses and what it writes into the freshly
-initialised descendant of every episode: nothing (``scratch``), the pre-trained network's gene
-layers (``pretrained``, ``layerwise``), pre-trained channels chosen like the learngene's
+initialised descendant of every episode: nothing (``scratch``, and ``scratch-instincts`` with no
+update), the pre-trained network's gene layers (``pretrained``, ``layerwise``,
+``layerwise-equal-size``), pre-trained channels chosen like the learngene's
 (``random-learngene``, ``l1-learngene``), or the learngene itself (``learngene``,
 ``instincts``). :func:`baseline_methods` lists the rows of one table.
 """
@@ -41,11 +42,20 @@ class Method:
         return arch_label(self.family, self.width)
 
 
-def layerwise_layers(spec: ArchSpec, budget: int) -> list[str]:
-    """Whole gene layers from the input side whose total is closest to ``budget`` (at least one)."""
+def layerwise_layers(spec: ArchSpec, budget: int, at_most: bool = False) -> list[str]:
+    """Whole gene layers from the input side whose total is closest to ``budget`` (at least one).
+
+    ``at_most``: the most layers whose total does not exceed ``budget`` (possibly none), the
+    comparison at equal size: the closest set may be larger than the learngene.
+    """
     best, best_gap, total = [], None, 0
     for i, layer in enumerate(spec.layers):
         total += layer.num_params()
+        if at_most:
+            if total > budget:
+                break
+            best = [l.name for l in spec.layers[:i + 1]]
+            continue
         gap = abs(total - budget)
         if best_gap is None or gap < best_gap:
             best, best_gap = [l.name for l in spec.layers[:i + 1]], gap
@@ -88,10 +98,13 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
         written = inherit_learngene(model, lg)
         return transferred_params(model.spec, written)
 
-    methods = [Method("scratch", family, width, nothing, note="random initialisation")]
+    methods = [Method("scratch", family, width, nothing, note="random initialisation"),
+               Method("scratch-instincts", family, width, nothing, finetune=False,
+                      note="random initialisation, no update (prototypes of its random features)")]
     if pretrained is not None:
         all_layers = [layer.name for layer in pretrained.spec.layers]
         budget_layers = layerwise_layers(pretrained.spec, learngene.num_params)
+        equal_size_layers = layerwise_layers(pretrained.spec, learngene.num_params, at_most=True)
 
         def whole(model, episode_seed):
             return copy_gene_layers(pretrained, model, all_layers)
@@ -108,6 +121,9 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
         def layerwise(model, episode_seed):
             return copy_gene_layers(pretrained, model, budget_layers)
 
+        def layerwise_equal_size(model, episode_seed):
+            return copy_gene_layers(pretrained, model, equal_size_layers)
+
         methods += [
             Method("pretrained", family, width, whole, note="all gene layers of the pre-trained network"),
             Method("random-learngene", family, width, random_channels,
@@ -115,8 +131,12 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
             Method("l1-learngene", family, width, l1_channels,
                    note="pre-trained channels of largest L1 norm, as many per group as the learngene"),
             Method("layerwise", family, width, layerwise,
-                   note="whole pre-trained gene layers from the input: " + ", ".join(budget_layers)),
+                   note="whole pre-trained gene layers from the input, closest in size: " + ", ".join(budget_layers)),
         ]
+        if equal_size_layers and equal_size_layers != budget_layers:  # else the row above is this one
+            methods.append(Method("layerwise-equal-size", family, width, layerwise_equal_size,
+                                  note="whole pre-trained gene layers from the input, no more parameters than "
+                                       "the learngene: " + ", ".join(equal_size_layers)))
     methods += [
         Method("instincts", family, width, inherit, finetune=False, note="learngene descendant, no update"),
         Method("learngene", family, width, inherit, note="the learngene"),

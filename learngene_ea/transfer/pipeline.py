@@ -119,7 +119,7 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     t = time.perf_counter()
     pretrained, pretrain_info = load_or_pretrain(cfg, dataset, learngene.family, learngene.width,
                                                  learngene.in_channels, os.path.join(run_dir, PRETRAINED_FILE),
-                                                 device, log)
+                                                 device, log, learngene.meta.get("training_images"))
     pretrained.eval()
     timings["pretrained"] = time.perf_counter() - t
 

@@ -35,6 +35,11 @@ def add_paired_differences(rows: list[dict]) -> None:
             result["paired"] = paired
 
 
+# the rows the learngene's paired differences are reported against (every other row against scratch)
+LEARNGENE_COMPARED_WITH = ("scratch", "scratch-instincts", "random-learngene", "l1-learngene", "layerwise",
+                           "layerwise-equal-size")
+
+
 def markdown_table(results: dict) -> str:
     """The paper-ready table: rows methods, columns settings (``acc ± ci`` in %), params column."""
     settings = results["settings"]
@@ -63,7 +68,7 @@ def markdown_table(results: dict) -> str:
     lines += ["", "Params transferred: conv sub-kernels + BatchNorm affine parameters written into the "
               "descendant, and their share of the descendant's gene-layer parameters. Every method saw the "
               "same episodes and, per episode, the same initialisation and fine-tuning seeds."]
-    comparisons = [(row, ref) for row in results["rows"] for ref in ("scratch", "random-learngene", "l1-learngene")
+    comparisons = [(row, ref) for row in results["rows"] for ref in LEARNGENE_COMPARED_WITH
                    if row["method"] != ref and (row["method"] == "learngene" or ref == "scratch")
                    and ref in row["results"][settings[0]["name"]].get("paired", {})]
     if comparisons:
