@@ -26,6 +26,7 @@ import torch
 
 from . import config as config_module
 from . import run as run_module
+from .atomic import atomic_write_bytes
 from .config import Config, ConfigError
 from .data import load_dataset
 from .errors import UserError
@@ -36,6 +37,7 @@ from .study_report import FORMAT, episode_digests, markdown_table, pool, write_s
 from .transfer.descendants import arch_label, parse_descendant
 from .transfer.pipeline import FORMAT as TRANSFER_FORMAT
 from .transfer.pipeline import transfer_after_run
+from .transfer.pretrain import PRETRAINED_FILE
 from .workers import default_threads, worker_count
 
 STUDY_CONFIG = "study-config.yaml"  # the study's resolved recipe: a rerun must match it
@@ -227,6 +229,25 @@ def transfer_matches(results: dict, cfg: Config, learngene) -> bool:
             and results.get("learngene", {}).get("meta") == _json_plain(learngene.meta))
 
 
+def share_pretrained(folder: str, earlier: list[str], log) -> None:
+    """Offer an earlier seed's cached pre-trained network to ``folder``.
+
+    Every seed's baselines train the same network when their evolutions used as many images
+    (equal compute) under the same recipe; the cache's key decides: a copy whose key does not
+    match is retrained as usual, so this only saves the repeats.
+    """
+    target = os.path.join(folder, PRETRAINED_FILE)
+    if os.path.exists(target):
+        return
+    for other in earlier:
+        source = os.path.join(other, PRETRAINED_FILE)
+        if os.path.isfile(source):
+            with open(source, "rb") as f:
+                atomic_write_bytes(target, f.read())
+            log(f"pre-trained baseline: offered {source} to {folder} (kept only if its key matches)")
+            return
+
+
 def seed_transfer(cfg: Config, folder: str, log) -> tuple[dict, str]:
     """The seed's ``transfer.json``, reused when it matches, else computed as at the end of a run."""
     path = os.path.join(folder, "transfer.json")
@@ -276,6 +297,7 @@ def run_study(args, log=print) -> dict:
             run_module.run(run_module.parse_args(run_argv(path, args.overrides, seed, folder, state == "resume",
                                                           args.quiet)))
         cfg_seed = seed_config(path, args.overrides, seed)
+        share_pretrained(folder, [seed_dir(args.out, s) for s in seeds[:i]], log)
         results, transfer = seed_transfer(cfg_seed, folder, log)
         log(f"{head}: transfer {'reused from' if transfer == 'reused' else 'written to'} "
             f"{os.path.join(folder, 'transfer.json')}")

@@ -198,6 +198,16 @@ def test_other_transfer_settings_are_evaluated_again(study_b):
     assert read_json(out / "seed-0" / "transfer.json")["evaluation"]["steps"] == 4
 
 
+def test_a_later_seed_reuses_an_earlier_seeds_pretrained_network_when_its_key_matches(tmp_path):
+    out = tmp_path / "shared"
+    status, log, _, computed = run_study(study_argv(out, [0, 1]))
+    assert status == 0 and computed == [0, 1]
+    first, second = (read_json(out / f"seed-{s}" / "transfer.json")["pretrained"] for s in (0, 1))
+    assert not first["reused"] and second["reused"]  # the same key: same recipe, same evolution compute
+    assert (out / "seed-0" / "pretrained.pt").read_bytes() == (out / "seed-1" / "pretrained.pt").read_bytes()
+    assert "offered" in log
+
+
 @pytest.mark.slow
 def test_under_scoop_a_study_gives_the_same_numbers(study_a, tmp_path):
     """``python -m scoop -n 2 -m learngene_ea.study``: exit 0, no traceback, seed 1's numbers of the serial study."""
