@@ -99,6 +99,19 @@ def compatibility_problems(saved: dict, cfg: Config) -> list[str]:
     return problems
 
 
+def keep_layout(saved: dict, cfg: Config, overrides: list[str], log) -> None:
+    """A resumed run keeps the memory layout it was run in, unless --set says otherwise.
+
+    Float sums differ between layouts, so only the recorded one continues bit for bit (a
+    recipe whose default changed since, e.g. genomes/default.yaml, must not switch it).
+    """
+    recorded = bool(saved.get("runtime", {}).get("channels_last", False))
+    if cfg.runtime.channels_last != recorded and not any(
+            config_module.parse_override(text)[0] == ["runtime", "channels_last"] for text in overrides):
+        cfg.runtime.channels_last = recorded
+        log(f"resuming in the layout the run was started with (runtime.channels_last={str(recorded).lower()})")
+
+
 def state_from_checkpoint(payload: dict) -> EvolutionState:
     state = EvolutionState(population=payload["population"], halloffame=payload["halloffame"],
                            logbook=payload["logbook"])
@@ -140,6 +153,7 @@ def prepare(args, log) -> tuple[Config, EvolutionState, str]:
         problems = compatibility_problems(saved, cfg)
         if problems:
             raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + ".")
+        keep_layout(saved, cfg, args.overrides, log)
         check_run_fits(cfg, load_dataset(cfg.data))
         run_dir = args.run_dir or (args.resume if os.path.isdir(args.resume)
                                    else os.path.dirname(os.path.dirname(os.path.abspath(source))))

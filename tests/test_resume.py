@@ -110,6 +110,23 @@ def test_resume_refuses_any_change_that_moves_classes_between_splits(uninterrupt
     assert sorted(os.listdir(uninterrupted / "checkpoints")) == before
 
 
+def test_a_resumed_run_keeps_the_layout_it_was_started_in(tmp_path, capsys):
+    import yaml
+
+    run_dir = tmp_path / "nchw"
+    assert run_cli.main([*sets(**{"ea.generations": 0, "runtime.channels_last": "false"}), "--run-dir", str(run_dir),
+                         "--quiet"]) == 0
+    recipe = os.path.join(ROOT, "genomes", "default.yaml")  # it asks for channels-last
+    assert yaml.safe_load(open(recipe))["runtime"]["channels_last"] is True
+    assert run_cli.main(["--resume", str(run_dir), "--config", recipe, *sets(**{"ea.generations": 1}),
+                         "--quiet"]) == 0
+    assert "runtime.channels_last=false" in capsys.readouterr().out
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["runtime"]["channels_last"] is False
+    assert run_cli.main(["--resume", str(run_dir), "--config", recipe, *sets(**{"ea.generations": 2}),
+                         "--set", "runtime.channels_last=true", "--quiet"]) == 0  # asked for: switched
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["runtime"]["channels_last"] is True
+
+
 def test_corrupted_latest_checkpoint_falls_back_to_the_previous_good_one(uninterrupted, tmp_path, capsys):
     import shutil
 
