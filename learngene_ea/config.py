@@ -71,6 +71,9 @@ class FitnessConfig:
     n_way: int = _field(5, "classes per episode", min=2)
     k_shot: int = _field(5, "support images per class", min=1)
     n_query: int = _field(15, "query images per class", min=1)
+    score: str = _field("descendant", "what is scored: the whole trained descendant, its learngene sub-network "
+                                      "alone (other channels zeroed), or the mean of both",
+                        choices=("descendant", "learngene", "mix"))
     classifier: str = _field("prototype", "how episodes are scored", choices=("prototype", "finetune"))
     metric: str = _field("cosine", "prototype distance", choices=("cosine", "euclidean"))
     finetune_steps: int = _field(50, "head fine-tuning steps per episode (classifier: finetune)", min=1)

@@ -19,8 +19,8 @@ from .individual import individual_spec, masks_of
 from .learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction
 from .models import build_model, use_channels_last
 from .sampling import mix_seed, sample_episodes, sample_task
-from .training import (DivergedError, finetune_head_accuracies, mean_and_ci95, prototype_accuracies,
-                       train_on_task, train_stacked)
+from .training import (DivergedError, finetune_head_accuracies, learngene_channels_only, mean_and_ci95,
+                       prototype_accuracies, train_on_task, train_stacked)
 from .workers import default_threads, keep_freed_memory, worker_device
 
 WORST_ACCURACY = 0.0
@@ -99,17 +99,28 @@ def train_descendant(individual, cfg, dataset, generation: int, device, attempt:
     return model, loss
 
 
-def score_descendant(model, cfg, dataset, device, episodes=None) -> tuple[float, float]:
+def score_descendant(model, cfg, dataset, device, episodes=None, masks=None, score=None) -> tuple[float, float]:
     """Few-shot accuracy on validation episodes (prototype classifier, or a fine-tuned head).
 
-    ``episodes`` defaults to the run's fixed validation episodes.
+    ``episodes`` defaults to the run's fixed validation episodes. ``fitness.score`` says what is
+    scored: the whole trained descendant, its learngene sub-network alone (``masks``), or the
+    mean of both (``score`` overrides it).
     """
     episodes = validation_episodes(cfg, dataset) if episodes is None else episodes
-    if cfg.fitness.classifier == "finetune":
-        accs = finetune_head_accuracies(model, dataset, episodes, cfg.fitness.finetune_steps, device)
-    else:
-        accs = prototype_accuracies(model, dataset, episodes, cfg.fitness.metric, device)
-    return mean_and_ci95(accs)
+    score = score or cfg.fitness.score
+
+    def accuracies():
+        if cfg.fitness.classifier == "finetune":
+            return finetune_head_accuracies(model, dataset, episodes, cfg.fitness.finetune_steps, device)
+        return prototype_accuracies(model, dataset, episodes, cfg.fitness.metric, device)
+
+    if score == "descendant" or masks is None:
+        return mean_and_ci95(accuracies())
+    with learngene_channels_only(model, masks):
+        inherited = accuracies()
+    if score == "learngene":
+        return mean_and_ci95(inherited)
+    return mean_and_ci95((accuracies() + inherited) / 2)
 
 
 def can_pass_on_retry(error: BaseException) -> bool:
@@ -179,14 +190,18 @@ def rescore(individual, config, episodes: int) -> dict:
     generation = getattr(individual, "evaluated_in", individual.born)
     model, _ = train_descendant(individual, config, dataset, generation, device, salt=RESCORE_SEED)
     fresh = validation_episodes(config, dataset, salt=RESCORE_SEED, count=episodes)
-    accuracy, ci95 = score_descendant(model, config, dataset, device, fresh)
-    return {"accuracy": accuracy, "ci95": ci95, "episodes": episodes, "seed": RESCORE_SEED}
+    # whatever fitness.score selected on, the figure is the whole fresh descendant's (comparable
+    # across variants); the learngene sub-network's own accuracy is given beside it
+    accuracy, ci95 = score_descendant(model, config, dataset, device, fresh, score="descendant")
+    alone, alone_ci95 = score_descendant(model, config, dataset, device, fresh, masks_of(individual), "learngene")
+    return {"accuracy": accuracy, "ci95": ci95, "learngene_alone": alone, "learngene_alone_ci95": alone_ci95,
+            "episodes": episodes, "seed": RESCORE_SEED}
 
 
 def _finish(individual, model, loss, config, dataset, device, start, attempts=1) -> Evaluation:
     """Score a trained descendant and package its evaluation."""
     masks = masks_of(individual)
-    accuracy, ci95 = score_descendant(model, config, dataset, device)
+    accuracy, ci95 = score_descendant(model, config, dataset, device, masks=masks)
     keep = config.fitness.inheritance == "lamarckian" or individual.learngene is None
     learngene = extract_learngene(model, masks, meta={"id": individual.id}) if keep else None
     info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": attempts,

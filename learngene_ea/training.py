@@ -8,6 +8,8 @@ until they are checked once at the end.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -279,3 +281,24 @@ def finetune_head_accuracies(model: nn.Module, dataset: FewShotDataset, episodes
             pred = (q @ weight.T + bias).argmax(dim=1)
             accuracies.append((pred == q_labels).float().mean())
     return torch.stack(accuracies).cpu().numpy().astype(np.float64)
+
+
+@contextlib.contextmanager
+def learngene_channels_only(model: nn.Module, masks: dict[str, np.ndarray]):
+    """Inside the block, ``model`` is its learngene sub-network: dropped channels output zero.
+
+    Every gene layer's output (after BatchNorm) is multiplied by its mask group's mask, so the
+    kept layers read only kept input channels: exactly ``W[kept_out][:, kept_in]`` and the kept
+    BatchNorms, the knowledge a descendant would inherit.
+    """
+    handles = []
+    device = next(model.parameters()).device
+    for layer in model.spec.layers:
+        keep = torch.as_tensor(np.asarray(masks[layer.group]), dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        handles.append(model.gene_module(layer.name).register_forward_hook(
+            lambda module, inputs, output, keep=keep: output * keep))
+    try:
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()

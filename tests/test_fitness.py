@@ -58,3 +58,42 @@ def test_init_fraction_makes_generation_0_random_masks_of_that_fraction():
 def test_init_fraction_1_starts_from_the_whole_network():
     population = new_state(load_config(None, tiny_overrides())).population
     assert all(fraction_of(ind) == 1.0 and all(m.all() for m in ind) for ind in population)
+
+
+def test_the_learngene_sub_network_alone_is_the_network_with_dropped_channels_silenced(tiny_dataset):
+    import torch
+
+    from learngene_ea.models import build_model
+    from learngene_ea.training import features_of, learngene_channels_only
+
+    model = build_model("conv4", 0.25, 3, 5, seed=3)
+    model.eval()
+    rng = np.random.default_rng(0)
+    masks = {group: rng.random(size) < 0.5 for group, size in model.spec.groups}
+    for mask in masks.values():
+        mask[0] = True
+    indices = np.arange(40)
+    whole = features_of(model, tiny_dataset, indices)
+    with learngene_channels_only(model, {g: np.ones_like(m) for g, m in masks.items()}):
+        assert torch.equal(features_of(model, tiny_dataset, indices), whole)  # every channel kept: unchanged
+    with learngene_channels_only(model, masks):
+        alone = features_of(model, tiny_dataset, indices)
+    silenced = build_model("conv4", 0.25, 3, 5, seed=3)
+    silenced.load_state_dict(model.state_dict())
+    with torch.no_grad():  # dropped channels: zero filters and BatchNorm affine, so they output exactly 0
+        for layer in silenced.spec.layers:
+            module, dropped = silenced.gene_module(layer.name), torch.as_tensor(~masks[layer.group])
+            module.conv.weight[dropped] = 0
+            module.bn.weight[dropped] = 0
+            module.bn.bias[dropped] = 0
+    torch.testing.assert_close(alone, features_of(silenced, tiny_dataset, indices))
+    assert not torch.allclose(alone, whole)
+    assert torch.equal(features_of(model, tiny_dataset, indices), whole)  # the hooks are gone afterwards
+
+
+@pytest.mark.parametrize("score", ["learngene", "mix"])
+def test_fitness_score_decides_what_is_scored(score):
+    ind, cfg = first_of_generation_0(**{"fitness.score": score, "ea.init_fraction": 0.5})
+    descendant_cfg = load_config(None, tiny_overrides(**{"ea.init_fraction": 0.5}))
+    scored, whole = evaluate(ind, cfg).fitness[0], evaluate(ind, descendant_cfg).fitness[0]
+    assert scored != whole  # the same trained descendant (same seeds), another score
