@@ -8,29 +8,27 @@ import io
 import json
 import os
 
+import numpy as np
+
 from .atomic import atomic_write_bytes, atomic_write_text
 
 
 def write_logbook(logbook, path: str | os.PathLike) -> None:
     """One JSON object per generation (the logbook's records, in order)."""
-    lines = [json.dumps(record, default=_json_default) for record in logbook]
+    lines = [json.dumps(record, default=json_default) for record in logbook]
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
 def write_json(data: dict, path: str | os.PathLike) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, default=json_default) + "\n")
 
 
-def _json_default(value):
-    try:
-        import numpy as np
-
-        if isinstance(value, np.generic):
-            return value.item()
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-    except ImportError:
-        pass
+def json_default(value):
+    """How ``json.dumps`` writes numpy numbers and arrays (and anything else, as text)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     return str(value)
 
 

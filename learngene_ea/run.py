@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import traceback
 
 from learngene_ea import config as config_module
 from learngene_ea.checkpoint import CheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
@@ -289,6 +290,22 @@ def run(args) -> int:
     return 0
 
 
+def report_failure(err: EvaluationFailure | OperatorFailure, debug: bool, then: str = "") -> int:
+    """A run stopped by its fitness or an operator: the sentence (+ ``then``) on stderr; exit status 1.
+
+    An operator's traceback is always shown (the bug is in the user's code, here); a failing
+    evaluation's, from its worker, under ``--debug``. ``--debug`` re-raises an operator failure.
+    """
+    if isinstance(err, OperatorFailure):
+        if debug:
+            raise err
+        print("".join(traceback.format_exception(err.error)).rstrip(), file=sys.stderr)
+    elif debug:
+        print(err.traceback_text.rstrip(), file=sys.stderr)
+    print(f"error: {err}{then}", file=sys.stderr)
+    return 1
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -300,19 +317,8 @@ def main(argv=None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except EvaluationFailure as err:
-        if debug:
-            print(err.traceback_text.rstrip(), file=sys.stderr)
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except OperatorFailure as err:
-        import traceback
-
-        if debug:
-            raise
-        print("".join(traceback.format_exception(err.error)).rstrip(), file=sys.stderr)
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (EvaluationFailure, OperatorFailure) as err:
+        return report_failure(err, debug)
     except KeyboardInterrupt:
         print("interrupted: the last finished generation is in checkpoints/latest.pkl; "
               "continue with --resume <run dir>.", file=sys.stderr)

@@ -335,13 +335,8 @@ def main(argv=None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (EvaluationFailure, OperatorFailure) as err:  # as learngene_ea.run reports them
-        if debug and isinstance(err, OperatorFailure):
-            raise
-        if debug:
-            print(err.traceback_text.rstrip(), file=sys.stderr)
-        print(f"error: {err} Rerunning the study command resumes that seed.", file=sys.stderr)
-        return 1
+    except (EvaluationFailure, OperatorFailure) as err:
+        return run_module.report_failure(err, debug, " Rerunning the study command resumes that seed.")
     except KeyboardInterrupt:
         print("interrupted: finished generations are in each seed's checkpoints/; rerun the same study command "
               "to continue.", file=sys.stderr)

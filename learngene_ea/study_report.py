@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from .atomic import atomic_write_bytes, atomic_write_text
+from .report import json_default
 from .sampling import mean_and_ci95
 from .transfer.descendants import arch_label
 
@@ -223,18 +224,10 @@ def plot_study(study: dict, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 def write_study_reports(study: dict, out_dir: str) -> dict[str, str]:
     """``study.json``, ``study.md`` and ``study.png`` in ``out_dir`` (atomically); return their paths."""
     paths = {name: os.path.join(out_dir, f"study.{name}") for name in ("json", "md", "png")}
-    atomic_write_text(paths["json"], json.dumps(study, indent=1, default=_json_default) + "\n")
+    atomic_write_text(paths["json"], json.dumps(study, indent=1, default=json_default) + "\n")
     atomic_write_text(paths["md"], markdown_table(study))
     plot_study(study, paths["png"])
     return paths

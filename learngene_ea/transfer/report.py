@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from ..atomic import atomic_write_bytes, atomic_write_text
+from ..report import json_default
 from ..sampling import mean_and_ci95
 
 
@@ -121,18 +122,10 @@ def plot_transfer(results: dict, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 def write_reports(results: dict, out_dir: str) -> dict[str, str]:
     """``transfer.json``, ``transfer.md`` and ``transfer.png`` in ``out_dir``; return their paths."""
     paths = {name: os.path.join(out_dir, f"transfer.{name}") for name in ("json", "md", "png")}
-    atomic_write_text(paths["json"], json.dumps(results, indent=1, default=_json_default) + "\n")
+    atomic_write_text(paths["json"], json.dumps(results, indent=1, default=json_default) + "\n")
     atomic_write_text(paths["md"], markdown_table(results))
     plot_transfer(results, paths["png"])
     return paths
