@@ -121,7 +121,6 @@ class EvolutionState:
     generation: int = -1  # last finished generation
     next_id: int = 0
     best_at_target: object = None
-    best_accuracy_at_target: float = -1.0
     stale_generations: int = 0
     errors: list = field(default_factory=list)
     rng: dict = field(default_factory=dict)
@@ -260,7 +259,6 @@ def record_generation(state: EvolutionState, cfg: Config, generation: int, evalu
         best = max(reached, key=rank_key)
         if state.best_at_target is None or rank_key(best) > rank_key(state.best_at_target):
             state.best_at_target = best
-            state.best_accuracy_at_target = best.fitness.values[0]
             improved = True
     state.stale_generations = 0 if (improved or not reached) else state.stale_generations + 1
     state.errors.extend(errors)

@@ -116,7 +116,7 @@ def keep_layout(saved: dict, cfg: Config, overrides: list[str], log) -> None:
 def state_from_checkpoint(payload: dict) -> EvolutionState:
     state = EvolutionState(population=payload["population"], halloffame=payload["halloffame"],
                            logbook=payload["logbook"])
-    for key in ("generation", "next_id", "best_at_target", "best_accuracy_at_target", "stale_generations",
+    for key in ("generation", "next_id", "best_at_target", "stale_generations",
                 "errors", "rng", "seconds"):
         setattr(state, key, payload[key])
     # older checkpoints compared masks, which dropped more accurate learngenes with equal masks
@@ -128,7 +128,6 @@ def checkpoint_payload(state: EvolutionState, cfg: Config) -> dict:
     return {
         "generation": state.generation, "population": state.population, "halloffame": state.halloffame,
         "logbook": state.logbook, "next_id": state.next_id, "best_at_target": state.best_at_target,
-        "best_accuracy_at_target": state.best_accuracy_at_target,
         "stale_generations": state.stale_generations, "errors": state.errors, "rng": state.rng,
         "seconds": state.seconds, "config": config_module.to_dict(cfg),
     }
