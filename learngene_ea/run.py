@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
@@ -212,14 +211,18 @@ class RunOutputs:
         plot_evolution(state.logbook, self.path("evolution.png"), f"GTL: {self.cfg.name}")
         write_json(self.summary(state, learngene, individual, reached), self.path("summary.json"))
 
-    def finish(self, state: EvolutionState, fresh: dict) -> None:
-        """Add the product's score on fresh validation episodes to learngene.pt and summary.json."""
+    def finish(self, state: EvolutionState, fresh: dict | None) -> None:
+        """The evolution is over: learngene.pt and summary.json with the product's score on fresh
+        validation episodes (``None``: not rescored), and ``"finished": true`` in the summary,
+        which tells learngene_ea.study never to run this seed again."""
         learngene, individual, reached = product_learngene(state, self.cfg)
-        learngene.meta["fresh_validation"] = fresh
+        if fresh is not None:
+            learngene.meta["fresh_validation"] = fresh
         learngene.save(self.path("learngene.pt"))
         summary = self.summary(state, learngene, individual, reached)
-        summary["best"]["fresh_validation"] = fresh
-        write_json(summary, self.path("summary.json"))
+        if fresh is not None:
+            summary["best"]["fresh_validation"] = fresh
+        write_json({**summary, "finished": True}, self.path("summary.json"))
 
     def summary(self, state, learngene, individual, reached) -> dict:
         generations = len(state.logbook)
@@ -273,19 +276,15 @@ def run(args) -> int:
         f"({learngene.num_params} parameters) | val accuracy {individual.fitness.values[0]:.3f}"
         f"±{individual.evaluation.get('ci95', 0.0):.3f} as selected (best of {evaluations} evaluations on "
         f"the same episodes: biased upward){note}")
-    if cfg.fitness.rescore_episodes:
-        fresh = rescore(individual, cfg, cfg.fitness.rescore_episodes)
-        outputs.finish(state, fresh)
+    fresh = rescore(individual, cfg, cfg.fitness.rescore_episodes) if cfg.fitness.rescore_episodes else None
+    outputs.finish(state, fresh)
+    if fresh is not None:
         log(f"learngene rescored: val accuracy {fresh['accuracy']:.3f}±{fresh['ci95']:.3f} on "
             f"{fresh['episodes']} fresh validation episodes, with a fresh descendant (unbiased)")
     if cfg.transfer.after_run:
         from learngene_ea.transfer import transfer_after_run
 
         transfer_after_run(cfg, run_dir, log=log)
-    summary_path = outputs.path("summary.json")
-    if os.path.isfile(summary_path):  # the run's last write: learngene_ea.study never reruns a finished run
-        with open(summary_path, encoding="utf-8") as f:
-            write_json({**json.load(f), "finished": True}, summary_path)
     return 0
 
 

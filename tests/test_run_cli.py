@@ -59,6 +59,7 @@ def test_summary_has_the_fields(finished_run):
     assert {"accuracy", "ci95", "fraction", "num_params"} <= set(summary["best"])
     assert summary["best"]["fraction"] <= 0.3 + 1e-9 and summary["best"]["reached_target"]
     assert summary["wall_seconds"] > 0 and summary["seconds_per_generation"] > 0
+    assert summary["finished"] is True  # written once, when the evolution is over
 
 
 def test_learngene_file_loads_with_weights_only(finished_run):
