@@ -229,8 +229,8 @@ def transfer_matches(results: dict, cfg: Config, learngene) -> bool:
             and results.get("learngene", {}).get("meta") == _json_plain(learngene.meta))
 
 
-def share_pretrained(folder: str, earlier: list[str], log) -> None:
-    """Offer an earlier seed's cached pre-trained network to ``folder``.
+def share_pretrained(folder: str, others: list[str], log) -> None:
+    """Offer another seed's cached pre-trained network to ``folder`` (the first found in ``others``).
 
     Every seed's baselines train the same network when their evolutions used as many images
     (equal compute) under the same recipe; the cache's key decides: a copy whose key does not
@@ -239,7 +239,7 @@ def share_pretrained(folder: str, earlier: list[str], log) -> None:
     target = os.path.join(folder, PRETRAINED_FILE)
     if os.path.exists(target):
         return
-    for other in earlier:
+    for other in others:
         source = os.path.join(other, PRETRAINED_FILE)
         if os.path.isfile(source):
             with open(source, "rb") as f:
@@ -297,7 +297,7 @@ def run_study(args, log=print) -> dict:
             run_module.run(run_module.parse_args(run_argv(path, args.overrides, seed, folder, state == "resume",
                                                           args.quiet)))
         cfg_seed = seed_config(path, args.overrides, seed)
-        share_pretrained(folder, [seed_dir(args.out, s) for s in seeds[:i]], log)
+        share_pretrained(folder, [seed_dir(args.out, s) for s in seeds if s != seed], log)
         results, transfer = seed_transfer(cfg_seed, folder, log)
         log(f"{head}: transfer {'reused from' if transfer == 'reused' else 'written to'} "
             f"{os.path.join(folder, 'transfer.json')}")
