@@ -61,6 +61,13 @@ def plot_evolution(logbook, path: str | os.PathLike, title: str = "GTL evolution
     ax_size.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, fontsize=7,
                    frameon=False)
     ax_size.set_title(title)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """Lay ``fig`` out, write it as a PNG atomically and close it (every plot of the package)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -10,14 +10,13 @@ rows of one architecture, per (seed, episode) pair: the same episode and the sam
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 
 import numpy as np
 
-from .atomic import atomic_write_bytes, atomic_write_text
-from .report import json_default
+from .atomic import atomic_write_text
+from .report import json_default, save_figure
 from .sampling import mean_and_ci95
 from .transfer.descendants import arch_label
 
@@ -217,11 +216,7 @@ def plot_study(study: dict, path: str | os.PathLike) -> None:
     ax_diff.legend(fontsize=6, loc="best")
     fig.suptitle(f"Study {study['recipe']['config'].get('name', '')}: {study['architecture']} learngenes",
                  fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 def write_study_reports(study: dict, out_dir: str) -> dict[str, str]:

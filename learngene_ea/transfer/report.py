@@ -5,14 +5,13 @@ report can be redrawn without evaluating anything again.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes, atomic_write_text
-from ..report import json_default
+from ..atomic import atomic_write_text
+from ..report import json_default, save_figure
 from ..sampling import mean_and_ci95
 
 
@@ -115,11 +114,7 @@ def plot_transfer(results: dict, path: str | os.PathLike) -> None:
                  f"{lg['family']} x{lg['width']:g} learngene, {100 * lg['fraction']:.0f}% of parameters",
                  fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 def write_reports(results: dict, out_dir: str) -> dict[str, str]:
