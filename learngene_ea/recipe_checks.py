@@ -39,10 +39,7 @@ def check_fitness_fits(cfg, dataset: FewShotDataset) -> None:
     if cfg.data.channels != dataset.channels:
         raise ConfigError(f"'data.channels' is {cfg.data.channels} but the images of '{dataset.name}' have "
                           f"{dataset.channels}; set data.channels={dataset.channels}.")
-    classes, _ = _split_sizes(dataset, "train")
-    if task.num_classes > classes:
-        raise ConfigError(f"'task.num_classes' is {task.num_classes} but the dataset '{dataset.name}' has only "
-                          f"{classes} training classes; lower task.num_classes.")
+    _check_ways("task.num_classes", task.num_classes, dataset, "train")
     _check_images(f"'task.images_per_class' ({task.images_per_class})", task.images_per_class, dataset,
                   "train", "task.images_per_class")
     _check_ways("fitness.n_way", fit.n_way, dataset, "val")

@@ -73,3 +73,13 @@ def save_figure(fig, path: str | os.PathLike) -> None:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_report_files(data: dict, out_dir: str, stem: str, markdown, plot) -> dict[str, str]:
+    """``<stem>.json`` (every number), ``<stem>.md`` (``markdown(data)``) and ``<stem>.png``
+    (``plot(data, path)``) in ``out_dir``, each written atomically; return their paths."""
+    paths = {kind: os.path.join(out_dir, f"{stem}.{kind}") for kind in ("json", "md", "png")}
+    atomic_write_text(paths["json"], json.dumps(data, indent=1, default=json_default) + "\n")
+    atomic_write_text(paths["md"], markdown(data))
+    plot(data, paths["png"])
+    return paths

@@ -10,13 +10,11 @@ rows of one architecture, per (seed, episode) pair: the same episode and the sam
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from .atomic import atomic_write_text
-from .report import json_default, save_figure
+from .report import save_figure, write_report_files
 from .sampling import mean_and_ci95
 from .transfer.descendants import arch_label
 
@@ -221,8 +219,4 @@ def plot_study(study: dict, path: str | os.PathLike) -> None:
 
 def write_study_reports(study: dict, out_dir: str) -> dict[str, str]:
     """``study.json``, ``study.md`` and ``study.png`` in ``out_dir`` (atomically); return their paths."""
-    paths = {name: os.path.join(out_dir, f"study.{name}") for name in ("json", "md", "png")}
-    atomic_write_text(paths["json"], json.dumps(study, indent=1, default=json_default) + "\n")
-    atomic_write_text(paths["md"], markdown_table(study))
-    plot_study(study, paths["png"])
-    return paths
+    return write_report_files(study, out_dir, "study", markdown_table, plot_study)

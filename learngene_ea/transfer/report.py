@@ -5,13 +5,11 @@ report can be redrawn without evaluating anything again.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from ..atomic import atomic_write_text
-from ..report import json_default, save_figure
+from ..report import save_figure, write_report_files
 from ..sampling import mean_and_ci95
 
 
@@ -119,8 +117,4 @@ def plot_transfer(results: dict, path: str | os.PathLike) -> None:
 
 def write_reports(results: dict, out_dir: str) -> dict[str, str]:
     """``transfer.json``, ``transfer.md`` and ``transfer.png`` in ``out_dir``; return their paths."""
-    paths = {name: os.path.join(out_dir, f"transfer.{name}") for name in ("json", "md", "png")}
-    atomic_write_text(paths["json"], json.dumps(results, indent=1, default=json_default) + "\n")
-    atomic_write_text(paths["md"], markdown_table(results))
-    plot_transfer(results, paths["png"])
-    return paths
+    return write_report_files(results, out_dir, "transfer", markdown_table, plot_transfer)
