@@ -19,12 +19,11 @@ from deap import algorithms, base, tools
 from . import operators
 from .config import Config
 from .data import load_dataset
-from .fitness import Evaluation, evaluate, evaluate_chunk
+from .fitness import Evaluation
 from .individual import fraction_of, individual_spec, make_individual, masks_of, same_individual
 from .learngene import full_masks
 from .models import arch_spec
-from .plugins import resolve_operator
-from .workers import parallel_map
+from .toolbox import build_toolbox  # noqa: F401  (where users have always imported it from)
 
 FRACTION_SLACK = 1e-9
 
@@ -80,35 +79,6 @@ def _guarded(toolbox, role: str, generation: int):
             raise OperatorFailure(role, function, generation, err) from err
 
     return call
-
-
-def build_toolbox(cfg: Config) -> base.Toolbox:
-    """The default GTL toolbox, with any operator the recipe names in ``operators.*`` instead.
-
-    Users may ``register`` their own operators on the returned toolbox before calling
-    :func:`evolve`, exactly as with any DEAP toolbox.
-    """
-    ea = cfg.ea
-    toolbox = base.Toolbox()
-    toolbox.register("map", parallel_map(cfg.runtime.stall_timeout))
-    toolbox.register("select", operators.sel_parsimony_tournament, tournsize=ea.tournsize,
-                     tolerance=ea.parsimony_tolerance)
-    toolbox.register("mutate", operators.mut_learngene, target_fraction=ea.target_fraction,
-                     schedule=ea.schedule, schedule_generations=ea.schedule_generations,
-                     criterion=ea.criterion, min_channels=ea.min_channels,
-                     grow_fraction=ea.grow_fraction, flip_prob=ea.flip_prob)
-    toolbox.register("mate", operators.cx_channels, indpb=0.5)
-    toolbox.register("evaluate", evaluate, config=cfg)
-    for name in ("select", "mutate", "mate", "evaluate"):
-        spec = getattr(cfg.operators, name)
-        if spec is not None:
-            function, kwargs = resolve_operator(name, spec.function, spec.kwargs)
-            toolbox.register(name, function, **kwargs)
-    if cfg.fitness.population_batch > 1 and cfg.operators.evaluate is None:
-        # a worker trains a chunk of descendants as one grouped network (see batched.py)
-        toolbox.register("evaluate_chunk", evaluate_chunk, config=cfg)
-        toolbox.chunk_size = cfg.fitness.population_batch
-    return toolbox
 
 
 @dataclass
