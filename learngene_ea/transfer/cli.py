@@ -29,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a recipe key (repeatable), e.g. --set transfer.episodes=600")
     parser.add_argument("--out", help="folder for transfer.json/.md/.png and the pre-trained cache (default: the "
-                                      "learngene's folder); nothing else is written")
+                                      "learngene's folder; with transfer.target, its sub-folder transfer-<target>); "
+                                      "nothing else is written")
     parser.add_argument("--descendants", nargs="+", metavar="FAMILY@WIDTH",
                         help="scalability descendants, e.g. conv4@2.0 conv6 vgg11@0.5 "
                              "(default: transfer.descendants)")

@@ -13,12 +13,13 @@ import time
 
 import torch
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, dataset_label
 from ..data import load_dataset
 from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..fitness import configure_memory
 from ..learngene import Learngene, load_learngene
+from ..report import plural
 from ..training import resolve_device
 from ..workers import available_cores, default_threads, parallel_map, worker_count
 from .baselines import baseline_methods
@@ -118,7 +119,8 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     The episodes come from ``transfer.target`` (else the recipe data's test split), the
     pre-trained baseline from the source or the target (``transfer.pretrain_on``) or the file
     ``pretrained_path``. ``descendants``: ``family@width`` strings (default
-    ``cfg.transfer.descendants``). ``out_dir`` (default: the learngene's folder) receives
+    ``cfg.transfer.descendants``). ``out_dir`` (default: the learngene's folder, or its sub-folder
+    ``transfer-<target>`` for a target) receives
     ``transfer.json``/``.md``/``.png`` unless ``write`` is false, and the pre-trained cache unless
     ``transfer.cache_dir`` is set; nothing else is written. Returns the results dict written to
     ``transfer.json``. Under SCOOP with several processes, pre-training runs here and the
@@ -128,7 +130,9 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     learngene_path = os.fspath(learngene_path)
     learngene = load_learngene(learngene_path)
     run_dir = os.path.dirname(os.path.abspath(learngene_path))
-    out_dir = out_dir or run_dir
+    # another dataset's table goes beside the run's own, never over it
+    out_dir = out_dir or (run_dir if cfg.transfer.target is None else
+                          os.path.join(run_dir, f"transfer-{dataset_label(cfg.transfer.target)}"))
     cache_dir = cfg.transfer.cache_dir or out_dir
     cfg, augment_from = with_resolved_augment(cfg)
     tcfg = cfg.transfer
@@ -180,7 +184,8 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
 
     methods = baseline_methods(learngene, pretrained, extra)
     processes = worker_count()
-    log(f"transfer: {len(methods)} rows x {len(settings)} settings x {tcfg.episodes} episodes on test classes "
+    log(f"transfer: {plural(len(methods), 'row')} x {plural(len(settings), 'setting')} x "
+        f"{plural(tcfg.episodes, 'episode')} on test classes "
         f"({device}" + (f", spread over {processes} SCOOP processes)" if processes > 1 else ")"))
     t = time.perf_counter()
     map_function, key, threads = None, None, torch.get_num_threads()

@@ -25,6 +25,7 @@ from ..config import Config
 from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..models import Backbone, build_model
+from ..report import plural
 from ..sampling import Task
 from ..training import train_on_task
 from .cache import cache_file, find_cached, write_cached
@@ -183,11 +184,6 @@ def given_pretrained(path: str, family: str, width: float, in_channels: int, dev
     kept = [name for name in backbone if name in state] + (["head.weight", "head.bias"] if head_fits else [])
     model.load_state_dict({name: state[name] for name in kept}, strict=False)
     return model, {"path": os.path.abspath(path), "trained_on": "given", "reused": True}
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 step``, ``2 steps``: a count with its noun."""
-    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def warn_near_chance(info: dict, log) -> None:

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ..report import save_figure, write_report_files
+from ..report import plural, save_figure, write_report_files
 from ..sampling import mean_and_ci95
 
 
@@ -63,15 +63,16 @@ def markdown_table(results: dict) -> str:
     info = results["evaluation"]
     lg = results["learngene"]
     trained_on = results.get("pretrained", {}).get("trained_on")
+    pretrained = {"source": "; pre-trained baselines trained on the source", "given": "; pre-trained baselines "
+                  "from the given network", "target": "; pre-trained baselines trained on the target"}.get(trained_on, "")
     lines = [
         f"### Transfer to test classes: {lg['family']} x{lg['width']:g} learngene "
-        f"({lg['num_params']:,} parameters, {100 * lg['fraction']:.1f}% of its gene layers), {transfer_title(results)}",
+        f"({lg['num_params']:,} parameters, {100 * lg['fraction']:.1f}% of its gene layers), "
+        f"{transfer_title(results)}",
         "",
-        f"Dataset `{results['dataset']['name']}` ({results['dataset']['test_classes']} test classes"
-        + (f"; pre-trained baselines trained on the {trained_on}" if trained_on in ("source", "target") else
-           "; pre-trained baselines from the given network" if trained_on == "given" else "") + "); "
-        f"{info['episodes']} episodes per setting, {info['n_query']} queries per class; fine-tuning "
-        f"{info['steps']} steps of {info['optimizer']} (lr {info['lr']:g}"
+        f"Dataset `{results['dataset']['name']}` ({results['dataset']['test_classes']} test classes{pretrained}); "
+        f"{plural(info['episodes'], 'episode')} per setting, {plural(info['n_query'], 'query', 'queries')} per "
+        f"class; fine-tuning {plural(info['steps'], 'step')} of {info['optimizer']} (lr {info['lr']:g}"
         f"{', crop+flip' if info['augment'] else ''}). Mean query accuracy (%) ± 95% CI.",
         "",
         "| Method | Descendant | Params transferred | " + " | ".join(s["label"] for s in settings) + " |",
