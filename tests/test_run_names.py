@@ -120,3 +120,13 @@ def test_counts_in_logs_and_tables_are_pluralised(tiny_dataset, tmp_path):
                "evaluation": {"episodes": 1, "n_query": 1, "steps": 1, "optimizer": "sgd", "lr": 0.01,
                               "augment": False}}
     assert "1 episode per setting, 1 query per class; fine-tuning 1 step of sgd" in markdown_table(results)
+
+
+def test_an_end_of_run_transfer_target_that_cannot_load_stops_the_run_before_any_folder(tmp_path, capsys,
+                                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--config", DEFAULT_RECIPE, *sets(**{"transfer.after_run": "true"}), "--set",
+            "transfer.target={name: imagefolder, root: missing}", "--quiet"]
+    assert run_cli.main(argv) == 2
+    assert "transfer.target.root 'missing' does not exist" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []

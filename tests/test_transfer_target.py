@@ -275,3 +275,22 @@ def test_transfer_json_records_the_augmentation_used(cross_domain, run_folder):
     assert cross_domain["results"]["evaluation"]["augment_from"] == "transfer.target.augment"
     config = yaml.safe_load((run_folder / "config.yaml").read_text())
     assert config["transfer"]["augment"] is None and to_dict(load_config(None))["transfer"]["augment"] is None
+
+
+def test_a_target_holding_the_sources_own_classes_is_refused(run_folder, tmp_path, capsys):
+    argv = ["--learngene", str(run_folder / "learngene.pt"), "--quiet", "--out", str(tmp_path),
+            *sets(**{"transfer.target": "{name: synthetic, images_per_class: 30}"})]
+    assert transfer.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "80 of the 100 test classes ('synth-" in err and "name the test classes in transfer.target.split" in err
+
+
+def test_the_example_image_folder_is_a_folder_of_class_folders_written_the_same_every_time(tmp_path):
+    from bench.make_image_folder import make_image_folder
+
+    names = make_image_folder(str(tmp_path / "a"), classes=3, per_class=2, size=16)
+    make_image_folder(str(tmp_path / "b"), classes=3, per_class=2, size=16)
+    assert files_and_hashes(tmp_path / "a") == files_and_hashes(tmp_path / "b")
+    dataset = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path / "a"), image_size=16, channels=1),
+                           target=True)
+    assert sorted(dataset.class_names) == sorted(names) and dataset.images.shape == (6, 1, 16, 16)
