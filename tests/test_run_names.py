@@ -31,7 +31,8 @@ def class_folders(root, classes=10, per_class=4):
     for c in range(classes):
         os.makedirs(os.path.join(root, f"c{c}"))
         for i in range(per_class):
-            Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(os.path.join(root, f"c{c}", f"{i}.png"))
+            pixels = rng.integers(0, 255, (12, 12), dtype=np.uint8)
+            Image.fromarray(pixels).save(os.path.join(root, f"c{c}", f"{i}.png"))
     return str(root)
 
 

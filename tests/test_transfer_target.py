@@ -115,6 +115,7 @@ def test_it_leaves_every_file_of_the_run_folder_untouched(cross_domain, run_fold
 def test_every_target_class_is_a_test_class_and_transfer_json_names_them(cross_domain):
     target = cross_domain["results"]["target"]
     assert target["name"] == "imagefolder" and target["root"].endswith("digits")
+    assert target["found_in"] == "transfer.target"
     assert target["test_classes"] == 6 and target["train_classes"] == 0
     assert target["test_class_names"] == [f"class_{c:02d}" for c in range(6)]
     episode_classes = {c for s in cross_domain["results"]["settings"] for e in s["episodes"] for c in e["classes"]}
@@ -123,7 +124,8 @@ def test_every_target_class_is_a_test_class_and_transfer_json_names_them(cross_d
 
 def test_the_baselines_are_pretrained_on_the_source_and_reuse_the_runs_own_cache(cross_domain, run_folder):
     results = cross_domain["results"]
-    assert results["source"]["name"] == "synthetic" and results["source"]["found_in"] == "recorded in the learngene file"
+    assert results["source"]["name"] == "synthetic"
+    assert results["source"]["found_in"] == "recorded in the learngene file"
     assert results["source"]["train_classes"] == 64
     pretrained = results["pretrained"]
     assert pretrained["trained_on"] == "source" and pretrained["classes"] == 64

@@ -28,8 +28,8 @@ from .episodes import episode_digest, make_settings
 from .jobs import evaluate_transfer, forget_transfer_context, new_context_key, share_transfer_context
 from .pretrain import given_pretrained, load_or_pretrain
 from .report import markdown_table, write_reports
-from .target import (channel_note, data_section, describe_data, image_differences, match_channels, source_data,
-                     target_data, with_resolved_augment)
+from .target import (channel_note, describe_data, differences_from_source, match_channels, source_data, target_data,
+                     with_resolved_augment)
 
 FORMAT = "learngene-ea/transfer-v1"
 
@@ -154,24 +154,20 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
 
     timings = {}
     t = time.perf_counter()
-    data, key = target_data(cfg)
-    raw = load_dataset(data, target=key == "transfer.target")
-    note = channel_note(raw, learngene.in_channels, key)
+    data, data_key = target_data(cfg)
+    raw = load_dataset(data, target=data_key == "transfer.target")
+    note = channel_note(raw, learngene.in_channels, data_key)
     if note:
         log(note)
     dataset = match_channels(raw, learngene.in_channels)
     timings["load_dataset"] = time.perf_counter() - t
     source, source_found_in = source_data(cfg, learngene, run_dir)
-    evolved_on = data_section(learngene.meta.get("data")) or source
-    differences = image_differences(evolved_on, data, key)
-    meta_dataset = learngene.meta.get("dataset")
-    if not learngene.meta.get("data") and meta_dataset and meta_dataset != data.name:
-        differences = [f"{key}.name {data.name!r} (source: {meta_dataset!r})"]
+    differences = differences_from_source(learngene, source, data, data_key)
     if differences:
         log("note: the test images are not those the learngene was evolved on: " + ", ".join(differences))
     seen = seen_test_classes(learngene, data, dataset)
     if not allow_seen_classes:
-        check_unseen_classes(learngene, data, dataset, learngene_path, key)
+        check_unseen_classes(learngene, data, dataset, learngene_path, data_key)
     elif seen:
         log(f"warning: {len(seen)} test classes were seen by the learngene's evolution (--allow-seen-classes)")
     settings = make_settings(tcfg, dataset)
@@ -222,7 +218,7 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
                    "train_classes": pretrain_info.get("classes") if pretrain_info["trained_on"] == "source" else None,
                    "evolution_classes": {split: len(names) for split, names in
                                          (learngene.meta.get("classes") or {}).items()}},
-        "target": {**describe_data(data, dataset, key), "channels_converted_to": learngene.in_channels
+        "target": {**describe_data(data, dataset, data_key), "channels_converted_to": learngene.in_channels
                    if note else None, "differences_from_source": differences},
         "dataset": {"name": dataset.name, "config": dataclasses.asdict(data), "images": int(dataset.images.shape[0]),
                     "image_size": dataset.image_size, "channels": dataset.channels,

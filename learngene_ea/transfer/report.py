@@ -63,8 +63,9 @@ def markdown_table(results: dict) -> str:
     info = results["evaluation"]
     lg = results["learngene"]
     trained_on = results.get("pretrained", {}).get("trained_on")
-    pretrained = {"source": "; pre-trained baselines trained on the source", "given": "; pre-trained baselines "
-                  "from the given network", "target": "; pre-trained baselines trained on the target"}.get(trained_on, "")
+    pretrained = {"source": "; pre-trained baselines trained on the source",
+                  "target": "; pre-trained baselines trained on the target",
+                  "given": "; pre-trained baselines from the given network"}.get(trained_on, "")
     lines = [
         f"### Transfer to test classes: {lg['family']} x{lg['width']:g} learngene "
         f"({lg['num_params']:,} parameters, {100 * lg['fraction']:.1f}% of its gene layers), "

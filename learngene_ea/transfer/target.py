@@ -119,6 +119,17 @@ def image_differences(source: DataConfig, other: DataConfig, key: str) -> list[s
     return found
 
 
+def differences_from_source(learngene, source: DataConfig, data: DataConfig, key: str) -> list[str]:
+    """What changes the images between the data the learngene was evolved on and ``data`` (see
+    :func:`image_differences`): its recorded data section, else ``source``; a learngene that
+    records only its dataset's name is compared by name."""
+    recorded = learngene.meta.get("data")
+    if not recorded and learngene.meta.get("dataset"):
+        name = learngene.meta["dataset"]
+        return [] if name == data.name else [f"{key}.name {data.name!r} (source: {name!r})"]
+    return image_differences(data_section(recorded) or source, data, key)
+
+
 def with_resolved_augment(cfg: Config) -> tuple[Config, str]:
     """``cfg`` with ``transfer.augment`` set: as given, else the ``augment`` of the data fine-tuned on.
 
