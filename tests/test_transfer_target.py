@@ -296,3 +296,25 @@ def test_the_example_image_folder_is_a_folder_of_class_folders_written_the_same_
     dataset = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path / "a"), image_size=16, channels=1),
                            target=True)
     assert sorted(dataset.class_names) == sorted(names) and dataset.images.shape == (6, 1, 16, 16)
+
+
+def test_a_scoop_worker_rebuilds_the_target_as_the_origin_does(grey_digits, monkeypatch):
+    """A worker has only the recipe: it must load the target (every class a test class) and convert its
+    channels as the origin did, so its episode records are the origin's."""
+    import scoop.shared
+
+    target = f"{{name: imagefolder, root: {grey_digits}, channels: 1}}"
+    cfg, _ = with_resolved_augment(load_config(None, quick_overrides(**{"transfer.target": target})))
+    model = build_model("conv4", 0.25, 3, 5, seed=2)
+    learngene = extract_learngene(model, {group: np.arange(size) < 3 for group, size in model.spec.groups})
+    dataset = transfer.load_target(cfg, 3)
+    assert dataset.channels == 3 and len(dataset.splits["test"]) == 6
+    settings = transfer.make_settings(cfg.transfer, dataset)
+    methods = transfer.baseline_methods(learngene, None)
+    sent = {"config": cfg, "learngene": learngene, "descendants": [], "pretrained": None}
+    monkeypatch.setattr(scoop.shared, "getConst", lambda name, timeout=0.1: sent if name == "target-test" else None)
+    for m, method in enumerate(methods):
+        worker = transfer.evaluate_episode_job(("target-test", m, 0, 0))
+        origin = transfer.evaluate_episode(method, dataset, settings[0], 0, cfg.transfer, 3, "cpu")
+        worker.pop("seconds"), origin.pop("seconds")
+        assert worker == origin, method.name
