@@ -318,3 +318,17 @@ def test_a_scoop_worker_rebuilds_the_target_as_the_origin_does(grey_digits, monk
         origin = transfer.evaluate_episode(method, dataset, settings[0], 0, cfg.transfer, 3, "cpu")
         worker.pop("seconds"), origin.pop("seconds")
         assert worker == origin, method.name
+
+
+def test_a_source_that_cannot_be_loaded_says_where_it_was_found_and_what_to_do(grey_digits, tmp_path, capsys):
+    path = tmp_path / "learngene.pt"
+    model = build_model("conv4", 0.25, 3, 5, seed=1)
+    extract_learngene(model, {g: np.arange(s) < 4 for g, s in model.spec.groups},
+                      meta={"data": {"name": "imagefolder", "root": "/moved/away"}}).save(path)
+    argv = ["--learngene", str(path), "--quiet", "--out", str(tmp_path / "out"),
+            *sets(**{"transfer.target.name": "imagefolder", "transfer.target.root": grey_digits})]
+    assert transfer.main(argv + [a for o in tiny_overrides() for a in ("--set", o)]) == 2  # tiny: conv4 x0.25
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: The source data the pre-trained baseline trains on (recorded in the learngene "
+                          "file: imagefolder at '/moved/away') cannot be loaded (data.root '/moved/away' does not")
+    assert err.endswith("; pass --pretrained FILE or set transfer.pretrain_on=target.")

@@ -102,9 +102,10 @@ def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, ru
         data, found_in = source_data(cfg, learngene, run_dir)
         try:
             dataset = match_channels(load_dataset(data), channels)
-        except UserError as err:
-            raise UserError(f"{str(err).rstrip('.')} (the source data, {found_in}, that the pre-trained baseline "
-                            "trains on; pass --pretrained FILE or set transfer.pretrain_on=target).") from err
+        except UserError as err:  # its keys are the source's, not the user's: say whose they are
+            raise UserError(f"The source data the pre-trained baseline trains on ({found_in}: {data.name}"
+                            + (f" at {data.root!r}" if data.root else "") + f") cannot be loaded ({str(err).rstrip('.')})"
+                            "; pass --pretrained FILE or set transfer.pretrain_on=target.") from err
     others = [run_dir] if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else []
     return load_or_pretrain(cfg, dataset, family, width, channels, cache_dir, device, log,
                             learngene.meta.get("training_images"), data_cfg=data, trained_on=on,
