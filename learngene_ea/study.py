@@ -37,7 +37,7 @@ from .study_report import FORMAT, episode_digests, markdown_table, pool, write_s
 from .transfer.descendants import arch_label, parse_descendant
 from .transfer.pipeline import FORMAT as TRANSFER_FORMAT
 from .transfer.pipeline import transfer_after_run
-from .transfer.cache import LEGACY_FILE, is_cache_file
+from .transfer.cache import is_cache_file
 from .transfer.target import target_data, with_resolved_augment
 from .workers import default_threads, worker_count
 
@@ -233,11 +233,11 @@ def transfer_matches(results: dict, cfg: Config, learngene) -> bool:
 
 
 def share_pretrained(folder: str, others: list[str], log) -> None:
-    """Offer another seed's cached pre-trained network to ``folder`` (the first found in ``others``).
+    """Offer the other seeds' cached pre-trained networks to ``folder`` (each key's file, when it has none).
 
     Every seed's baselines train the same network when their evolutions used as many images
-    (equal compute) under the same recipe; the cache's key decides: a copy whose key does not
-    match is retrained as usual, so this only saves the repeats.
+    (equal compute) under the same recipe. A cached file is named by its key, so a seed uses a
+    copy only when its own key is that one, and never loses a file of its own.
     """
     for other in others:
         if not os.path.isdir(other):
@@ -245,7 +245,7 @@ def share_pretrained(folder: str, others: list[str], log) -> None:
         for name in sorted(os.listdir(other)):
             # keyed files: a copy under the same name is the same key's network, so none is replaced
             source, target = os.path.join(other, name), os.path.join(folder, name)
-            if is_cache_file(name) and name != LEGACY_FILE and not os.path.exists(target):
+            if is_cache_file(name) and not os.path.exists(target):
                 with open(source, "rb") as f:
                     atomic_write_bytes(target, f.read())
                 log(f"pre-trained baseline: offered {source} to {folder} (used only if its key matches)")

@@ -4,8 +4,9 @@ A cached network is ``pretrained-<digest>.pt``, where the digest is a hash of ev
 determined its weights (:func:`learngene_ea.transfer.pretrain.pretrain_key`: model, data,
 steps, optimiser, seed, what it trained on). A transfer writes into its own cache folder (the
 output folder, or ``transfer.cache_dir``) and may read, never write, other folders: the run
-folder next to the learngene, whose cache it reuses only when the key matches. Files written
-before the cache was keyed (``pretrained.pt``) are read the same way.
+folder next to the learngene, whose cache it reuses only when the key matches. The unkeyed
+``pretrained.pt`` of earlier versions is neither read nor replaced (its key lacks what a key
+holds now, so it could never match).
 """
 from __future__ import annotations
 
@@ -18,9 +19,6 @@ import torch
 
 from ..atomic import atomic_write_bytes
 
-LEGACY_FILE = "pretrained.pt"  # the one unkeyed file of earlier versions, read only
-
-
 def key_digest(key: dict) -> str:
     """A short, stable hash of a pre-training key (the cache file's name)."""
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -32,29 +30,26 @@ def cache_file(folder: str, key: dict) -> str:
 
 
 def is_cache_file(name: str) -> bool:
-    """Whether a file name is a cached pre-trained network (keyed, or the legacy name)."""
-    return name == LEGACY_FILE or (name.startswith("pretrained-") and name.endswith(".pt"))
+    """Whether a file name is that of a cached pre-trained network."""
+    return name.startswith("pretrained-") and name.endswith(".pt")
 
 
 def find_cached(key: dict, folders, log=print) -> tuple[dict, str] | None:
-    """The first cached state whose key is ``key`` in ``folders`` (keyed file, then legacy file), or None.
+    """The cached state whose key is ``key`` in the first of ``folders`` that has it, or None.
 
     Each file is read with ``weights_only=True``; an unreadable one is reported and skipped, never trusted.
     """
-    seen = set()
     for folder in folders:
-        for path in (cache_file(folder, key), os.path.join(folder, LEGACY_FILE)):
-            path = os.path.abspath(path)
-            if path in seen or not os.path.isfile(path):
-                continue
-            seen.add(path)
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as err:  # a damaged cache is only a cache
-                log(f"pre-trained baseline: cannot read {path} ({type(err).__name__}); not using it")
-                continue
-            if isinstance(state, dict) and state.get("key") == key:
-                return state, path
+        path = cache_file(folder, key)
+        if not os.path.isfile(path):
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a damaged cache is only a cache
+            log(f"pre-trained baseline: cannot read {path} ({type(err).__name__}); not using it")
+            continue
+        if isinstance(state, dict) and state.get("key") == key:  # a digest collision is not a match
+            return state, path
     return None
 
 

@@ -28,12 +28,12 @@ from ..models import Backbone, build_model
 from ..report import plural
 from ..sampling import Task
 from ..training import train_on_task
-from .cache import LEGACY_FILE, cache_file, find_cached, write_cached
+from .cache import cache_file, find_cached, write_cached
 from .descendants import arch_label
 from .episodes import pretrain_seed
 
 PRETRAINED_FORMAT = "learngene-ea/pretrained-v1"
-PRETRAINED_FILE = LEGACY_FILE  # the unkeyed name of earlier versions (see .cache)
+PRETRAINED_FILE = "pretrained.pt"  # the unkeyed cache of earlier versions: no longer read or written (.cache)
 
 
 NEAR_CHANCE = 0.9  # a final loss above this share of ln(classes) is near chance
