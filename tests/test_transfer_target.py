@@ -249,6 +249,10 @@ def test_grey_becomes_rgb_by_repetition_and_rgb_grey_by_the_luminance_pil_uses(t
     back = match_channels(grey, 3)
     assert back.channels == 3 and torch.equal(back.images[:, 0], back.images[:, 2])
     assert torch.equal(back.images[:, 1], grey.images[:, 0]) and match_channels(grey, 1) is grey
+    assert back.mean == pytest.approx(grey.mean * 3) and back.std == pytest.approx(grey.std * 3)  # its own statistics
+    pixels = converted.images.double() / 255
+    assert converted.mean == pytest.approx((pixels.mean().item(),)) and converted.std[0] == pytest.approx(
+        pixels.std(unbiased=False).item())
 
 
 def test_every_difference_that_changes_the_images_is_named():

@@ -21,6 +21,7 @@ import yaml
 from ..config import Config, ConfigError, DataConfig, from_dict
 from ..data import load_dataset
 from ..data.base import FewShotDataset
+from ..data.files import class_moments, mean_std
 
 LUMINANCE = (0.299, 0.587, 0.114)
 IMAGE_KEYS = ("name", "root", "image_size", "channels")  # what changes the images of any dataset
@@ -83,11 +84,8 @@ def match_channels(dataset: FewShotDataset, channels: int) -> FewShotDataset:
         for start in range(0, len(images), 4096):  # in chunks: float copies of a whole dataset are large
             chunk = (dataset.images[start:start + 4096].float() * weights).sum(1, keepdim=True)
             images[start:start + 4096] = chunk.round().clamp(0, 255).to(torch.uint8)
-    classes = dataset.splits["train"] or range(len(dataset.class_names))
-    picked = torch.cat([dataset.indices_of_class(c) for c in classes])
-    pixels = images[picked].double() / 255.0
-    mean = tuple(float(v) for v in pixels.mean(dim=(0, 2, 3)))
-    std = tuple(max(float(v), 1.0 / 255.0) for v in pixels.std(dim=(0, 2, 3), unbiased=False))
+    moments = class_moments(images.numpy(), dataset.labels.numpy(), len(dataset.class_names))  # exact, chunked
+    mean, std = mean_std(moments, dataset.splits["train"] or range(len(dataset.class_names)))
     return dataclasses.replace(dataset, images=images, mean=mean, std=std, _by_class=None)
 
 
