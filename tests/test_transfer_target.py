@@ -336,3 +336,17 @@ def test_a_source_that_cannot_be_loaded_says_where_it_was_found_and_what_to_do(g
     assert err.startswith("error: The source data the pre-trained baseline trains on (recorded in the learngene "
                           "file: imagefolder at '/moved/away') cannot be loaded (data.root '/moved/away' does not")
     assert err.endswith("; pass --pretrained FILE or set transfer.pretrain_on=target.")
+
+
+def test_a_grey_learngene_is_tested_on_rgb_test_classes_by_luminance(tmp_path, capsys):
+    path = tmp_path / "learngene.pt"
+    model = build_model("conv4", 0.25, 1, 5, seed=1)
+    extract_learngene(model, {g: np.arange(s) < 4 for g, s in model.spec.groups},
+                      meta={"dataset": "synthetic"}).save(path)
+    argv = ["--learngene", str(path), "--quiet", "--out", str(tmp_path / "out"), "--set", "transfer.pretrain_images=16",
+            *sets(), *[a for o in tiny_overrides() for a in ("--set", o)]]
+    assert transfer.main(argv) == 0
+    out = capsys.readouterr().out
+    assert ("note: the learngene reads 1-channel images and data has 3; converting them (luminance 0.299 R + "
+            "0.587 G + 0.114 B)\n") in out
+    assert json.loads((tmp_path / "out" / "transfer.json").read_text())["target"]["channels_converted_to"] == 1

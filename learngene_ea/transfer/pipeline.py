@@ -103,9 +103,10 @@ def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, ru
         try:
             dataset = match_channels(load_dataset(data), channels)
         except UserError as err:  # its keys are the source's, not the user's: say whose they are
-            raise UserError(f"The source data the pre-trained baseline trains on ({found_in}: {data.name}"
-                            + (f" at {data.root!r}" if data.root else "") + f") cannot be loaded ({str(err).rstrip('.')})"
-                            "; pass --pretrained FILE or set transfer.pretrain_on=target.") from err
+            where = f"{found_in}: {data.name}" + (f" at {data.root!r}" if data.root else "")
+            raise UserError(f"The source data the pre-trained baseline trains on ({where}) cannot be loaded "
+                            f"({str(err).rstrip('.')}); pass --pretrained FILE or set "
+                            "transfer.pretrain_on=target.") from err
     others = [run_dir] if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else []
     return load_or_pretrain(cfg, dataset, family, width, channels, cache_dir, device, log,
                             learngene.meta.get("training_images"), data_cfg=data, trained_on=on,

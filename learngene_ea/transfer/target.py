@@ -94,8 +94,9 @@ def channel_note(dataset: FewShotDataset, channels: int, key: str) -> str | None
     if dataset.channels == channels:
         return None
     how = "repeating the grey channel" if channels == 3 else "luminance 0.299 R + 0.587 G + 0.114 B"
+    same = f", as {key}.channels={channels} would" if dataset.name == "imagefolder" else ""
     return (f"note: the learngene reads {channels}-channel images and {key} has {dataset.channels}; converting "
-            f"them ({how}), as {key}.channels={channels} would")
+            f"them ({how}){same}")
 
 
 def load_target(cfg: Config, in_channels: int) -> FewShotDataset:
