@@ -113,9 +113,10 @@ def _validate_whole(cfg: Config) -> Config:
     if cfg.ea.elites >= cfg.ea.population_size:
         raise ConfigError(f"'ea.elites' ({cfg.ea.elites}) must be smaller than "
                           f"'ea.population_size' ({cfg.ea.population_size}).")
-    if cfg.data.name != "synthetic" and not cfg.data.root:
-        raise ConfigError(f"'data.root' is required for data.name '{cfg.data.name}': "
-                          "set it to the folder holding the dataset files.")
+    for key, data in (("data", cfg.data), ("transfer.target", cfg.transfer.target)):
+        if data is not None and data.name != "synthetic" and not data.root:
+            raise ConfigError(f"'{key}.root' is required for {key}.name '{data.name}': "
+                              "set it to the folder holding the dataset files.")
     # what depends on the dataset (classes and images of each split) is checked once it is
     # loaded, before a run makes its folder: see recipe_checks.py
     shots = cfg.transfer.shots
@@ -209,3 +210,18 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
     from .atomic import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def recipe_name(cfg: Config, path: str | os.PathLike | None) -> str:
+    """What a run is called: ``name`` when set, else the recipe file's name (``defaults`` without one)."""
+    if cfg.name:
+        return cfg.name
+    return os.path.splitext(os.path.basename(os.fspath(path)))[0] if path else "defaults"
+
+
+def dataset_label(data: DataConfig) -> str:
+    """A short name for a data section: ``data.name``, or an image folder's own folder name."""
+    if data.name == "imagefolder" and data.root:
+        folder = os.path.basename(os.path.normpath(os.path.expanduser(data.root)))
+        return "".join(c if c.isalnum() or c in "._-" else "_" for c in folder) or data.name
+    return data.name

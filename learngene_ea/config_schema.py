@@ -129,13 +129,21 @@ class TransferConfig:
     weight_decay: float = _field(5e-4, "fine-tuning weight decay", min=0.0)
     batch_size: int = _field(128, "support images per fine-tuning step (the whole support set when smaller)",
                              min=1)
-    augment: bool = _field(True, "random crop + horizontal flip of support images while fine-tuning")
+    augment: bool | None = _field(None, "random crop + horizontal flip of support images while fine-tuning "
+                                        "(default: the data.augment of the data fine-tuned on)")
     pretrain_images: int = _field(0, "training images the pre-trained baseline learns from; 0: as many as all "
                                      "the evolution's descendants together (equal compute, recorded in "
                                      "learngene.pt)", min=0)
     pretrain_epochs: int = _field(3, "epochs of the pre-trained baseline for a learngene that does not record "
                                      "its compute (and pretrain_images 0)", min=1)
     descendants: list = _field([], "extra descendants for scalability rows, e.g. ['conv4@2.0', 'vgg11']")
+    target: DataConfig | None = _field(None, "the data the test episodes come from, with the keys of data "
+                                             "(every class a test class unless its split names test); null: "
+                                             "the test split of data")
+    pretrain_on: str = _field("source", "what the pre-trained baseline trains on: the source (the data the "
+                                        "learngene was evolved on) or the target's classes",
+                              choices=("source", "target"))
+    cache_dir: str | None = _field(None, "folder of the cached pre-trained networks (default: the output folder)")
 
 
 @dataclass
@@ -155,7 +163,8 @@ class RuntimeConfig:
 
 @dataclass
 class Config:
-    name: str = _field("gtl", "run name prefix (run directory: runs/<name>-<timestamp>)")
+    name: str | None = _field(None, "run name (run directory runs/<name>-<timestamp>); unset: "
+                                    "runs/<recipe>-<dataset>-<timestamp>")
     seed: int = _field(0, "seed of everything random in the run", min=0)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

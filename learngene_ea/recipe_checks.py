@@ -7,7 +7,7 @@ only be checked once the dataset is loaded; each check here is one sentence nami
 from __future__ import annotations
 
 from .config import ConfigError
-from .data import FewShotDataset
+from .data import FewShotDataset, load_dataset
 
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
@@ -59,7 +59,24 @@ def check_transfer_fits(tcfg, dataset: FewShotDataset) -> None:
 
 
 def check_run_fits(cfg, dataset: FewShotDataset) -> None:
-    """Everything a run will ask of its dataset, including the end-of-run transfer when it has one."""
+    """Everything a run will ask of its dataset, including the end-of-run transfer when it has one
+    (on ``transfer.target`` when set, loaded here too: a target that cannot serve stops the run now)."""
     check_fitness_fits(cfg, dataset)
     if cfg.transfer.after_run:
-        check_transfer_fits(cfg.transfer, dataset)
+        target = dataset if cfg.transfer.target is None else load_dataset(cfg.transfer.target, target=True)
+        check_transfer_fits(cfg.transfer, target)
+
+
+def silent_caps(cfg) -> list[str]:
+    """Warnings for the recipe values a run lowers instead of refusing (one line each; [] when none).
+
+    A task's batches cannot hold more images than the task has (``task.num_classes`` x
+    ``task.images_per_class``); the other counts that could not be served are refused above.
+    """
+    task = cfg.task
+    images = task.num_classes * task.images_per_class
+    if task.batch_size > images:
+        return [f"warning: 'task.batch_size' is {task.batch_size} but a task has only {images} images "
+                f"('task.num_classes' {task.num_classes} x 'task.images_per_class' {task.images_per_class}); "
+                f"each step uses those {images}."]
+    return []

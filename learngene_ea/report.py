@@ -13,6 +13,11 @@ import numpy as np
 from .atomic import atomic_write_bytes, atomic_write_text
 
 
+def plural(count, noun: str, nouns: str | None = None) -> str:
+    """``1 step``, ``2 steps`` (``nouns``: an irregular plural): a count with its noun, as logs print it."""
+    return f"{count:,} " + (noun if count == 1 else nouns or noun + "s")
+
+
 def write_logbook(logbook, path: str | os.PathLike) -> None:
     """One JSON object per generation (the logbook's records, in order)."""
     lines = [json.dumps(record, default=json_default) for record in logbook]

@@ -23,7 +23,7 @@ from learngene_ea.evolve import (EvaluationFailure, EvolutionState, OperatorFail
                                  new_state, product_learngene)
 from learngene_ea.fitness import rescore
 from learngene_ea.individual import same_individual
-from learngene_ea.recipe_checks import check_run_fits
+from learngene_ea.recipe_checks import check_run_fits, silent_caps
 from learngene_ea.report import plot_evolution, write_json, write_logbook
 from learngene_ea.workers import scoop_running
 
@@ -51,27 +51,46 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ------------------------------------------------------------------------------ setup
 
+def recipe_path(args) -> str | None:
+    """The recipe file a new run reads: --config, else genomes/default.yaml when it exists, else none."""
+    if args.config is None and os.path.isfile(config_module.DEFAULT_RECIPE):
+        return config_module.DEFAULT_RECIPE
+    return args.config
+
+
 def resolve_config(args) -> Config:
-    path = args.config
-    if path is None and os.path.isfile(config_module.DEFAULT_RECIPE):
-        path = config_module.DEFAULT_RECIPE
-    return config_module.load_config(path, args.overrides)
+    return config_module.load_config(recipe_path(args), args.overrides)
 
 
-def new_run_dir(cfg: Config, requested: str | None) -> str:
-    """A fresh run directory's path (made later); an existing run is never reused or overwritten."""
+def recipe_of(cfg: Config) -> str:
+    """The recipe's name that :func:`prepare` noted on ``cfg`` (``cfg.recipe``: not a recipe key, so it is
+    not saved in config.yaml, where a reused file would carry it to another dataset)."""
+    return getattr(cfg, "recipe", None) or cfg.name or "defaults"
+
+
+def run_title(cfg: Config, recipe: str) -> str:
+    """``default on synthetic``: the recipe and the dataset, as plots and summaries name a run."""
+    return f"{recipe} on {config_module.dataset_label(cfg.data)}"
+
+
+def new_run_dir(cfg: Config, requested: str | None, recipe: str | None = None) -> str:
+    """A fresh run directory's path (made later); an existing run is never reused or overwritten.
+
+    Unless ``--run-dir`` says where: ``runs/<name>-<timestamp>`` when the recipe sets ``name``, else
+    ``runs/<recipe>-<dataset>-<timestamp>`` (``recipe``: the recipe file's name).
+    """
     if requested:
         if os.path.isdir(requested) and os.listdir(requested):
             raise UserError(f"run directory {requested!r} already exists and is not empty; resume it with "
                             f"--resume {requested} or pass another --run-dir.")
-        path = requested
-    else:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = os.path.join("runs", f"{cfg.name}-{stamp}")
-        suffix = 1
-        while os.path.exists(path):
-            suffix += 1
-            path = os.path.join("runs", f"{cfg.name}-{stamp}-{suffix}")
+        return requested
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    prefix = cfg.name or f"{recipe or 'defaults'}-{config_module.dataset_label(cfg.data)}"
+    path = os.path.join("runs", f"{prefix}-{stamp}")
+    suffix = 1
+    while os.path.exists(path):
+        suffix += 1
+        path = os.path.join("runs", f"{prefix}-{stamp}-{suffix}")
     return path
 
 
@@ -128,7 +147,7 @@ def checkpoint_payload(state: EvolutionState, cfg: Config) -> dict:
         "generation": state.generation, "population": state.population, "halloffame": state.halloffame,
         "logbook": state.logbook, "next_id": state.next_id, "best_at_target": state.best_at_target,
         "stale_generations": state.stale_generations, "errors": state.errors, "rng": state.rng,
-        "seconds": state.seconds, "config": config_module.to_dict(cfg),
+        "seconds": state.seconds, "config": config_module.to_dict(cfg), "recipe": recipe_of(cfg),
     }
 
 
@@ -152,6 +171,7 @@ def prepare(args, log) -> tuple[Config, EvolutionState, str]:
         problems = compatibility_problems(saved, cfg)
         if problems:
             raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + ".")
+        cfg.recipe = cfg.name or payload.get("recipe") or config_module.recipe_name(cfg, args.config)
         keep_layout(saved, cfg, args.overrides, log)
         check_run_fits(cfg, load_dataset(cfg.data))
         run_dir = args.run_dir or (args.resume if os.path.isdir(args.resume)
@@ -159,6 +179,7 @@ def prepare(args, log) -> tuple[Config, EvolutionState, str]:
         log(f"resuming {source} after generation {payload['generation']}")
         return cfg, state_from_checkpoint(payload), run_dir
     cfg = resolve_config(args)
+    cfg.recipe = config_module.recipe_name(cfg, recipe_path(args))  # not a key: what titles call the run
     check_run_fits(cfg, load_dataset(cfg.data))  # before the run folder exists
     if args.seed_population:
         payload, source = read_checkpoint_arg(args.seed_population, log)
@@ -178,8 +199,8 @@ def prepare(args, log) -> tuple[Config, EvolutionState, str]:
         population = [copy.deepcopy(ind) for ind in population]
         state = new_state(cfg, population)
         log(f"seeding generation 0 with {len(population)} individuals from {source}")
-        return cfg, state, new_run_dir(cfg, args.run_dir)
-    return cfg, new_state(cfg), new_run_dir(cfg, args.run_dir)
+        return cfg, state, new_run_dir(cfg, args.run_dir, cfg.recipe)
+    return cfg, new_state(cfg), new_run_dir(cfg, args.run_dir, cfg.recipe)
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -187,10 +208,12 @@ def prepare(args, log) -> tuple[Config, EvolutionState, str]:
 class RunOutputs:
     """Writes every output file after each generation (checkpoint first: it is what resumes)."""
 
-    def __init__(self, run_dir: str, cfg: Config, log=print):
+    def __init__(self, run_dir: str, cfg: Config, log=print, caps=()):
         self.run_dir = run_dir
         self.cfg = cfg
         self.log = log
+        self.caps = list(caps)  # the warnings of recipe values the run lowers (recipe_checks.silent_caps)
+        self.title = run_title(cfg, recipe_of(cfg))
         self.started = time.perf_counter()
         self.checkpoint_bytes = 0
         self.checkpoint_seconds = 0.0
@@ -207,8 +230,9 @@ class RunOutputs:
         self.checkpoint_seconds = time.perf_counter() - start
         write_logbook(state.logbook, self.path("logbook.jsonl"))
         learngene, individual, reached = product_learngene(state, self.cfg)
+        learngene.meta["recipe"] = recipe_of(self.cfg)
         learngene.save(self.path("learngene.pt"))
-        plot_evolution(state.logbook, self.path("evolution.png"), f"GTL: {self.cfg.name}")
+        plot_evolution(state.logbook, self.path("evolution.png"), f"GTL: {self.title}")
         write_json(self.summary(state, learngene, individual, reached), self.path("summary.json"))
 
     def finish(self, state: EvolutionState, fresh: dict | None) -> None:
@@ -218,6 +242,7 @@ class RunOutputs:
         learngene, individual, reached = product_learngene(state, self.cfg)
         if fresh is not None:
             learngene.meta["fresh_validation"] = fresh
+        learngene.meta["recipe"] = recipe_of(self.cfg)
         learngene.save(self.path("learngene.pt"))
         summary = self.summary(state, learngene, individual, reached)
         if fresh is not None:
@@ -228,6 +253,8 @@ class RunOutputs:
         generations = len(state.logbook)
         return {
             "run_dir": self.run_dir,
+            "title": self.title, "recipe": recipe_of(self.cfg), "dataset": config_module.dataset_label(self.cfg.data),
+            "caps": self.caps,
             "generations_run": generations,
             "last_generation": state.generation,
             "best": {
@@ -259,9 +286,13 @@ def run(args) -> int:
     toolbox = build_toolbox(cfg)  # users' operators are checked before the run folder exists
     make_run_dir(run_dir)
     workers = "SCOOP workers" if scoop_running() else "one process (no SCOOP)"
-    log(f"run directory: {run_dir} | {cfg.model.family} x{cfg.model.width} on {cfg.data.name} | "
-        f"population {cfg.ea.population_size}, generations {cfg.ea.generations} | {workers}")
-    outputs = RunOutputs(run_dir, cfg, log)
+    log(f"run directory: {run_dir} | {recipe_of(cfg)}: {cfg.model.family} x{cfg.model.width} on "
+        f"{config_module.dataset_label(cfg.data)} | population {cfg.ea.population_size}, generations "
+        f"{cfg.ea.generations} | {workers}")
+    caps = silent_caps(cfg)
+    for line in caps:
+        log(line)
+    outputs = RunOutputs(run_dir, cfg, log, caps)
     progress = None
     if not args.quiet:
         from tqdm import tqdm

@@ -37,7 +37,8 @@ from .study_report import FORMAT, episode_digests, markdown_table, pool, write_s
 from .transfer.descendants import arch_label, parse_descendant
 from .transfer.pipeline import FORMAT as TRANSFER_FORMAT
 from .transfer.pipeline import transfer_after_run
-from .transfer.pretrain import PRETRAINED_FILE
+from .transfer.cache import is_cache_file
+from .transfer.target import target_data, with_resolved_augment
 from .workers import default_threads, worker_count
 
 STUDY_CONFIG = "study-config.yaml"  # the study's resolved recipe: a rerun must match it
@@ -189,7 +190,8 @@ def prepare(args) -> tuple[list[int], str | None, Config, dict[int, str]]:
             check_seed_recipe(seed_dir(args.out, seed), seed, path, args.overrides)
     dataset = load_dataset(cfg.data)
     check_fitness_fits(cfg, dataset)
-    check_transfer_fits(cfg.transfer, dataset)  # a study always evaluates transfer
+    target = dataset if cfg.transfer.target is None else load_dataset(cfg.transfer.target, target=True)
+    check_transfer_fits(cfg.transfer, target)  # a study always evaluates transfer
     for text in cfg.transfer.descendants:
         parse_descendant(text, cfg.model.width)
     build_toolbox(cfg)  # users' operators are checked before the study folder exists
@@ -213,6 +215,7 @@ def _json_plain(value):
 
 def transfer_matches(results: dict, cfg: Config, learngene) -> bool:
     """Was ``results`` (a ``transfer.json``) made from this learngene with ``cfg``'s transfer settings?"""
+    cfg, _ = with_resolved_augment(cfg)  # transfer.json records the augmentation it used
     evaluation, expected = results.get("evaluation", {}), _json_plain(dataclasses.asdict(cfg.transfer))
     if results.get("format") != TRANSFER_FORMAT or evaluation.get("metric") != cfg.fitness.metric:
         return False
@@ -225,27 +228,27 @@ def transfer_matches(results: dict, cfg: Config, learngene) -> bool:
             seen.add((family, width))
             labels.append(arch_label(family, width))
     return (evaluation.get("descendants") == labels
-            and results.get("dataset", {}).get("config") == _json_plain(dataclasses.asdict(cfg.data))
+            and results.get("dataset", {}).get("config") == _json_plain(dataclasses.asdict(target_data(cfg)[0]))
             and results.get("learngene", {}).get("meta") == _json_plain(learngene.meta))
 
 
 def share_pretrained(folder: str, others: list[str], log) -> None:
-    """Offer another seed's cached pre-trained network to ``folder`` (the first found in ``others``).
+    """Offer the other seeds' cached pre-trained networks to ``folder`` (each key's file, when it has none).
 
     Every seed's baselines train the same network when their evolutions used as many images
-    (equal compute) under the same recipe; the cache's key decides: a copy whose key does not
-    match is retrained as usual, so this only saves the repeats.
+    (equal compute) under the same recipe. A cached file is named by its key, so a seed uses a
+    copy only when its own key is that one, and never loses a file of its own.
     """
-    target = os.path.join(folder, PRETRAINED_FILE)
-    if os.path.exists(target):
-        return
     for other in others:
-        source = os.path.join(other, PRETRAINED_FILE)
-        if os.path.isfile(source):
-            with open(source, "rb") as f:
-                atomic_write_bytes(target, f.read())
-            log(f"pre-trained baseline: offered {source} to {folder} (kept only if its key matches)")
-            return
+        if not os.path.isdir(other):
+            continue
+        for name in sorted(os.listdir(other)):
+            # keyed files: a copy under the same name is the same key's network, so none is replaced
+            source, target = os.path.join(other, name), os.path.join(folder, name)
+            if is_cache_file(name) and not os.path.exists(target):
+                with open(source, "rb") as f:
+                    atomic_write_bytes(target, f.read())
+                log(f"pre-trained baseline: offered {source} to {folder} (used only if its key matches)")
 
 
 def seed_transfer(cfg: Config, folder: str, log) -> tuple[dict, str]:
@@ -315,7 +318,8 @@ def run_study(args, log=print) -> dict:
     study = {"format": FORMAT, "seeds": seeds, "settings": pooled.pop("settings"),
              "launch": {"processes": worker_count(), "threads": threads},
              "recipe": {"path": path, "overrides": list(args.overrides), "config": recipe},
-             "dataset": cfg.data.name, "transfer": dataclasses.asdict(cfg.transfer), **pooled,
+             "dataset": cfg.data.name, "dataset_label": config_module.dataset_label(cfg.data),
+             "transfer": dataclasses.asdict(cfg.transfer), **pooled,
              "last_invocation": {"seconds": time.perf_counter() - started, "seeds": actions}}
     paths = write_study_reports(study, args.out)
     log(markdown_table(study))

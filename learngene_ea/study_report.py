@@ -125,12 +125,20 @@ def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def study_title(study: dict) -> str:
+    """``default on synthetic``: the recipe (its ``name``, else its file's name) and the dataset."""
+    recipe = study["recipe"]
+    name = recipe["config"].get("name") or (os.path.splitext(os.path.basename(recipe["path"]))[0]
+                                            if recipe.get("path") else "defaults")
+    return f"{name} on {study.get('dataset_label') or study['dataset']}"
+
+
 def markdown_table(study: dict) -> str:
     """``study.md``: pooled rows x settings, paired differences pooled and per seed, validation per seed."""
     seeds, settings, labels = study["seeds"], study["settings"], study["setting_labels"]
     evaluation = study["transfer"]
     lines = [
-        f"### Study `{study['recipe']['config'].get('name', '?')}`: {study['architecture']} learngenes of "
+        f"### Study `{study_title(study)}`: {study['architecture']} learngenes of "
         f"{len(seeds)} evolution seeds ({', '.join(map(str, seeds))})",
         "",
         f"Every seed's learngene on the same test episodes (`{study['dataset']}`, {evaluation['n_way']}-way, "
@@ -212,7 +220,7 @@ def plot_study(study: dict, path: str | os.PathLike) -> None:
     ax_diff.set_ylabel("paired difference (points): pooled ± 95% CI, dots: seeds")
     ax_diff.set_title("learngene − each other row, same episodes", fontsize=9)
     ax_diff.legend(fontsize=6, loc="best")
-    fig.suptitle(f"Study {study['recipe']['config'].get('name', '')}: {study['architecture']} learngenes",
+    fig.suptitle(f"Study {study_title(study)}: {study['architecture']} learngenes",
                  fontsize=10)
     save_figure(fig, path)
 

@@ -318,8 +318,12 @@ def test_imagefolder_mixed_split_gives_disjoint_splits_of_the_sizes_asked_for():
 @pytest.mark.parametrize("split, message", [
     ({"train": ["nope"], "val": 1, "test": 1}, "names class 'nope', which is not a class folder"),
     ({"train": ["c00", "c01"], "val": ["c01"], "test": 1}, "names class 'c01' in both train and val"),
-    ({"train": 20, "val": 3, "test": 3}, "asks for 26 classes by count, but only 25"),
-    ({"train": 0.8, "val": 0.2, "test": 0.2}, "fractions add up to 1.2"),
+    ({"train": 20, "val": 3, "test": 3}, "data.split.train asks for 20 classes, data.split.val for 3 and "
+                                         "data.split.test for 3 (26 in all), but data.root has only 25 classes"),
+    ({"train": 22, "val": ["c00", "c01", "c02", "c03"], "test": 0.5},
+     "data.split.train asks for 22 classes, but only 21 of the 25 classes of data.root are left after the named lists"),
+    ({"train": 0.8, "val": 0.2, "test": 0.2}, "data.split.train 0.8 + data.split.val 0.2 + data.split.test 0.2 "
+                                              "add up to 1.2"),
     ({"train": 0.5, "val": 0.5}, "no 'test' entry"),
     ({"train": 0.97, "val": 0.02, "test": 0.01}, "data.split.test gets no classes"),
     ({"train": -2, "val": 1, "test": 1}, "data.split.train is -2"),

@@ -102,7 +102,9 @@ def study_b(tmp_path_factory):
                   "checkpoints": sorted(os.listdir(out / "seed-0" / "checkpoints"))}
     steps.append(run_study(study_argv(out, [0, 1])))
     pretrained = {seed: read_json(out / f"seed-{seed}" / "transfer.json")["pretrained"] for seed in (0, 1)}
-    same_network = (out / "seed-0" / "pretrained.pt").read_bytes() == (out / "seed-1" / "pretrained.pt").read_bytes()
+    cached = {seed: {n: (out / f"seed-{seed}" / n).read_bytes() for n in os.listdir(out / f"seed-{seed}")
+                     if n.startswith("pretrained-")} for seed in (0, 1)}
+    same_network = bool(cached[0]) and cached[0] == cached[1]  # one file per key, the same name and bytes
     return {"out": out, "steps": steps, "alone": alone, "unfinished": unfinished, "study": read_json(out / "study.json"),
             "pretrained": pretrained, "same_pretrained_network": same_network}
 

@@ -191,7 +191,7 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
     monkeypatch.setattr(fitness, "sample_task", recording_sample_task)
     monkeypatch.setattr(transfer, "transfer_after_run", flagged_transfer_after_run)  # run.py imports it from here
     monkeypatch.setattr(transfer.pretrain, "pretrain_network",  # pre-training has its own test; keep this one fast
-                        lambda cfg, dataset, family, width, in_channels, device, steps: (
+                        lambda cfg, dataset, family, width, in_channels, device, steps, augment=None: (
                             build_model(family, width, in_channels, 64, seed=0), {"steps": steps, "epochs": 0.1,
                                                                                    "final_loss": 0.0, "seconds": 0.0}))
     overrides = tiny_overrides(**{"ea.population_size": 2, "ea.generations": 1, "ea.tournsize": 2,
@@ -203,7 +203,8 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
     assert task_splits and set(task_splits) == {"train"}
     assert touched and not touched & _test_indices(tiny_dataset)
     assert phase["transfer"]
-    assert {"transfer.json", "transfer.md", "transfer.png", "pretrained.pt"} <= set(os.listdir(run_dir))
+    assert {"transfer.json", "transfer.md", "transfer.png"} <= set(os.listdir(run_dir))
+    assert [name for name in os.listdir(run_dir) if name.startswith("pretrained-") and name.endswith(".pt")]
 
 
 def test_the_end_of_run_transfer_takes_every_core_unless_threads_are_set(monkeypatch):
@@ -339,30 +340,35 @@ def test_layerwise_takes_whole_layers_from_the_input_closest_to_the_budget():
 
 # --------------------------------------------------------------------- pre-trained cache
 
-def test_the_pretrained_network_is_cached_and_retrained_when_its_keys_change(transfer_run, monkeypatch,
-                                                                             tiny_dataset, tmp_path):
-    cache = transfer_run["folder"] / "pretrained.pt"
-    assert cache.is_file() and not transfer_run["results"]["pretrained"]["reused"]
-    copy = str(tmp_path / "pretrained.pt")
-    with open(copy, "wb") as f:
-        f.write(cache.read_bytes())
+def test_the_pretrained_network_is_cached_under_its_key_and_another_key_never_replaces_it(transfer_run, monkeypatch,
+                                                                                         tiny_dataset, tmp_path):
+    out, info = transfer_run["folder"] / "out", transfer_run["results"]["pretrained"]
+    assert not info["reused"] and os.path.dirname(info["path"]) == str(out)  # under --out, named by its key
+    assert not [n for n in os.listdir(transfer_run["folder"]) if n.startswith("pretrained")]  # not beside it
+    first = tmp_path / os.path.basename(info["path"])
+    first.write_bytes(open(info["path"], "rb").read())
     logs = []
-    _, info = transfer.load_or_pretrain(transfer_run["cfg"], tiny_dataset, "conv4", 0.25, 3, copy, "cpu", logs.append)
+    _, info = transfer.load_or_pretrain(transfer_run["cfg"], tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu",
+                                        logs.append)
     assert info["reused"] and "reusing" in logs[0]
     calls = []
 
-    def fake_pretrain(*args):
+    def fake_pretrain(*args, **kwargs):
         calls.append(args)
-        return build_model("conv4", 0.25, 3, 64), {"steps": args[-1], "epochs": 1.0, "final_loss": 0.0,
+        return build_model("conv4", 0.25, 3, 64), {"steps": args[6], "epochs": 1.0, "final_loss": 0.0,
                                                      "seconds": 0.0}
 
     monkeypatch.setattr(transfer.pretrain, "pretrain_network", fake_pretrain)
     other = load_config(None, transfer_overrides(**{"transfer.pretrain_epochs": 2}))
-    _, info = transfer.load_or_pretrain(other, tiny_dataset, "conv4", 0.25, 3, copy, "cpu", logs.append)
-    assert len(calls) == 1 and not info["reused"]
-    assert any("retraining" in line for line in logs)
-    _, info = transfer.load_or_pretrain(other, tiny_dataset, "conv4", 0.25, 3, copy, "cpu", logs.append)
-    assert len(calls) == 1 and info["reused"]  # the retrained network replaced the cache
+    before = first.read_bytes()
+    _, info = transfer.load_or_pretrain(other, tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu", logs.append)
+    assert len(calls) == 1 and not info["reused"] and info["path"] != str(first)
+    assert first.read_bytes() == before  # the other key's network is still there
+    _, info = transfer.load_or_pretrain(other, tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu", logs.append)
+    assert len(calls) == 1 and info["reused"]
+    _, info = transfer.load_or_pretrain(transfer_run["cfg"], tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu",
+                                        logs.append)
+    assert len(calls) == 1 and info["reused"] and info["path"] == str(first)
 
 
 def test_pretraining_gets_the_evolutions_training_images_whatever_the_dataset_size(tiny_dataset):
@@ -393,7 +399,7 @@ def test_the_transfer_report_records_the_pretraining_compute_and_warns_near_chan
 def test_a_pretrained_network_that_learned_nothing_is_flagged(tiny_dataset, tmp_path):
     cfg = load_config(None, transfer_overrides(**{"transfer.pretrain_images": 64}))  # one step
     logs = []
-    _, info = transfer.load_or_pretrain(cfg, tiny_dataset, "conv4", 0.25, 3, str(tmp_path / "p.pt"), "cpu",
+    _, info = transfer.load_or_pretrain(cfg, tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu",
                                         logs.append)
     assert info["steps"] == 1 and info["near_chance"]
     assert any(line.startswith("warning: the pre-trained baseline's final loss") for line in logs)

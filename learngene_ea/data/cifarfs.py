@@ -36,9 +36,12 @@ def packaged_split() -> dict[str, list[str]]:
     return {s: folder.joinpath(f"cifarfs_{s}.txt").read_text().split() for s in SPLITS}
 
 
-def load_cifarfs(root, cache_dir=None) -> FewShotDataset:
-    """Load CIFAR-FS from any of the layouts in the module docstring (32x32 RGB, uint8)."""
-    root = files.existing_root(root, _LOOKED_FOR)
+def load_cifarfs(root, cache_dir=None, key: str = "data") -> FewShotDataset:
+    """Load CIFAR-FS from any of the layouts in the module docstring (32x32 RGB, uint8).
+
+    ``key``: the recipe section that names ``root`` (``data`` or ``transfer.target``), for errors.
+    """
+    root = files.existing_root(root, _LOOKED_FOR, key)
     for base in (root, os.path.join(root, "cifar-100-python"), os.path.join(root, "cifar100")):
         if all(os.path.isfile(os.path.join(base, f)) for f in ("train", "test", "meta")):
             return _from_pickles(base)

@@ -28,14 +28,14 @@ _MODES = {1: "L", 3: "RGB"}
 
 # ----------------------------------------------------------------------------- paths
 
-def existing_root(root, looked_for: str) -> str:
-    """``root`` as an absolute path; :class:`UserError` when it is unset or not a folder."""
+def existing_root(root, looked_for: str, key: str = "data") -> str:
+    """``root`` as an absolute path; :class:`UserError` (naming ``<key>.root``) when it is unset or not a folder."""
     if not root:
-        raise UserError(f"data.root is not set; set it to the folder holding {looked_for}.")
+        raise UserError(f"{key}.root is not set; set it to the folder holding {looked_for}.")
     path = os.path.abspath(os.path.expanduser(os.fspath(root)))
     if not os.path.isdir(path):
-        raise UserError(f"data.root '{root}' does not exist or is not a folder; "
-                        f"set data.root to the folder holding {looked_for}.")
+        raise UserError(f"{key}.root '{root}' does not exist or is not a folder; "
+                        f"set {key}.root to the folder holding {looked_for}.")
     return path
 
 

@@ -29,9 +29,12 @@ from .base import SPLITS, FewShotDataset
 _LOOKED_FOR = "miniImageNet (train.csv, val.csv, test.csv + images/, or mini-imagenet-cache-*.pkl)"
 
 
-def load_miniimagenet(root, image_size: int = 84, cache_dir=None) -> FewShotDataset:
-    """Load miniImageNet from either layout of the module docstring, as RGB ``image_size`` squares."""
-    root = files.existing_root(root, _LOOKED_FOR)
+def load_miniimagenet(root, image_size: int = 84, cache_dir=None, key: str = "data") -> FewShotDataset:
+    """Load miniImageNet from either layout of the module docstring, as RGB ``image_size`` squares.
+
+    ``key``: the recipe section that names ``root`` (``data`` or ``transfer.target``), for errors.
+    """
+    root = files.existing_root(root, _LOOKED_FOR, key)
     csvs = [os.path.join(root, f"{s}.csv") for s in SPLITS]
     pickles = [os.path.join(root, f"mini-imagenet-cache-{s}.pkl") for s in SPLITS]
     if all(map(os.path.isfile, csvs)) and os.path.isdir(os.path.join(root, "images")):

@@ -1,7 +1,8 @@
 """Downstream transfer: does a descendant that inherits the learngene learn unseen classes better?
 
 ``python -m learngene_ea.transfer --learngene runs/<name>/learngene.pt`` evaluates on *test*
-classes, in three kinds of setting: N-way K-shot episodes for every ``transfer.shots`` value and
+classes (the recipe data's test split, or every class of ``transfer.target``, another dataset:
+see ``target``), in three kinds of setting: N-way K-shot episodes for every ``transfer.shots`` value and
 a "limited data" setting with ``transfer.limited_data`` support images per class. In every
 episode each method starts from a fresh descendant, gets its transferred weights, a new N-way
 head, fine-tunes on the support set and is scored on the query set. Methods (rows):
@@ -10,8 +11,10 @@ head, fine-tunes on the support set and is scored on the query set. Methods (row
 - ``scratch-instincts``: the same fresh network with no update (prototypes of its random
   features), since fine-tuning a random network on a few shots can do worse than that;
 - ``pretrained``: the whole network of the recipe's family/width trained on all training
-  classes on as many training images as the whole evolution's descendants together (equal
-  compute; cached as ``pretrained.pt`` next to the learngene), every gene layer transferred;
+  classes of the source (the data the learngene was evolved on; ``transfer.pretrain_on:
+  target`` for the target's) on as many training images as the whole evolution's descendants
+  together (equal compute; cached by its key in the output folder), every gene layer
+  transferred; ``--pretrained FILE`` gives that network instead;
 - ``random-learngene``: random channels of the pre-trained network, as many per mask group as
   the learngene keeps (a new random choice per episode, seeded by the episode);
 - ``l1-learngene``: the pre-trained network's channels with the largest filter L1 norm, as many
@@ -44,9 +47,10 @@ Outputs (atomic writes): ``transfer.json`` (every number), ``transfer.md`` (the 
 
 The package keeps one job per module, in the order of a transfer run: ``descendants`` (the
 networks a learngene is written into), ``episodes`` (settings, episodes and their seeds),
-``baselines`` (the rows), ``finetune`` (one row on one episode), ``pretrain`` (the cached
-pre-trained network), ``report`` (paired differences, table, chart, files), ``jobs`` (every row
-on every setting, in one process or over SCOOP), ``pipeline`` (:func:`run_transfer`) and ``cli``
+``baselines`` (the rows), ``finetune`` (one row on one episode), ``cache`` (the pre-trained
+networks' files, one per key), ``pretrain`` (the pre-trained network), ``report`` (paired
+differences, table, chart, files), ``target`` (source and target data), ``jobs`` (every row on
+every setting, in one process or over SCOOP), ``pipeline`` (:func:`run_transfer`) and ``cli``
 (``python -m learngene_ea.transfer``). Each imports only those before it, never this package.
 """
 from __future__ import annotations
@@ -60,7 +64,8 @@ from .episodes import Setting, episode_digest, make_settings
 from .finetune import evaluate_episode, evaluate_method, finetune_and_score, summarise_episodes
 from .jobs import evaluate_episode_job, evaluate_transfer, share_transfer_context
 from .pipeline import run_transfer, transfer_after_run
-from .pretrain import load_or_pretrain, pretrain_network
+from .pretrain import given_pretrained, load_or_pretrain, pretrain_network
+from .target import load_target, match_channels, source_data
 from .report import add_paired_differences, markdown_table, plot_transfer, write_reports
 
 # Importable from here as before the package was split, though not part of __all__.
@@ -76,6 +81,7 @@ __all__ = [
     "copy_gene_layers", "layerwise_layers", "random_masks_like", "top_l1_masks_like", "Setting", "make_settings",
     "episode_digest", "Method", "baseline_methods", "evaluate_episode", "summarise_episodes", "evaluate_method",
     "evaluate_transfer", "share_transfer_context", "evaluate_episode_job", "add_paired_differences",
-    "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "run_transfer",
+    "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "given_pretrained",
+    "load_target", "match_channels", "source_data", "run_transfer",
     "transfer_after_run", "markdown_table", "plot_transfer", "write_reports", "main",
 ]

@@ -28,10 +28,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                                          "genomes/default.yaml, else the built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a recipe key (repeatable), e.g. --set transfer.episodes=600")
-    parser.add_argument("--out", help="folder for transfer.json/.md/.png (default: the learngene's folder)")
+    parser.add_argument("--out", help="folder for transfer.json/.md/.png and the pre-trained cache (default: the "
+                                      "learngene's folder; with transfer.target, its sub-folder transfer-<target>); "
+                                      "nothing else is written")
     parser.add_argument("--descendants", nargs="+", metavar="FAMILY@WIDTH",
                         help="scalability descendants, e.g. conv4@2.0 conv6 vgg11@0.5 "
                              "(default: transfer.descendants)")
+    parser.add_argument("--pretrained", metavar="STATE_DICT",
+                        help="a trained network's state dict (of the learngene's family, width and channels) for "
+                             "the pretrained, random-learngene, l1-learngene and layerwise rows, instead of "
+                             "pre-training one (transfer.pretrain_on)")
     parser.add_argument("--allow-seen-classes", action="store_true",
                         help="evaluate even on test classes the learngene's evolution trained or validated on")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, log lines only")
@@ -68,7 +74,7 @@ def main(argv=None) -> int:
             def progress(iterable, total, desc):
                 return tqdm(iterable, total=total, desc=desc, unit="episode", leave=False, file=sys.stderr)
         results = run_transfer(cfg, args.learngene, args.out, args.descendants, log=print, progress=progress,
-                               allow_seen_classes=args.allow_seen_classes)
+                               allow_seen_classes=args.allow_seen_classes, pretrained_path=args.pretrained)
         print(markdown_table(results))
         return 0
     except UserError as err:

@@ -12,7 +12,6 @@ import itertools
 import os
 
 from ..config import Config
-from ..data import load_dataset
 from ..data.base import FewShotDataset
 from ..fitness import configure_process
 from ..learngene import Learngene
@@ -23,6 +22,7 @@ from .episodes import Setting, make_settings
 from .finetune import evaluate_episode, evaluate_method, summarise_episodes
 from .pretrain import cpu_state, pretrained_from_state
 from .report import add_paired_differences
+from .target import load_target
 
 _CONTEXT_IDS = itertools.count()
 _CONTEXTS: dict = {}  # context key -> (cfg, dataset, settings, methods, device, in_channels) in this process
@@ -92,11 +92,11 @@ def _context(key: str) -> tuple:
         cfg, learngene = shared_context["config"], shared_context["learngene"]
         configure_process(cfg.runtime)
         device = worker_device(cfg.runtime.device)
-        dataset = load_dataset(cfg.data)
+        dataset = load_target(cfg, learngene.in_channels)
         pretrained = None
         if shared_context["pretrained"] is not None:
             pretrained = pretrained_from_state(shared_context["pretrained"], learngene.family, learngene.width,
-                                               learngene.in_channels, dataset, device).eval()
+                                               learngene.in_channels, device).eval()
         methods = baseline_methods(learngene, pretrained, shared_context["descendants"])
         _CONTEXTS.clear()  # one transfer evaluation at a time: free the previous one
         _CONTEXTS[key] = (cfg, dataset, make_settings(cfg.transfer, dataset), methods, device, learngene.in_channels)

@@ -13,83 +13,136 @@ import time
 
 import torch
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, dataset_label
 from ..data import load_dataset
 from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..fitness import configure_memory
 from ..learngene import Learngene, load_learngene
+from ..report import plural
 from ..training import resolve_device
 from ..workers import available_cores, default_threads, parallel_map, worker_count
 from .baselines import baseline_methods
 from .descendants import arch_label, check_descendant, parse_descendant
 from .episodes import episode_digest, make_settings
 from .jobs import evaluate_transfer, forget_transfer_context, new_context_key, share_transfer_context
-from .pretrain import PRETRAINED_FILE, load_or_pretrain
+from .pretrain import given_pretrained, load_or_pretrain
 from .report import markdown_table, write_reports
+from .target import (channel_note, describe_data, differences_from_source, match_channels, source_data, target_data,
+                     with_resolved_augment)
 
 FORMAT = "learngene-ea/transfer-v1"
 
 
-def check_compatible(cfg: Config, learngene: Learngene, dataset: FewShotDataset, path: str) -> None:
-    """A recipe whose model or image channels differ from the learngene's is a user error."""
+def check_compatible(cfg: Config, learngene: Learngene, path: str) -> None:
+    """A recipe whose model differs from the learngene's is a user error (image channels are converted)."""
     if (cfg.model.family, float(cfg.model.width)) != (learngene.family, float(learngene.width)):
         raise ConfigError(f"The learngene {path!r} is {arch_label(learngene.family, learngene.width)} but the "
                           f"recipe's model is {arch_label(cfg.model.family, cfg.model.width)}; pass the run's "
                           "config.yaml (or fix model.family/model.width) and use --descendants for other "
                           "architectures.")
-    if dataset.channels != learngene.in_channels:
-        raise ConfigError(f"The learngene {path!r} reads {learngene.in_channels}-channel images but the "
-                          f"dataset '{cfg.data.name}' has {dataset.channels}; use the dataset it was evolved on.")
 
 
 def seen_test_classes(learngene: Learngene, data_cfg, dataset: FewShotDataset) -> list[str]:
     """The dataset's test classes that the learngene was evolved on (its training or validation classes).
 
-    Only for the same dataset (same ``data.name``; for the synthetic one, the same ``data.seed``,
-    since its classes are drawn from it). Learngenes saved before their classes were recorded
-    give an empty list.
+    Only for the same dataset (same ``name`` and ``root``; for the synthetic one, the same
+    ``seed``, since its classes are drawn from it). Learngenes saved before their classes were
+    recorded give an empty list.
     """
     source, classes = learngene.meta.get("data"), learngene.meta.get("classes")
     if not source or not classes or source.get("name") != data_cfg.name:
         return []
     if data_cfg.name == "synthetic" and source.get("seed") != data_cfg.seed:
         return []
+    if source.get("root") and data_cfg.root and _absolute(source["root"]) != _absolute(data_cfg.root):
+        return []
     seen = set(classes.get("train", [])) | set(classes.get("val", []))
     return [dataset.class_names[i] for i in dataset.splits["test"] if dataset.class_names[i] in seen]
 
 
-def check_unseen_classes(learngene: Learngene, data_cfg, dataset: FewShotDataset, path: str) -> None:
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def check_unseen_classes(learngene: Learngene, data_cfg, dataset: FewShotDataset, path: str,
+                         key: str = "data") -> None:
     """Refuse test classes that the learngene saw while it evolved: that would not be transfer."""
     seen = seen_test_classes(learngene, data_cfg, dataset)
     if seen:
         shown = ", ".join(repr(name) for name in seen[:3]) + (", ..." if len(seen) > 3 else "")
+        fix = "use the class split of its run (its config.yaml)" if key == "data" else \
+            "name the test classes in transfer.target.split"
         raise ConfigError(f"{len(seen)} of the {len(dataset.splits['test'])} test classes ({shown}) were training "
                           f"or validation classes of the evolution that made {path!r}, so the table would not "
-                          "measure unseen classes; use the class split of its run (its config.yaml) or pass "
-                          "--allow-seen-classes.")
+                          f"measure unseen classes; {fix} or pass --allow-seen-classes.")
+
+
+def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, run_dir: str, cache_dir: str,
+                   device, log, pretrained_path: str | None = None):
+    """The pre-trained network of the baselines and its info: given, or trained on the source or the target.
+
+    Trained on the source's training classes (``transfer.pretrain_on: source``) or the target's
+    (``target``); cached in ``cache_dir``, and reused from the run folder only when its key matches.
+    """
+    family, width, channels = learngene.family, learngene.width, learngene.in_channels
+    if pretrained_path:
+        model, info = given_pretrained(pretrained_path, family, width, channels, device)
+        log(f"pre-trained baseline: the given network {pretrained_path}")
+        return model, info
+    on = cfg.transfer.pretrain_on
+    if on == "target":
+        data, key = target_data(cfg)
+        if not target.splits["train"]:
+            raise ConfigError(f"'transfer.pretrain_on' is 'target' but {key} has no training classes; give "
+                              f"{key}.split a train entry (e.g. {{train: 0.5, test: 0.5}}), or pretrain on the "
+                              "source.")
+        dataset = target
+    else:
+        data, found_in = source_data(cfg, learngene, run_dir)
+        try:
+            dataset = match_channels(load_dataset(data), channels)
+        except UserError as err:  # its keys are the source's, not the user's: say whose they are
+            where = f"{found_in}: {data.name}" + (f" at {data.root!r}" if data.root else "")
+            raise UserError(f"The source data the pre-trained baseline trains on ({where}) cannot be loaded "
+                            f"({str(err).rstrip('.')}); pass --pretrained FILE or set "
+                            "transfer.pretrain_on=target.") from err
+    others = [run_dir] if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else []
+    return load_or_pretrain(cfg, dataset, family, width, channels, cache_dir, device, log,
+                            learngene.meta.get("training_images"), data_cfg=data, trained_on=on,
+                            also_look_in=others)
 
 
 def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, descendants=None,
-                 log=print, progress=None, write=True, allow_seen_classes: bool = False) -> dict:
+                 log=print, progress=None, write=True, allow_seen_classes: bool = False,
+                 pretrained_path: str | None = None) -> dict:
     """Evaluate the learngene at ``learngene_path`` and every baseline on test episodes.
 
-    ``descendants``: ``family@width`` strings (default ``cfg.transfer.descendants``).
-    ``out_dir`` (default: the learngene's folder) receives ``transfer.json``/``.md``/``.png``
-    unless ``write`` is false; the pre-trained baseline is cached next to the learngene.
-    Returns the results dict written to ``transfer.json``. Under SCOOP with several processes,
-    pre-training runs here and the episodes are spread over every process.
+    The episodes come from ``transfer.target`` (else the recipe data's test split), the
+    pre-trained baseline from the source or the target (``transfer.pretrain_on``) or the file
+    ``pretrained_path``. ``descendants``: ``family@width`` strings (default
+    ``cfg.transfer.descendants``). ``out_dir`` (default: the learngene's folder, or its sub-folder
+    ``transfer-<target>`` for a target) receives
+    ``transfer.json``/``.md``/``.png`` unless ``write`` is false, and the pre-trained cache unless
+    ``transfer.cache_dir`` is set; nothing else is written. Returns the results dict written to
+    ``transfer.json``. Under SCOOP with several processes, pre-training runs here and the
+    episodes are spread over every process.
     """
     started = time.perf_counter()
     learngene_path = os.fspath(learngene_path)
     learngene = load_learngene(learngene_path)
     run_dir = os.path.dirname(os.path.abspath(learngene_path))
-    out_dir = out_dir or run_dir
+    # another dataset's table goes beside the run's own, never over it
+    out_dir = out_dir or (run_dir if cfg.transfer.target is None else
+                          os.path.join(run_dir, f"transfer-{dataset_label(cfg.transfer.target)}"))
+    cache_dir = cfg.transfer.cache_dir or out_dir
+    cfg, augment_from = with_resolved_augment(cfg)
     tcfg = cfg.transfer
     device = resolve_device(cfg.runtime.device)
     if cfg.runtime.threads > 0:
         torch.set_num_threads(cfg.runtime.threads)
     configure_memory(cfg.runtime)  # threads: set above, all cores for the origin's pre-training
+    check_compatible(cfg, learngene, learngene_path)
     specs = [parse_descendant(d, learngene.width) for d in (tcfg.descendants if descendants is None else descendants)]
     seen, extra = {(learngene.family, float(learngene.width))}, []
     for family, width in specs:
@@ -103,29 +156,34 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
 
     timings = {}
     t = time.perf_counter()
-    dataset = load_dataset(cfg.data)
+    data, data_key = target_data(cfg)
+    raw = load_dataset(data, target=data_key == "transfer.target")
+    note = channel_note(raw, learngene.in_channels, data_key)
+    if note:
+        log(note)
+    dataset = match_channels(raw, learngene.in_channels)
     timings["load_dataset"] = time.perf_counter() - t
-    check_compatible(cfg, learngene, dataset, learngene_path)
-    seen = seen_test_classes(learngene, cfg.data, dataset)
+    source, source_found_in = source_data(cfg, learngene, run_dir)
+    differences = differences_from_source(learngene, source, data, data_key)
+    if differences:
+        log("note: the test images are not those the learngene was evolved on: " + ", ".join(differences))
+    seen = seen_test_classes(learngene, data, dataset)
     if not allow_seen_classes:
-        check_unseen_classes(learngene, cfg.data, dataset, learngene_path)
+        check_unseen_classes(learngene, data, dataset, learngene_path, data_key)
     elif seen:
         log(f"warning: {len(seen)} test classes were seen by the learngene's evolution (--allow-seen-classes)")
-    meta_dataset = learngene.meta.get("dataset")
-    if meta_dataset and meta_dataset != cfg.data.name:
-        log(f"note: the learngene was evolved on '{meta_dataset}', evaluated here on '{cfg.data.name}'")
     settings = make_settings(tcfg, dataset)
 
     t = time.perf_counter()
-    pretrained, pretrain_info = load_or_pretrain(cfg, dataset, learngene.family, learngene.width,
-                                                 learngene.in_channels, os.path.join(run_dir, PRETRAINED_FILE),
-                                                 device, log, learngene.meta.get("training_images"))
+    pretrained, pretrain_info = get_pretrained(cfg, learngene, dataset, run_dir, cache_dir, device, log,
+                                               pretrained_path)
     pretrained.eval()
     timings["pretrained"] = time.perf_counter() - t
 
     methods = baseline_methods(learngene, pretrained, extra)
     processes = worker_count()
-    log(f"transfer: {len(methods)} rows x {len(settings)} settings x {tcfg.episodes} episodes on test classes "
+    log(f"transfer: {plural(len(methods), 'row')} x {plural(len(settings), 'setting')} x "
+        f"{plural(tcfg.episodes, 'episode')} on test classes "
         f"({device}" + (f", spread over {processes} SCOOP processes)" if processes > 1 else ")"))
     t = time.perf_counter()
     map_function, key, threads = None, None, torch.get_num_threads()
@@ -134,7 +192,7 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
         share_transfer_context(key, cfg, learngene, pretrained, extra,
                                (cfg, dataset, settings, methods, device, learngene.in_channels))
         map_function = parallel_map(cfg.runtime.stall_timeout, hint="no transfer report was written; run the "
-                                    "transfer again (the pre-trained baseline is cached next to the learngene).")
+                                    f"transfer again (the pre-trained baseline is cached in {cache_dir}).")
         # the workers are busy now too: the origin goes back to its share of the cores
         torch.set_num_threads(cfg.runtime.threads if cfg.runtime.threads > 0 else default_threads())
     try:
@@ -155,9 +213,16 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
                       "channels_kept": {g: int(m.sum()) for g, m in learngene.masks.items()},
                       "meta": learngene.meta},
         "evaluation": {**dataclasses.asdict(tcfg), "descendants": [arch_label(*d) for d in extra],
+                       "augment_from": augment_from,
                        "metric": cfg.fitness.metric, "batchnorm": "training mode while fine-tuning",
                        "trained_parameters": "all (new N-way head)", "lr_schedule": "constant"},
-        "dataset": {"name": dataset.name, "config": dataclasses.asdict(cfg.data), "images": int(dataset.images.shape[0]),
+        "source": {**describe_data(source, None, source_found_in),
+                   "train_classes": pretrain_info.get("classes") if pretrain_info["trained_on"] == "source" else None,
+                   "evolution_classes": {split: len(names) for split, names in
+                                         (learngene.meta.get("classes") or {}).items()}},
+        "target": {**describe_data(data, dataset, data_key), "channels_converted_to": learngene.in_channels
+                   if note else None, "differences_from_source": differences},
+        "dataset": {"name": dataset.name, "config": dataclasses.asdict(data), "images": int(dataset.images.shape[0]),
                     "image_size": dataset.image_size, "channels": dataset.channels,
                     "train_classes": len(dataset.splits["train"]), "val_classes": len(dataset.splits["val"]),
                     "test_classes": len(dataset.splits["test"]), "test_class_ids": list(dataset.splits["test"]),

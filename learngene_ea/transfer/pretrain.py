@@ -1,16 +1,17 @@
-"""The pre-trained baseline: the whole network trained on all training classes, cached beside the learngene.
+"""The pre-trained baseline: the whole network trained on all training classes, cached by its key.
 
 The ``pretrained``, ``random-learngene``, ``l1-learngene`` and ``layerwise`` rows take their
 weights from it. It learns from as many training images as every descendant of the evolution
 together (equal compute; ``transfer.pretrain_images`` sets another number), with the recipe's
-task optimiser, and is cached as ``pretrained.pt``; the cache is reused only while what it was
-trained from (:func:`pretrain_key`) is unchanged. A final loss near chance is reported: the
-rows built on it would compare the learngene with a network that learned nothing.
+task optimiser, on the training classes of the source (the data the learngene was evolved on)
+or of the transfer's target (``transfer.pretrain_on``), and is cached under its key
+(:func:`pretrain_key`; see :mod:`.cache`); ``--pretrained`` gives a network instead
+(:func:`given_pretrained`). A final loss near chance is reported: the rows built on it would
+compare the learngene with a network that learned nothing.
 """
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import os
@@ -20,17 +21,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_bytes
 from ..config import Config
 from ..data.base import FewShotDataset
+from ..errors import UserError
 from ..models import Backbone, build_model
+from ..report import plural
 from ..sampling import Task
 from ..training import train_on_task
+from .cache import cache_file, find_cached, write_cached
 from .descendants import arch_label
 from .episodes import pretrain_seed
 
 PRETRAINED_FORMAT = "learngene-ea/pretrained-v1"
-PRETRAINED_FILE = "pretrained.pt"
+PRETRAINED_FILE = "pretrained.pt"  # the unkeyed cache of earlier versions: no longer read or written (.cache)
 
 
 NEAR_CHANCE = 0.9  # a final loss above this share of ln(classes) is near chance
@@ -52,25 +55,31 @@ def pretrain_steps(cfg: Config, dataset: FewShotDataset, evolution_images: int |
     return cfg.transfer.pretrain_epochs * math.ceil(images / batch), "transfer.pretrain_epochs"
 
 
-def pretrain_key(cfg: Config, family: str, width: float, in_channels: int, steps: int) -> dict:
-    """What a cached pre-trained network must match to be reused (model, data and its training)."""
+def pretrain_key(cfg: Config, family: str, width: float, in_channels: int, steps: int, data_cfg=None,
+                 trained_on: str = "source") -> dict:
+    """Everything a pre-trained network's weights depend on: model, data (``data_cfg``, default
+    ``cfg.data``; its root made absolute), what it trained on, steps, optimiser and seed."""
+    data = json.loads(json.dumps(dataclasses.asdict(data_cfg or cfg.data)))
+    if data.get("root"):
+        data["root"] = os.path.abspath(os.path.expanduser(data["root"]))
     return {
         "format": PRETRAINED_FORMAT, "family": family, "width": float(width), "in_channels": int(in_channels),
-        "data": json.loads(json.dumps(dataclasses.asdict(cfg.data))),
+        "data": data, "trained_on": trained_on,
         "steps": int(steps), "lr": cfg.task.lr, "batch_size": cfg.task.batch_size,
-        "weight_decay": cfg.task.weight_decay, "augment": cfg.data.augment, "seed": cfg.transfer.seed,
+        "weight_decay": cfg.task.weight_decay, "augment": data["augment"], "seed": cfg.transfer.seed,
     }
 
 
 def pretrain_network(cfg: Config, dataset: FewShotDataset, family: str, width: float, in_channels: int,
-                     device, steps: int) -> tuple[Backbone, dict]:
+                     device, steps: int, augment: bool | None = None) -> tuple[Backbone, dict]:
     """Supervised training of the full network on ALL training classes (never val/test images).
 
     The same optimiser as the descendants' tasks (``task.lr``, ``task.batch_size``,
-    ``task.weight_decay``, SGD momentum 0.9 + cosine decay, ``data.augment``) for ``steps``
-    batches drawn from every image of every training class.
+    ``task.weight_decay``, SGD momentum 0.9 + cosine decay) for ``steps`` batches drawn from
+    every image of every training class, augmented when ``augment`` (default ``data.augment``).
     """
     start = time.perf_counter()
+    augment = cfg.data.augment if augment is None else augment
     classes = [int(c) for c in dataset.splits["train"]]
     indices = np.concatenate([dataset.indices_of_class(c).numpy() for c in classes])
     labels = np.concatenate([np.full(len(dataset.indices_of_class(c)), i) for i, c in enumerate(classes)])
@@ -78,7 +87,7 @@ def pretrain_network(cfg: Config, dataset: FewShotDataset, family: str, width: f
     seed = pretrain_seed(cfg.transfer.seed)
     model = build_model(family, width, in_channels, len(classes), seed=seed, device=device)
     loss = train_on_task(model, dataset, task, steps, cfg.task.batch_size, cfg.task.lr, cfg.task.weight_decay,
-                         cfg.data.augment, seed, device)
+                         augment, seed, device)
     chance = math.log(len(classes))
     info = {"classes": len(classes), "images": int(len(indices)), "steps": steps,
             "training_images": steps * cfg.task.batch_size, "epochs": steps * cfg.task.batch_size / len(indices),
@@ -92,51 +101,89 @@ def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
-def pretrained_from_state(state_dict: dict, family: str, width: float, in_channels: int, dataset: FewShotDataset,
-                          device) -> Backbone:
-    """The pre-trained network (a head over every training class) with ``state_dict``'s weights."""
-    model = build_model(family, width, in_channels, len(dataset.splits["train"]), device=device)
+def pretrained_from_state(state_dict: dict, family: str, width: float, in_channels: int, device) -> Backbone:
+    """The pre-trained network with ``state_dict``'s weights (its head as wide as the state's)."""
+    model = build_model(family, width, in_channels, int(state_dict["head.weight"].shape[0]), device=device)
     model.load_state_dict(state_dict)
     return model
 
 
 def load_or_pretrain(cfg: Config, dataset: FewShotDataset, family: str, width: float, in_channels: int,
-                     cache_path: str, device, log=print, evolution_images: int | None = None) -> tuple[Backbone, dict]:
-    """The cached pre-trained network at ``cache_path`` when its key matches, else train and cache it.
+                     cache_dir: str, device, log=print, evolution_images: int | None = None, data_cfg=None,
+                     trained_on: str = "source", also_look_in=()) -> tuple[Backbone, dict]:
+    """The cached pre-trained network whose key matches, else train it and cache it in ``cache_dir``.
 
+    ``dataset`` (described by ``data_cfg``, default ``cfg.data``) gives the training classes;
     ``evolution_images``: the training images of the evolution that made the learngene (equal
-    compute, see :func:`pretrain_steps`). The returned info says how long it trained and why.
+    compute, see :func:`pretrain_steps`). The cache is looked up in ``cache_dir``, then in the
+    folders ``also_look_in`` (read only; see :mod:`.cache`). The returned info says how long it
+    trained and why, and where it is cached.
     """
+    data_cfg = data_cfg or cfg.data
     steps, decided_by = pretrain_steps(cfg, dataset, evolution_images)
-    budget = {"evolution_training_images": evolution_images, "steps_decided_by": decided_by}
-    key = pretrain_key(cfg, family, width, in_channels, steps)
-    if os.path.isfile(cache_path):
-        try:
-            state = torch.load(cache_path, map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and state.get("key") == key:
-                model = pretrained_from_state(state["state_dict"], family, width, in_channels, dataset, device)
-                log(f"pre-trained baseline: reusing {cache_path}")
-                warn_near_chance(state["info"], log)
-                return model, {**state["info"], **budget, "path": cache_path, "reused": True}
-            log(f"pre-trained baseline: {cache_path} was trained with other model/data/pre-training keys; "
-                "retraining it")
-        except Exception as err:  # an unreadable cache is rebuilt, never trusted
-            log(f"pre-trained baseline: cannot read {cache_path} ({type(err).__name__}); retraining it")
-    log(f"pre-trained baseline: training {arch_label(family, width)} on all {len(dataset.splits['train'])} "
-        f"training classes for {steps} steps ({steps * cfg.task.batch_size:,} images; {decided_by})")
-    model, info = pretrain_network(cfg, dataset, family, width, in_channels, device, steps)
-    log(f"pre-trained baseline: {info['steps']} steps ({info['epochs']:.2f} epochs), final loss "
+    budget = {"evolution_training_images": evolution_images, "steps_decided_by": decided_by, "trained_on": trained_on}
+    key = pretrain_key(cfg, family, width, in_channels, steps, data_cfg, trained_on)
+    found = find_cached(key, [cache_dir, *also_look_in], log)
+    if found is not None:
+        state, path = found
+        model = pretrained_from_state(state["state_dict"], family, width, in_channels, device)
+        log(f"pre-trained baseline: reusing {path}")
+        warn_near_chance(state["info"], log)
+        return model, {**state["info"], **budget, "path": path, "reused": True}
+    path = cache_file(cache_dir, key)
+    classes = len(dataset.splits["train"])
+    log(f"pre-trained baseline: training {arch_label(family, width)} on all {classes} training "
+        f"{'class' if classes == 1 else 'classes'} of the {trained_on} for {plural(steps, 'step')} "
+        f"({steps * cfg.task.batch_size:,} images; {decided_by})")
+    model, info = pretrain_network(cfg, dataset, family, width, in_channels, device, steps, data_cfg.augment)
+    images = sum(len(dataset.indices_of_class(c)) for c in dataset.splits["train"])
+    if images < cfg.task.batch_size:
+        log(f"warning: the pre-trained baseline's batches hold its {images} training images, fewer than "
+            f"'task.batch_size' ({cfg.task.batch_size})")
+    log(f"pre-trained baseline: {plural(info['steps'], 'step')} ({info['epochs']:.2f} epochs), final loss "
         f"{info['final_loss']:.3f}, {info['seconds']:.0f}s")
     warn_near_chance(info, log)
-    buffer = io.BytesIO()
-    torch.save({"format": PRETRAINED_FORMAT, "key": key, "info": info,
-                "state_dict": cpu_state(model)}, buffer)
+    write_cached(path, {"format": PRETRAINED_FORMAT, "key": key, "info": info, "state_dict": cpu_state(model)}, log)
+    return model, {**info, **budget, "path": path, "reused": False}
+
+
+def given_pretrained(path: str, family: str, width: float, in_channels: int, device) -> tuple[Backbone, dict]:
+    """The network whose state dict is the file ``path`` (``--pretrained``), checked against the learngene's.
+
+    The file holds a state dict (or a mapping with one under ``state_dict``, as cached networks
+    do), read with ``weights_only=True``; every backbone tensor of a ``family``/``width`` network
+    reading ``in_channels``-channel images must be there with its shape. Its head, when it has
+    one of the right width, is kept; the rows never use it.
+    """
+    arch = f"{arch_label(family, width)} network reading {in_channels}-channel images"
+    fix = (f"pass the state dict of a {family} network with model.width {width:g} and {in_channels} image "
+           "channels (the learngene's).")
+    if not os.path.isfile(path):
+        raise UserError(f"--pretrained {path!r} does not exist; {fix}")
     try:
-        atomic_write_bytes(cache_path, buffer.getvalue())
-        log(f"pre-trained baseline: cached as {cache_path}")
-    except OSError as err:
-        log(f"pre-trained baseline: cannot cache it at {cache_path} ({err.strerror}); continuing without cache")
-    return model, {**info, **budget, "path": cache_path, "reused": False}
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"--pretrained {path!r} cannot be read as a state dict ({type(err).__name__}); {fix}") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"--pretrained {path!r} does not hold a state dict (names to tensors); {fix}")
+    expected = build_model(family, width, in_channels, 2).state_dict()
+    backbone = [name for name in expected if not name.startswith("head.")]
+    for name in backbone:
+        if name.endswith("num_batches_tracked"):  # a counter, not a weight: some state dicts leave it out
+            continue
+        if name not in state:
+            raise UserError(f"--pretrained {path!r} has no {name!r}, so it is not a {arch}; {fix}")
+        if tuple(state[name].shape) != tuple(expected[name].shape):
+            raise UserError(f"--pretrained {path!r} does not fit a {arch}: its {name!r} is "
+                            f"{list(state[name].shape)}, not {list(expected[name].shape)}; {fix}")
+    head, features = state.get("head.weight"), expected["head.weight"].shape[1]
+    head_fits = head is not None and head.dim() == 2 and head.shape[1] == features and "head.bias" in state
+    model = build_model(family, width, in_channels, int(head.shape[0]) if head_fits else 2, device=device)
+    kept = [name for name in backbone if name in state] + (["head.weight", "head.bias"] if head_fits else [])
+    model.load_state_dict({name: state[name] for name in kept}, strict=False)
+    return model, {"path": os.path.abspath(path), "trained_on": "given", "reused": True}
 
 
 def warn_near_chance(info: dict, log) -> None:

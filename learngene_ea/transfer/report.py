@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ..report import save_figure, write_report_files
+from ..report import plural, save_figure, write_report_files
 from ..sampling import mean_and_ci95
 
 
@@ -38,18 +38,42 @@ LEARNGENE_COMPARED_WITH = ("scratch", "scratch-instincts", "random-learngene", "
                            "layerwise-equal-size")
 
 
+def _label(entry: dict | None, fallback: str) -> str:
+    """A data entry of ``transfer.json`` named as runs name it: an image folder by its own folder name."""
+    if not entry:
+        return fallback
+    if entry.get("name") == "imagefolder" and entry.get("root"):
+        return os.path.basename(os.path.normpath(entry["root"])) or "imagefolder"
+    return entry.get("name") or fallback
+
+
+def transfer_title(results: dict) -> str:
+    """``recipe `default`, evolved on synthetic, tested on digits``: what the table and chart are about."""
+    lg = results["learngene"]
+    recipe = (lg.get("meta") or {}).get("recipe")
+    source = _label(results.get("source"), (lg.get("meta") or {}).get("dataset") or "?")
+    target = _label(results.get("target"), results["dataset"]["name"])
+    where = f"on {target}" if target == source else f"evolved on {source}, tested on {target}"
+    return (f"recipe `{recipe}`, " if recipe else "") + where
+
+
 def markdown_table(results: dict) -> str:
     """The paper-ready table: rows methods, columns settings (``acc ± ci`` in %), params column."""
     settings = results["settings"]
     info = results["evaluation"]
     lg = results["learngene"]
+    trained_on = results.get("pretrained", {}).get("trained_on")
+    pretrained = {"source": "; pre-trained baselines trained on the source",
+                  "target": "; pre-trained baselines trained on the target",
+                  "given": "; pre-trained baselines from the given network"}.get(trained_on, "")
     lines = [
         f"### Transfer to test classes: {lg['family']} x{lg['width']:g} learngene "
-        f"({lg['num_params']:,} parameters, {100 * lg['fraction']:.1f}% of its gene layers)",
+        f"({lg['num_params']:,} parameters, {100 * lg['fraction']:.1f}% of its gene layers), "
+        f"{transfer_title(results)}",
         "",
-        f"Dataset `{results['dataset']['name']}` ({results['dataset']['test_classes']} test classes); "
-        f"{info['episodes']} episodes per setting, {info['n_query']} queries per class; fine-tuning "
-        f"{info['steps']} steps of {info['optimizer']} (lr {info['lr']:g}"
+        f"Dataset `{results['dataset']['name']}` ({results['dataset']['test_classes']} test classes{pretrained}); "
+        f"{plural(info['episodes'], 'episode')} per setting, {plural(info['n_query'], 'query', 'queries')} per "
+        f"class; fine-tuning {plural(info['steps'], 'step')} of {info['optimizer']} (lr {info['lr']:g}"
         f"{', crop+flip' if info['augment'] else ''}). Mean query accuracy (%) ± 95% CI.",
         "",
         "| Method | Descendant | Params transferred | " + " | ".join(s["label"] for s in settings) + " |",
@@ -108,7 +132,7 @@ def plot_transfer(results: dict, path: str | os.PathLike) -> None:
     ax.set_ylabel("query accuracy (%), 95% CI")
     ax.set_ylim(0, 100)
     lg = results["learngene"]
-    ax.set_title(f"Transfer to test classes ({results['dataset']['name']}): "
+    ax.set_title(f"Transfer to test classes, {transfer_title(results).replace('`', '')}:\n"
                  f"{lg['family']} x{lg['width']:g} learngene, {100 * lg['fraction']:.0f}% of parameters",
                  fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
