@@ -23,6 +23,8 @@ from learngene_ea.evolve import (EvaluationFailure, EvolutionState, OperatorFail
                                  new_state, product_learngene)
 from learngene_ea.fitness import rescore
 from learngene_ea.individual import same_individual
+from learngene_ea.lineage import record_lineage, write_lineage
+from learngene_ea.pareto import rebuilt_front, write_front
 from learngene_ea.recipe_checks import check_run_fits
 from learngene_ea.report import plot_evolution, write_json, write_logbook
 from learngene_ea.workers import scoop_running
@@ -120,6 +122,10 @@ def state_from_checkpoint(payload: dict) -> EvolutionState:
         setattr(state, key, payload[key])
     # older checkpoints compared masks, which dropped more accurate learngenes with equal masks
     state.halloffame.similar = same_individual
+    # checkpoints written before the front and the lineage were kept: rebuilt from what they hold
+    state.pareto = payload.get("pareto") or rebuilt_front(state.population, state.halloffame, [state.best_at_target])
+    state.lineage = payload.get("lineage") or {}
+    record_lineage(state.lineage, [*state.halloffame, *state.population])  # adds nothing to a full lineage
     return state
 
 
@@ -128,7 +134,8 @@ def checkpoint_payload(state: EvolutionState, cfg: Config) -> dict:
         "generation": state.generation, "population": state.population, "halloffame": state.halloffame,
         "logbook": state.logbook, "next_id": state.next_id, "best_at_target": state.best_at_target,
         "stale_generations": state.stale_generations, "errors": state.errors, "rng": state.rng,
-        "seconds": state.seconds, "config": config_module.to_dict(cfg),
+        "seconds": state.seconds, "config": config_module.to_dict(cfg), "pareto": state.pareto,
+        "lineage": state.lineage,
     }
 
 
@@ -209,6 +216,8 @@ class RunOutputs:
         learngene, individual, reached = product_learngene(state, self.cfg)
         learngene.save(self.path("learngene.pt"))
         plot_evolution(state.logbook, self.path("evolution.png"), f"GTL: {self.cfg.name}")
+        write_front(state, self.cfg, self.run_dir, f"Pareto front: {self.cfg.name} ({self.cfg.ea.selection})")
+        write_lineage(state.lineage, individual.id, self.run_dir, f"Lineage of #{individual.id}: {self.cfg.name}")
         write_json(self.summary(state, learngene, individual, reached), self.path("summary.json"))
 
     def finish(self, state: EvolutionState, fresh: dict | None) -> None:
