@@ -27,6 +27,7 @@ from learngene_ea.lineage import record_lineage, write_lineage
 from learngene_ea.pareto import rebuilt_front, write_front
 from learngene_ea.recipe_checks import check_run_fits
 from learngene_ea.report import plot_evolution, write_json, write_logbook
+from learngene_ea.tensorboard_log import TensorBoardLog, require_tensorboard
 from learngene_ea.workers import scoop_running
 
 
@@ -266,7 +267,10 @@ def run(args) -> int:
     log = print
     cfg, state, run_dir = prepare(args, log)
     toolbox = build_toolbox(cfg)  # users' operators are checked before the run folder exists
+    if cfg.runtime.tensorboard:
+        require_tensorboard()
     make_run_dir(run_dir)
+    board = TensorBoardLog(run_dir) if cfg.runtime.tensorboard else None
     workers = "SCOOP workers" if scoop_running() else "one process (no SCOOP)"
     log(f"run directory: {run_dir} | {cfg.model.family} x{cfg.model.width} on {cfg.data.name} | "
         f"population {cfg.ea.population_size}, generations {cfg.ea.generations} | {workers}")
@@ -277,7 +281,13 @@ def run(args) -> int:
 
         def progress(iterable, total, desc):
             return tqdm(iterable, total=total, desc=desc, unit="descendant", leave=False, file=sys.stderr)
-    state = evolve(cfg, toolbox, state, on_generation=outputs, progress=progress, log=log)
+
+    def on_generation(state):
+        outputs(state)
+        if board is not None:
+            board.generation(state.logbook[-1])
+
+    state = evolve(cfg, toolbox, state, on_generation=on_generation, progress=progress, log=log)
     learngene, individual, reached = product_learngene(state, cfg)
     note = "" if reached else f" (target {cfg.ea.target_fraction} not reached: best overall saved)"
     evaluations = sum(record["evals"] for record in state.logbook)
@@ -293,7 +303,11 @@ def run(args) -> int:
     if cfg.transfer.after_run:
         from learngene_ea.transfer import transfer_after_run
 
-        transfer_after_run(cfg, run_dir, log=log)
+        results = transfer_after_run(cfg, run_dir, log=log)
+        if board is not None:
+            board.transfer(results)
+    if board is not None:
+        board.close()
     return 0
 
 

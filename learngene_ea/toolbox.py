@@ -36,7 +36,7 @@ def build_toolbox(cfg: Config) -> base.Toolbox:
     for name in ("select", "mutate", "mate", "evaluate"):
         spec = getattr(cfg.operators, name)
         if spec is not None:
-            function, kwargs = resolve_operator(name, spec.function, spec.kwargs)
+            function, kwargs = resolve_operator(name, spec.function, spec.kwargs, cfg)
             toolbox.register(name, function, **kwargs)
     if cfg.fitness.population_batch > 1 and cfg.operators.evaluate is None:
         # a worker trains a chunk of descendants as one grouped network (see batched.py)

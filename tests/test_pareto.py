@@ -143,3 +143,31 @@ def test_a_checkpoint_without_front_or_lineage_still_resumes(nsga2_run, tmp_path
     assert run_cli.main(["--resume", str(run_dir), "--quiet"]) == 0
     resumed = load_checkpoint(checkpoints / "latest.pkl")
     assert len(resumed["pareto"]) and 0 in resumed["lineage"]
+
+
+def test_the_transfer_command_evaluates_every_learngene_of_a_pareto_folder_in_one_table(nsga2_run, tmp_path,
+                                                                                       capsys):
+    import shutil
+
+    from learngene_ea.transfer.cli import main as transfer_main
+
+    folder = tmp_path / "pareto"
+    shutil.copytree(nsga2_run / "pareto", folder)
+    first = sorted(folder.glob("learngene-*.pt"))[0]
+    shutil.copy(first, folder / (first.stem + "-again.pt"))  # one more member: the same learngene again
+    count = len(list(folder.glob("learngene-*.pt")))
+    args = ["--learngene", str(folder), "--config", str(nsga2_run / "config.yaml"), "--quiet"]
+    for item in ("transfer.episodes=2", "transfer.shots=[1]", "transfer.limited_data=0", "transfer.steps=2",
+                 "transfer.n_query=3", "runtime.threads=1"):
+        args += ["--set", item]
+    assert transfer_main(args) == 0
+    results = json.loads((folder / "front-transfer.json").read_text())
+    assert len(results["members"]) == count and (folder / "front-transfer.png").stat().st_size
+    assert {"scratch", "pretrained"} <= set(results["shared"])  # evaluated once, not per learngene
+    assert all(set(m["rows"]) == {"learngene", "instincts", "random-learngene", "l1-learngene"}
+               for m in results["members"])
+    again = [m for m in results["members"] if m["file"] == first.stem + "-again.pt"][0]
+    original = [m for m in results["members"] if m["file"] == first.name][0]
+    assert again["rows"]["learngene"]["1-shot"]["accuracies"] == original["rows"]["learngene"]["1-shot"]["accuracies"]
+    assert (folder / "pretrained.pt").exists() and results["pretrained"]["reused"] is False
+    assert capsys.readouterr().out.count("| Fraction |") == 1
