@@ -1,9 +1,10 @@
 """The GTL evolution loop, in the spirit of ``deap.algorithms``: short and readable.
 
 Generation 0 trains randomly initialised descendants (their learngene: the whole network or a
-random mask). Each later generation: elites survive, a tournament picks parents, their clones
-are mutated (and optionally mated), the new individuals are evaluated (``toolbox.map``: SCOOP
-when running under it), the hall of fame and logbook are updated, and a checkpoint is written.
+random mask). Each later generation: elites survive (with NSGA-II, ``toolbox.survive`` picks the
+survivors of parents and offspring), a tournament picks parents, their clones are mutated (and
+optionally mated), the new individuals are evaluated (``toolbox.map``: SCOOP when running under
+it), the hall of fame, Pareto front, lineage and logbook are updated, and a checkpoint is written.
 """
 from __future__ import annotations
 

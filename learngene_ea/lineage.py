@@ -108,6 +108,7 @@ def plot_lineage(data: dict, path: str, title: str = "lineage") -> None:
         ax.scatter([product["born"]], [product["fraction"]], s=220, facecolors="none", edgecolors="#c0392b",
                    linewidths=1.6, zorder=4, label="product")
     fig.colorbar(points, ax=ax, label="validation accuracy (as selected)")
+    ax.margins(x=0.12)  # room for the labels right of the last generation
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("generation born")
     ax.set_ylabel("learngene fraction")
