@@ -168,6 +168,14 @@ def test_the_transfer_command_evaluates_every_learngene_of_a_pareto_folder_in_on
                for m in results["members"])
     again = [m for m in results["members"] if m["file"] == first.stem + "-again.pt"][0]
     original = [m for m in results["members"] if m["file"] == first.name][0]
-    assert again["rows"]["learngene"]["1-shot"]["accuracies"] == original["rows"]["learngene"]["1-shot"]["accuracies"]
+    same_episodes = again["rows"]["learngene"]["1-shot"]["accuracies"]
+    assert same_episodes == original["rows"]["learngene"]["1-shot"]["accuracies"]
     assert (folder / "pretrained.pt").exists() and results["pretrained"]["reused"] is False
     assert capsys.readouterr().out.count("| Fraction |") == 1
+
+
+def test_a_folder_without_learngenes_is_one_sentence_and_exit_2(tmp_path, capsys):
+    from learngene_ea.transfer.cli import main as transfer_main
+
+    assert transfer_main(["--learngene", str(tmp_path), "--quiet"]) == 2
+    assert "holds no learngene-*.pt files" in capsys.readouterr().err
