@@ -72,6 +72,16 @@ def test_the_front_keeps_distinct_learngenes_of_equal_fitness_and_drops_failures
     assert state.lineage[2]["failed"] and state.lineage[0]["operator"] == "init"
 
 
+def test_the_operators_that_made_an_individual_are_noted_in_order():
+    from learngene_ea.lineage import mark_operator
+
+    a, b = evaluated(0.5, 0.3, 0), evaluated(0.4, 0.2, 1)
+    a.made_by = b.made_by = "copy"
+    mark_operator(lambda x, y: (x, y), "crossover")(a, b)
+    mark_operator(lambda x: (x,), "mutation")(a)
+    assert (a.made_by, b.made_by) == ("crossover+mutation", "crossover")
+
+
 def test_ancestry_follows_parents_back_to_generation_0():
     lineage = {0: {"id": 0, "parents": [], "born": 0}, 1: {"id": 1, "parents": [0], "born": 1},
                2: {"id": 2, "parents": [9], "born": 1}, 3: {"id": 3, "parents": [1, 2], "born": 2}}
