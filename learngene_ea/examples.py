@@ -57,7 +57,8 @@ def evaluate_quick(individual, config, dataset, episodes=10):
     generation = getattr(individual, "evaluated_in", individual.born)
     model, loss = train_descendant(individual, config, dataset, generation, device)
     masks = masks_of(individual)
-    accuracy, ci95 = score_descendant(model, config, dataset, device, validation_episodes(config, dataset, count=episodes))
+    first_episodes = validation_episodes(config, dataset, count=episodes)  # episode i depends on i alone
+    accuracy, ci95 = score_descendant(model, config, dataset, device, first_episodes)
     fraction = learngene_fraction(individual_spec(individual), masks)
     return Evaluation((accuracy, fraction), extract_learngene(model, masks, meta={"id": individual.id}),
                       {"accuracy": accuracy, "ci95": ci95, "loss": loss, "episodes": episodes})

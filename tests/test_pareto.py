@@ -49,7 +49,8 @@ def test_nsga2_survival_keeps_the_population_size_and_makes_as_many_offspring_as
     size, elites = tiny_cfg.ea.population_size, tiny_cfg.ea.elites
     # last parents and offspring: 7 individuals, the first dominated by every other one
     pool = [evaluated(0.1, 0.9, 0)] + [evaluated(0.3 + 0.05 * i, 0.3 + 0.1 * i, i) for i in range(1, 7)]
-    state = EvolutionState(population=pool, halloffame=tools.HallOfFame(1, similar=same_individual), logbook=tools.Logbook(), next_id=7)
+    state = EvolutionState(population=pool, halloffame=tools.HallOfFame(1, similar=same_individual),
+                           logbook=tools.Logbook(), next_id=7)
     random.seed(0)
     new = next_generation(pool, toolbox, tiny_cfg, state, generation=1)
     survivors, offspring = new[:size], new[size:]
