@@ -132,7 +132,7 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest"], "tensorboard": ["tensorboard"]},
     python_requires=">=3.10",
     cmdclass=cmdclass,
 )

@@ -31,6 +31,7 @@ SAFE_GLOBALS = NUMPY_ARRAY_GLOBALS | {
     ("deap.creator", "LearngeneIndividual"),
     ("deap.base", "Fitness"),
     ("deap.tools.support", "HallOfFame"),
+    ("deap.tools.support", "ParetoFront"),
     ("deap.tools.support", "Logbook"),
     ("learngene_ea.learngene", "Learngene"),
     ("learngene_ea.individual", "same_masks"),  # hall of fame similarity of older checkpoints

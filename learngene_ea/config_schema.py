@@ -81,6 +81,9 @@ class FitnessConfig:
 class EAConfig:
     population_size: int = _field(8, "individuals per generation", min=2)
     generations: int = _field(6, "generations after generation 0", min=0)
+    selection: str = _field("parsimony", "parent selection: the parsimony tournament on accuracy, or NSGA-II on "
+                                         "(accuracy, fraction): parents and offspring compete to survive, a "
+                                         "crowded tournament picks parents", choices=("parsimony", "nsga2"))
     tournsize: int = _field(3, "individuals per tournament", min=1)
     elites: int = _field(1, "best individuals copied unchanged into the next generation", min=0)
     parsimony_tolerance: float = _field(0.01, "accuracy gap within which the smaller learngene wins", min=0.0, max=1.0)
@@ -157,6 +160,8 @@ class RuntimeConfig:
                                           "faulting every step's tensors in again: 1.13-1.20x faster CPU "
                                           "training in `python -m bench --only host_memory`; a process "
                                           "keeps its peak heap")
+    tensorboard: bool = _field(False, "write TensorBoard logs under runs/<run>/tb/ (pip install "
+                                      "'learngene-ea[tensorboard]')")
     stall_timeout: float = _field(1800.0, "seconds without any finished evaluation before the run "
                                           "stops as 'a SCOOP worker died'", gt=0.0)
 

@@ -1,9 +1,10 @@
 """The GTL evolution loop, in the spirit of ``deap.algorithms``: short and readable.
 
 Generation 0 trains randomly initialised descendants (their learngene: the whole network or a
-random mask). Each later generation: elites survive, a tournament picks parents, their clones
-are mutated (and optionally mated), the new individuals are evaluated (``toolbox.map``: SCOOP
-when running under it), the hall of fame and logbook are updated, and a checkpoint is written.
+random mask). Each later generation: elites survive (with NSGA-II, ``toolbox.survive`` picks the
+survivors of parents and offspring), a tournament picks parents, their clones are mutated (and
+optionally mated), the new individuals are evaluated (``toolbox.map``: SCOOP when running under
+it), the hall of fame, Pareto front, lineage and logbook are updated, and a checkpoint is written.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .data import load_dataset
 from .fitness import Evaluation
 from .individual import fraction_of, individual_spec, make_individual, masks_of, same_individual
 from .learngene import full_masks
+from .lineage import mark_operator, record_lineage
 from .models import arch_spec
 from .toolbox import build_toolbox  # noqa: F401  (where users have always imported it from)
 
@@ -95,6 +97,9 @@ class EvolutionState:
     errors: list = field(default_factory=list)
     rng: dict = field(default_factory=dict)
     seconds: float = 0.0
+    # every non-dominated (accuracy, fraction) ever evaluated; copies of one individual are twins
+    pareto: tools.ParetoFront = field(default_factory=lambda: tools.ParetoFront(similar=same_individual))
+    lineage: dict = field(default_factory=dict)  # id -> plain record of every individual (lineage.py)
 
     def capture_rng(self) -> None:
         self.rng = {"python": random.getstate(), "numpy": np.random.get_state(),
@@ -118,7 +123,7 @@ def new_state(cfg: Config, population: list | None = None) -> EvolutionState:
         population = initial_population(cfg, state)
     else:
         for ind in population:
-            ind.id, ind.parents, ind.born = state.next_id, [ind.id], 0
+            ind.id, ind.parents, ind.born, ind.made_by = state.next_id, [ind.id], 0, "seed"
             state.next_id += 1
             del ind.fitness.values
     state.population = population
@@ -195,19 +200,30 @@ def evaluate_population(population, toolbox, generation, progress=None) -> list:
 
 
 def next_generation(population, toolbox, cfg: Config, state: EvolutionState, generation: int) -> list:
-    """Elites + mutated (and optionally mated) clones of tournament winners."""
-    elites = [toolbox.clone(ind) for ind in operators.sel_elites(population, cfg.ea.elites)]
-    parents = _guarded(toolbox, "select", generation)(population, len(population) - len(elites))
+    """Elites + mutated (and optionally mated) clones of tournament winners (a new list).
+
+    With a ``survive`` operator (NSGA-II), ``population`` is the last parents and offspring:
+    ``ea.population_size`` of them survive, are kept instead of the elites and are the pool of
+    the tournaments, which make ``population_size - elites`` offspring (as many evaluations).
+    """
+    if hasattr(toolbox, "survive"):
+        population = _guarded(toolbox, "survive", generation)(population, cfg.ea.population_size)
+        elites = [toolbox.clone(ind) for ind in population]
+        count = cfg.ea.population_size - cfg.ea.elites
+    else:
+        elites = [toolbox.clone(ind) for ind in operators.sel_elites(population, cfg.ea.elites)]
+        count = len(population) - len(elites)
+    parents = _guarded(toolbox, "select", generation)(population, count)
     offspring = []
     for parent in parents:
         child = toolbox.clone(parent)
-        child.id, child.parents, child.born = state.next_id, [parent.id], generation
+        child.id, child.parents, child.born, child.made_by = state.next_id, [parent.id], generation, "copy"
         state.next_id += 1
         offspring.append(child)
     guarded = base.Toolbox()
     guarded.register("clone", toolbox.clone)
-    guarded.register("mate", _guarded(toolbox, "mate", generation))
-    guarded.register("mutate", _guarded(toolbox, "mutate", generation))
+    guarded.register("mate", mark_operator(_guarded(toolbox, "mate", generation), "crossover"))
+    guarded.register("mutate", mark_operator(_guarded(toolbox, "mutate", generation), "mutation"))
     offspring = algorithms.varAnd(offspring, guarded, cfg.ea.cxpb, cfg.ea.mutpb)
     return elites + offspring
 
@@ -223,6 +239,8 @@ def record_generation(state: EvolutionState, cfg: Config, generation: int, evalu
     """Hall of fame, best learngene at the target size, early-stop counter, logbook line."""
     population = state.population
     state.halloffame.update(population)
+    state.pareto.update([ind for ind in population if not ind.evaluation.get("error")])
+    record_lineage(state.lineage, population)
     reached = [ind for ind in population if ind.fitness.values[1] <= cfg.ea.target_fraction + FRACTION_SLACK]
     improved = False
     if reached:
@@ -298,6 +316,11 @@ def product_individual(state: EvolutionState):
 def product_learngene(state: EvolutionState, cfg: Config):
     """The learngene to save as ``learngene.pt`` (weights restricted to the individual's masks)."""
     ind, reached = product_individual(state)
+    return individual_learngene(ind, state, cfg, reached), ind, reached
+
+
+def individual_learngene(ind, state: EvolutionState, cfg: Config, reached: bool):
+    """``ind``'s learngene restricted to its masks, with the run's metadata (what transfer reads)."""
     lg = ind.learngene.restrict(masks_of(ind))
     dataset = load_dataset(cfg.data)  # memoised: the run's own
     lg.meta.update({
@@ -313,7 +336,7 @@ def product_learngene(state: EvolutionState, cfg: Config):
         "data": dataclasses.asdict(cfg.data),
         "classes": {split: [dataset.class_names[i] for i in dataset.splits[split]] for split in ("train", "val")},
     })
-    return lg, ind, reached
+    return lg
 
 
 __all__ = ["build_toolbox", "evolve", "new_state", "EvolutionState", "product_learngene", "fraction_of"]

@@ -6,14 +6,19 @@ Any function with DEAP's operator signature can replace a GTL operator from a re
       mutate:
         function: learngene_ea.examples:mut_shrink_contiguous
         kwargs: {target_fraction: 0.25}
+
+An operator that declares ``config`` receives the run's resolved config, and an ``evaluate``
+that declares ``dataset`` the run's dataset (see :func:`evaluate_quick`).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .fitness import Evaluation, configure_process, score_descendant, train_descendant, validation_episodes
 from .individual import individual_spec, masks_of
-from .learngene import learngene_fraction
+from .learngene import extract_learngene, learngene_fraction
 from .operators import shrink_schedule
+from .workers import worker_device
 
 
 def mut_shrink_contiguous(individual, target_fraction=0.25, schedule_generations=4, min_channels=1):
@@ -37,3 +42,23 @@ def mut_shrink_contiguous(individual, target_fraction=0.25, schedule_generations
         individual[i] = prefix(low)[name]
     del individual.fitness.values
     return (individual,)
+
+
+def evaluate_quick(individual, config, dataset, episodes=10):
+    """A fitness that sees the run: the default descendant training, scored on the first
+    ``episodes`` of the run's validation episodes only (a quicker, noisier fitness).
+
+    ``config`` (the run's resolved recipe) and ``dataset`` (loaded once per worker) are passed
+    in because the signature declares them. Returns an ``Evaluation`` (Lamarckian: the trained
+    learngene goes back to the individual); a plain ``(accuracy, fraction)`` tuple works too.
+    """
+    configure_process(config.runtime)
+    device = worker_device(config.runtime.device)
+    generation = getattr(individual, "evaluated_in", individual.born)
+    model, loss = train_descendant(individual, config, dataset, generation, device)
+    masks = masks_of(individual)
+    first_episodes = validation_episodes(config, dataset, count=episodes)  # episode i depends on i alone
+    accuracy, ci95 = score_descendant(model, config, dataset, device, first_episodes)
+    fraction = learngene_fraction(individual_spec(individual), masks)
+    return Evaluation((accuracy, fraction), extract_learngene(model, masks, meta={"id": individual.id}),
+                      {"accuracy": accuracy, "ci95": ci95, "loss": loss, "episodes": episodes})

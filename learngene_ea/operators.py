@@ -12,6 +12,8 @@ import math
 import random
 
 import numpy as np
+from deap import tools
+from deap.tools.emo import assignCrowdingDist
 
 from .individual import individual_spec, masks_of
 from .learngene import channel_importance, learngene_fraction
@@ -41,6 +43,25 @@ def sel_parsimony_tournament(individuals, k, tournsize, tolerance=0.01):
         best = max(accuracy_of(a) for a in aspirants)
         close = [a for a in aspirants if accuracy_of(a) >= best - tolerance]
         chosen.append(min(close, key=lambda a: (fraction_value(a), -accuracy_of(a))))
+    return chosen
+
+
+def sel_crowded_tournament(individuals, k, tournsize=2):
+    """Select ``k`` individuals by NSGA-II's crowded tournaments of ``tournsize`` aspirants (with replacement).
+
+    The winner has the best non-domination rank on (accuracy, fraction); among equals, the
+    largest crowding distance (the loneliest on its front, to keep every size explored). Unlike
+    ``tools.selTournamentDCD`` it takes any ``k`` and population size. Sets
+    ``fitness.crowding_dist`` (DEAP's ``assignCrowdingDist``). Returns a list of references.
+    """
+    rank = {}
+    for level, front in enumerate(tools.sortNondominated(individuals, len(individuals))):
+        assignCrowdingDist(front)
+        rank.update((id(ind), level) for ind in front)
+    chosen = []
+    for _ in range(k):
+        aspirants = [random.choice(individuals) for _ in range(tournsize)]
+        chosen.append(min(aspirants, key=lambda a: (rank[id(a)], -a.fitness.crowding_dist)))
     return chosen
 
 

@@ -23,8 +23,11 @@ from learngene_ea.evolve import (EvaluationFailure, EvolutionState, OperatorFail
                                  new_state, product_learngene)
 from learngene_ea.fitness import rescore
 from learngene_ea.individual import same_individual
+from learngene_ea.lineage import record_lineage, write_lineage
+from learngene_ea.pareto import rebuilt_front, write_front
 from learngene_ea.recipe_checks import check_run_fits, silent_caps
 from learngene_ea.report import plot_evolution, write_json, write_logbook
+from learngene_ea.tensorboard_log import TensorBoardLog, require_tensorboard
 from learngene_ea.workers import scoop_running
 
 
@@ -139,6 +142,10 @@ def state_from_checkpoint(payload: dict) -> EvolutionState:
         setattr(state, key, payload[key])
     # older checkpoints compared masks, which dropped more accurate learngenes with equal masks
     state.halloffame.similar = same_individual
+    # checkpoints written before the front and the lineage were kept: rebuilt from what they hold
+    state.pareto = payload.get("pareto") or rebuilt_front(state.population, state.halloffame, [state.best_at_target])
+    state.lineage = payload.get("lineage") or {}
+    record_lineage(state.lineage, [*state.halloffame, *state.population])  # adds nothing to a full lineage
     return state
 
 
@@ -148,6 +155,7 @@ def checkpoint_payload(state: EvolutionState, cfg: Config) -> dict:
         "logbook": state.logbook, "next_id": state.next_id, "best_at_target": state.best_at_target,
         "stale_generations": state.stale_generations, "errors": state.errors, "rng": state.rng,
         "seconds": state.seconds, "config": config_module.to_dict(cfg), "recipe": recipe_of(cfg),
+        "pareto": state.pareto, "lineage": state.lineage,
     }
 
 
@@ -233,6 +241,8 @@ class RunOutputs:
         learngene.meta["recipe"] = recipe_of(self.cfg)
         learngene.save(self.path("learngene.pt"))
         plot_evolution(state.logbook, self.path("evolution.png"), f"GTL: {self.title}")
+        write_front(state, self.cfg, self.run_dir, f"Pareto front: {self.title} ({self.cfg.ea.selection})")
+        write_lineage(state.lineage, individual.id, self.run_dir, f"Lineage of #{individual.id}: {self.title}")
         write_json(self.summary(state, learngene, individual, reached), self.path("summary.json"))
 
     def finish(self, state: EvolutionState, fresh: dict | None) -> None:
@@ -284,7 +294,10 @@ def run(args) -> int:
     log = print
     cfg, state, run_dir = prepare(args, log)
     toolbox = build_toolbox(cfg)  # users' operators are checked before the run folder exists
+    if cfg.runtime.tensorboard:
+        require_tensorboard()
     make_run_dir(run_dir)
+    board = TensorBoardLog(run_dir) if cfg.runtime.tensorboard else None
     workers = "SCOOP workers" if scoop_running() else "one process (no SCOOP)"
     log(f"run directory: {run_dir} | {recipe_of(cfg)}: {cfg.model.family} x{cfg.model.width} on "
         f"{config_module.dataset_label(cfg.data)} | population {cfg.ea.population_size}, generations "
@@ -299,7 +312,13 @@ def run(args) -> int:
 
         def progress(iterable, total, desc):
             return tqdm(iterable, total=total, desc=desc, unit="descendant", leave=False, file=sys.stderr)
-    state = evolve(cfg, toolbox, state, on_generation=outputs, progress=progress, log=log)
+
+    def on_generation(state):
+        outputs(state)
+        if board is not None:
+            board.generation(state.logbook[-1])
+
+    state = evolve(cfg, toolbox, state, on_generation=on_generation, progress=progress, log=log)
     learngene, individual, reached = product_learngene(state, cfg)
     note = "" if reached else f" (target {cfg.ea.target_fraction} not reached: best overall saved)"
     evaluations = sum(record["evals"] for record in state.logbook)
@@ -315,7 +334,11 @@ def run(args) -> int:
     if cfg.transfer.after_run:
         from learngene_ea.transfer import transfer_after_run
 
-        transfer_after_run(cfg, run_dir, log=log)
+        results = transfer_after_run(cfg, run_dir, log=log)
+        if board is not None:
+            board.transfer(results)
+    if board is not None:
+        board.close()
     return 0
 
 

@@ -5,7 +5,7 @@ Users may ``register`` their own operators on the returned toolbox before callin
 """
 from __future__ import annotations
 
-from deap import base
+from deap import base, tools
 
 from . import operators
 from .config import Config
@@ -19,8 +19,14 @@ def build_toolbox(cfg: Config) -> base.Toolbox:
     ea = cfg.ea
     toolbox = base.Toolbox()
     toolbox.register("map", parallel_map(cfg.runtime.stall_timeout))
-    toolbox.register("select", operators.sel_parsimony_tournament, tournsize=ea.tournsize,
-                     tolerance=ea.parsimony_tolerance)
+    if ea.selection == "nsga2":
+        # (mu + lambda): parents and offspring compete for the next population, then parents are
+        # drawn from the survivors (evolve.next_generation calls ``survive`` when registered)
+        toolbox.register("survive", tools.selNSGA2)
+        toolbox.register("select", operators.sel_crowded_tournament, tournsize=ea.tournsize)
+    else:
+        toolbox.register("select", operators.sel_parsimony_tournament, tournsize=ea.tournsize,
+                         tolerance=ea.parsimony_tolerance)
     toolbox.register("mutate", operators.mut_learngene, target_fraction=ea.target_fraction,
                      schedule=ea.schedule, schedule_generations=ea.schedule_generations,
                      criterion=ea.criterion, min_channels=ea.min_channels,
@@ -30,7 +36,7 @@ def build_toolbox(cfg: Config) -> base.Toolbox:
     for name in ("select", "mutate", "mate", "evaluate"):
         spec = getattr(cfg.operators, name)
         if spec is not None:
-            function, kwargs = resolve_operator(name, spec.function, spec.kwargs)
+            function, kwargs = resolve_operator(name, spec.function, spec.kwargs, cfg)
             toolbox.register(name, function, **kwargs)
     if cfg.fitness.population_batch > 1 and cfg.operators.evaluate is None:
         # a worker trains a chunk of descendants as one grouped network (see batched.py)

@@ -23,7 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m learngene_ea.transfer",
         description="Evaluate a learngene on test-class few-shot episodes against scratch, pre-trained, "
                     "random-learngene, top-L1 learngene, layer-wise and no-update baselines (same episodes and seeds).")
-    parser.add_argument("--learngene", required=True, help="learngene.pt written by a run")
+    parser.add_argument("--learngene", required=True, help="learngene.pt written by a run, or a run's pareto/ "
+                                                           "folder (every learngene of its front, one table)")
     parser.add_argument("--config", help="recipe YAML (default: config.yaml next to the learngene, else "
                                          "genomes/default.yaml, else the built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -63,6 +64,13 @@ def main(argv=None) -> int:
     debug = "--debug" in argv
     try:
         args = parse_args(argv)
+        if os.path.isdir(args.learngene):  # a run's pareto/ folder: every learngene of its front
+            from .front import front_markdown, run_front_transfer
+
+            results = run_front_transfer(resolve_config(args), args.learngene, args.out, log=print,
+                                         allow_seen_classes=args.allow_seen_classes)
+            print(front_markdown(results))
+            return 0
         if not os.path.isfile(args.learngene):
             raise UserError(f"Learngene file {args.learngene!r} does not exist; pass the learngene.pt of a "
                             "finished run (runs/<name>/learngene.pt).")
