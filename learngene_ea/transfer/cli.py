@@ -68,7 +68,8 @@ def main(argv=None) -> int:
             from .front import front_markdown, run_front_transfer
 
             results = run_front_transfer(resolve_config(args), args.learngene, args.out, log=print,
-                                         allow_seen_classes=args.allow_seen_classes)
+                                         allow_seen_classes=args.allow_seen_classes,
+                                         pretrained_path=args.pretrained)
             print(front_markdown(results))
             return 0
         if not os.path.isfile(args.learngene):

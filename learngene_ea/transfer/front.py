@@ -4,8 +4,9 @@ Every ``learngene-*.pt`` of the folder (``learngene_ea.pareto`` writes them) is 
 same test episodes and seeds as a single learngene's table. What does not depend on the
 learngene (``scratch``, ``pretrained``, ``layerwise``...) is evaluated once, with the first
 (smallest) learngene; each learngene gets its own ``learngene``, ``instincts`` and size-matched
-``random-learngene`` and ``l1-learngene`` rows. The pre-trained baseline is trained once and
-cached in the folder (every front learngene records the run's whole compute, so they share it).
+``random-learngene`` and ``l1-learngene`` rows. The pre-trained baseline is got once, as for one
+learngene (source or target, ``--pretrained``, the keyed cache; every front learngene records the
+run's whole compute, so they share it), and ``transfer.target`` works as for one learngene.
 The episodes run in this process (not spread over SCOOP workers). Outputs: ``front-transfer.json``,
 ``.md`` and ``.png`` in the folder (or ``--out``).
 """
@@ -28,8 +29,8 @@ from ..training import resolve_device
 from .baselines import baseline_methods
 from .episodes import make_settings
 from .jobs import evaluate_transfer
-from .pipeline import check_compatible, check_unseen_classes
-from .pretrain import PRETRAINED_FILE, load_or_pretrain
+from .pipeline import check_compatible, check_unseen_classes, get_pretrained
+from .target import channel_note, match_channels, target_data, with_resolved_augment
 
 FORMAT = "learngene-ea/front-transfer-v1"
 PER_LEARNGENE = ("learngene", "instincts", "random-learngene", "l1-learngene")
@@ -53,25 +54,32 @@ def paired(a: dict, b: dict) -> dict:
 
 
 def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, progress=None,
-                       allow_seen_classes: bool = False) -> dict:
+                       allow_seen_classes: bool = False, pretrained_path: str | None = None) -> dict:
     """Evaluate every learngene of ``folder`` on test episodes; write and return the front's table."""
     started = time.perf_counter()
     paths = front_files(folder)
     learngenes = [load_learngene(p) for p in paths]
-    dataset = load_dataset(cfg.data)
+    first = learngenes[0]
+    run_dir = os.path.dirname(os.path.abspath(folder.rstrip(os.sep)))  # pareto/'s run folder
+    out_dir = out_dir or folder
+    cfg, _ = with_resolved_augment(cfg)
+    data, data_key = target_data(cfg)
+    raw = load_dataset(data, target=data_key == "transfer.target")
+    note = channel_note(raw, first.in_channels, data_key)
+    if note:
+        log(note)
+    dataset = match_channels(raw, first.in_channels)
     for learngene, path in zip(learngenes, paths):
-        check_compatible(cfg, learngene, dataset, path)
+        check_compatible(cfg, learngene, path)
         if not allow_seen_classes:
-            check_unseen_classes(learngene, cfg.data, dataset, path)
+            check_unseen_classes(learngene, data, dataset, path, data_key)
     if cfg.runtime.threads > 0:
         torch.set_num_threads(cfg.runtime.threads)
     configure_memory(cfg.runtime)
     device = resolve_device(cfg.runtime.device)
     settings = make_settings(cfg.transfer, dataset)
-    first = learngenes[0]
-    pretrained, pretrain_info = load_or_pretrain(cfg, dataset, first.family, first.width, first.in_channels,
-                                                 os.path.join(folder, PRETRAINED_FILE), device, log,
-                                                 first.meta.get("training_images"))
+    pretrained, pretrain_info = get_pretrained(cfg, first, dataset, run_dir, cfg.transfer.cache_dir or out_dir,
+                                               device, log, pretrained_path)
     pretrained.eval()
     shared, members = {}, []
     for index, (learngene, path) in enumerate(zip(learngenes, paths)):
@@ -95,9 +103,9 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, 
                "shared": shared, "members": members, "pretrained": pretrain_info,
                "seconds": time.perf_counter() - started}
     try:
-        paths = write_report_files(results, out_dir or folder, "front-transfer", front_markdown, plot_front_transfer)
+        paths = write_report_files(results, out_dir, "front-transfer", front_markdown, plot_front_transfer)
     except OSError as err:
-        raise UserError(f"Cannot write the front's transfer reports into {out_dir or folder!r} ({err.strerror}); "
+        raise UserError(f"Cannot write the front's transfer reports into {out_dir!r} ({err.strerror}); "
                         "pass a writable --out folder.") from err
     log(f"front transfer reports: {paths['md']}, {paths['json']}, {paths['png']}")
     return results
