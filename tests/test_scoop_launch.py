@@ -429,6 +429,7 @@ def _transfer(launch, learngene, out_dir):
                                     "task.batch_size=64"]
     for item in overrides:
         args += ["--set", item]
+    args += ["--set", f"transfer.cache_dir={out_dir.parent / 'pretrained-cache'}"]  # one cache for both launches
     code, out, err = _launch(launch + args, timeout=RUN_TIMEOUT_S)
     assert code == 0, (code, out[-3000:], err[-5000:])
     assert "Traceback" not in out + err, err[-5000:]
@@ -451,7 +452,7 @@ def test_transfer_episodes_spread_over_scoop_give_the_numbers_of_one_process(ser
     alone, _ = _transfer(["-m", "learngene_ea.transfer"], learngene, tmp_path / "alone")
     spread, log = _transfer(["-m", "scoop", "-n", "2", "-m", "learngene_ea.transfer"], learngene, tmp_path / "spread")
     assert "spread over 2 SCOOP processes" in log
-    assert spread["pretrained"]["reused"] is True  # cached by the first evaluation, next to the learngene
+    assert spread["pretrained"]["reused"] is True  # cached by the first evaluation in the shared cache folder
     assert _episode_numbers(spread) == _episode_numbers(alone)
 
 
