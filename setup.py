@@ -132,7 +132,7 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest"], "ray": ["ray>=2.9"]},
     python_requires=">=3.10",
     cmdclass=cmdclass,
 )

@@ -25,7 +25,7 @@ from learngene_ea.fitness import rescore
 from learngene_ea.individual import same_individual
 from learngene_ea.recipe_checks import check_run_fits
 from learngene_ea.report import plot_evolution, write_json, write_logbook
-from learngene_ea.workers import scoop_running
+from learngene_ea.engines import start_engine
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -256,9 +256,9 @@ class RunOutputs:
 def run(args) -> int:
     log = print
     cfg, state, run_dir = prepare(args, log)
+    workers = start_engine(cfg.runtime)  # a backend it cannot give (no Ray, no cluster): exit 2 now
     toolbox = build_toolbox(cfg)  # users' operators are checked before the run folder exists
     make_run_dir(run_dir)
-    workers = "SCOOP workers" if scoop_running() else "one process (no SCOOP)"
     log(f"run directory: {run_dir} | {cfg.model.family} x{cfg.model.width} on {cfg.data.name} | "
         f"population {cfg.ea.population_size}, generations {cfg.ea.generations} | {workers}")
     outputs = RunOutputs(run_dir, cfg, log)

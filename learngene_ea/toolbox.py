@@ -11,14 +11,14 @@ from . import operators
 from .config import Config
 from .fitness import evaluate, evaluate_chunk
 from .plugins import resolve_operator
-from .workers import parallel_map
+from .engines import parallel_map
 
 
 def build_toolbox(cfg: Config) -> base.Toolbox:
     """The default GTL toolbox, with any operator the recipe names in ``operators.*`` instead."""
     ea = cfg.ea
     toolbox = base.Toolbox()
-    toolbox.register("map", parallel_map(cfg.runtime.stall_timeout))
+    toolbox.register("map", parallel_map(cfg.runtime))
     toolbox.register("select", operators.sel_parsimony_tournament, tournsize=ea.tournsize,
                      tolerance=ea.parsimony_tolerance)
     toolbox.register("mutate", operators.mut_learngene, target_fraction=ea.target_fraction,

@@ -58,3 +58,22 @@ def run_module(args, cwd, timeout=300, env_extra=None):
     env.update(env_extra or {})
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+RECIPE = os.path.join(ROOT, "genomes", "default.yaml")  # what the command line reads from the repo root
+
+
+def without_timings(records):
+    """Logbook records without their wall-clock seconds (the rest repeats exactly)."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+@pytest.fixture(scope="session")
+def serial_logbook():
+    """The logbook of a tiny run of genomes/default.yaml in this process (no SCOOP, no Ray)."""
+    from learngene_ea.config import load_config
+    from learngene_ea.evolve import build_toolbox, evolve, new_state
+
+    cfg = load_config(RECIPE, tiny_overrides(**{"runtime.backend": "serial"}))
+    state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *_: None)
+    return without_timings(state.logbook)
