@@ -8,9 +8,7 @@ back with :func:`shared_constant`. SCOOP's plumbing is in :mod:`learngene_ea.wor
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import random
 
 from . import workers
 from .errors import UserError
@@ -46,24 +44,10 @@ def start_engine(runtime) -> str:
     if backend == "ray":
         from .ray_engine import start_ray
 
-        with _rng_untouched():  # ray.init draws from `random`: the run's selections must not change
-            return start_ray(runtime)
+        return start_ray(runtime)
     if backend == "scoop":
         return f"{workers.worker_count()} SCOOP processes"
     return "one process (no SCOOP)"
-
-
-@contextlib.contextmanager
-def _rng_untouched():
-    """Python's and numpy's global random states as they were before the block."""
-    import numpy as np
-
-    python, numpy = random.getstate(), np.random.get_state()
-    try:
-        yield
-    finally:
-        random.setstate(python)
-        np.random.set_state(numpy)
 
 
 def parallel_map(runtime, hint: str = RESUME_HINT):

@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+import random
 import socket
 
 from . import individual  # noqa: F401  (DEAP's creator classes exist before a task's individual is unpickled)
@@ -54,6 +56,19 @@ def _check_reachable(address: str) -> None:
                         "head there with `ray start --head`, or set runtime.ray_address=null for a local Ray.") from err
 
 
+@contextlib.contextmanager
+def _rng_untouched():
+    """Python's and numpy's global random states as they were before the block."""
+    import numpy as np
+
+    python, numpy = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
+
+
 def start_ray(runtime) -> str:
     """Start or join Ray as ``runtime`` says (nothing if this process already has it); a log phrase."""
     ray = _ray()
@@ -62,7 +77,8 @@ def start_ray(runtime) -> str:
         _check_reachable(address)
     if not ray.is_initialized():
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=True)
+            with _rng_untouched():  # ray.init draws from `random`: the run's selections must not change
+                ray.init(address=address, include_dashboard=False, log_to_driver=True)
         except ConnectionError as err:
             raise UserError(f"runtime.ray_address is {address!r} but no Ray cluster answers "
                             f"({str(err).splitlines()[0]}); start one with `ray start --head`, or set "
@@ -127,17 +143,20 @@ def ray_map(function, items, runtime, hint: str):
     item_refs = [ray.put(item) for item in items]  # each learngene once, even when its task is rerun
     threads = runtime.threads if runtime.threads > 0 else 1
     refs = [remote.remote(function_ref, ref, dict(_SHARED), threads) for ref in item_refs]
-    finished = 0
+    fetched = 0
     try:
         for ref in refs:
             try:
-                yield ray.get(ref, timeout=runtime.stall_timeout)
+                result = ray.get(ref, timeout=runtime.stall_timeout)
             except GetTimeoutError:
                 raise RayStall(f"no Ray evaluation finished for {runtime.stall_timeout:.0f} s (every worker gone, "
                                f"or no node fits a task's resources); {hint}") from None
-            finished += 1
+            fetched += 1  # before the yield: a consumer may stop right after the last result
+            yield result
     finally:
-        for ref in refs[finished:]:  # the run stopped early: free the cluster
+        # the run stopped early: free the cluster (only unfetched tasks: cancelling a finished task
+        # that Ray had rerun crashes Ray 2.60's driver, "Tried to complete task that was not pending")
+        for ref in refs[fetched:]:
             ray.cancel(ref)
 
 

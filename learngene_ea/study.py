@@ -38,7 +38,8 @@ from .transfer.descendants import arch_label, parse_descendant
 from .transfer.pipeline import FORMAT as TRANSFER_FORMAT
 from .transfer.pipeline import transfer_after_run
 from .transfer.pretrain import PRETRAINED_FILE
-from .workers import default_threads, worker_count
+from .engines import process_count
+from .workers import default_threads
 
 STUDY_CONFIG = "study-config.yaml"  # the study's resolved recipe: a rerun must match it
 NOT_THE_RECIPE = ("seed", "transfer", "runtime")  # may differ between invocations of one study
@@ -273,13 +274,14 @@ def run_study(args, log=print) -> dict:
     """Evolve (or resume, or keep) every seed, evaluate its transfer, pool and write the reports."""
     started = time.perf_counter()
     seeds, path, cfg, states = prepare(args)
+    processes = process_count(cfg.runtime)  # starts Ray when it is the backend: a bad setting stops here
     try:  # the study folder, after every check
         os.makedirs(args.out, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the study folder {args.out!r} ({err.strerror}); pass a writable --out.") from err
     config_module.save_config(cfg, os.path.join(args.out, STUDY_CONFIG))
     threads = cfg.runtime.threads if cfg.runtime.threads > 0 else default_threads()
-    log(f"study: {len(seeds)} seeds of {path or 'the built-in defaults'} in {args.out} | {worker_count()} "
+    log(f"study: {len(seeds)} seeds of {path or 'the built-in defaults'} in {args.out} | {processes} "
         f"process(es), {threads} torch thread(s) each")
     transfers, summaries, actions = [], [], []
     for i, seed in enumerate(seeds):
@@ -313,7 +315,7 @@ def run_study(args, log=print) -> dict:
     pooled = pool(seeds, transfers, summaries)
     recipe = {k: v for k, v in config_module.to_dict(cfg).items() if k != "seed"}
     study = {"format": FORMAT, "seeds": seeds, "settings": pooled.pop("settings"),
-             "launch": {"processes": worker_count(), "threads": threads},
+             "launch": {"processes": processes, "threads": threads},
              "recipe": {"path": path, "overrides": list(args.overrides), "config": recipe},
              "dataset": cfg.data.name, "transfer": dataclasses.asdict(cfg.transfer), **pooled,
              "last_invocation": {"seconds": time.perf_counter() - started, "seeds": actions}}

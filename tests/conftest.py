@@ -69,11 +69,25 @@ def without_timings(records):
 
 
 @pytest.fixture(scope="session")
-def serial_logbook():
-    """The logbook of a tiny run of genomes/default.yaml in this process (no SCOOP, no Ray)."""
-    from learngene_ea.config import load_config
-    from learngene_ea.evolve import build_toolbox, evolve, new_state
+def serial_run_dir(tmp_path_factory):
+    """A tiny run of genomes/default.yaml in this process (no SCOOP, no Ray): its run directory."""
+    from learngene_ea import run as run_module
 
-    cfg = load_config(RECIPE, tiny_overrides(**{"runtime.backend": "serial"}))
-    state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *_: None)
-    return without_timings(state.logbook)
+    run_dir = tmp_path_factory.mktemp("serial") / "run"
+    overrides = tiny_overrides(**{"runtime.backend": "serial", "fitness.rescore_episodes": 0})
+    args = ["--config", RECIPE, "--run-dir", str(run_dir), "--quiet"] + [a for o in overrides for a in ("--set", o)]
+    assert run_module.main(args) == 0
+    return run_dir
+
+
+def read_logbook(run_dir):
+    """``logbook.jsonl`` of a run directory, without timings."""
+    import json
+
+    with open(os.path.join(run_dir, "logbook.jsonl"), encoding="utf-8") as f:
+        return without_timings(json.loads(line) for line in f)
+
+
+@pytest.fixture(scope="session")
+def serial_logbook(serial_run_dir):
+    return read_logbook(serial_run_dir)

@@ -9,7 +9,6 @@ worker on 127.0.0.2 through ``ssh 127.0.0.2``; it refuses a loopback external na
 127.0.0.3 is another loopback address that the worker reaches the broker by. Where sshd cannot run, the
 tests skip with the reason.
 """
-import json
 import os
 import shutil
 import signal
@@ -20,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import RECIPE, ROOT, tiny_overrides, without_timings
+from conftest import RECIPE, ROOT, read_logbook, tiny_overrides
 from learngene_ea.checkpoint import load_latest_valid
 from test_worker_death import cmdline, is_gone, wait_for
 
@@ -129,11 +128,6 @@ def finish(proc, timeout):
             proc.communicate()
 
 
-def logbook(run_dir):
-    with open(run_dir / "logbook.jsonl", encoding="utf-8") as f:
-        return without_timings(json.loads(line) for line in f)
-
-
 def ssh_session_of(pid):
     """``SSH_CONNECTION`` of a process ("client port server port"), or "" when SSH did not start it."""
     try:
@@ -167,7 +161,7 @@ def test_two_hosts_over_ssh_give_the_logbook_of_one_process(ssh, serial_logbook,
     assert proc.returncode == 0, err[-3000:]
     assert HOSTS[1] in seen, seen  # a SCOOP worker ran behind an SSH login to 127.0.0.2
     assert f"on {HOSTS[1]} port" in ssh["log"].read_text()
-    assert logbook(run_dir) == serial_logbook
+    assert read_logbook(run_dir) == serial_logbook
 
 
 @pytest.mark.slow
@@ -201,4 +195,4 @@ def test_a_host_killed_mid_run_stops_it_with_the_stall_message_and_resume_finish
     resumed = subprocess.run([sys.executable, "-m", "learngene_ea.run", "--resume", str(run_dir), "--quiet"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert logbook(run_dir) == serial_logbook
+    assert read_logbook(run_dir) == serial_logbook

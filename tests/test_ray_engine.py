@@ -1,6 +1,5 @@
 """Ray as the second engine (``runtime.backend: ray``): the logbook of one process, lost workers rerun,
 bad settings refused before any compute. The tests start one local Ray of 2 CPUs and share it."""
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (the [ray] extra: pip install -e \".[ray]\")")
 
-from conftest import RECIPE, ROOT, tiny_overrides, without_timings  # noqa: E402
+from conftest import RECIPE, ROOT, read_logbook, tiny_overrides, without_timings  # noqa: E402
 from learngene_ea import run as run_module  # noqa: E402
 from learngene_ea.config import load_config  # noqa: E402
 from learngene_ea.evolve import build_toolbox, evolve, new_state  # noqa: E402
@@ -96,8 +95,7 @@ def test_a_killed_ray_worker_is_rerun_and_the_run_finishes_with_the_same_logbook
         killer.join()
     assert killed, "no evaluation was seen running on a Ray worker"
     assert proc.returncode == 0, err[-3000:]
-    with open(tmp_path / "run" / "logbook.jsonl", encoding="utf-8") as f:
-        assert without_timings(json.loads(line) for line in f) == serial_logbook
+    assert read_logbook(tmp_path / "run") == serial_logbook
 
 
 def test_ray_without_ray_installed_is_refused_in_one_sentence(monkeypatch, tmp_path, capsys):
@@ -131,3 +129,24 @@ def test_gpus_the_cluster_does_not_have_are_refused(cluster, tmp_path, capsys):
     assert capsys.readouterr().err == ("error: runtime.gpus_per_evaluation is 0.25 but the Ray cluster has 0 GPUs; "
                                        "set it to 0 for CPU evaluations or join a cluster with GPUs.\n")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_transfer_episodes_on_ray_give_the_numbers_of_one_process(cluster, serial_run_dir, tmp_path):
+    """The transfer's context goes to the object store once; every (method, setting, episode) is a task."""
+    from learngene_ea.transfer import run_transfer
+    from test_scoop_launch import _episode_numbers
+
+    def table(backend):
+        overrides = tiny_overrides(**{"runtime.backend": backend}) + [
+            "transfer.episodes=3", "transfer.steps=3", "transfer.shots=[1]", "transfer.limited_data=0",
+            "transfer.n_query=5", "transfer.pretrain_epochs=1", "task.batch_size=64"]
+        lines = []
+        results = run_transfer(load_config(RECIPE, overrides), str(serial_run_dir / "learngene.pt"),
+                               tmp_path / backend, log=lines.append, write=False)
+        return results, lines
+
+    alone, _ = table("serial")
+    spread, lines = table("ray")
+    assert any("spread over 2 Ray processes" in line for line in lines), lines
+    assert _episode_numbers(spread) == _episode_numbers(alone)
