@@ -45,7 +45,7 @@ def _ray():
 
 def _check_reachable(address: str) -> None:
     """A ``host:port`` that accepts no connection is refused now (``ray.init`` would retry for minutes)."""
-    host, _, port = address.rpartition(":")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise UserError(f"runtime.ray_address is {address!r}; it must be null (a local Ray), 'auto' or "
                         "'host:port' of the head node (as `ray start --head` prints it).")
