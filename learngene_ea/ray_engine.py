@@ -78,7 +78,8 @@ def start_ray(runtime) -> str:
     if not ray.is_initialized():
         try:
             with _rng_untouched():  # ray.init draws from `random`: the run's selections must not change
-                ray.init(address=address, include_dashboard=False, log_to_driver=True)
+                # null: a Ray of this process's own ("local"), even where `ray start` made one here
+                ray.init(address=address or "local", include_dashboard=False, log_to_driver=True)
         except ConnectionError as err:
             raise UserError(f"runtime.ray_address is {address!r} but no Ray cluster answers "
                             f"({str(err).splitlines()[0]}); start one with `ray start --head`, or set "
