@@ -165,7 +165,7 @@ def test_two_hosts_over_ssh_give_the_logbook_of_one_process(ssh, serial_logbook,
 
 
 @pytest.mark.slow
-def test_a_host_killed_mid_run_stops_it_with_the_stall_message_and_resume_finishes(ssh, serial_logbook, tmp_path):
+def test_a_host_killed_mid_run_stops_it_with_one_message_and_resume_finishes(ssh, serial_logbook, tmp_path):
     """The worker on 127.0.0.2 dies as generation 1 begins (in its selection, by a file handshake). SCOOP does
     not recover; which way it fails is a race inside it: either it waits forever for that worker's futures
     and the watchdog stops the run after ``stall_timeout``, or its broker crashes sending work to the dead

@@ -139,3 +139,14 @@ def test_transfer_episodes_on_ray_give_the_numbers_of_one_process(cluster, seria
     spread, lines = table("ray")
     assert any("spread over 2 Ray processes" in line for line in lines), lines
     assert _episode_numbers(spread) == _episode_numbers(alone)
+
+
+def test_each_evaluation_reserves_its_share_of_a_gpu_and_is_rerun_when_its_worker_dies():
+    """runtime.gpus_per_evaluation is Ray's num_gpus (0.25: four descendants per GPU); threads are its CPUs."""
+    from learngene_ea.ray_engine import _remote
+
+    runtime = load_config(None, ["runtime.backend=ray", "runtime.gpus_per_evaluation=0.25", "runtime.threads=2",
+                                 "runtime.ray_max_retries=5"]).runtime
+    options = _remote(runtime)._default_options
+    assert (options["num_gpus"], options["num_cpus"], options["max_retries"]) == (0.25, 2, 5)
+    assert not options.get("retry_exceptions")  # an evaluation reports its own failures; only lost workers rerun
