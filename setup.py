@@ -132,7 +132,7 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"], "tensorboard": ["tensorboard"]},
+    extras_require={"test": ["pytest"], "ray": ["ray>=2.9"], "tensorboard": ["tensorboard"]},
     python_requires=">=3.10",
     cmdclass=cmdclass,
 )

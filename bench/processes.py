@@ -1,5 +1,5 @@
 """The rows of ``python -m bench`` that run the generation in separate processes: workers (SCOOP
-with -n 1, 2, 4 and the ceiling of two plain processes) and host_memory (``runtime.keep_freed_memory``
+with -n 1, 2, 4, Ray with 2 worker processes, and the ceiling of two plain processes) and host_memory (``runtime.keep_freed_memory``
 off and on). Each process is ``bench/scoop_generation.py``, which prints one JSON line."""
 from __future__ import annotations
 
@@ -34,6 +34,21 @@ def scoop_generation_seconds(workers, overrides):
     args = [sys.executable, "-m", "scoop", "-n", str(workers), os.path.join("bench", "scoop_generation.py"),
             *set_args(overrides)]
     return generation_result(args, f"SCOOP run with {workers} workers")
+
+
+def ray_generation_seconds(workers, overrides):
+    """The generation as Ray tasks on a local Ray of ``workers`` CPUs (one thread per task): its JSON line."""
+    args = [sys.executable, os.path.join("bench", "scoop_generation.py"), "--ray-workers", str(workers),
+            *set_args(overrides + ["runtime.backend=ray"])]
+    return generation_result(args, f"Ray run with {workers} workers")
+
+
+def ray_installed():
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def half_generation_args(part, overrides):
@@ -71,11 +86,14 @@ def bench_workers(overrides, repeats):
     plan = [("1", 1, []), ("1 (1 thread)", 1, ["runtime.threads=1"]), ("2", 2, [])]
     if cores >= 4:
         plan.append(("4", 4, []))
+    if ray_installed():  # Ray with 2 worker processes, 1 thread each (its tasks reserve 1 CPU)
+        plan.append(("ray 2", 2, ["runtime.threads=1"]))
     runs = {label: [] for label, _, _ in plan}
     together, alone = [], []
     for _ in range(repeats):
         for label, n, extra in plan:
-            runs[label].append(scoop_generation_seconds(n, overrides + extra)["seconds"])
+            time_it = ray_generation_seconds if label.startswith("ray") else scoop_generation_seconds
+            runs[label].append(time_it(n, overrides + extra)["seconds"])
         at_once, one_after_the_other = two_processes_ceiling(overrides)
         together.append(at_once)
         alone.append(one_after_the_other)

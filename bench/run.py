@@ -4,7 +4,8 @@ Measures side by side, in one run, on this machine:
 
 - overhead: one generation's fitness evaluations through learngene-ea vs a minimal plain
   PyTorch loop (written here) that trains and scores the same descendants on the same tasks;
-- workers: the same generation under SCOOP with -n 1 and -n 2 (and more when there are cores);
+- workers: the same generation under SCOOP with -n 1 and -n 2 (and more when there are cores), as
+  Ray tasks on 2 worker processes (when Ray is installed), and the ceiling of two plain processes;
 - host_memory: ``runtime.keep_freed_memory`` off and on (glibc malloc keeping freed memory),
   seconds and page faults of the same evaluations in fresh processes;
 - batching: population batching (grouped network) vs one descendant at a time, Conv4 and VGG11
@@ -120,7 +121,8 @@ def print_table(r):
                              f"{row['seconds']:.2f}s vs one after the other {row['halves_one_after_the_other']:.2f}s "
                              f"-> {row['speedup_of_running_at_once']:.2f}x (the most -n 2 can get here)")
                 continue
-            lines.append(f"workers      scoop -n {label}: {row['seconds']:.2f}s per generation "
+            engine = label if label.startswith("ray") else f"scoop -n {label}"
+            lines.append(f"workers      {engine}: {row['seconds']:.2f}s per generation "
                          f"({row['threads_per_worker']} thread(s) each), speed-up {row['speedup']:.2f}x "
                          f"over -n 1, {row['speedup_vs_1_thread']:.2f}x over -n 1 with 1 thread")
     if "host_memory" in r:

@@ -4,7 +4,8 @@ Run by bench/run.py as ``python -m scoop -n K bench/scoop_generation.py --set ..
 JSON line ``{"seconds": ..., "minor_faults": ..., "max_rss_mib": ..., "accuracies": [...]}``
 (this process's page faults in the timed part, and its peak resident size). ``--part i/k``
 evaluates only every k-th individual from the i-th (used without SCOOP to time independent
-processes side by side).
+processes side by side). ``--ray-workers N`` starts a local Ray of N CPUs first (with
+``--set runtime.backend=ray``: N worker processes, one evaluation each at a time).
 """
 import json
 import resource
@@ -23,21 +24,27 @@ def warm_up(data_cfg):
 
 
 def parse(argv):
-    overrides, part = [], (0, 1)
+    overrides, part, ray_workers = [], (0, 1), 0
     args = iter(argv)
     for arg in args:
         if arg == "--set":
             overrides.append(next(args))
+        elif arg == "--ray-workers":
+            ray_workers = int(next(args))
         elif arg == "--part":
             i, k = next(args).split("/")
             part = (int(i), int(k))
         else:
             overrides.append(arg)
-    return overrides, part
+    return overrides, part, ray_workers
 
 
 if __name__ == "__main__":
-    overrides, (part, parts) = parse(sys.argv[1:])
+    overrides, (part, parts), ray_workers = parse(sys.argv[1:])
+    if ray_workers:
+        import ray
+
+        ray.init(num_cpus=ray_workers, include_dashboard=False)
     cfg = load_config("genomes/default.yaml", overrides)
     toolbox = build_toolbox(cfg)
     population = new_state(cfg).population[part::parts]

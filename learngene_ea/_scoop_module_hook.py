@@ -228,6 +228,22 @@ def _forget_own_directory():
         del sys.path[-1]
 
 
+def _finish(finished, status) -> None:
+    if finished is not False:
+        finished.append(status)
+        record_exit_status(status)
+
+
+def _report_abandoned(module, finished) -> None:
+    """At the origin's exit: the module never returned (SCOOP shut its pool down under it)."""
+    if not finished:
+        sys.stdout.flush()
+        sys.stderr.write(f"error: SCOOP shut its pool down before {module} finished (a worker exited "
+                         "unexpectedly: a host died?); what finished is saved: continue a run with "
+                         "--resume <run dir>, rerun a transfer.\n")
+        sys.stderr.flush()
+
+
 def _run_as_origin():
     """Run ``sys.argv[1]`` as ``python -m`` would, with the remaining arguments."""
     import runpy
@@ -237,9 +253,22 @@ def _run_as_origin():
         sys.stderr.write("usage: {0} MODULE [args]\n".format(HOOK_FILE))
         sys.exit(2)
     module = sys.argv.pop(1)
+    # Until the module ends, the launcher's status is 1: when a worker dies, SCOOP's broker may
+    # crash on sending it work, and SCOOP then shuts the pool down and abandons the module
+    # mid-run without any error, which its launcher would report as success (status 0).
+    finished = record_exit_status(1) and []
+    if finished is not False:
+        import atexit
+
+        atexit.register(_report_abandoned, module, finished)
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
+        _finish(finished, 0)
+    except Exception:  # the module's own traceback follows (not GreenletExit: an abandoned module)
+        _finish(finished, 1)
+        raise
     except SystemExit as exit_:
+        _finish(finished, exit_.code if exit_.code not in (None, 0) else 0)
         # SCOOP prints any exception of the root program as a traceback, "SystemExit: 0" from a
         # plain sys.exit() or --help included. A successful exit is not an error: end quietly.
         # A failure's status goes to our launcher (which exits with it); the module already

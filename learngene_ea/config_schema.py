@@ -163,7 +163,16 @@ class RuntimeConfig:
     tensorboard: bool = _field(False, "write TensorBoard logs under runs/<run>/tb/ (pip install "
                                       "'learngene-ea[tensorboard]')")
     stall_timeout: float = _field(1800.0, "seconds without any finished evaluation before the run "
-                                          "stops as 'a SCOOP worker died'", gt=0.0)
+                                          "stops as 'a worker died' (SCOOP) or 'no Ray worker answers'", gt=0.0)
+    backend: str = _field("auto", "what spreads the evaluations: auto (SCOOP when launched under "
+                                  "`python -m scoop`, else one process), scoop, ray or serial",
+                          choices=("auto", "scoop", "ray", "serial"))
+    ray_address: str | None = _field(None, "backend ray: null starts a local Ray on this machine; 'auto' joins "
+                                           "the cluster `ray start` made here; 'host:port' joins that head node")
+    gpus_per_evaluation: float = _field(0.0, "backend ray: GPUs one evaluation reserves (Ray's num_gpus; 0.25: "
+                                             "four descendants share a GPU; 0: CPU only)", min=0.0)
+    ray_max_retries: int = _field(3, "backend ray: times Ray reruns an evaluation whose worker process or "
+                                     "node died (seeded, so the result is the same)", min=0)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from learngene_ea.pareto import rebuilt_front, write_front
 from learngene_ea.recipe_checks import check_run_fits, silent_caps
 from learngene_ea.report import plot_evolution, write_json, write_logbook
 from learngene_ea.tensorboard_log import TensorBoardLog, require_tensorboard
-from learngene_ea.workers import scoop_running
+from learngene_ea.engines import start_engine
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -293,12 +293,12 @@ class RunOutputs:
 def run(args) -> int:
     log = print
     cfg, state, run_dir = prepare(args, log)
+    workers = start_engine(cfg.runtime)  # a backend it cannot give (no Ray, no cluster): exit 2 now
     toolbox = build_toolbox(cfg)  # users' operators are checked before the run folder exists
     if cfg.runtime.tensorboard:
         require_tensorboard()
     make_run_dir(run_dir)
     board = TensorBoardLog(run_dir) if cfg.runtime.tensorboard else None
-    workers = "SCOOP workers" if scoop_running() else "one process (no SCOOP)"
     log(f"run directory: {run_dir} | {recipe_of(cfg)}: {cfg.model.family} x{cfg.model.width} on "
         f"{config_module.dataset_label(cfg.data)} | population {cfg.ea.population_size}, generations "
         f"{cfg.ea.generations} | {workers}")

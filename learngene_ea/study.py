@@ -39,7 +39,8 @@ from .transfer.pipeline import FORMAT as TRANSFER_FORMAT
 from .transfer.pipeline import transfer_after_run
 from .transfer.cache import is_cache_file
 from .transfer.target import target_data, with_resolved_augment
-from .workers import default_threads, worker_count
+from .engines import process_count
+from .workers import default_threads
 
 STUDY_CONFIG = "study-config.yaml"  # the study's resolved recipe: a rerun must match it
 NOT_THE_RECIPE = ("seed", "transfer", "runtime")  # may differ between invocations of one study
@@ -276,13 +277,14 @@ def run_study(args, log=print) -> dict:
     """Evolve (or resume, or keep) every seed, evaluate its transfer, pool and write the reports."""
     started = time.perf_counter()
     seeds, path, cfg, states = prepare(args)
+    processes = process_count(cfg.runtime)  # starts Ray when it is the backend: a bad setting stops here
     try:  # the study folder, after every check
         os.makedirs(args.out, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the study folder {args.out!r} ({err.strerror}); pass a writable --out.") from err
     config_module.save_config(cfg, os.path.join(args.out, STUDY_CONFIG))
     threads = cfg.runtime.threads if cfg.runtime.threads > 0 else default_threads()
-    log(f"study: {len(seeds)} seeds of {path or 'the built-in defaults'} in {args.out} | {worker_count()} "
+    log(f"study: {len(seeds)} seeds of {path or 'the built-in defaults'} in {args.out} | {processes} "
         f"process(es), {threads} torch thread(s) each")
     transfers, summaries, actions = [], [], []
     for i, seed in enumerate(seeds):
@@ -316,7 +318,7 @@ def run_study(args, log=print) -> dict:
     pooled = pool(seeds, transfers, summaries)
     recipe = {k: v for k, v in config_module.to_dict(cfg).items() if k != "seed"}
     study = {"format": FORMAT, "seeds": seeds, "settings": pooled.pop("settings"),
-             "launch": {"processes": worker_count(), "threads": threads},
+             "launch": {"processes": processes, "threads": threads},
              "recipe": {"path": path, "overrides": list(args.overrides), "config": recipe},
              "dataset": cfg.data.name, "dataset_label": config_module.dataset_label(cfg.data),
              "transfer": dataclasses.asdict(cfg.transfer), **pooled,

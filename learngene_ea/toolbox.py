@@ -11,14 +11,14 @@ from . import operators
 from .config import Config
 from .fitness import evaluate, evaluate_chunk
 from .plugins import resolve_operator
-from .workers import parallel_map
+from .engines import parallel_map
 
 
 def build_toolbox(cfg: Config) -> base.Toolbox:
     """The default GTL toolbox, with any operator the recipe names in ``operators.*`` instead."""
     ea = cfg.ea
     toolbox = base.Toolbox()
-    toolbox.register("map", parallel_map(cfg.runtime.stall_timeout))
+    toolbox.register("map", parallel_map(cfg.runtime))
     if ea.selection == "nsga2":
         # (mu + lambda): parents and offspring compete for the next population, then parents are
         # drawn from the survivors (evolve.next_generation calls ``survive`` when registered)

@@ -1,7 +1,7 @@
 """The SCOOP layer: how work is spread, and the per-process facts of a run.
 
-- the map DEAP's toolbox gets (:func:`parallel_map`): SCOOP's, with a watchdog for dead workers
-  and futures the broker does not lose (:func:`run_visible`), or the builtin ``map``;
+- SCOOP's map with a watchdog for dead workers and futures the broker does not lose
+  (:func:`watched_scoop_map`, :func:`run_visible`); which map a run uses is chosen in engines.py;
 - constants shared once with every worker (:func:`share_constant`, :func:`shared_constant`);
 - which worker am I, which device do I use, how many threads, how memory is kept.
 
@@ -13,7 +13,6 @@ with a Linux abstract unix socket. Only :func:`worker_device` imports torch.
 from __future__ import annotations
 
 import ctypes
-import functools
 import itertools
 import os
 import pickle
@@ -25,7 +24,7 @@ import time
 from ._scoop_module_hook import record_exit_status
 
 __all__ = ["scoop_running", "worker_count", "local_worker_slot", "worker_index", "worker_device", "available_cores",
-           "default_threads", "keep_freed_memory", "run_visible", "watched_scoop_map", "parallel_map",
+           "default_threads", "keep_freed_memory", "run_visible", "watched_scoop_map",
            "share_constant", "shared_constant"]
 
 # Upper bound on the processes of one run on one host; far above any real worker count.
@@ -227,16 +226,6 @@ def watched_scoop_map(function, items, stall_timeout: float = 1800.0, hint: str 
             yield result
     finally:
         done.set()
-
-
-def parallel_map(stall_timeout: float = 1800.0, hint: str = RESUME_HINT):
-    """SCOOP's map (with a watchdog for dead workers) under SCOOP, the builtin ``map`` otherwise.
-
-    ``hint`` ends the watchdog's message: what the user still has and how to go on.
-    """
-    if scoop_running():
-        return functools.partial(watched_scoop_map, stall_timeout=stall_timeout, hint=hint)
-    return map
 
 
 def share_constant(key: str, value) -> None:

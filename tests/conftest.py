@@ -58,3 +58,36 @@ def run_module(args, cwd, timeout=300, env_extra=None):
     env.update(env_extra or {})
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+RECIPE = os.path.join(ROOT, "genomes", "default.yaml")  # what the command line reads from the repo root
+
+
+def without_timings(records):
+    """Logbook records without their wall-clock seconds (the rest repeats exactly)."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+@pytest.fixture(scope="session")
+def serial_run_dir(tmp_path_factory):
+    """A tiny run of genomes/default.yaml in this process (no SCOOP, no Ray): its run directory."""
+    from learngene_ea import run as run_module
+
+    run_dir = tmp_path_factory.mktemp("serial") / "run"
+    overrides = tiny_overrides(**{"runtime.backend": "serial", "fitness.rescore_episodes": 0})
+    args = ["--config", RECIPE, "--run-dir", str(run_dir), "--quiet"] + [a for o in overrides for a in ("--set", o)]
+    assert run_module.main(args) == 0
+    return run_dir
+
+
+def read_logbook(run_dir):
+    """``logbook.jsonl`` of a run directory, without timings."""
+    import json
+
+    with open(os.path.join(run_dir, "logbook.jsonl"), encoding="utf-8") as f:
+        return without_timings(json.loads(line) for line in f)
+
+
+@pytest.fixture(scope="session")
+def serial_logbook(serial_run_dir):
+    return read_logbook(serial_run_dir)

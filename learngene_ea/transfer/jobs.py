@@ -16,7 +16,8 @@ from ..data.base import FewShotDataset
 from ..fitness import configure_process
 from ..learngene import Learngene
 from ..models import Backbone
-from ..workers import scoop_running, share_constant, shared_constant, worker_device
+from ..engines import forget_constant, share_constant, shared_constant, spreads
+from ..workers import worker_device
 from .baselines import Method, baseline_methods
 from .episodes import Setting, make_settings
 from .finetune import evaluate_episode, evaluate_method, summarise_episodes
@@ -75,15 +76,17 @@ def share_transfer_context(key: str, cfg: Config, learngene: Learngene, pretrain
                            descendants, local: tuple) -> None:
     """Make ``key`` resolvable by :func:`evaluate_episode_job` here (``local``) and on SCOOP workers."""
     _CONTEXTS[key] = local
-    if scoop_running():
+    if spreads(cfg.runtime):
         state = None if pretrained is None else cpu_state(pretrained)
-        share_constant(key, {"config": cfg, "learngene": learngene, "pretrained": state,
+        share_constant(cfg.runtime, key, {"config": cfg, "learngene": learngene, "pretrained": state,
                              "descendants": list(descendants)})
 
 
 def forget_transfer_context(key: str | None) -> None:
     """Free what this process keeps under ``key`` (the evaluation is over); nothing if it keeps nothing."""
     _CONTEXTS.pop(key, None)
+    if key is not None:
+        forget_constant(key)
 
 
 def _context(key: str) -> tuple:

@@ -21,7 +21,8 @@ from ..fitness import configure_memory
 from ..learngene import Learngene, load_learngene
 from ..report import plural
 from ..training import resolve_device
-from ..workers import available_cores, default_threads, parallel_map, worker_count
+from ..engines import backend_of, parallel_map, process_count
+from ..workers import available_cores, default_threads
 from .baselines import baseline_methods
 from .descendants import arch_label, check_descendant, parse_descendant
 from .episodes import episode_digest, make_settings
@@ -181,17 +182,17 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     timings["pretrained"] = time.perf_counter() - t
 
     methods = baseline_methods(learngene, pretrained, extra)
-    processes = worker_count()
+    processes, engine = process_count(cfg.runtime), {"scoop": "SCOOP", "ray": "Ray"}.get(backend_of(cfg.runtime))
     log(f"transfer: {plural(len(methods), 'row')} x {plural(len(settings), 'setting')} x "
         f"{plural(tcfg.episodes, 'episode')} on test classes "
-        f"({device}" + (f", spread over {processes} SCOOP processes)" if processes > 1 else ")"))
+        f"({device}" + (f", spread over {processes} {engine} processes)" if processes > 1 else ")"))
     t = time.perf_counter()
     map_function, key, threads = None, None, torch.get_num_threads()
     if processes > 1:
         key = new_context_key()
         share_transfer_context(key, cfg, learngene, pretrained, extra,
                                (cfg, dataset, settings, methods, device, learngene.in_channels))
-        map_function = parallel_map(cfg.runtime.stall_timeout, hint="no transfer report was written; run the "
+        map_function = parallel_map(cfg.runtime, hint="no transfer report was written; run the "
                                     f"transfer again (the pre-trained baseline is cached in {cache_dir}).")
         # the workers are busy now too: the origin goes back to its share of the cores
         torch.set_num_threads(cfg.runtime.threads if cfg.runtime.threads > 0 else default_threads())

@@ -1,0 +1,181 @@
+"""Ray as the second engine (``runtime.backend: ray``): every evaluation is a Ray task.
+
+- :func:`start_ray` starts a local Ray (``runtime.ray_address: null``) or joins a cluster
+  (``auto``, or ``host:port`` of its head), refusing bad settings with one sentence first;
+- :func:`ray_map` is the toolbox's ``map``: the function (with the recipe and the dataset
+  reference bound in it) and each item (an individual and its learngene) go to the object store
+  once per call, i.e. once per generation, however often a task is retried; each task reserves
+  ``max(1, runtime.threads)`` CPUs and ``runtime.gpus_per_evaluation`` GPUs, and Ray reruns a
+  task whose worker or node died (``runtime.ray_max_retries``): evaluations are seeded, so a
+  rerun gives the same result and the run goes on;
+- :func:`share`/:func:`shared_here`: the constants of :mod:`learngene_ea.engines` through the
+  object store (each task carries the references; a worker fetches a value on first use).
+
+``ray`` is imported only inside these functions: the package works without the extra.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+
+from . import individual  # noqa: F401  (DEAP's creator classes exist before a task's individual is unpickled)
+from .errors import UserError
+
+__all__ = ["start_ray", "ray_map", "task_slots", "share", "shared_here", "forget", "RayStall"]
+
+_SHARED: dict = {}  # origin: key -> ObjectRef of a constant for the tasks it sends
+_RECEIVED: dict = {}  # worker: key -> ObjectRef the last task carried
+_VALUES: dict = {}  # worker: key -> the fetched value
+_REMOTES: dict = {}  # (cpus, gpus, retries) -> the remote function with those options
+
+
+class RayStall(RuntimeError):
+    """No Ray task finished for ``runtime.stall_timeout`` seconds (no worker can or does run them)."""
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as err:
+        raise UserError("runtime.backend is 'ray' but Ray is not installed; install the extra with "
+                        "pip install -e \".[ray]\" or set runtime.backend=auto.") from err
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """A ``host:port`` that accepts no connection is refused now (``ray.init`` would retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"runtime.ray_address is {address!r}; it must be null (a local Ray), 'auto' or "
+                        "'host:port' of the head node (as `ray start --head` prints it).")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise UserError(f"runtime.ray_address {address!r} cannot be reached ({err.strerror or err}); start the "
+                        "head there with `ray start --head`, or set runtime.ray_address=null for a local Ray.") from err
+
+
+@contextlib.contextmanager
+def _rng_untouched():
+    """Python's and numpy's global random states as they were before the block."""
+    import numpy as np
+
+    python, numpy = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
+
+
+def start_ray(runtime) -> str:
+    """Start or join Ray as ``runtime`` says (nothing if this process already has it); a log phrase."""
+    ray = _ray()
+    address = runtime.ray_address
+    if address not in (None, "auto"):
+        _check_reachable(address)
+    if not ray.is_initialized():
+        try:
+            with _rng_untouched():  # ray.init draws from `random`: the run's selections must not change
+                # null: a Ray of this process's own ("local"), even where `ray start` made one here
+                ray.init(address=address or "local", include_dashboard=False, log_to_driver=True)
+        except ConnectionError as err:
+            raise UserError(f"runtime.ray_address is {address!r} but no Ray cluster answers "
+                            f"({str(err).splitlines()[0]}); start one with `ray start --head`, or set "
+                            "runtime.ray_address=null for a local Ray.") from err
+    resources = ray.cluster_resources()
+    gpus = float(resources.get("GPU", 0))
+    if runtime.gpus_per_evaluation > 0 and gpus < runtime.gpus_per_evaluation:
+        raise UserError(f"runtime.gpus_per_evaluation is {runtime.gpus_per_evaluation} but the Ray cluster has "
+                        f"{gpus:g} GPUs; set it to 0 for CPU evaluations or join a cluster with GPUs.")
+    return (f"Ray, {task_slots(runtime)} evaluations at once ({resources.get('CPU', 0):g} CPUs, {gpus:g} GPUs, "
+            f"{len(ray.nodes())} node(s))")
+
+
+def task_slots(runtime) -> int:
+    """Evaluations the cluster runs at once: its CPUs (or GPUs) divided by what one task reserves."""
+    ray = _ray()
+    if not ray.is_initialized():
+        start_ray(runtime)
+    resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // _cpus(runtime))
+    if runtime.gpus_per_evaluation > 0:
+        slots = min(slots, int(resources.get("GPU", 0) / runtime.gpus_per_evaluation))
+    return max(1, slots)
+
+
+def _cpus(runtime) -> int:
+    return max(1, runtime.threads)
+
+
+def _run_task(function, item, shared: dict, threads: int):
+    """One evaluation in a Ray worker: the run's constants known, this process's torch threads set."""
+    from .fitness import configure_threads
+
+    _RECEIVED.update(shared)
+    configure_threads(threads)  # the task's own CPUs, not every core of the node (first call wins)
+    return function(item)
+
+
+def _remote(runtime):
+    ray = _ray()
+    options = (_cpus(runtime), float(runtime.gpus_per_evaluation), int(runtime.ray_max_retries))
+    if options not in _REMOTES:
+        cpus, gpus, retries = options
+        # retry_exceptions stays off: an evaluation reports its own failures; only lost workers rerun
+        _REMOTES[options] = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_run_task)
+    return _REMOTES[options]
+
+
+def ray_map(function, items, runtime, hint: str):
+    """``map(function, items)`` as Ray tasks, results in order (a generator, like SCOOP's map).
+
+    Ends with :class:`RayStall` (``hint`` ends its message) when no result comes for
+    ``runtime.stall_timeout`` seconds: e.g. every node is gone, or no node can ever fit a task.
+    """
+    ray = _ray()
+    if not ray.is_initialized():
+        start_ray(runtime)
+    from ray.exceptions import GetTimeoutError
+
+    remote = _remote(runtime)
+    function_ref = ray.put(function)  # the recipe and dataset reference, once for every task
+    item_refs = [ray.put(item) for item in items]  # each learngene once, even when its task is rerun
+    threads = runtime.threads if runtime.threads > 0 else 1
+    refs = [remote.remote(function_ref, ref, dict(_SHARED), threads) for ref in item_refs]
+    fetched = 0
+    try:
+        for ref in refs:
+            try:
+                result = ray.get(ref, timeout=runtime.stall_timeout)
+            except GetTimeoutError:
+                raise RayStall(f"no Ray evaluation finished for {runtime.stall_timeout:.0f} s (every worker gone, "
+                               f"or no node fits a task's resources); {hint}") from None
+            fetched += 1  # before the yield: a consumer may stop right after the last result
+            yield result
+    finally:
+        # the run stopped early: free the cluster (only unfetched tasks: cancelling a finished task
+        # that Ray had rerun crashes Ray 2.60's driver, "Tried to complete task that was not pending")
+        for ref in refs[fetched:]:
+            ray.cancel(ref)
+
+
+def share(key: str, value) -> None:
+    """Put ``value`` into the object store once; every task sent from now on can read it by ``key``."""
+    _SHARED[key] = _ray().put(value)
+
+
+def shared_here(key: str):
+    """``(True, value)`` when a Ray task brought ``key`` to this worker, else ``(False, None)``."""
+    if key in _RECEIVED:
+        if key not in _VALUES:
+            _VALUES.clear()  # one shared context at a time per worker: free the previous one
+            _VALUES[key] = _ray().get(_RECEIVED[key])
+        return True, _VALUES[key]
+    return False, None
+
+
+def forget(key: str) -> None:
+    """The origin is done with ``key``: its object can be freed once no task holds it."""
+    _SHARED.pop(key, None)
