@@ -19,7 +19,6 @@ import time
 import numpy as np
 import torch
 
-from ..data import load_dataset
 from ..errors import UserError
 from ..fitness import configure_memory
 from ..learngene import load_learngene
@@ -30,7 +29,7 @@ from .baselines import baseline_methods
 from .episodes import make_settings
 from .jobs import evaluate_transfer
 from .pipeline import check_compatible, check_unseen_classes, get_pretrained
-from .target import channel_note, match_channels, target_data, with_resolved_augment
+from .target import load_target, target_data, with_resolved_augment
 
 FORMAT = "learngene-ea/front-transfer-v1"
 PER_LEARNGENE = ("learngene", "instincts", "random-learngene", "l1-learngene")
@@ -64,11 +63,7 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, 
     out_dir = out_dir or folder
     cfg, _ = with_resolved_augment(cfg)
     data, data_key = target_data(cfg)
-    raw = load_dataset(data, target=data_key == "transfer.target")
-    note = channel_note(raw, first.in_channels, data_key)
-    if note:
-        log(note)
-    dataset = match_channels(raw, first.in_channels)
+    dataset = load_target(cfg, first.in_channels, log)
     for learngene, path in zip(learngenes, paths):
         check_compatible(cfg, learngene, path)
         if not allow_seen_classes:

@@ -29,7 +29,7 @@ from .episodes import episode_digest, make_settings
 from .jobs import evaluate_transfer, forget_transfer_context, new_context_key, share_transfer_context
 from .pretrain import given_pretrained, load_or_pretrain
 from .report import markdown_table, write_reports
-from .target import (channel_note, describe_data, differences_from_source, match_channels, source_data, target_data,
+from .target import (describe_data, differences_from_source, load_target, match_channels, source_data, target_data,
                      with_resolved_augment)
 
 FORMAT = "learngene-ea/transfer-v1"
@@ -158,11 +158,10 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     timings = {}
     t = time.perf_counter()
     data, data_key = target_data(cfg)
-    raw = load_dataset(data, target=data_key == "transfer.target")
-    note = channel_note(raw, learngene.in_channels, data_key)
-    if note:
-        log(note)
-    dataset = match_channels(raw, learngene.in_channels)
+    conversion = []  # the line saying that the images are converted to the learngene's channels, if they are
+    dataset = load_target(cfg, learngene.in_channels, conversion.append)
+    for line in conversion:
+        log(line)
     timings["load_dataset"] = time.perf_counter() - t
     source, source_found_in = source_data(cfg, learngene, run_dir)
     differences = differences_from_source(learngene, source, data, data_key)
@@ -222,7 +221,7 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
                    "evolution_classes": {split: len(names) for split, names in
                                          (learngene.meta.get("classes") or {}).items()}},
         "target": {**describe_data(data, dataset, data_key), "channels_converted_to": learngene.in_channels
-                   if note else None, "differences_from_source": differences},
+                   if conversion else None, "differences_from_source": differences},
         "dataset": {"name": dataset.name, "config": dataclasses.asdict(data), "images": int(dataset.images.shape[0]),
                     "image_size": dataset.image_size, "channels": dataset.channels,
                     "train_classes": len(dataset.splits["train"]), "val_classes": len(dataset.splits["val"]),

@@ -99,10 +99,17 @@ def channel_note(dataset: FewShotDataset, channels: int, key: str) -> str | None
             f"them ({how}){same}")
 
 
-def load_target(cfg: Config, in_channels: int) -> FewShotDataset:
-    """The dataset of the test episodes, with the learngene's ``in_channels`` (see :func:`match_channels`)."""
+def load_target(cfg: Config, in_channels: int, log=None) -> FewShotDataset:
+    """The dataset of the test episodes, with the learngene's ``in_channels`` (see :func:`match_channels`).
+
+    ``log``, when given, gets the one line saying that the images are converted.
+    """
     data, key = target_data(cfg)
-    return match_channels(load_dataset(data, target=key == "transfer.target"), in_channels)
+    raw = load_dataset(data, target=key == "transfer.target")
+    note = channel_note(raw, in_channels, key)
+    if note and log is not None:
+        log(note)
+    return match_channels(raw, in_channels)
 
 
 def image_differences(source: DataConfig, other: DataConfig, key: str) -> list[str]:
