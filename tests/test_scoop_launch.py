@@ -469,3 +469,15 @@ def test_a_running_evaluation_stays_in_its_workers_status_reports():
     result = json.loads(line[len("VISIBLE_RESULT "):])
     assert not any(call["reported"] for call in result["plain"])  # SCOOP's own behaviour
     assert all(call["reported"] for call in result["watched"])
+
+
+@pytest.mark.slow
+def test_a_module_scoop_abandons_mid_run_exits_1_with_one_sentence():
+    """When a worker dies, SCOOP may shut its pool down and end the module with GreenletExit, no
+    error of its own: the launcher must not report that as success (it used to exit 0)."""
+    _installed_pth()
+    code, out, err = _launch(["-m", "scoop", "-n", "2", "-m", "lgea_scoop_demo.abandoned"])
+    assert "ABANDONED_STARTED" in out
+    assert code == 1, (code, out[-2000:], err[-3000:])
+    assert ("error: SCOOP shut its pool down before lgea_scoop_demo.abandoned finished (a worker exited "
+            "unexpectedly: a host died?)") in err
