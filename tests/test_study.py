@@ -228,6 +228,27 @@ def test_under_scoop_a_study_gives_the_same_numbers(study_a, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
+def test_on_ray_a_study_gives_the_same_numbers(study_a, tmp_path):
+    """``--set runtime.backend=ray``: the evolution and the transfer run as Ray tasks on a local Ray the
+    study starts (2 task slots here), with seed 1's numbers of the serial study."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (the [ray] extra: pip install -e \".[ray]\")")
+    if ray.is_initialized():
+        ray.shutdown()
+    out = tmp_path / "ray"
+    try:
+        status, log, evolved, computed = run_study(study_argv(out, [1], **{"runtime.backend": "ray"}))
+    finally:
+        ray.shutdown()  # the Ray the study started: no other test should find it
+    assert status == 0 and evolved == [1] and computed == [1], log
+    assert "spread over 2 Ray processes" in log
+    data = read_json(out / "study.json")
+    assert data["launch"]["processes"] == 2
+    for row in study_a["transfers"][1]["rows"]:
+        per_seed = data["rows"][row["method"]]["1-shot"]["per_seed"]
+        assert per_seed == study_a["study"]["rows"][row["method"]]["1-shot"]["per_seed"][1:]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--config", "no/such/recipe.yaml", "--seeds", "0"], "does not exist"),
     (["--seeds"], "no seeds given"),
