@@ -16,19 +16,18 @@ import glob
 import os
 import time
 
-import numpy as np
 import torch
 
 from ..errors import UserError
 from ..fitness import configure_memory
 from ..learngene import load_learngene
 from ..report import save_figure, write_report_files
-from ..sampling import mean_and_ci95
 from ..training import resolve_device
 from .baselines import baseline_methods
 from .episodes import make_settings
 from .jobs import evaluate_transfer
 from .pipeline import check_compatible, check_unseen_classes, get_pretrained
+from .report import difference_cell, paired_difference
 from .target import load_target, target_data, with_resolved_augment
 
 FORMAT = "learngene-ea/front-transfer-v1"
@@ -43,13 +42,6 @@ def front_files(folder: str) -> list[str]:
         raise UserError(f"{folder!r} holds no learngene-*.pt files; pass the pareto/ folder of a run "
                         "(runs/<name>/pareto/) or one learngene.pt.")
     return sorted(paths, key=lambda p: (load_learngene(p).fraction, p))
-
-
-def paired(a: dict, b: dict) -> dict:
-    """``a - b`` per episode (same episodes and seeds): mean, 95% CI and episodes won."""
-    diff = np.asarray(a["accuracies"]) - np.asarray(b["accuracies"])
-    mean, ci95 = mean_and_ci95(diff)
-    return {"mean": mean, "ci95": ci95, "wins": int((diff > 0).sum()), "episodes": len(diff)}
 
 
 def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, progress=None,
@@ -90,7 +82,8 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, 
             "num_params": int(learngene.num_params), "id": learngene.meta.get("id"),
             "val_accuracy": learngene.meta.get("accuracy"), "val_ci95": learngene.meta.get("ci95"),
             "rows": own,
-            "paired": {s.name: {ref: paired(own["learngene"][s.name], reference[ref][s.name])
+            "paired": {s.name: {ref: paired_difference(own["learngene"][s.name]["accuracies"],
+                                                       reference[ref][s.name]["accuracies"])
                                 for ref in COMPARED_WITH if ref in reference} for s in settings},
         })
     results = {"format": FORMAT, "folder": os.path.abspath(folder), "settings": [s.name for s in settings],
@@ -122,7 +115,7 @@ def front_markdown(results: dict) -> str:
                   "|--:|--:|--:|--:|" + "--:|" * len(COMPARED_WITH)]
         for m in results["members"]:
             diffs = [m["paired"][name].get(ref) for ref in COMPARED_WITH]
-            cells = [f"{100 * d['mean']:+.1f} ± {100 * d['ci95']:.1f} ({d['wins']}/{d['episodes']})" if d else "–"
+            cells = [difference_cell(d) if d else "–"
                      for d in diffs]
             val = f"{100 * m['val_accuracy']:.1f}" if m["val_accuracy"] is not None else "–"
             lines.append(f"| {100 * m['fraction']:.1f}% | {m['num_params']:,} | {val} | "

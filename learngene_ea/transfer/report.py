@@ -13,6 +13,19 @@ from ..report import plural, save_figure, write_report_files
 from ..sampling import mean_and_ci95
 
 
+def paired_difference(accuracies, others) -> dict:
+    """``accuracies - others`` per episode (same episodes and seeds): mean, 95% CI, episodes won and lost."""
+    diff = np.asarray(accuracies) - np.asarray(others)
+    mean, ci95 = mean_and_ci95(diff)
+    return {"mean": mean, "ci95": ci95, "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum()),
+            "episodes": int(diff.size)}
+
+
+def difference_cell(d: dict) -> str:
+    """A paired difference as the tables show it: ``+1.2 ± 2.9 (7/15)`` (percentage points; episodes won)."""
+    return f"{100 * d['mean']:+.1f} ± {100 * d['ci95']:.1f} ({d['wins']}/{d['episodes']})"
+
+
 def add_paired_differences(rows: list[dict]) -> None:
     """Add ``results[setting]["paired"][other method]`` to every row: the per-episode difference.
 
@@ -26,10 +39,8 @@ def add_paired_differences(rows: list[dict]) -> None:
             for other in rows:
                 if other is row or other["arch"] != row["arch"] or name not in other["results"]:
                     continue
-                diff = np.asarray(result["accuracies"]) - np.asarray(other["results"][name]["accuracies"])
-                mean, ci95 = mean_and_ci95(diff)
-                paired[other["method"]] = {"mean": mean, "ci95": ci95, "wins": int((diff > 0).sum()),
-                                           "losses": int((diff < 0).sum()), "episodes": int(diff.size)}
+                paired[other["method"]] = paired_difference(result["accuracies"],
+                                                            other["results"][name]["accuracies"])
             result["paired"] = paired
 
 
@@ -98,10 +109,7 @@ def markdown_table(results: dict) -> str:
                   "| Comparison | Descendant | " + " | ".join(s["label"] for s in settings) + " |",
                   "|:--|:--|" + "--:|" * len(settings)]
         for row, ref in comparisons:
-            cells = []
-            for s in settings:
-                d = row["results"][s["name"]]["paired"][ref]
-                cells.append(f"{100 * d['mean']:+.1f} ± {100 * d['ci95']:.1f} ({d['wins']}/{d['episodes']})")
+            cells = [difference_cell(row["results"][s["name"]]["paired"][ref]) for s in settings]
             lines.append(f"| {row['method']} − {ref} | {row['arch']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
