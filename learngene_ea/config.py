@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from .config_schema import (DATASETS, MODEL_FAMILIES, Config, ConfigError, DataConfig, EAConfig,  # noqa: F401
-                            FitnessConfig, ModelConfig, OperatorsConfig, OperatorSpec, RuntimeConfig,
+                            FitnessConfig, ModelConfig, OperatorsConfig, OperatorSpec, PoolConfig,
+                            RuntimeConfig,
                             TaskConfig, TransferConfig)
 
 
@@ -113,6 +114,12 @@ def _validate_whole(cfg: Config) -> Config:
     if cfg.ea.elites >= cfg.ea.population_size:
         raise ConfigError(f"'ea.elites' ({cfg.ea.elites}) must be smaller than "
                           f"'ea.population_size' ({cfg.ea.population_size}).")
+    if cfg.ea.criterion == "score" and cfg.fitness.inheritance != "pool":
+        raise ConfigError("'ea.criterion' score ranks channels by the gene pool's learngene scores: set "
+                          "'fitness.inheritance' to pool, or choose another criterion.")
+    if cfg.pool.warm_start_fraction and cfg.fitness.inheritance != "pool":
+        raise ConfigError("'pool.warm_start_fraction' starts the gene pool from a trained network: set "
+                          "'fitness.inheritance' to pool, or leave it at 0.")
     for key, data in (("data", cfg.data), ("transfer.target", cfg.transfer.target)):
         if data is not None and data.name != "synthetic" and not data.root:
             raise ConfigError(f"'{key}.root' is required for {key}.name '{data.name}': "

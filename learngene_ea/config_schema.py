@@ -67,8 +67,10 @@ class FitnessConfig:
     classifier: str = _field("prototype", "how episodes are scored", choices=("prototype", "finetune"))
     metric: str = _field("cosine", "prototype distance", choices=("cosine", "euclidean"))
     finetune_steps: int = _field(50, "head fine-tuning steps per episode (classifier: finetune)", min=1)
-    inheritance: str = _field("lamarckian", "write trained weights back to the learngene?",
-                              choices=("lamarckian", "darwinian"))
+    inheritance: str = _field("lamarckian", "where a descendant's learngene comes from: its parent's trained "
+                                            "weights (lamarckian), its parent's untrained ones (darwinian), "
+                                            "or the shared gene pool every descendant trains (pool; see pool.*)",
+                              choices=("lamarckian", "darwinian", "pool"))
     retries: int = _field(1, "times an evaluation that failed by bad luck (NaN/inf loss, out of memory) is "
                              "retried before it gets the worst fitness; other failures stop the run", min=0)
     rescore_episodes: int = _field(100, "fresh validation episodes the product is scored on again after the "
@@ -92,13 +94,29 @@ class EAConfig:
     schedule: str = _field("geometric", "how the fraction moves toward the target",
                            choices=("geometric", "linear", "none"))
     schedule_generations: int = _field(4, "generations over which the schedule reaches the target", min=1)
-    criterion: str = _field("l1", "which channels shrink drops first", choices=("l1", "bn", "random"))
+    criterion: str = _field("l1", "which channels shrink drops first: the smallest filters (l1), BatchNorm "
+                                  "scales (bn), random ones, or the lowest learngene scores (score; needs "
+                                  "fitness.inheritance pool)", choices=("l1", "bn", "random", "score"))
     min_channels: int = _field(2, "channels every mask group keeps at least", min=1)
     mutpb: float = _field(1.0, "probability that an offspring is mutated", min=0.0, max=1.0)
     cxpb: float = _field(0.0, "probability of channel crossover (off by default)", min=0.0, max=1.0)
     grow_fraction: float = _field(0.02, "fraction of dropped channels re-added by a mutation", min=0.0, max=1.0)
     flip_prob: float = _field(0.0, "per-channel probability of flipping a mask bit", min=0.0, max=1.0)
     patience: int = _field(3, "generations without improvement, at the target, before stopping", min=1)
+
+
+@dataclass
+class PoolConfig:
+    """The shared gene pool (``fitness.inheritance: pool``; see :mod:`learngene_ea.gene_pool`)."""
+
+    step: float = _field(1.0, "how far each pool weight moves toward the mean of the descendants that trained "
+                              "it (1.0: to their mean; Reptile's outer step)", gt=0.0, max=4.0)
+    score_decay: float = _field(0.6, "how much of a channel's learngene score survives each generation", min=0.0,
+                                max=1.0)
+    warm_start_fraction: float = _field(0.0, "before generation 0, train one whole network on the training "
+                                             "classes for this share of the evolution's planned images and "
+                                             "start the pool from it (counted in the equal-compute budget)",
+                                        min=0.0, max=16.0)
 
 
 @dataclass
@@ -185,6 +203,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     ea: EAConfig = field(default_factory=EAConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
     operators: OperatorsConfig = field(default_factory=OperatorsConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

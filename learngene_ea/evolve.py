@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from deap import algorithms, base, tools
 
-from . import operators
+from . import gene_pool, operators
 from .config import Config
 from .data import load_dataset
 from .fitness import Evaluation
@@ -26,6 +26,7 @@ from .learngene import full_masks
 from .lineage import mark_operator, record_lineage
 from .models import arch_spec
 from .toolbox import build_toolbox  # noqa: F401  (where users have always imported it from)
+from .workers import worker_device
 
 FRACTION_SLACK = 1e-9
 
@@ -100,6 +101,7 @@ class EvolutionState:
     # every non-dominated (accuracy, fraction) ever evaluated; copies of one individual are twins
     pareto: tools.ParetoFront = field(default_factory=lambda: tools.ParetoFront(similar=same_individual))
     lineage: dict = field(default_factory=dict)  # id -> plain record of every individual (lineage.py)
+    pool: object = None  # the shared gene pool (gene_pool.GenePool) with fitness.inheritance pool
 
     def capture_rng(self) -> None:
         self.rng = {"python": random.getstate(), "numpy": np.random.get_state(),
@@ -273,6 +275,33 @@ def should_stop(state: EvolutionState, cfg: Config) -> bool:
     return state.best_at_target is not None and state.stale_generations >= cfg.ea.patience
 
 
+def lend_pool(state: EvolutionState, cfg: Config, generation: int) -> str | None:
+    """With the gene pool: publish it once, and point every individual to be evaluated at it.
+
+    Those individuals travel without their own learngene (the pool replaces it); the key is
+    all they carry. Generation 0 first makes the pool (a warm start trains here).
+    """
+    if cfg.fitness.inheritance != "pool":
+        return None
+    if state.pool is None:
+        state.pool = gene_pool.initial_pool(cfg, worker_device(cfg.runtime.device))
+    key = gene_pool.publish(state.pool, cfg.runtime)
+    for ind in state.population:
+        if not ind.fitness.valid:
+            ind.learngene, ind.pool_key = None, key
+    return key
+
+
+def absorb_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list, key: str) -> None:
+    """Merge what the generation's descendants learned into the pool; every individual then holds
+    the pool under its masks (what its offspring's mutation reads, and what a product ships)."""
+    gene_pool.merge_generation(state.pool, cfg, generation, evaluated)
+    gene_pool.withdraw(key)
+    for ind in state.population:
+        ind.pool_key = None
+        ind.learngene = state.pool.restrict(masks_of(ind))
+
+
 def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generation=None, progress=None,
            log=print) -> EvolutionState:
     """Run (or continue) the evolution until ``ea.generations`` or early stop.
@@ -289,7 +318,10 @@ def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generat
         start = time.perf_counter()
         if generation > 0:
             state.population = next_generation(state.population, toolbox, cfg, state, generation)
+        pool_key = lend_pool(state, cfg, generation)
         evaluated, errors = evaluate_population(state.population, toolbox, generation, progress)
+        if pool_key is not None:
+            absorb_generation(state, cfg, generation, evaluated, pool_key)
         for error in errors:
             log(f"gen {generation}: evaluation of individual {error['id']} failed "
                 f"({error['type']}: {error['message']}); it gets the worst fitness")
@@ -319,6 +351,11 @@ def product_learngene(state: EvolutionState, cfg: Config):
     return individual_learngene(ind, state, cfg, reached), ind, reached
 
 
+def warm_start_images(state: EvolutionState) -> int:
+    """Images the gene pool's warm start trained on before generation 0 (0 without one)."""
+    return int(state.pool.warm_start.get("images", 0)) if state.pool is not None else 0
+
+
 def individual_learngene(ind, state: EvolutionState, cfg: Config, reached: bool):
     """``ind``'s learngene restricted to its masks, with the run's metadata (what transfer reads)."""
     lg = ind.learngene.restrict(masks_of(ind))
@@ -331,7 +368,8 @@ def individual_learngene(ind, state: EvolutionState, cfg: Config, reached: bool)
         "num_gene_params": individual_spec(ind).num_gene_params(),
         # the compute behind it, in training images of every descendant of the run: what the
         # transfer's pre-trained baselines get too (equal compute)
-        "training_images": sum(record["evals"] for record in state.logbook) * cfg.task.steps * cfg.task.batch_size,
+        "training_images": sum(record["evals"] for record in state.logbook) * cfg.task.steps * cfg.task.batch_size
+        + warm_start_images(state),
         # which classes the learngene has seen: transfer refuses to test on them
         "data": dataclasses.asdict(cfg.data),
         "classes": {split: [dataset.class_names[i] for i in dataset.splits[split]] for split in ("train", "val")},

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 import torch
 
 from .data import load_dataset
+from .gene_pool import pool_for
 from .individual import individual_spec, masks_of
 from .learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction
 from .models import build_model, use_channels_last
 from .sampling import mix_seed, sample_episodes, sample_task
 from .training import (DivergedError, finetune_head_accuracies, learngene_channels_only, mean_and_ci95,
                        prototype_accuracies, train_on_task, train_stacked)
-from .workers import default_threads, keep_freed_memory, worker_device
+from .workers import configure_threads, keep_freed_memory, worker_device
 
 WORST_ACCURACY = 0.0
 
@@ -33,20 +34,6 @@ class Evaluation:
     fitness: tuple[float, float]
     learngene: Learngene | None = None
     info: dict = field(default_factory=dict)
-
-
-_THREADS_SET = False
-
-
-def configure_threads(threads: int = 0) -> None:
-    """Give each worker its share of the cores so that workers do not fight over them."""
-    global _THREADS_SET
-    if _THREADS_SET:
-        return
-    if threads <= 0:
-        threads = default_threads()
-    torch.set_num_threads(threads)
-    _THREADS_SET = True
 
 
 def configure_process(runtime) -> None:
@@ -85,8 +72,11 @@ def inflate_descendant(individual, cfg, dataset, generation: int, device, attemp
     seed = mix_seed(*parts)
     spec = individual_spec(individual)
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes, seed=seed, device=device)
-    if individual.learngene is not None:
-        inherit_learngene(model, individual.learngene.restrict(masks_of(individual)))
+    learngene = individual.learngene
+    if getattr(individual, "pool_key", None):  # fitness.inheritance pool: this generation's shared pool
+        learngene = pool_for(individual.pool_key).learngene
+    if learngene is not None:
+        inherit_learngene(model, learngene.restrict(masks_of(individual)))
     task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class, "train")
     return model, task, seed
 

@@ -263,8 +263,11 @@ def channel_importance(learngene: Learngene, criterion: str = "l1") -> dict[str,
     """Importance of every channel of every group (``-inf`` where the channel is not kept).
 
     ``l1``: mean L1 norm of the channel's filters over the group's layers; ``bn``: mean absolute
-    BatchNorm scale.
+    BatchNorm scale; ``score``: the gene pool's learngene score (``meta['scores']``), ties (as in
+    generation 0, where every descendant carried every channel) broken by ``l1``.
     """
+    if criterion == "score":
+        return _pool_score_importance(learngene)
     spec = learngene.spec
     scores = {g: np.full(size, -np.inf) for g, size in spec.groups}
     sums = {g: np.zeros(size) for g, size in spec.groups}
@@ -284,4 +287,20 @@ def channel_importance(learngene: Learngene, criterion: str = "l1") -> dict[str,
         if counts[g]:
             kept = learngene.masks[g]
             scores[g][kept] = sums[g][kept] / counts[g]
+    return scores
+
+
+def _pool_score_importance(learngene: Learngene) -> dict[str, np.ndarray]:
+    pool_scores = learngene.meta.get("scores")
+    if not pool_scores:
+        raise ValueError("criterion 'score' needs learngene scores: run with fitness.inheritance pool")
+    l1 = channel_importance(learngene, "l1")
+    scores = {}
+    for group, values in l1.items():
+        kept = learngene.masks[group]
+        finite = values[kept & np.isfinite(values)]
+        scale = float(np.max(finite)) if finite.size and np.max(finite) > 0 else 1.0
+        scores[group] = np.full(len(values), -np.inf)
+        # scores are accuracy differences (~0.01); the l1 term stays below 1e-3
+        scores[group][kept] = np.asarray(pool_scores[group], dtype=np.float64)[kept] + 1e-3 * values[kept] / scale
     return scores

@@ -111,7 +111,7 @@ def _cpus(runtime) -> int:
 
 def _run_task(function, item, shared: dict, threads: int):
     """One evaluation in a Ray worker: the run's constants known, this process's torch threads set."""
-    from .fitness import configure_threads
+    from .workers import configure_threads
 
     _RECEIVED.update(shared)
     configure_threads(threads)  # the task's own CPUs, not every core of the node (first call wins)

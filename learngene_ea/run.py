@@ -22,6 +22,7 @@ from learngene_ea.data import load_dataset
 from learngene_ea.evolve import (EvaluationFailure, EvolutionState, OperatorFailure, build_toolbox, evolve,
                                  new_state, product_learngene)
 from learngene_ea.fitness import rescore
+from learngene_ea.gene_pool import GenePool
 from learngene_ea.individual import same_individual
 from learngene_ea.lineage import record_lineage, write_lineage
 from learngene_ea.pareto import rebuilt_front, write_front
@@ -145,6 +146,7 @@ def state_from_checkpoint(payload: dict) -> EvolutionState:
     # checkpoints written before the front and the lineage were kept: rebuilt from what they hold
     state.pareto = payload.get("pareto") or rebuilt_front(state.population, state.halloffame, [state.best_at_target])
     state.lineage = payload.get("lineage") or {}
+    state.pool = GenePool.from_payload(payload["pool"]) if payload.get("pool") else None
     record_lineage(state.lineage, [*state.halloffame, *state.population])  # adds nothing to a full lineage
     return state
 
@@ -156,6 +158,7 @@ def checkpoint_payload(state: EvolutionState, cfg: Config) -> dict:
         "stale_generations": state.stale_generations, "errors": state.errors, "rng": state.rng,
         "seconds": state.seconds, "config": config_module.to_dict(cfg), "recipe": recipe_of(cfg),
         "pareto": state.pareto, "lineage": state.lineage,
+        "pool": state.pool.to_payload() if state.pool is not None else None,
     }
 
 

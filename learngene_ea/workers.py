@@ -129,6 +129,20 @@ _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 _KEEP_BYTES = 1 << 30
 
 
+_THREADS_SET = False
+
+
+def configure_threads(threads: int = 0) -> None:
+    """Give each worker its share of the cores so that workers do not fight over them (first call wins)."""
+    global _THREADS_SET
+    if _THREADS_SET:
+        return
+    import torch
+
+    torch.set_num_threads(threads if threads > 0 else default_threads())
+    _THREADS_SET = True
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse instead of handing it back to the OS.
 

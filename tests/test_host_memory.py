@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from learngene_ea import fitness
+from learngene_ea import fitness, workers
 from learngene_ea.config import load_config
 
 from conftest import ROOT
@@ -57,7 +57,7 @@ def test_kept_memory_lets_training_steps_reuse_their_pages():
 def test_the_recipe_decides_whether_an_evaluating_process_keeps_freed_memory(keep, monkeypatch):
     calls = []
     monkeypatch.setattr(fitness, "keep_freed_memory", lambda: calls.append("kept") or True)
-    monkeypatch.setattr(fitness, "_THREADS_SET", True)  # leave this process's thread count alone
+    monkeypatch.setattr(workers, "_THREADS_SET", True)  # leave this process's thread count alone
     fitness.configure_process(SimpleNamespace(threads=1, channels_last=False, keep_freed_memory=keep))
     assert calls == (["kept"] if keep else [])
 
