@@ -125,6 +125,18 @@ def warm_start(cfg, images: int, device):
                    "classes": len(classes)}
 
 
+def given_pool(path: str, cfg) -> GenePool:
+    """``--from-pretrained``: the gene pool starts from a user's network (checked as ``--pretrained`` is)."""
+    from .errors import UserError
+    from .transfer.pretrain import given_pretrained
+
+    if cfg.fitness.inheritance != "pool":
+        raise UserError("--from-pretrained starts the gene pool: set fitness.inheritance=pool (--set).")
+    model, info = given_pretrained(path, cfg.model.family, cfg.model.width, cfg.data.channels, "cpu",
+                                   "--from-pretrained")
+    return pool_from_model(model, {"kind": "given", "images": 0, "path": info["path"]})
+
+
 # ---------------------------------------------------------------------------- travel
 
 def publish(pool: GenePool, runtime) -> str:

@@ -22,7 +22,7 @@ from learngene_ea.data import load_dataset
 from learngene_ea.evolve import (EvaluationFailure, EvolutionState, OperatorFailure, build_toolbox, evolve,
                                  new_state, product_learngene)
 from learngene_ea.fitness import rescore
-from learngene_ea.gene_pool import GenePool
+from learngene_ea.gene_pool import GenePool, given_pool
 from learngene_ea.individual import same_individual
 from learngene_ea.lineage import record_lineage, write_lineage
 from learngene_ea.pareto import rebuilt_front, write_front
@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="start a new run from the population of another run's checkpoint")
     parser.add_argument("--best-k", type=int, default=0,
                         help="with --seed-population: take only the best k individuals")
+    parser.add_argument("--from-pretrained", metavar="FILE",
+                        help="with fitness.inheritance pool: start the gene pool from this state dict")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, log lines only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     return parser.parse_args(argv)
@@ -174,6 +176,8 @@ def prepare(args, log) -> tuple[Config, EvolutionState, str]:
     """Config, evolution state and run directory (not made yet) for a new, resumed or seeded run."""
     if args.resume and args.seed_population:
         raise UserError("use either --resume or --seed-population, not both.")
+    if args.from_pretrained and (args.resume or args.seed_population):
+        raise UserError("--from-pretrained starts a new run's gene pool; not with --resume or --seed-population.")
     if args.resume:
         payload, source = read_checkpoint_arg(args.resume, log)
         saved = payload["config"]
@@ -211,7 +215,10 @@ def prepare(args, log) -> tuple[Config, EvolutionState, str]:
         state = new_state(cfg, population)
         log(f"seeding generation 0 with {len(population)} individuals from {source}")
         return cfg, state, new_run_dir(cfg, args.run_dir, cfg.recipe)
-    return cfg, new_state(cfg), new_run_dir(cfg, args.run_dir, cfg.recipe)
+    state = new_state(cfg)
+    if args.from_pretrained:  # checked before anything is trained or made
+        state.pool = given_pool(args.from_pretrained, cfg)
+    return cfg, state, new_run_dir(cfg, args.run_dir, cfg.recipe)
 
 
 # ---------------------------------------------------------------------------- outputs

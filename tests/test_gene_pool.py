@@ -201,3 +201,34 @@ def test_the_pool_run_is_the_same_under_two_scoop_workers(pool_run, tmp_path):
     assert _logbook(run_dir) == _logbook(pool_run)
     (wa, _, _), (wb, _, _) = _pool_weights(run_dir), _pool_weights(pool_run)
     assert all(np.array_equal(wa[n][k], wb[n][k]) for n in wa for k in wa[n])
+
+
+def test_from_pretrained_starts_the_pool_from_the_given_network(tmp_path):
+    cfg = load_config(None, tiny_overrides(**POOL))
+    network = build_model(cfg.model.family, cfg.model.width, cfg.data.channels, 7, seed=5)
+    torch.save(network.state_dict(), tmp_path / "net.pt")
+    pool = gene_pool.given_pool(str(tmp_path / "net.pt"), cfg)
+    assert pool.warm_start["kind"] == "given" and pool.warm_start["images"] == 0
+    expected = extract_learngene(network, full_masks(network.spec))
+    assert all(np.array_equal(pool.learngene.weights[n][k], expected.weights[n][k])
+               for n in expected.weights for k in expected.weights[n])
+    run_dir = tmp_path / "run"
+    assert run_cli.main(_args(run_dir, **{"ea.generations": 0}) + ["--from-pretrained", str(tmp_path / "net.pt")]) == 0
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pkl")["pool"]["warm_start"]["kind"] == "given"
+
+
+@pytest.mark.parametrize("problem", ["wrong width", "no pool", "with resume"])
+def test_from_pretrained_refuses_in_one_sentence_before_any_compute(tmp_path, capsys, problem):
+    cfg = load_config(None, tiny_overrides(**POOL))
+    width = cfg.model.width * (2 if problem == "wrong width" else 1)
+    torch.save(build_model(cfg.model.family, width, cfg.data.channels, 7).state_dict(), tmp_path / "net.pt")
+    run_dir = tmp_path / "run"
+    args = _args(run_dir) + ["--from-pretrained", str(tmp_path / "net.pt")]
+    if problem == "no pool":
+        args += ["--set", "fitness.inheritance=lamarckian"]
+    if problem == "with resume":
+        args += ["--resume", str(tmp_path)]
+    assert run_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "--from-pretrained" in err and "Traceback" not in err
+    assert not run_dir.exists()

@@ -147,36 +147,37 @@ def load_or_pretrain(cfg: Config, dataset: FewShotDataset, family: str, width: f
     return model, {**info, **budget, "path": path, "reused": False}
 
 
-def given_pretrained(path: str, family: str, width: float, in_channels: int, device) -> tuple[Backbone, dict]:
+def given_pretrained(path: str, family: str, width: float, in_channels: int, device,
+                     flag: str = "--pretrained") -> tuple[Backbone, dict]:
     """The network whose state dict is the file ``path`` (``--pretrained``), checked against the learngene's.
 
     The file holds a state dict (or a mapping with one under ``state_dict``, as cached networks
     do), read with ``weights_only=True``; every backbone tensor of a ``family``/``width`` network
     reading ``in_channels``-channel images must be there with its shape. Its head, when it has
-    one of the right width, is kept; the rows never use it.
+    one of the right width, is kept; the rows never use it. ``flag`` names the option in messages.
     """
     arch = f"{arch_label(family, width)} network reading {in_channels}-channel images"
     fix = (f"pass the state dict of a {family} network with model.width {width:g} and {in_channels} image "
            "channels (the learngene's).")
     if not os.path.isfile(path):
-        raise UserError(f"--pretrained {path!r} does not exist; {fix}")
+        raise UserError(f"{flag} {path!r} does not exist; {fix}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"--pretrained {path!r} cannot be read as a state dict ({type(err).__name__}); {fix}") from err
+        raise UserError(f"{flag} {path!r} cannot be read as a state dict ({type(err).__name__}); {fix}") from err
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"--pretrained {path!r} does not hold a state dict (names to tensors); {fix}")
+        raise UserError(f"{flag} {path!r} does not hold a state dict (names to tensors); {fix}")
     expected = build_model(family, width, in_channels, 2).state_dict()
     backbone = [name for name in expected if not name.startswith("head.")]
     for name in backbone:
         if name.endswith("num_batches_tracked"):  # a counter, not a weight: some state dicts leave it out
             continue
         if name not in state:
-            raise UserError(f"--pretrained {path!r} has no {name!r}, so it is not a {arch}; {fix}")
+            raise UserError(f"{flag} {path!r} has no {name!r}, so it is not a {arch}; {fix}")
         if tuple(state[name].shape) != tuple(expected[name].shape):
-            raise UserError(f"--pretrained {path!r} does not fit a {arch}: its {name!r} is "
+            raise UserError(f"{flag} {path!r} does not fit a {arch}: its {name!r} is "
                             f"{list(state[name].shape)}, not {list(expected[name].shape)}; {fix}")
     head, features = state.get("head.weight"), expected["head.weight"].shape[1]
     head_fits = head is not None and head.dim() == 2 and head.shape[1] == features and "head.bias" in state
