@@ -25,6 +25,7 @@ from learngene_ea.fitness import rescore
 from learngene_ea.gene_pool import GenePool, given_pool
 from learngene_ea.individual import same_individual
 from learngene_ea.lineage import record_lineage, write_lineage
+from learngene_ea.pool_report import write_pool_report
 from learngene_ea.pareto import rebuilt_front, write_front
 from learngene_ea.recipe_checks import check_run_fits, silent_caps
 from learngene_ea.report import plot_evolution, write_json, write_logbook
@@ -253,6 +254,8 @@ class RunOutputs:
         plot_evolution(state.logbook, self.path("evolution.png"), f"GTL: {self.title}")
         write_front(state, self.cfg, self.run_dir, f"Pareto front: {self.title} ({self.cfg.ea.selection})")
         write_lineage(state.lineage, individual.id, self.run_dir, f"Lineage of #{individual.id}: {self.title}")
+        if state.pool is not None:
+            write_pool_report(state.pool, self.run_dir, f"Learngene scores of the gene pool: {self.title}")
         write_json(self.summary(state, learngene, individual, reached), self.path("summary.json"))
 
     def finish(self, state: EvolutionState, fresh: dict | None) -> None:

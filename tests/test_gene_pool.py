@@ -232,3 +232,9 @@ def test_from_pretrained_refuses_in_one_sentence_before_any_compute(tmp_path, ca
     err = capsys.readouterr().err
     assert "--from-pretrained" in err and "Traceback" not in err
     assert not run_dir.exists()
+
+
+def test_a_pool_run_writes_its_history_and_the_plot_of_its_scores(pool_run):
+    report = json.loads((pool_run / "gene_pool.json").read_text())
+    assert [h["gen"] for h in report["history"]] == [0, 1, 2] and report["warm_start"]["kind"] == "init"
+    assert (pool_run / "gene_pool.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
