@@ -74,15 +74,11 @@ def pool_from_model(model, warm_start: dict) -> GenePool:
     return GenePool(learngene, {g: np.zeros(size) for g, size in spec.groups}, warm_start)
 
 
-def initial_pool(cfg, device="cpu", state_dict: dict | None = None) -> GenePool:
-    """Generation 0's pool: one fresh initialisation (every descendant starts from it), a given
-    network's weights (``state_dict``, ``--from-pretrained``), or a warm start trained here on the
-    training classes for ``pool.warm_start_fraction`` of the evolution's planned images."""
+def initial_pool(cfg, device="cpu") -> GenePool:
+    """Generation 0's pool: one fresh initialisation (every descendant starts from it), or a warm
+    start trained here on the training classes for ``pool.warm_start_fraction`` of the evolution's
+    planned images (``--from-pretrained`` gives a user's network instead: :func:`given_pool`)."""
     spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
-    if state_dict is not None:
-        model = build_model(spec.family, spec.width, spec.in_channels, int(state_dict["head.weight"].shape[0]))
-        model.load_state_dict(state_dict)
-        return pool_from_model(model, {"kind": "pretrained", "images": 0})
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes,
                         seed=mix_seed(cfg.seed, POOL_SEED), device=device)
     images = warm_start_images(cfg)
@@ -107,22 +103,20 @@ def warm_start_images(cfg) -> int:
 def warm_start(cfg, images: int, device):
     """Train one whole network on every training class for ``images`` images (the task optimiser)."""
     from .data import load_dataset
-    from .sampling import Task
+    from .sampling import training_classes_task
     from .training import train_on_task
 
     dataset = load_dataset(cfg.data)
-    classes = [int(c) for c in dataset.splits["train"]]
-    indices = np.concatenate([dataset.indices_of_class(c).numpy() for c in classes])
-    labels = np.concatenate([np.full(len(dataset.indices_of_class(c)), i) for i, c in enumerate(classes)])
+    task = training_classes_task(dataset)
     seed = mix_seed(cfg.seed, WARM_START_SEED)
     spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
-    model = build_model(spec.family, spec.width, spec.in_channels, len(classes),
+    model = build_model(spec.family, spec.width, spec.in_channels, len(task.class_ids),
                         seed=mix_seed(cfg.seed, POOL_SEED), device=device)
     steps = images // cfg.task.batch_size
-    loss = train_on_task(model, dataset, Task(tuple(classes), indices, labels), steps, cfg.task.batch_size,
+    loss = train_on_task(model, dataset, task, steps, cfg.task.batch_size,
                          cfg.task.lr, cfg.task.weight_decay, cfg.data.augment, seed, device)
     return model, {"kind": "warm_start", "images": images, "steps": steps, "final_loss": float(loss),
-                   "classes": len(classes)}
+                   "classes": len(task.class_ids)}
 
 
 def given_pool(path: str, cfg) -> GenePool:
@@ -196,8 +190,8 @@ def merge(pool: GenePool, contributions: list, step: float = 1.0) -> dict:
         bn_count = np.maximum(counts["bn"], 1)
         for key in WEIGHT_KEYS[1:]:
             current[key] = (current[key] + step * sums[key] / bn_count).astype(np.float32)
-        if "bn_var" in current:  # a step above 1 may overshoot a variance below zero
-            current["bn_var"] = np.maximum(current["bn_var"], 1e-5).astype(np.float32)
+        # a step above 1 may overshoot a variance below zero
+        current["bn_var"] = np.maximum(current["bn_var"], 1e-5).astype(np.float32)
         moved[layer.name] = int(carried.sum())
     return moved
 

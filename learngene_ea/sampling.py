@@ -42,6 +42,14 @@ def _class_pool(dataset: FewShotDataset, split: str) -> list[int]:
     return list(dataset.splits[split])
 
 
+def training_classes_task(dataset: FewShotDataset) -> Task:
+    """One task of every training class with all its images (what whole networks pre-train on)."""
+    classes = [int(c) for c in dataset.splits["train"]]
+    indices = np.concatenate([dataset.indices_of_class(c).numpy() for c in classes])
+    labels = np.concatenate([np.full(len(dataset.indices_of_class(c)), i) for i, c in enumerate(classes)])
+    return Task(tuple(classes), indices, labels)
+
+
 def sample_task(dataset: FewShotDataset, seed: int, num_classes: int, images_per_class: int,
                 split: str = "train") -> Task:
     """A task of ``num_classes`` random classes of ``split`` with ``images_per_class`` images each."""

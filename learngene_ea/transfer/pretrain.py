@@ -17,7 +17,6 @@ import math
 import os
 import time
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -26,7 +25,7 @@ from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..models import Backbone, build_model
 from ..report import plural
-from ..sampling import Task
+from ..sampling import training_classes_task
 from ..training import train_on_task
 from .cache import cache_file, find_cached, write_cached
 from .descendants import arch_label
@@ -80,10 +79,8 @@ def pretrain_network(cfg: Config, dataset: FewShotDataset, family: str, width: f
     """
     start = time.perf_counter()
     augment = cfg.data.augment if augment is None else augment
-    classes = [int(c) for c in dataset.splits["train"]]
-    indices = np.concatenate([dataset.indices_of_class(c).numpy() for c in classes])
-    labels = np.concatenate([np.full(len(dataset.indices_of_class(c)), i) for i, c in enumerate(classes)])
-    task = Task(tuple(classes), indices, labels)
+    task = training_classes_task(dataset)
+    classes, indices = task.class_ids, task.indices
     seed = pretrain_seed(cfg.transfer.seed)
     model = build_model(family, width, in_channels, len(classes), seed=seed, device=device)
     loss = train_on_task(model, dataset, task, steps, cfg.task.batch_size, cfg.task.lr, cfg.task.weight_decay,
