@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from ..paths import file_problem, folder_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CACHE_FOLDER = ".learngene_cache"
@@ -39,18 +40,44 @@ def existing_root(root, looked_for: str, key: str = "data") -> str:
     return path
 
 
+def _usable_image(entry: os.DirEntry) -> bool:
+    """Is this directory entry an image file to read? Folders are not; a link loop, a link to nothing
+    or a fifo with an image's name is a :class:`UserError` (a fifo would block the reader for ever)."""
+    if entry.is_file(follow_symlinks=False):  # the common case, known from the listing alone
+        return True
+    problem = file_problem(entry.path)
+    if problem is None:
+        return True
+    if problem == "is a folder, not a file":
+        return False
+    raise UserError(f"Image file '{entry.path}' {problem}; replace or remove it.")
+
+
 def image_files(folder: str) -> list[str]:
     """Image files (by extension) directly inside ``folder``, sorted by name, hidden ones skipped."""
     with os.scandir(folder) as entries:
         names = [e.name for e in entries
-                 if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file()]
+                 if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS) and _usable_image(e)]
     return [os.path.join(folder, n) for n in sorted(names)]
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    if entry.is_dir(follow_symlinks=False):
+        return True
+    if not entry.is_symlink():
+        return False
+    problem = folder_problem(entry.path)
+    if problem is None:
+        return True
+    if problem.startswith(("is a symbolic", "cannot be read")):  # a loop or a link to nothing: not what was meant
+        raise UserError(f"'{entry.path}' {problem}; fix or remove that link.")
+    return False
 
 
 def class_folders(folder: str) -> list[str]:
     """Names of the non-hidden sub-folders of ``folder`` that hold at least one image, sorted."""
     with os.scandir(folder) as entries:
-        names = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+        names = [e.name for e in entries if not e.name.startswith(".") and _is_folder(e)]
     return sorted(n for n in names if image_files(os.path.join(folder, n)))
 
 
@@ -70,6 +97,9 @@ def _to_chw(img: Image.Image) -> np.ndarray:
 
 def decode_image(path: str, size: int, channels: int) -> np.ndarray:
     """One image file as uint8 ``[channels, size, size]`` (any mode converted, then resized)."""
+    problem = file_problem(path)  # a fifo listed as an image would block here for ever
+    if problem:
+        raise UserError(f"Image file '{path}' {problem}; replace or remove it.")
     try:
         with Image.open(path) as img:
             return _to_chw(_resize(img.convert(_MODES[channels]), size))
