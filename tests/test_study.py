@@ -258,6 +258,11 @@ def test_on_ray_a_study_gives_the_same_numbers(study_a, tmp_path):
     (["--seeds", "0", "x"], "whole numbers"),
     (["--seeds", "0", "--set", "seed=3"], "pass the seeds with --seeds"),
     (["--seeds", "0", "--set", "ea.no_such_key=1"], "no_such_key"),
+    (["--seeds", "0", "99999999999999999999"], "seed 99999999999999999999 in --seeds is too large; seeds are whole "
+                                               "numbers from 0 to 4294967295"),
+    (["--seeds", "0", "--set", "transfer.lr=.nan"], "'transfer.lr' is nan; it must be a finite number"),
+    (["--seeds", "0", "--set", "ea.min_channels=64"], "'ea.target_fraction' (0.25) cannot be reached"),
+    (["--seeds", "0", "--set", "runtime.device=cuda:x"], "'runtime.device' is 'cuda:x'"),
 ])
 def test_bad_input_exits_2_with_one_sentence_before_any_folder(tmp_path, capsys, argv, message):
     out = tmp_path / "study"
