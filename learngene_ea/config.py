@@ -74,11 +74,32 @@ def _coerce(value, tp, key: str):
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"'{key}' must be a string, not {value!r}.")
-        return value
+        return _check_text(value, key)
     if tp in (list, dict):
         if not isinstance(value, tp):
             raise ConfigError(f"'{key}' must be {_type_name(tp)}, not {value!r}.")
-        return value
+        return value if key.endswith(".kwargs") else _check_text(value, key)  # kwargs: the user's operator's
+    return value
+
+
+def _check_text(value, key: str):
+    """``value`` (a string, or a list or mapping holding strings) with no NUL character and no byte
+    that is not UTF-8 (a command line's undecodable bytes): both would fail late, in a path or a plot."""
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ConfigError(f"'{key}' is {value!r}, which holds a NUL character; remove it.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"'{key}' is {value!r}, which holds bytes that are not UTF-8 text; give it in "
+                              "UTF-8 (a path: rename it, or link to it under a UTF-8 name).") from None
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item, key)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _check_text(name, key)
+            _check_text(item, key)
     return value
 
 

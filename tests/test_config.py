@@ -190,3 +190,20 @@ def test_a_recipe_with_a_byte_order_mark_loads(tmp_path):
     recipe = tmp_path / "bom.yaml"
     recipe.write_bytes("\ufeffea:\n  generations: 3\n".encode("utf-8"))
     assert load_config(recipe).ea.generations == 3
+
+
+@pytest.mark.parametrize("key", ["name", "data.root", "data.cache_dir", "runtime.ray_address", "transfer.cache_dir"])
+def test_a_nul_character_in_a_string_key_is_refused_at_load(key):
+    with pytest.raises(ConfigError, match=rf"'{key}' is 'a\\x00b', which holds a NUL character; remove it\."):
+        from_dict(yaml.safe_load(f'{key.split(".")[0]}: ' + ('{%s: "a\\0b"}' % key.split(".")[1] if "." in key
+                                                             else '"a\\0b"')))
+
+
+def test_undecodable_command_line_bytes_in_a_string_key_are_refused_at_load():
+    # Linux hands Python a command line's non-UTF-8 bytes as lone surrogates ('\udcff'): they fail in plots
+    with pytest.raises(ConfigError, match=r"'name' is '\\udcff', which holds bytes that are not UTF-8 text"):
+        load_config(None, ["name=\udcff"])
+    with pytest.raises(ConfigError, match=r"'data.split' is .*, which holds bytes that are not UTF-8 text"):
+        from_dict({"data": {"split": {"train": ["\udcff"], "val": 1, "test": 1}}})
+    cfg = from_dict({"operators": {"mutate": {"function": "m:f", "kwargs": {"x": "\udcff"}}}})
+    assert cfg.operators.mutate.kwargs == {"x": "\udcff"}  # an operator's own arguments are its business

@@ -407,6 +407,22 @@ def test_a_class_entry_that_is_a_broken_link_is_refused_naming_it(tmp_path, targ
         load_imagefolder(str(tmp_path))
 
 
+def test_a_class_folder_whose_name_is_not_utf8_is_refused_naming_it(tmp_path):
+    write_imagefolder(tmp_path, num_classes=5)
+    os.rename(tmp_path / "class_02", os.path.join(os.fsencode(tmp_path), b"cl\xffss"))
+    with pytest.raises(UserError, match=r"Class folder '.*cl\\udcffss' has a name that is not UTF-8 text; rename it"):
+        load_imagefolder(str(tmp_path))
+
+
+def test_image_files_whose_names_are_not_utf8_load_and_cache(tmp_path):
+    write_imagefolder(tmp_path, num_classes=5)
+    os.rename(tmp_path / "class_02" / "0.png", os.path.join(os.fsencode(tmp_path / "class_02"), b"\xff.png"))
+    first = load_imagefolder(str(tmp_path), image_size=8)
+    again = load_imagefolder(str(tmp_path), image_size=8)
+    assert first.images.shape[0] == 15 and first.cache_path == again.cache_path
+    assert torch.equal(first.images, again.images)
+
+
 def test_a_listed_image_that_is_a_fifo_is_refused_not_waited_for(tmp_path):
     write_miniimagenet_csv(tmp_path)
     fifo = tmp_path / "images" / "n0198127600000003.jpg"

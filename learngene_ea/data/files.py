@@ -75,10 +75,20 @@ def _is_folder(entry: os.DirEntry) -> bool:
 
 
 def class_folders(folder: str) -> list[str]:
-    """Names of the non-hidden sub-folders of ``folder`` that hold at least one image, sorted."""
+    """Names of the non-hidden sub-folders of ``folder`` that hold at least one image, sorted.
+
+    A class is named by its folder in every report, so a name that is not UTF-8 text is a :class:`UserError`.
+    """
     with os.scandir(folder) as entries:
         names = [e.name for e in entries if not e.name.startswith(".") and _is_folder(e)]
-    return sorted(n for n in names if image_files(os.path.join(folder, n)))
+    names = sorted(n for n in names if image_files(os.path.join(folder, n)))
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"Class folder {os.path.join(folder, name)!r} has a name that is not UTF-8 text; "
+                            "rename it (class names go into every report).") from None
+    return names
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -177,7 +187,8 @@ def fingerprint(root: str, sources: list[str], params: dict) -> str:
         except OSError as err:
             raise UserError(f"Dataset file '{path}' cannot be read ({err.strerror}); "
                             "check that the dataset is complete.") from err
-        h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        # os.fsencode: a file name need not be UTF-8 (its bytes are kept as the OS gave them)
+        h.update(os.fsencode(os.path.relpath(path, root)) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -218,7 +229,7 @@ def cached(tag: str, root: str, sources: list[str], params: dict, build, cache_d
     """
     key = fingerprint(root, sources, params)
     folder = os.path.abspath(os.path.expanduser(cache_dir)) if cache_dir else os.path.join(root, CACHE_FOLDER)
-    prefix = f"{tag}-{hashlib.sha256(root.encode()).hexdigest()[:8]}-"
+    prefix = f"{tag}-{hashlib.sha256(os.fsencode(root)).hexdigest()[:8]}-"
     path = os.path.join(folder, prefix + key[:16] + ".npz")
     arrays = _read_cache(path)
     if arrays is not None:
