@@ -138,11 +138,13 @@ def _leftovers(path: str) -> list[str]:
 
 def seed_state(path: str) -> str:
     """``finished`` (its summary says so), ``resume`` (a checkpoint, not finished) or ``new``."""
+    summary = os.path.join(path, "summary.json")
     try:
-        with open(os.path.join(path, "summary.json"), encoding="utf-8") as f:
-            if json.load(f).get("finished") is True:
-                return "finished"
-    except (OSError, ValueError):
+        if os.path.isfile(summary):  # a fifo in its place would block the open for ever
+            with open(summary, encoding="utf-8") as f:
+                if json.load(f).get("finished") is True:
+                    return "finished"
+    except (OSError, ValueError, AttributeError):  # ValueError: not JSON, or not UTF-8; AttributeError: not a dict
         pass
     if _has_checkpoint(path):
         return "resume"

@@ -333,6 +333,16 @@ def test_a_seed_folder_is_new_resumed_or_kept_by_what_it_holds(tmp_path):
         study.seed_state(str(tmp_path / "seed-1"))
 
 
+@pytest.mark.parametrize("make", [lambda p: os.mkfifo(p), lambda p: p.write_text("[1, 2]"),
+                                  lambda p: p.write_bytes(b'{"finished": "\xff"}')])
+def test_a_summary_that_is_a_fifo_or_no_json_object_leaves_the_seed_to_resume(tmp_path, make):
+    folder = tmp_path / "seed-0"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "gen_0000.pkl").write_bytes(b"x")
+    make(folder / "summary.json")  # a fifo used to block the open for ever; a list was an AttributeError
+    assert study.seed_state(str(folder)) == "resume"
+
+
 def test_a_seed_folder_of_another_seed_or_recipe_is_refused(study_a):
     folder = str(study_a["out"] / "seed-0")
     overrides = study_overrides(**{"transfer.after_run": "true"})
