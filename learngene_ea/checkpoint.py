@@ -2,7 +2,9 @@
 
 A checkpoint is a magic line, the SHA-256 of its pickle and the pickle. Loading verifies the
 checksum and unpickles with an allow-list (:class:`RestrictedUnpickler`), so a file from
-elsewhere cannot run code; :func:`load_latest_valid` skips broken newer files.
+elsewhere cannot run code; :func:`load_latest_valid` skips damaged newer files (truncated, or
+failing their checksum: what a crash or a disk leaves) but stops at a refused one (a verified
+pickle naming a forbidden global, or not ours: what a person or a program left there).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import re
 
 from .atomic import atomic_write_bytes
 from .errors import UserError
+from .paths import file_problem
 from .safe_pickle import NUMPY_ARRAY_GLOBALS, AllowListUnpickler
 
 MAGIC = b"LGEA-CKPT-1\n"
@@ -22,6 +25,10 @@ FORMAT = "learngene-ea/checkpoint-v1"
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be used: truncated, corrupted, unsafe or incompatible."""
+
+
+class CheckpointDamaged(CheckpointError):
+    """A checkpoint whose bytes are not what was written: truncated, or failing its checksum."""
 
 
 # What a checkpoint legitimately contains. Anything else (os.system, subprocess, eval, ...)
@@ -84,11 +91,11 @@ def dumps_checkpoint(payload: dict) -> bytes:
 def loads_checkpoint(data: bytes, source: str = "checkpoint") -> dict:
     """Verify and unpickle checkpoint bytes with :class:`RestrictedUnpickler`."""
     if not data.startswith(MAGIC):
-        raise CheckpointError(f"{source} is not a learngene-ea checkpoint (wrong header).")
+        raise CheckpointDamaged(f"{source} is not a learngene-ea checkpoint (wrong header).")
     rest = data[len(MAGIC):]
     digest, _, body = rest.partition(b"\n")
     if hashlib.sha256(body).hexdigest().encode() != digest:
-        raise CheckpointError(f"{source} is truncated or corrupted (checksum mismatch).")
+        raise CheckpointDamaged(f"{source} is truncated or corrupted (checksum mismatch).")
     try:
         payload = RestrictedUnpickler(io.BytesIO(body)).load()
     except CheckpointError as err:
@@ -110,6 +117,9 @@ def save_checkpoint(payload: dict, path: str | os.PathLike) -> int:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read and verify one checkpoint file."""
     path = os.fspath(path)
+    problem = file_problem(path)
+    if problem:
+        raise CheckpointError(f"checkpoint {path!r} {problem}; pass a run directory or a checkpoint .pkl file.")
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -131,7 +141,8 @@ def checkpoint_files(run_dir: str | os.PathLike) -> list[str]:
 
 
 def load_latest_valid(run_dir: str | os.PathLike, warn=print) -> tuple[dict, str]:
-    """The newest checkpoint of a run directory that verifies; broken newer ones are reported."""
+    """The newest checkpoint of a run directory that verifies; damaged newer ones are reported and
+    skipped, a refused one (see the module docstring) stops the search with a :class:`CheckpointError`."""
     run_dir = os.fspath(run_dir)
     if not os.path.isdir(run_dir):
         raise CheckpointError(f"run directory {run_dir!r} does not exist; pass runs/<name> or a .pkl file.")
@@ -149,9 +160,13 @@ def load_latest_valid(run_dir: str | os.PathLike, warn=print) -> tuple[dict, str
     for path in candidates:
         try:
             payload = load_checkpoint(path)
-        except CheckpointError as err:
+        except CheckpointDamaged as err:
             problems.append(str(err))
             warn(f"warning: {err} Trying the previous checkpoint.")
             continue
+        except CheckpointError as err:  # not damage: resuming from an older file would hide it
+            raise CheckpointError(f"{str(err).rstrip('.')}; inspect that file: a refused checkpoint is not "
+                                  "crash damage, so no older one is tried (move it away to resume from the one "
+                                  "before it).") from err
         return payload, path
     raise CheckpointError(f"no valid checkpoint in {run_dir!r}: {problems[-1]}")

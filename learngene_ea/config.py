@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import re
+import sys
 import types
 import typing
 from typing import Any
@@ -20,6 +23,8 @@ from .config_schema import (DATASETS, MODEL_FAMILIES, Config, ConfigError, DataC
                             FitnessConfig, ModelConfig, OperatorsConfig, OperatorSpec, PoolConfig,
                             RuntimeConfig,
                             TaskConfig, TransferConfig)
+from .errors import UserError
+from .paths import decode_utf8, file_problem
 
 
 # ----------------------------------------------------------------------------- building
@@ -59,15 +64,43 @@ def _coerce(value, tp, key: str):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"'{key}' must be a number, not {value!r}.")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(f"'{key}' is an integer of {len(str(value))} digits, too large for a number; "
+                              "give a smaller one.") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"'{key}' is {value!r}; it must be a finite number.")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"'{key}' must be a string, not {value!r}.")
-        return value
+        return _check_text(value, key)
     if tp in (list, dict):
         if not isinstance(value, tp):
             raise ConfigError(f"'{key}' must be {_type_name(tp)}, not {value!r}.")
-        return value
+        return value if key.endswith(".kwargs") else _check_text(value, key)  # kwargs: the user's operator's
+    return value
+
+
+def _check_text(value, key: str):
+    """``value`` (a string, or a list or mapping holding strings) with no NUL character and no byte
+    that is not UTF-8 (a command line's undecodable bytes): both would fail late, in a path or a plot."""
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ConfigError(f"'{key}' is {value!r}, which holds a NUL character; remove it.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"'{key}' is {value!r}, which holds bytes that are not UTF-8 text; give it in "
+                              "UTF-8 (a path: rename it, or link to it under a UTF-8 name).") from None
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item, key)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _check_text(name, key)
+            _check_text(item, key)
     return value
 
 
@@ -126,6 +159,10 @@ def _validate_whole(cfg: Config) -> Config:
                               "set it to the folder holding the dataset files.")
     # what depends on the dataset (classes and images of each split) is checked once it is
     # loaded, before a run makes its folder: see recipe_checks.py
+    device = cfg.runtime.device
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", device):
+        raise ConfigError(f"'runtime.device' is {device!r}; it must be auto, cpu, cuda or cuda:N (N: a GPU's "
+                          "number, from 0).")
     shots = cfg.transfer.shots
     if not shots or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shots):
         raise ConfigError(f"'transfer.shots' must be a non-empty list of positive integers, not {shots!r}.")
@@ -159,7 +196,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {text!r} must look like section.key=value.")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
+    except _DuplicateKey as err:
+        raise ConfigError(f"--set {text!r} gives the key {err.key!r} twice; keep one of them.") from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -182,21 +221,72 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return values
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first: int, again: int):
+        super().__init__(f"{key!r} at lines {first} and {again}")
+        self.key, self.first, self.again = key, first, again
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not a silent
+    replacement (two ``ea:`` sections: the second would win unseen)."""
+
+    def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *defaults' merges, it does not repeat
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # SafeLoader refuses it itself, with its own message
+            if key in lines:
+                raise _DuplicateKey(key, lines[key], key_node.start_mark.line + 1)
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str):
+    """YAML text as Python data, refusing duplicate keys (see :class:`RecipeLoader`)."""
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader)
+
+
+_NOTED_EMPTY: set = set()
+
+
 def read_recipe(path: str | os.PathLike) -> dict:
-    """Parse a recipe file into a mapping, with a clear error for a missing or bad file."""
+    """Parse a recipe file into a mapping, with a clear error for a missing or bad file.
+
+    A file with no keys at all (empty, or comments only) is noted once per process on stderr:
+    every key then has its default, which a typo in the file name would not make obvious.
+    """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    problem = file_problem(path)
+    if problem == "does not exist":
         raise ConfigError(f"Recipe {path!r} does not exist; pass --config genomes/<recipe>.yaml.")
+    if problem:
+        raise ConfigError(f"Recipe {path!r} {problem}; pass --config with a recipe .yaml file.")
     try:
-        with open(path) as f:
-            values = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            text = decode_utf8(f.read(), f"Recipe {path!r}")
+    except OSError as err:
+        raise ConfigError(f"Recipe {path!r} cannot be read ({err.strerror}).") from err
+    except UserError as err:
+        raise ConfigError(str(err)) from None
+    try:
+        values = parse_yaml(text)
+    except _DuplicateKey as err:
+        raise ConfigError(f"Recipe {path!r} gives the key {err.key!r} twice in one section (lines {err.first} "
+                          f"and {err.again}); keep one of them.") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"Recipe {path!r} is not valid YAML{where}; fix its syntax.") from err
-    except OSError as err:
-        raise ConfigError(f"Recipe {path!r} cannot be read ({err.strerror}).") from err
     if values is None:
+        if path not in _NOTED_EMPTY:
+            _NOTED_EMPTY.add(path)
+            print(f"note: recipe {path!r} is empty: every key at its default.", file=sys.stderr)
         return {}
     if not isinstance(values, dict):
         raise ConfigError(f"Recipe {path!r} must be a YAML mapping of sections to keys.")

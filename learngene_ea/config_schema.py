@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from .errors import UserError
 
+# the generators take any seed below 2**32 distinctly (sampling.mix_seed keeps 32 bits of each part)
+MAX_SEED = 2**32 - 1
 MODEL_FAMILIES = ("conv4", "conv6", "vgg11", "vgg13", "vgg16", "resnet12", "resnet24")
 DATASETS = ("synthetic", "cifarfs", "miniimagenet", "imagefolder")
 
@@ -34,7 +36,8 @@ class ModelConfig:
 class DataConfig:
     name: str = _field("synthetic", "dataset", choices=DATASETS)
     root: str | None = _field(None, "folder holding the dataset files (not used by synthetic)")
-    seed: int = _field(0, "seed of the synthetic dataset and of image-folder class splits", min=0)
+    seed: int = _field(0, "seed of the synthetic dataset and of image-folder class splits", min=0,
+                       max=MAX_SEED)
     images_per_class: int = _field(600, "images per class of the synthetic dataset", min=10)
     image_size: int = _field(32, "side of the square images the loader produces", min=8, max=512)
     channels: int = _field(3, "image channels (1 or 3)", choices=(1, 3))
@@ -138,7 +141,8 @@ class TransferConfig:
     """Downstream evaluation on test classes (``python -m learngene_ea.transfer``)."""
 
     after_run: bool = _field(False, "evaluate the learngene on test classes at the end of the run")
-    seed: int = _field(0, "seed of the test episodes and of every descendant's initialisation", min=0)
+    seed: int = _field(0, "seed of the test episodes and of every descendant's initialisation", min=0,
+                       max=MAX_SEED)
     episodes: int = _field(20, "test episodes per setting (the standard is 600, on a GPU)", min=1)
     n_way: int = _field(5, "classes per episode", min=2)
     shots: list = _field([1, 5], "support images per class, one setting each")
@@ -197,7 +201,7 @@ class RuntimeConfig:
 class Config:
     name: str | None = _field(None, "run name (run directory runs/<name>-<timestamp>); unset: "
                                     "runs/<recipe>-<dataset>-<timestamp>")
-    seed: int = _field(0, "seed of everything random in the run", min=0)
+    seed: int = _field(0, "seed of everything random in the run", min=0, max=MAX_SEED)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)

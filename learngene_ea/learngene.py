@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .paths import file_problem
 from .models import ArchSpec, Backbone, GeneLayer, arch_spec
 
 FORMAT = "learngene-ea/learngene-v1"
@@ -168,8 +169,9 @@ def _plain(value):
 def load_learngene(path: str | os.PathLike) -> Learngene:
     """Load a learngene file with ``torch.load(weights_only=True)``; clear error if it is not one."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"Learngene file {path!r} does not exist; pass the learngene.pt of a finished run.")
+    problem = file_problem(path)
+    if problem:
+        raise UserError(f"Learngene file {path!r} {problem}; pass the learngene.pt of a finished run.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         return Learngene.from_state(state)

@@ -1,13 +1,78 @@
-"""Checks of a recipe against its dataset: run before any folder is made or any compute spent.
+"""Checks of a recipe against its dataset, model and machine: run before any folder is made or any
+compute spent.
 
 ``config.py`` checks every key and the relations between keys. What depends on the dataset
-(how many classes each split has, how many images its classes have, its image channels) can
-only be checked once the dataset is loaded; each check here is one sentence naming the key.
+(how many classes each split has, how many images its classes have, its image channels), on the
+model's mask groups (how small a learngene can be) or on this machine (its GPUs) is checked
+here; each check is one sentence naming the key.
 """
 from __future__ import annotations
 
+import math
+
 from .config import ConfigError
 from .data import FewShotDataset, load_dataset
+
+
+def check_device(runtime) -> None:
+    """``runtime.device`` names a GPU this machine has (``auto`` and ``cpu`` always do).
+
+    Not checked when the evaluations run on a Ray cluster joined by address: its GPUs are elsewhere.
+    """
+    device = runtime.device
+    if not device.startswith("cuda") or (runtime.backend == "ray" and runtime.ray_address):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if count == 0:
+        raise ConfigError(f"'runtime.device' is {device!r} but torch finds no GPU on this machine; "
+                          "set runtime.device=auto or cpu.")
+    if index >= count:
+        raise ConfigError(f"'runtime.device' is {device!r} but this machine has {count} GPU"
+                          f"{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1}); set runtime.device=auto "
+                          f"or a GPU from cuda:0 to cuda:{count - 1}.")
+
+
+def smallest_fraction(cfg, min_channels: int | None = None) -> float:
+    """The fraction of the smallest learngene the default mutation can make: every mask group keeps
+    ``min_channels`` (default ``ea.min_channels``) channels, all of them when it has fewer."""
+    import numpy as np
+
+    from .learngene import learngene_fraction
+    from .models import arch_spec
+
+    floor = cfg.ea.min_channels if min_channels is None else min_channels
+    spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
+    return learngene_fraction(spec, {g: np.arange(size) < floor for g, size in spec.groups})
+
+
+def check_target_reachable(cfg) -> None:
+    """``ea.target_fraction`` is a fraction the masks can reach under ``ea.min_channels`` (else the run
+    would never shrink below it and ship a larger learngene); a user's mutation keeps its own floor."""
+    if cfg.operators.mutate is not None:
+        return
+    smallest, target, floor = smallest_fraction(cfg), cfg.ea.target_fraction, cfg.ea.min_channels
+    if smallest <= target:
+        return
+    from .models import arch_spec
+
+    sizes = sorted({size for _, size in arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels).groups})
+    groups = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+    fits = [m for m in range(min(floor, sizes[-1]) - 1, 0, -1) if smallest_fraction(cfg, m) <= target][:1]
+    fixes = [f"lower ea.min_channels to {fits[0]}"] if fits else []
+    if smallest < 1.0:
+        fixes.append(f"raise ea.target_fraction to {math.ceil(smallest * 1000) / 1000:.3f}")
+    raise ConfigError(f"'ea.target_fraction' ({target:g}) cannot be reached: with 'ea.min_channels' {floor} the "
+                      f"smallest learngene of {cfg.model.family} x{cfg.model.width:g} (mask groups of {groups} "
+                      f"channels) has fraction {smallest:.3f}; {' or '.join(fixes) or 'lower ea.min_channels'}.")
+
+
+def check_recipe(cfg) -> None:
+    """What a run or a study asks of the model and the machine, whatever its dataset."""
+    check_device(cfg.runtime)
+    check_target_reachable(cfg)
 
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
@@ -60,7 +125,9 @@ def check_transfer_fits(tcfg, dataset: FewShotDataset) -> None:
 
 def check_run_fits(cfg, dataset: FewShotDataset) -> None:
     """Everything a run will ask of its dataset, including the end-of-run transfer when it has one
-    (on ``transfer.target`` when set, loaded here too: a target that cannot serve stops the run now)."""
+    (on ``transfer.target`` when set, loaded here too: a target that cannot serve stops the run now),
+    and of the model and the machine (:func:`check_recipe`)."""
+    check_recipe(cfg)
     check_fitness_fits(cfg, dataset)
     if cfg.transfer.after_run:
         target = dataset if cfg.transfer.target is None else load_dataset(cfg.transfer.target, target=True)

@@ -80,9 +80,24 @@ def save_figure(fig, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def write_report_files(data: dict, out_dir: str, stem: str, markdown, plot) -> dict[str, str]:
+def free_stem(out_dir: str, stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``, ... : the first whose ``.json``, ``.md`` and ``.png`` are all
+    absent from ``out_dir``, so that a new report never replaces an earlier one."""
+    candidate, number = stem, 1
+    while any(os.path.lexists(os.path.join(out_dir, f"{candidate}.{kind}")) for kind in ("json", "md", "png")):
+        number += 1
+        candidate = f"{stem}-{number}"
+    return candidate
+
+
+def write_report_files(data: dict, out_dir: str, stem: str, markdown, plot, keep_earlier: bool = False) -> dict[str, str]:
     """``<stem>.json`` (every number), ``<stem>.md`` (``markdown(data)``) and ``<stem>.png``
-    (``plot(data, path)``) in ``out_dir``, each written atomically; return their paths."""
+    (``plot(data, path)``) in ``out_dir``, each written atomically; return their paths.
+
+    ``keep_earlier``: when ``out_dir`` holds an earlier report of that stem, write ``<stem>-N.*``
+    (:func:`free_stem`) instead of replacing it."""
+    if keep_earlier:
+        stem = free_stem(out_dir, stem)
     paths = {kind: os.path.join(out_dir, f"{stem}.{kind}") for kind in ("json", "md", "png")}
     atomic_write_text(paths["json"], json.dumps(data, indent=1, default=json_default) + "\n")
     atomic_write_text(paths["md"], markdown(data))

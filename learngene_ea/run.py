@@ -179,6 +179,9 @@ def prepare(args, log) -> tuple[Config, EvolutionState, str]:
         raise UserError("use either --resume or --seed-population, not both.")
     if args.from_pretrained and (args.resume or args.seed_population):
         raise UserError("--from-pretrained starts a new run's gene pool; not with --resume or --seed-population.")
+    if args.best_k < 0 or (args.best_k and not args.seed_population):
+        raise UserError(f"--best-k {args.best_k}: " + ("it must be a positive number of individuals (0, the default: "
+                        "all of them)." if args.best_k < 0 else "it only goes with --seed-population."))
     if args.resume:
         payload, source = read_checkpoint_arg(args.resume, log)
         saved = payload["config"]

@@ -28,11 +28,12 @@ from . import config as config_module
 from . import run as run_module
 from .atomic import atomic_write_bytes
 from .config import Config, ConfigError
+from .config_schema import MAX_SEED
 from .data import load_dataset
 from .errors import UserError
 from .evolve import EvaluationFailure, OperatorFailure, build_toolbox
 from .learngene import load_learngene
-from .recipe_checks import check_fitness_fits, check_transfer_fits
+from .recipe_checks import check_fitness_fits, check_recipe, check_transfer_fits
 from .study_report import FORMAT, episode_digests, markdown_table, pool, write_study_reports
 from .transfer.descendants import arch_label, parse_descendant
 from .transfer.pipeline import FORMAT as TRANSFER_FORMAT
@@ -77,6 +78,8 @@ def parse_seeds(values) -> list[int]:
             raise UserError(f"--seeds takes whole numbers, not {text!r}; e.g. --seeds 0 1 2.") from None
         if seed < 0:
             raise UserError(f"seed {seed} is negative; seeds are whole numbers >= 0, e.g. --seeds 0 1 2.")
+        if seed > MAX_SEED:
+            raise UserError(f"seed {seed} in --seeds is too large; seeds are whole numbers from 0 to {MAX_SEED}.")
         if seed in seeds:
             raise UserError(f"seed {seed} is given twice in --seeds; list every seed once.")
         seeds.append(seed)
@@ -135,11 +138,13 @@ def _leftovers(path: str) -> list[str]:
 
 def seed_state(path: str) -> str:
     """``finished`` (its summary says so), ``resume`` (a checkpoint, not finished) or ``new``."""
+    summary = os.path.join(path, "summary.json")
     try:
-        with open(os.path.join(path, "summary.json"), encoding="utf-8") as f:
-            if json.load(f).get("finished") is True:
-                return "finished"
-    except (OSError, ValueError):
+        if os.path.isfile(summary):  # a fifo in its place would block the open for ever
+            with open(summary, encoding="utf-8") as f:
+                if json.load(f).get("finished") is True:
+                    return "finished"
+    except (OSError, ValueError, AttributeError):  # ValueError: not JSON, or not UTF-8; AttributeError: not a dict
         pass
     if _has_checkpoint(path):
         return "resume"
@@ -189,6 +194,7 @@ def prepare(args) -> tuple[list[int], str | None, Config, dict[int, str]]:
     for seed, state in states.items():
         if state != "new":
             check_seed_recipe(seed_dir(args.out, seed), seed, path, args.overrides)
+    check_recipe(cfg)
     dataset = load_dataset(cfg.data)
     check_fitness_fits(cfg, dataset)
     target = dataset if cfg.transfer.target is None else load_dataset(cfg.transfer.target, target=True)

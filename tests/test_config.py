@@ -114,3 +114,96 @@ def test_resolved_config_round_trips():
 def test_operator_function_must_name_module_and_function():
     with pytest.raises(ConfigError, match="operators.select.function"):
         from_dict({"operators": {"select": {"function": "no_colon_here"}}})
+
+
+def _float_keys(cls=None, prefix=""):
+    """Every float key of the schema, as ``section.key``."""
+    import dataclasses
+    import typing
+
+    from learngene_ea.config import Config
+
+    cls = cls or Config
+    keys = []
+    for name, tp in typing.get_type_hints(cls).items():
+        if tp is float:
+            keys.append(prefix + name)
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            keys += _float_keys(tp, f"{prefix}{name}.")
+    return keys
+
+
+@pytest.mark.parametrize("key", _float_keys())
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_every_float_key_refuses_nan_and_infinity(key, value):
+    with pytest.raises(ConfigError, match=rf"'{key}' is (nan|inf|-inf); it must be a finite number\."):
+        load_config(None, [f"{key}={value}"])
+
+
+def test_the_schema_has_the_float_keys_the_test_above_covers():
+    assert {"model.width", "ea.parsimony_tolerance", "runtime.stall_timeout", "task.lr"} <= set(_float_keys())
+
+
+def test_an_integer_too_large_for_a_float_key_is_named():
+    with pytest.raises(ConfigError, match=r"'model.width' is an integer of 401 digits, too large for a number"):
+        load_config(None, ["model.width=1" + "0" * 400])
+
+
+@pytest.mark.parametrize("key", ["seed", "data.seed", "transfer.seed"])
+def test_seeds_are_bounded_to_what_the_generators_take(key):
+    load_config(None, [f"{key}={2**32 - 1}"])
+    with pytest.raises(ConfigError, match=rf"'{key}' is 4294967296; it must be at most 4294967295\."):
+        load_config(None, [f"{key}={2**32}"])
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_device_strings_of_the_documented_forms_load(device):
+    assert load_config(None, [f"runtime.device={device}"]).runtime.device == device
+
+
+@pytest.mark.parametrize("device", ["banana", "gpu", "cuda:1:2", "cuda:-1", "cuda:one", "CPU"])
+def test_other_device_strings_are_refused_at_load(device):
+    with pytest.raises(ConfigError, match=rf"'runtime.device' is '{device}'; it must be auto, cpu, cuda or cuda:N"):
+        load_config(None, [f"runtime.device={device}"])
+
+
+def test_a_duplicated_key_in_a_recipe_names_both_lines(tmp_path):
+    recipe = tmp_path / "twice.yaml"
+    recipe.write_text("ea:\n  population_size: 4\n  generations: 2\n  population_size: 6\n")
+    with pytest.raises(ConfigError, match=r"gives the key 'population_size' twice in one section \(lines 2 and 4\)"):
+        load_config(recipe)
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path):
+    recipe = tmp_path / "merge.yaml"
+    recipe.write_text("task: &t {steps: 3}\nfitness: {episodes: 2}\ntransfer:\n  <<: {steps: 5}\n  episodes: 3\n")
+    cfg = load_config(recipe)
+    assert cfg.task.steps == 3 and cfg.transfer.steps == 5 and cfg.transfer.episodes == 3
+
+
+def test_a_duplicated_key_in_a_set_value_is_refused():
+    with pytest.raises(ConfigError, match=r"gives the key 'function' twice"):
+        load_config(None, ["operators.mutate={function: 'a:b', function: 'c:d'}"])
+
+
+def test_a_recipe_with_a_byte_order_mark_loads(tmp_path):
+    recipe = tmp_path / "bom.yaml"
+    recipe.write_bytes("\ufeffea:\n  generations: 3\n".encode("utf-8"))
+    assert load_config(recipe).ea.generations == 3
+
+
+@pytest.mark.parametrize("key", ["name", "data.root", "data.cache_dir", "runtime.ray_address", "transfer.cache_dir"])
+def test_a_nul_character_in_a_string_key_is_refused_at_load(key):
+    with pytest.raises(ConfigError, match=rf"'{key}' is 'a\\x00b', which holds a NUL character; remove it\."):
+        from_dict(yaml.safe_load(f'{key.split(".")[0]}: ' + ('{%s: "a\\0b"}' % key.split(".")[1] if "." in key
+                                                             else '"a\\0b"')))
+
+
+def test_undecodable_command_line_bytes_in_a_string_key_are_refused_at_load():
+    # Linux hands Python a command line's non-UTF-8 bytes as lone surrogates ('\udcff'): they fail in plots
+    with pytest.raises(ConfigError, match=r"'name' is '\\udcff', which holds bytes that are not UTF-8 text"):
+        load_config(None, ["name=\udcff"])
+    with pytest.raises(ConfigError, match=r"'data.split' is .*, which holds bytes that are not UTF-8 text"):
+        from_dict({"data": {"split": {"train": ["\udcff"], "val": 1, "test": 1}}})
+    cfg = from_dict({"operators": {"mutate": {"function": "m:f", "kwargs": {"x": "\udcff"}}}})
+    assert cfg.operators.mutate.kwargs == {"x": "\udcff"}  # an operator's own arguments are its business

@@ -376,6 +376,79 @@ def test_corrupt_image_in_a_folder_names_the_file(tmp_path):
         load_imagefolder(str(tmp_path))
 
 
+@pytest.mark.parametrize("make,problem", [
+    (lambda p: p.symlink_to(p.name), "is a symbolic-link loop"),
+    (lambda p: p.symlink_to("gone.png"), "is a symbolic link to 'gone.png', which does not exist"),
+    (lambda p: os.mkfifo(p), "is a fifo (named pipe), not a regular file"),  # reading it would block for ever
+])
+def test_an_image_name_that_is_no_image_file_is_refused_naming_it(tmp_path, make, problem):
+    write_imagefolder(tmp_path, num_classes=5)
+    bad = tmp_path / "class_02" / "a.png"
+    make(bad)
+    with pytest.raises(UserError, match=re.escape(f"Image file '{bad}' {problem}; replace or remove it.")):
+        load_imagefolder(str(tmp_path))
+
+
+def test_a_folder_named_like_an_image_is_skipped_and_a_linked_class_folder_is_a_class(tmp_path):
+    write_imagefolder(tmp_path / "data", num_classes=5)
+    (tmp_path / "data" / "class_01" / "folder.png").mkdir()
+    write_imagefolder(tmp_path / "elsewhere", num_classes=1)
+    (tmp_path / "data" / "linked").symlink_to(tmp_path / "elsewhere" / "class_00")
+    ds = load_imagefolder(str(tmp_path / "data"), image_size=8)
+    assert ds.class_names[-1] == "linked" and len(ds.class_names) == 6 and ds.images.shape[0] == 18
+
+
+@pytest.mark.parametrize("target,problem", [("loop", "is a symbolic-link loop"),
+                                            ("gone", "is a symbolic link to 'gone', which does not exist")])
+def test_a_class_entry_that_is_a_broken_link_is_refused_naming_it(tmp_path, target, problem):
+    write_imagefolder(tmp_path, num_classes=5)
+    (tmp_path / "loop").symlink_to(target)
+    with pytest.raises(UserError, match=re.escape(f"'{tmp_path / 'loop'}' {problem}; fix or remove that link.")):
+        load_imagefolder(str(tmp_path))
+
+
+def test_a_class_folder_whose_name_is_not_utf8_is_refused_naming_it(tmp_path):
+    write_imagefolder(tmp_path, num_classes=5)
+    os.rename(tmp_path / "class_02", os.path.join(os.fsencode(tmp_path), b"cl\xffss"))
+    with pytest.raises(UserError, match=r"Class folder '.*cl\\udcffss' has a name that is not UTF-8 text; rename it"):
+        load_imagefolder(str(tmp_path))
+
+
+def test_image_files_whose_names_are_not_utf8_load_and_cache(tmp_path):
+    write_imagefolder(tmp_path, num_classes=5)
+    os.rename(tmp_path / "class_02" / "0.png", os.path.join(os.fsencode(tmp_path / "class_02"), b"\xff.png"))
+    first = load_imagefolder(str(tmp_path), image_size=8)
+    again = load_imagefolder(str(tmp_path), image_size=8)
+    assert first.images.shape[0] == 15 and first.cache_path == again.cache_path
+    assert torch.equal(first.images, again.images)
+
+
+def test_a_listed_image_that_is_a_fifo_is_refused_not_waited_for(tmp_path):
+    write_miniimagenet_csv(tmp_path)
+    fifo = tmp_path / "images" / "n0198127600000003.jpg"
+    os.remove(fifo)
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match=re.escape(f"Image file '{fifo}' is a fifo (named pipe), not a regular file")):
+        load_miniimagenet(str(tmp_path))
+
+
+def test_a_miniimagenet_csv_that_is_not_utf8_names_the_line(tmp_path):
+    write_miniimagenet_csv(tmp_path)
+    (tmp_path / "val.csv").write_bytes(b"filename,label\n\xe9t\xe9.jpg,n02110063\n")
+    with pytest.raises(UserError, match=r"miniImageNet file '.*val.csv' is not UTF-8 text \(byte 0xe9 on line 2\)"):
+        load_miniimagenet(str(tmp_path))
+
+
+def test_a_cifarfs_split_list_that_is_not_utf8_names_the_line(tmp_path):
+    base = tmp_path / "cifar100"
+    os.makedirs(base / "splits" / "bertinetto")
+    for split in ("train", "val", "test"):
+        (base / "splits" / "bertinetto" / f"{split}.txt").write_bytes(b"apple\n" if split != "val" else b"cup\n\xff\n")
+        write_image(str(base / "data" / "apple" / "img_0.png"), size=(32, 32))
+    with pytest.raises(UserError, match=r"CIFAR-FS split list '.*val.txt' is not UTF-8 text \(byte 0xff on line 2\)"):
+        load_cifarfs(str(tmp_path))
+
+
 # ----------------------------------------------------------------------------- command line
 
 def run_cli(*args, cwd):
@@ -442,3 +515,27 @@ def test_cli_synthetic_dataset(capsys):
                  "--set", "data.image_size=16", "--json"])
     info = json.loads(capsys.readouterr().out)
     assert code == 0 and info["name"] == "synthetic" and info["cache_path"] is None
+
+
+def test_cli_image_folder_with_a_link_loop_exits_2_in_one_line(tmp_path, capsys):
+    from learngene_ea.data.__main__ import main
+
+    write_imagefolder(tmp_path / "data", num_classes=5)
+    (tmp_path / "data" / "class_00" / "a.png").symlink_to("a.png")
+    assert main(["--set", "data.name=imagefolder", "--set", f"data.root={tmp_path / 'data'}"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"error: Image file '{tmp_path / 'data' / 'class_00' / 'a.png'}' is a symbolic-link loop; " \
+                                "replace or remove it.\n"
+
+
+def test_a_transfer_target_with_a_link_loop_stops_the_run_before_its_folder(tmp_path, capsys):
+    from conftest import tiny_overrides
+    from learngene_ea import run
+
+    write_imagefolder(tmp_path / "shapes", num_classes=8)
+    (tmp_path / "shapes" / "class_03" / "a.png").symlink_to("a.png")
+    sets = [a for o in tiny_overrides(**{"transfer.after_run": "true", "transfer.target.name": "imagefolder",
+                                         "transfer.target.root": str(tmp_path / "shapes")}) for a in ("--set", o)]
+    assert run.main([*sets, "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "class_03/a.png' is a symbolic-link loop" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -183,6 +183,41 @@ def test_a_checkpoint_that_would_run_a_command_is_refused(tmp_path):
     assert result.returncode == 2 and "refusing to load" in result.stderr and not marker.exists()
 
 
+def test_resuming_past_a_refused_newest_checkpoint_stops_naming_it(uninterrupted, tmp_path, capsys):
+    """A refused file (a verified pickle that names a forbidden global) is not crash damage: the
+    fallback to an older checkpoint, meant for truncation and checksum damage, must not hide it."""
+    import shutil
+
+    from learngene_ea.checkpoint import dumps_checkpoint
+
+    run_dir = tmp_path / "tampered"
+    shutil.copytree(uninterrupted, run_dir)
+    evil = _RunsACommand()
+    evil.marker = tmp_path / "pwned"
+    newest = run_dir / "checkpoints" / f"gen_{GENERATIONS + 1:04d}.pkl"
+    newest.write_bytes(dumps_checkpoint({"format": "learngene-ea/checkpoint-v1", "x": evil}))
+    before = sorted(os.listdir(run_dir / "checkpoints"))
+    assert run_cli.main(["--resume", str(run_dir), "--set", f"ea.generations={GENERATIONS + 2}", "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip().splitlines() == [
+        f"error: checkpoint {str(newest)!r}: refusing to load 'posix.system': checkpoints may only contain "
+        "populations, numbers and arrays (see 'Trust model' in the README); inspect that file: a refused "
+        "checkpoint is not crash damage, so no older one is tried (move it away to resume from the one before it)."]
+    assert "Trying the previous checkpoint" not in out and not evil.marker.exists()
+    assert sorted(os.listdir(run_dir / "checkpoints")) == before  # nothing evolved, nothing written
+
+
+@pytest.mark.parametrize("make", [lambda p: p.mkdir(), lambda p: p.symlink_to(p.name)])
+def test_a_newest_checkpoint_that_is_no_file_stops_the_resume_too(uninterrupted, tmp_path, capsys, make):
+    import shutil
+
+    run_dir = tmp_path / "odd"
+    shutil.copytree(uninterrupted, run_dir)
+    make(run_dir / "checkpoints" / f"gen_{GENERATIONS + 1:04d}.pkl")
+    assert run_cli.main(["--resume", str(run_dir), "--quiet"]) == 2
+    assert "inspect that file" in capsys.readouterr().err
+
+
 def test_seeding_a_new_run_from_another_runs_population(uninterrupted, tmp_path):
     new_dir = tmp_path / "seeded"
     assert run_cli.main([*sets(**{"ea.generations": 1}), "--seed-population",

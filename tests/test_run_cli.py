@@ -117,6 +117,16 @@ def test_an_existing_run_directory_is_never_overwritten(finished_run):
     (["--set", "data.name=cifarfs", "--set", "data.root=/no/such/folder"], "/no/such/folder"),
     (["--set", "operators.mutate={function: 'nowhere_xyz:f'}"], "operators.mutate.function"),
     (["--resume", "/no/such/run"], "does not exist"),
+    (["--set", "seed=99999999999999999999"], "'seed' is 99999999999999999999; it must be at most 4294967295"),
+    (["--set", "ea.parsimony_tolerance=.nan"], "'ea.parsimony_tolerance' is nan; it must be a finite number"),
+    (["--set", "runtime.stall_timeout=.inf"], "'runtime.stall_timeout' is inf; it must be a finite number"),
+    (["--set", "runtime.device=banana"], "'runtime.device' is 'banana'; it must be auto, cpu, cuda or cuda:N"),
+    (["--set", "ea.min_channels=64"], "'ea.target_fraction' (0.3) cannot be reached: with 'ea.min_channels' 64 the "
+                                      "smallest learngene of conv4 x0.25 (mask groups of 16 channels) has fraction "
+                                      "1.000; lower ea.min_channels to 8."),
+    (["--set", "ea.target_fraction=0.001", "--set", "ea.min_channels=1"], "raise ea.target_fraction to 0.009"),
+    (["--seed-population", "/no/such.pkl", "--best-k", "-3"], "--best-k -3: it must be a positive number"),
+    (["--best-k", "2"], "--best-k 2: it only goes with --seed-population"),
 ])
 def test_bad_input_exits_2_with_one_sentence_and_no_run_folder(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
@@ -124,6 +134,48 @@ def test_bad_input_exits_2_with_one_sentence_and_no_run_folder(args, message, tm
     stderr = capsys.readouterr().err
     assert message in stderr
     assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p.write_bytes(b"seed: 0\n\xff\xfe: 1\n"), "is not UTF-8 text (byte 0xff on line 2); save it as UTF-8"),
+    (lambda p: p.write_text("ea:\n  population_size: 4\nseed: 1\nea:\n  generations: 1\n"),
+     "gives the key 'ea' twice in one section (lines 1 and 4); keep one of them"),
+    (lambda p: p.mkdir(), "is a folder, not a file; pass --config with a recipe .yaml file"),
+    (lambda p: os.mkfifo(p), "is a fifo (named pipe), not a regular file; pass --config with a recipe .yaml file"),
+    (lambda p: p.symlink_to(p.name), "is a symbolic-link loop; pass --config with a recipe .yaml file"),
+])
+def test_a_recipe_file_that_cannot_be_read_exits_2_naming_it(make, message, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    make(recipe)
+    assert run_cli.main(["--config", str(recipe), *sets(), "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.strip().splitlines() == [f"error: Recipe {str(recipe)!r} {message}."]
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_empty_recipe_is_noted_once(tmp_path, capsys):
+    from learngene_ea import config
+
+    recipe = tmp_path / "empty.yaml"
+    recipe.write_text("# nothing yet\n")
+    assert run_cli.main(["--config", str(recipe), "--set", "ea.population_size=-1", "--quiet"]) == 2
+    config.load_config(recipe)  # again in the same process: no second note
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"note: recipe {str(recipe)!r} is empty: every key at its default.",
+        "error: 'ea.population_size' is -1; it must be at least 2."]
+
+
+@pytest.mark.parametrize("gpus,message", [
+    (0, "'runtime.device' is 'cuda:7' but torch finds no GPU on this machine; set runtime.device=auto or cpu."),
+    (2, "'runtime.device' is 'cuda:7' but this machine has 2 GPUs (cuda:0 to cuda:1); set runtime.device=auto or "
+        "a GPU from cuda:0 to cuda:1."),
+])
+def test_a_gpu_this_machine_lacks_exits_2_before_the_run_folder(gpus, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert run_cli.main([*sets(), "--set", "runtime.device=cuda:7", "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
     assert not (tmp_path / "r").exists()
 
 

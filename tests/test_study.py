@@ -258,6 +258,11 @@ def test_on_ray_a_study_gives_the_same_numbers(study_a, tmp_path):
     (["--seeds", "0", "x"], "whole numbers"),
     (["--seeds", "0", "--set", "seed=3"], "pass the seeds with --seeds"),
     (["--seeds", "0", "--set", "ea.no_such_key=1"], "no_such_key"),
+    (["--seeds", "0", "99999999999999999999"], "seed 99999999999999999999 in --seeds is too large; seeds are whole "
+                                               "numbers from 0 to 4294967295"),
+    (["--seeds", "0", "--set", "transfer.lr=.nan"], "'transfer.lr' is nan; it must be a finite number"),
+    (["--seeds", "0", "--set", "ea.min_channels=64"], "'ea.target_fraction' (0.25) cannot be reached"),
+    (["--seeds", "0", "--set", "runtime.device=cuda:x"], "'runtime.device' is 'cuda:x'"),
 ])
 def test_bad_input_exits_2_with_one_sentence_before_any_folder(tmp_path, capsys, argv, message):
     out = tmp_path / "study"
@@ -326,6 +331,16 @@ def test_a_seed_folder_is_new_resumed_or_kept_by_what_it_holds(tmp_path):
     (tmp_path / "seed-1" / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="holds files but no run checkpoint"):
         study.seed_state(str(tmp_path / "seed-1"))
+
+
+@pytest.mark.parametrize("make", [lambda p: os.mkfifo(p), lambda p: p.write_text("[1, 2]"),
+                                  lambda p: p.write_bytes(b'{"finished": "\xff"}')])
+def test_a_summary_that_is_a_fifo_or_no_json_object_leaves_the_seed_to_resume(tmp_path, make):
+    folder = tmp_path / "seed-0"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "gen_0000.pkl").write_bytes(b"x")
+    make(folder / "summary.json")  # a fifo used to block the open for ever; a list was an AttributeError
+    assert study.seed_state(str(folder)) == "resume"
 
 
 def test_a_seed_folder_of_another_seed_or_recipe_is_refused(study_a):

@@ -505,6 +505,55 @@ def test_cli_input_mistakes_exit_2_with_one_sentence(tmp_path, capsys, extra, me
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+def test_a_second_transfer_into_the_same_folder_keeps_the_first_reports(tmp_path, capsys):
+    path = str(tmp_path / "learngene.pt")
+    make_learngene(path)
+    argv = ["--learngene", path, "--quiet"] + [a for o in transfer_overrides() for a in ("--set", o)]
+    argv += ["--set", "transfer.shots=[1]", "--set", "transfer.limited_data=0", "--set", "transfer.episodes=1"]
+    assert transfer.main(argv) == 0
+    first = {kind: (tmp_path / f"transfer.{kind}").read_bytes() for kind in ("json", "md", "png")}
+    assert transfer.main(argv + ["--set", "transfer.steps=1"]) == 0
+    assert {kind: (tmp_path / f"transfer.{kind}").read_bytes() for kind in ("json", "md", "png")} == first
+    second = json.loads((tmp_path / "transfer-2.json").read_text())
+    assert second["evaluation"]["steps"] == 1 and (tmp_path / "transfer-2.md").is_file()
+    assert f"transfer reports: {tmp_path / 'transfer-2.md'}" in capsys.readouterr().out
+
+
+def test_numbered_reports_take_the_first_free_number():
+    import tempfile
+
+    from learngene_ea.report import free_stem
+
+    with tempfile.TemporaryDirectory() as folder:
+        assert free_stem(folder, "front-transfer") == "front-transfer"
+        open(os.path.join(folder, "front-transfer.png"), "w").close()  # any one of the three is a report
+        assert free_stem(folder, "front-transfer") == "front-transfer-2"
+        open(os.path.join(folder, "front-transfer-2.md"), "w").close()
+        assert free_stem(folder, "front-transfer") == "front-transfer-3"
+
+
+@pytest.mark.parametrize("flag,make,message", [
+    ("--learngene", lambda p: os.mkfifo(p), "is a fifo (named pipe), not a regular file; pass the learngene.pt"),
+    ("--learngene", lambda p: p.symlink_to(p.name), "is a symbolic-link loop; pass the learngene.pt"),
+    ("--out", lambda p: p.write_text("x"), "is a file, not a folder; pass a folder for the reports"),
+    ("--pretrained", lambda p: p.mkdir(), "is a folder, not a file; pass the state dict file"),
+    ("--pretrained", lambda p: os.mkfifo(p), "is a fifo (named pipe), not a regular file; pass the state dict"),
+])
+def test_a_path_flag_naming_the_wrong_kind_of_file_exits_2_before_anything_loads(tmp_path, capsys, flag, make,
+                                                                                 message):
+    learngene = str(tmp_path / "learngene.pt")
+    make_learngene(learngene)
+    odd = tmp_path / "odd"
+    make(odd)
+    argv = ["--learngene", learngene, "--quiet", flag, str(odd)]
+    if flag == "--learngene":
+        argv = argv[2:]
+    assert transfer.main(argv) == 2
+    err = capsys.readouterr().err
+    named = "Learngene file" if flag == "--learngene" else flag
+    assert err.startswith(f"error: {named} {str(odd)!r} {message}") and err.count("\n") == 1
+
+
 def learngene_that_saw(path, train_classes, data_seed=0):
     """A learngene file whose metadata says it was evolved with these training classes."""
     learngene = make_learngene(path)

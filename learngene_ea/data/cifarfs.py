@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..paths import read_text
 from ..safe_pickle import load_data_pickle
 from . import files
 from .base import SPLITS, FewShotDataset
@@ -58,8 +59,8 @@ def load_cifarfs(root, cache_dir=None, key: str = "data") -> FewShotDataset:
 
 
 def _read_names(path: str) -> list[str]:
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
+    text = read_text(path, "CIFAR-FS split list")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _class_order(split_names: dict[str, list[str]]) -> tuple[list[str], dict[str, list[int]]]:

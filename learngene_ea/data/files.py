@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from ..paths import file_problem, folder_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CACHE_FOLDER = ".learngene_cache"
@@ -39,19 +40,55 @@ def existing_root(root, looked_for: str, key: str = "data") -> str:
     return path
 
 
+def _usable_image(entry: os.DirEntry) -> bool:
+    """Is this directory entry an image file to read? Folders are not; a link loop, a link to nothing
+    or a fifo with an image's name is a :class:`UserError` (a fifo would block the reader for ever)."""
+    if entry.is_file(follow_symlinks=False):  # the common case, known from the listing alone
+        return True
+    problem = file_problem(entry.path)
+    if problem is None:
+        return True
+    if problem == "is a folder, not a file":
+        return False
+    raise UserError(f"Image file '{entry.path}' {problem}; replace or remove it.")
+
+
 def image_files(folder: str) -> list[str]:
     """Image files (by extension) directly inside ``folder``, sorted by name, hidden ones skipped."""
     with os.scandir(folder) as entries:
         names = [e.name for e in entries
-                 if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file()]
+                 if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS) and _usable_image(e)]
     return [os.path.join(folder, n) for n in sorted(names)]
 
 
+def _is_folder(entry: os.DirEntry) -> bool:
+    if entry.is_dir(follow_symlinks=False):
+        return True
+    if not entry.is_symlink():
+        return False
+    problem = folder_problem(entry.path)
+    if problem is None:
+        return True
+    if problem.startswith(("is a symbolic", "cannot be read")):  # a loop or a link to nothing: not what was meant
+        raise UserError(f"'{entry.path}' {problem}; fix or remove that link.")
+    return False
+
+
 def class_folders(folder: str) -> list[str]:
-    """Names of the non-hidden sub-folders of ``folder`` that hold at least one image, sorted."""
+    """Names of the non-hidden sub-folders of ``folder`` that hold at least one image, sorted.
+
+    A class is named by its folder in every report, so a name that is not UTF-8 text is a :class:`UserError`.
+    """
     with os.scandir(folder) as entries:
-        names = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
-    return sorted(n for n in names if image_files(os.path.join(folder, n)))
+        names = [e.name for e in entries if not e.name.startswith(".") and _is_folder(e)]
+    names = sorted(n for n in names if image_files(os.path.join(folder, n)))
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"Class folder {os.path.join(folder, name)!r} has a name that is not UTF-8 text; "
+                            "rename it (class names go into every report).") from None
+    return names
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -70,6 +107,9 @@ def _to_chw(img: Image.Image) -> np.ndarray:
 
 def decode_image(path: str, size: int, channels: int) -> np.ndarray:
     """One image file as uint8 ``[channels, size, size]`` (any mode converted, then resized)."""
+    problem = file_problem(path)  # a fifo listed as an image would block here for ever
+    if problem:
+        raise UserError(f"Image file '{path}' {problem}; replace or remove it.")
     try:
         with Image.open(path) as img:
             return _to_chw(_resize(img.convert(_MODES[channels]), size))
@@ -147,7 +187,8 @@ def fingerprint(root: str, sources: list[str], params: dict) -> str:
         except OSError as err:
             raise UserError(f"Dataset file '{path}' cannot be read ({err.strerror}); "
                             "check that the dataset is complete.") from err
-        h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        # os.fsencode: a file name need not be UTF-8 (its bytes are kept as the OS gave them)
+        h.update(os.fsencode(os.path.relpath(path, root)) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -188,7 +229,7 @@ def cached(tag: str, root: str, sources: list[str], params: dict, build, cache_d
     """
     key = fingerprint(root, sources, params)
     folder = os.path.abspath(os.path.expanduser(cache_dir)) if cache_dir else os.path.join(root, CACHE_FOLDER)
-    prefix = f"{tag}-{hashlib.sha256(root.encode()).hexdigest()[:8]}-"
+    prefix = f"{tag}-{hashlib.sha256(os.fsencode(root)).hexdigest()[:8]}-"
     path = os.path.join(folder, prefix + key[:16] + ".npz")
     arrays = _read_cache(path)
     if arrays is not None:

@@ -16,12 +16,14 @@ order. Given the same images, both layouts therefore give the same dataset.
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 import numpy as np
 import torch
 
 from ..errors import UserError
+from ..paths import read_text
 from ..safe_pickle import load_data_pickle
 from . import files
 from .base import SPLITS, FewShotDataset
@@ -66,10 +68,10 @@ def _check_disjoint(per_split: dict[str, list[str]], where: str) -> None:
 
 def _read_csv(path: str) -> dict[str, list[str]]:
     """``wnid -> [filename, ...]`` in row order."""
+    text = read_text(path, "miniImageNet file")  # one sentence for a folder, fifo, link loop or other encoding
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:
         raise UserError(f"miniImageNet file '{path}' cannot be read ({err}); restore it.") from err
     if not rows or [c.strip() for c in rows[0][:2]] != ["filename", "label"]:
         raise UserError(f"miniImageNet file '{path}' must start with the header 'filename,label'; restore it.")

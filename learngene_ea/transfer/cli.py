@@ -13,6 +13,8 @@ import sys
 from .. import config as config_module
 from ..config import Config
 from ..errors import UserError
+from ..paths import file_problem, folder_problem
+from ..recipe_checks import check_device
 from .pipeline import run_transfer
 from .report import markdown_table
 
@@ -31,6 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="override a recipe key (repeatable), e.g. --set transfer.episodes=600")
     parser.add_argument("--out", help="folder for transfer.json/.md/.png and the pre-trained cache (default: the "
                                       "learngene's folder; with transfer.target, its sub-folder transfer-<target>); "
+                                      "earlier reports there are kept (the new ones: transfer-2.*, -3, ...); "
                                       "nothing else is written")
     parser.add_argument("--descendants", nargs="+", metavar="FAMILY@WIDTH",
                         help="scalability descendants, e.g. conv4@2.0 conv6 vgg11@0.5 "
@@ -58,24 +61,39 @@ def resolve_config(args) -> Config:
     return config_module.load_config(path, args.overrides)
 
 
+def check_paths(args) -> None:
+    """--learngene, --out and --pretrained name a file, a folder and a file, before anything is loaded."""
+    if not os.path.isdir(args.learngene):
+        problem = file_problem(args.learngene)
+        if problem:
+            raise UserError(f"Learngene file {args.learngene!r} {problem}; pass the learngene.pt of a finished run "
+                            "(runs/<name>/learngene.pt) or a run's pareto/ folder.")
+    if args.out and os.path.lexists(args.out) and folder_problem(args.out):
+        raise UserError(f"--out {args.out!r} {folder_problem(args.out)}; pass a folder for the reports.")
+    if args.pretrained and file_problem(args.pretrained):
+        raise UserError(f"--pretrained {args.pretrained!r} {file_problem(args.pretrained)}; pass the state dict "
+                        "file of a trained network.")
+
+
 def main(argv=None) -> int:
     """Run the command line; return the exit status (0; 2 for a user error; 130 when interrupted)."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
         args = parse_args(argv)
+        check_paths(args)
         if os.path.isdir(args.learngene):  # a run's pareto/ folder: every learngene of its front
             from .front import front_markdown, run_front_transfer
 
-            results = run_front_transfer(resolve_config(args), args.learngene, args.out, log=print,
+            cfg = resolve_config(args)
+            check_device(cfg.runtime)
+            results = run_front_transfer(cfg, args.learngene, args.out, log=print,
                                          allow_seen_classes=args.allow_seen_classes,
-                                         pretrained_path=args.pretrained)
+                                         pretrained_path=args.pretrained, keep_earlier=True)
             print(front_markdown(results))
             return 0
-        if not os.path.isfile(args.learngene):
-            raise UserError(f"Learngene file {args.learngene!r} does not exist; pass the learngene.pt of a "
-                            "finished run (runs/<name>/learngene.pt).")
         cfg = resolve_config(args)
+        check_device(cfg.runtime)
         progress = None
         if not args.quiet:
             from tqdm import tqdm
@@ -83,7 +101,8 @@ def main(argv=None) -> int:
             def progress(iterable, total, desc):
                 return tqdm(iterable, total=total, desc=desc, unit="episode", leave=False, file=sys.stderr)
         results = run_transfer(cfg, args.learngene, args.out, args.descendants, log=print, progress=progress,
-                               allow_seen_classes=args.allow_seen_classes, pretrained_path=args.pretrained)
+                               allow_seen_classes=args.allow_seen_classes, pretrained_path=args.pretrained,
+                               keep_earlier=True)
         print(markdown_table(results))
         return 0
     except UserError as err:

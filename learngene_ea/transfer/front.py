@@ -45,8 +45,10 @@ def front_files(folder: str) -> list[str]:
 
 
 def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, progress=None,
-                       allow_seen_classes: bool = False, pretrained_path: str | None = None) -> dict:
-    """Evaluate every learngene of ``folder`` on test episodes; write and return the front's table."""
+                       allow_seen_classes: bool = False, pretrained_path: str | None = None,
+                       keep_earlier: bool = False) -> dict:
+    """Evaluate every learngene of ``folder`` on test episodes; write and return the front's table
+    (``keep_earlier``: beside an earlier one, as ``front-transfer-2.*``, ``-3``, ...)."""
     started = time.perf_counter()
     paths = front_files(folder)
     learngenes = [load_learngene(p) for p in paths]
@@ -91,7 +93,8 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, 
                "shared": shared, "members": members, "pretrained": pretrain_info,
                "seconds": time.perf_counter() - started}
     try:
-        paths = write_report_files(results, out_dir, "front-transfer", front_markdown, plot_front_transfer)
+        paths = write_report_files(results, out_dir, "front-transfer", front_markdown, plot_front_transfer,
+                                   keep_earlier)
     except OSError as err:
         raise UserError(f"Cannot write the front's transfer reports into {out_dir!r} ({err.strerror}); "
                         "pass a writable --out folder.") from err

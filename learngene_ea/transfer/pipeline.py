@@ -116,7 +116,7 @@ def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, ru
 
 def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, descendants=None,
                  log=print, progress=None, write=True, allow_seen_classes: bool = False,
-                 pretrained_path: str | None = None) -> dict:
+                 pretrained_path: str | None = None, keep_earlier: bool = False) -> dict:
     """Evaluate the learngene at ``learngene_path`` and every baseline on test episodes.
 
     The episodes come from ``transfer.target`` (else the recipe data's test split), the
@@ -125,7 +125,8 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     ``cfg.transfer.descendants``). ``out_dir`` (default: the learngene's folder, or its sub-folder
     ``transfer-<target>`` for a target) receives
     ``transfer.json``/``.md``/``.png`` unless ``write`` is false, and the pre-trained cache unless
-    ``transfer.cache_dir`` is set; nothing else is written. Returns the results dict written to
+    ``transfer.cache_dir`` is set; nothing else is written (``keep_earlier``: an earlier report there
+    is kept, these are ``transfer-2.*``, ``-3``, ...). Returns the results dict written to
     ``transfer.json``. Under SCOOP with several processes, pre-training runs here and the
     episodes are spread over every process.
     """
@@ -240,7 +241,7 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     }
     if write:
         try:
-            paths = write_reports(results, out_dir)
+            paths = write_reports(results, out_dir, keep_earlier)
         except OSError as err:
             raise UserError(f"Cannot write the transfer reports into {out_dir!r} ({err.strerror}); "
                             "pass a writable --out folder.") from err

@@ -147,6 +147,8 @@ def plot_transfer(results: dict, path: str | os.PathLike) -> None:
     save_figure(fig, path)
 
 
-def write_reports(results: dict, out_dir: str) -> dict[str, str]:
-    """``transfer.json``, ``transfer.md`` and ``transfer.png`` in ``out_dir``; return their paths."""
-    return write_report_files(results, out_dir, "transfer", markdown_table, plot_transfer)
+def write_reports(results: dict, out_dir: str, keep_earlier: bool = False) -> dict[str, str]:
+    """``transfer.json``, ``transfer.md`` and ``transfer.png`` in ``out_dir``; return their paths.
+
+    ``keep_earlier``: an earlier report there is kept and these are ``transfer-2.*`` (``-3``, ...)."""
+    return write_report_files(results, out_dir, "transfer", markdown_table, plot_transfer, keep_earlier)

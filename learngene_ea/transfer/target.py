@@ -54,7 +54,7 @@ def source_data(cfg: Config, learngene, run_dir: str) -> tuple[DataConfig, str]:
         try:
             with open(path, encoding="utf-8") as f:
                 section = data_section((yaml.safe_load(f) or {}).get("data"))
-        except (OSError, yaml.YAMLError, AttributeError):
+        except (OSError, ValueError, yaml.YAMLError, AttributeError):  # ValueError: not UTF-8
             section = None
         if section is not None:
             return section, f"the run folder's {path}"
