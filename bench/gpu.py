@@ -1,5 +1,6 @@
-"""The GPU rows of ``python -m bench``: training throughput, fraction of peak FLOP/s, and population
-batching of 16 Conv4 descendants.
+"""The GPU rows of ``python -m bench``: training throughput, fraction of peak FLOP/s, the training step
+of P = 1, 16, 64 stacked Conv4 descendants (each with and without bf16 and channels-last), and
+population batching of 16 Conv4 descendants' whole evaluations.
 
 Every function takes the device, so the test suite runs the same code on a CPU with tiny sizes;
 :func:`bench_gpu` is what the suite runs on a CUDA device, and says why it skipped otherwise.
@@ -14,6 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.common import fresh_population, medians_in_turns
+from learngene_ea.batched import StackedDescendants
 from learngene_ea.config import load_config
 from learngene_ea.data import load_dataset
 from learngene_ea.fitness import evaluate, evaluate_chunk
@@ -36,6 +38,8 @@ GPU_PEAK_TFLOPS = {
 
 # (family, image size): the paper's architectures at the sizes their datasets use.
 GPU_FAMILIES = (("conv4", 32), ("vgg11", 32), ("resnet12", 84))
+# Stacked descendants per training step (fitness.population_batch): one, a generation, a GPU's worth.
+STACK_SIZES = (1, 16, 64)
 
 
 def peak_tflops(device_name: str) -> dict[str, float] | None:
@@ -117,6 +121,69 @@ def training_throughput(family: str, size: int, batch: int, bf16: bool, channels
             "batch": batch, "image_size": size}
 
 
+def stacked_throughput(descendants: int, batch: int, bf16: bool, channels_last: bool, device: torch.device,
+                       width: float = 0.5, steps: int = 20, warmup: int = 3) -> dict:
+    """Images/second and FLOP/s of the training step of ``descendants`` Conv4 x``width`` descendants
+    stacked as one grouped network (:class:`StackedDescendants`, as ``fitness.population_batch``
+    trains them), each on its own ``batch`` random 32x32 images (5 classes), SGD as in training."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    models = [build_model("conv4", width, num_classes=5, seed=p, device=device) for p in range(descendants)]
+    network = StackedDescendants(models, layout) if descendants > 1 else models[0].to(memory_format=layout)
+    x = torch.randn(batch, 3 * descendants, 32, 32, device=device).contiguous(memory_format=layout)
+    y = torch.randint(0, 5, (batch, descendants), device=device)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = network(x)
+            logits = logits.view(batch, descendants, -1)  # one descendant: [B, K] -> [B, 1, K]
+            loss = nn.functional.cross_entropy(logits.permute(0, 2, 1).float(), y, reduction="none").mean(0).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    flops_per_step = descendants * descendant_step_flops(width, batch, device)
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    seconds = (time.perf_counter() - start) / steps
+    return {"descendants": descendants, "images_per_second": batch * descendants / seconds,
+            "step_ms": 1e3 * seconds, "tflops": flops_per_step / seconds / 1e12,
+            "flops_per_image": flops_per_step / (batch * descendants),
+            "precision": step_precision(bf16), "batch_per_descendant": batch, "model": f"conv4x{width}"}
+
+
+def descendant_step_flops(width: float, batch: int, device: torch.device) -> int:
+    """FLOPs of one Conv4 x``width`` descendant's training step (forward + backward) on ``batch``
+    images: the work each descendant of a stack does. (Counted on the descendant alone because
+    FlopCounterMode counts a grouped convolution's weight gradient as if it had one group, P times
+    too many.)"""
+    model = build_model("conv4", width, num_classes=5, seed=0, device=device)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model(x), torch.zeros(batch, dtype=torch.long, device=device)).backward()
+    return counter.get_total_flops()
+
+
+def bench_stacked_training(device: torch.device, peaks: dict[str, float] | None, sizes=STACK_SIZES,
+                           batch: int = 64, steps: int = 20) -> dict:
+    """:func:`stacked_throughput` for every stack size with and without bf16 and channels-last, each
+    with its fraction of the peak of the precision it ran in (None without a peak)."""
+    rows = {}
+    for descendants in sizes:
+        for bf16 in (False, True):
+            for channels_last in (False, True):
+                row = stacked_throughput(descendants, batch, bf16, channels_last, device, steps=steps)
+                peak = peaks.get(row["precision"]) if peaks else None
+                row["fraction_of_peak"] = None if peak is None else row["tflops"] / peak
+                rows[f"P={descendants} bf16={bf16} channels_last={channels_last}"] = row
+    return rows
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -165,10 +232,12 @@ def bench_gpu(overrides: list[str], repeats: int, peak_override: list[float] | N
     """The GPU rows on ``cuda:0``, or why they were not measured."""
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA GPU on this machine: GPU rows (images/second, bf16, channels-last, "
-                           "fraction of peak FLOP/s, batching of 16 Conv4 descendants) not measured"}
+                           "fraction of peak FLOP/s, P = 1, 16, 64 stacked descendants, batching of 16 "
+                           "Conv4 descendants) not measured"}
     device = torch.device("cuda:0")
     name = torch.cuda.get_device_name(device)
     peaks = dict(zip(("fp32", "tf32", "bf16"), peak_override)) if peak_override else peak_tflops(name)
     return {"device": name, "peak_tflops": peaks,
             "training": bench_training_throughput(device, peaks),
+            "stacked_training": bench_stacked_training(device, peaks),
             "population_batching": bench_population_batching(device, overrides, repeats=repeats)}

@@ -17,8 +17,8 @@ Measures side by side, in one run, on this machine:
   training step;
 - growth: generation time as population size, image size and width double;
 - gpu (bench/gpu.py): training images/second with/without bf16 autocast and channels-last, the
-  fraction of peak FLOP/s, and population batching of 16 Conv4 descendants on the GPU (skipped
-  with a message when there is no GPU).
+  fraction of peak FLOP/s, the step of P = 1, 16, 64 stacked descendants, and population batching
+  of 16 Conv4 descendants on the GPU (skipped with a message when there is no GPU).
 
 Each row (or pair of rows sharing code) has its module next to this one: bench/overhead.py,
 bench/processes.py (workers, host_memory), bench/batching.py (batching, channels_last),
@@ -166,6 +166,11 @@ def print_table(r):
                     f", {100 * row['fraction_of_peak']:.1f}% of {row['precision']} peak"
                 lines.append(f"gpu          {label}: {row['images_per_second']:.0f} img/s, "
                              f"{row['tflops']:.1f} TFLOP/s{share}")
+            for label, row in g.get("stacked_training", {}).items():
+                share = "" if row["fraction_of_peak"] is None else \
+                    f", {100 * row['fraction_of_peak']:.2f}% of {row['precision']} peak"
+                lines.append(f"gpu          stacked {row['model']} {label}: {row['images_per_second']:.0f} img/s, "
+                             f"{row['step_ms']:.2f} ms/step{share}")
             b = g["population_batching"]
             lines.append(f"gpu          batching {b['descendants']} {b['model']} descendants: one-by-one "
                          f"{b['one_by_one_seconds']:.2f}s, batched {b['batched_seconds']:.2f}s -> {b['speedup']:.2f}x "

@@ -178,6 +178,13 @@ class RuntimeConfig:
     channels_last: bool = _field(False, "keep images and conv weights channels-last (NHWC): 1.2-1.5x faster "
                                         "CPU training in `python -m bench --only channels_last`; float "
                                         "results differ from the default layout in the last bits")
+    deterministic: bool = _field(True, "GPU results repeat run after run: cuDNN deterministic, no cuDNN "
+                                       "benchmarking, torch's deterministic algorithms where it has them "
+                                       "(warning where not), CUBLAS_WORKSPACE_CONFIG=:4096:8; false: faster "
+                                       "kernels whose sums may differ from run to run (no effect on a CPU)")
+    tf32: bool = _field(False, "let CUDA matrix products and cuDNN convolutions use TF32 (10-bit mantissa "
+                               "inputs on tensor cores): faster on Ampere and later, results differ from "
+                               "FP32 in the third digit (no effect on a CPU)")
     keep_freed_memory: bool = _field(True, "keep freed host memory for reuse (glibc malloc) instead of page-"
                                           "faulting every step's tensors in again: 1.13-1.20x faster CPU "
                                           "training in `python -m bench --only host_memory`; a process "

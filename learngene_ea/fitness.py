@@ -8,6 +8,7 @@ only ever see copies.
 """
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -43,10 +44,28 @@ def configure_process(runtime) -> None:
 
 
 def configure_memory(runtime) -> None:
-    """This process's memory format and its malloc, from ``runtime`` (threads left alone)."""
+    """This process's memory format, its malloc and its GPU numerics, from ``runtime`` (threads left alone)."""
     use_channels_last(runtime.channels_last)
     if runtime.keep_freed_memory:
         keep_freed_memory()
+    configure_numerics(runtime)
+
+
+def configure_numerics(runtime) -> None:
+    """``runtime.deterministic`` and ``runtime.tf32`` for this process's CUDA kernels (before its first
+    CUDA call: cuBLAS reads CUBLAS_WORKSPACE_CONFIG once). Results on a CPU are the same either way."""
+    deterministic = bool(runtime.deterministic)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # else cuBLAS may split sums by stream
+        torch.backends.cudnn.benchmark = False  # benchmarking may pick another algorithm each run
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic:
+        # filling every new tensor with NaN catches a kernel reading memory it did not write; ours
+        # write all they read, and the fill is a memset per allocation
+        torch.utils.deterministic.fill_uninitialized_memory = False  # noqa (torch >= 2.1)
+    torch.backends.cuda.matmul.allow_tf32 = bool(runtime.tf32)
+    torch.backends.cudnn.allow_tf32 = bool(runtime.tf32)
 
 
 VALIDATION_SEED = 0xE915  # the run's fixed validation episodes, on which selection happens

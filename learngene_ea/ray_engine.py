@@ -8,6 +8,10 @@
   ``max(1, runtime.threads)`` CPUs and ``runtime.gpus_per_evaluation`` GPUs, and Ray reruns a
   task whose worker or node died (``runtime.ray_max_retries``): evaluations are seeded, so a
   rerun gives the same result and the run goes on;
+- devices (:func:`task_device`): a task that reserved no GPU runs on the CPU (Ray no longer
+  hides the GPUs from it); a GPU task runs on the GPU Ray reserved for it, in a worker process
+  that lives on (``max_calls=0``: Ray's default for GPU tasks is a fresh process, with its torch
+  import, CUDA context and dataset copy, for every evaluation);
 - :func:`share`/:func:`shared_here`: the constants of :mod:`learngene_ea.engines` through the
   object store (each task carries the references; a worker fetches a value on first use).
 
@@ -16,18 +20,22 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import socket
 
 from . import individual  # noqa: F401  (DEAP's creator classes exist before a task's individual is unpickled)
 from .errors import UserError
 
-__all__ = ["start_ray", "ray_map", "task_slots", "share", "shared_here", "forget", "RayStall"]
+__all__ = ["start_ray", "ray_map", "task_slots", "task_device", "gpu_index", "share", "shared_here", "forget",
+           "RayStall"]
 
 _SHARED: dict = {}  # origin: key -> ObjectRef of a constant for the tasks it sends
 _RECEIVED: dict = {}  # worker: key -> ObjectRef the last task carried
 _VALUES: dict = {}  # worker: key -> the fetched value
 _REMOTES: dict = {}  # (cpus, gpus, retries) -> the remote function with those options
+_CUDA_VISIBLE: list = []  # worker: the GPUs its torch sees, as CUDA_VISIBLE_DEVICES said at its first GPU task
+NOSET_CUDA = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"  # Ray then leaves CUDA_VISIBLE_DEVICES alone
 
 
 class RayStall(RuntimeError):
@@ -76,6 +84,10 @@ def start_ray(runtime) -> str:
     if address not in (None, "auto"):
         _check_reachable(address)
     if not ray.is_initialized():
+        if runtime.gpus_per_evaluation > 0 and address is None:
+            # A long-lived worker sees every GPU of the node and uses the one Ray reserved for each
+            # task (task_device); else torch keeps the GPU of the worker's first task for good.
+            os.environ.setdefault(NOSET_CUDA, "1")
         try:
             with _rng_untouched():  # ray.init draws from `random`: the run's selections must not change
                 # null: a Ray of this process's own ("local"), even where `ray start` made one here
@@ -109,13 +121,42 @@ def _cpus(runtime) -> int:
     return max(1, runtime.threads)
 
 
-def _run_task(function, item, shared: dict, threads: int):
-    """One evaluation in a Ray worker: the run's constants known, this process's torch threads set."""
+def gpu_index(assigned, visible) -> int:
+    """Torch's index of the GPU Ray reserved (``assigned``: ``ray.get_gpu_ids()``) in a process whose
+    torch sees the GPUs ``visible`` (CUDA_VISIBLE_DEVICES at its CUDA start, in order)."""
+    visible = [str(v).strip() for v in visible]
+    first = str(assigned[0]).strip() if len(assigned) else None
+    if first not in visible:
+        raise RuntimeError(f"Ray reserved GPU {first} for this evaluation but its worker process sees only GPUs "
+                           f"{visible}; start the Ray nodes with {NOSET_CUDA}=1 `ray start ...`.")
+    return visible.index(first)
+
+
+def task_device(gpus: float) -> str:
+    """The device of a Ray task that reserved ``gpus`` GPUs: the CPU for none, else the reserved GPU
+    as this worker process's torch numbers it (``cuda:0`` of Ray's CUDA_VISIBLE_DEVICES, or, with
+    every GPU visible, the GPU's own id)."""
+    if gpus <= 0:
+        return "cpu"
+    import ray
+    import torch
+
+    if not _CUDA_VISIBLE:  # first GPU task of this process: torch's CUDA starts with today's variable
+        listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+        _CUDA_VISIBLE.extend(listed.split(",") if listed else range(torch.cuda.device_count()))
+    return f"cuda:{gpu_index(ray.get_gpu_ids(), _CUDA_VISIBLE)}"
+
+
+def _run_task(function, item, shared: dict, threads: int, gpus: float = 0.0):
+    """One evaluation in a Ray worker: the run's constants known, this process's torch threads set,
+    on the device the task reserved (:func:`task_device`)."""
     from .workers import configure_threads
+    from .workers import evaluating_on
 
     _RECEIVED.update(shared)
     configure_threads(threads)  # the task's own CPUs, not every core of the node (first call wins)
-    return function(item)
+    with evaluating_on(task_device(gpus)):
+        return function(item)
 
 
 def _remote(runtime):
@@ -123,8 +164,9 @@ def _remote(runtime):
     options = (_cpus(runtime), float(runtime.gpus_per_evaluation), int(runtime.ray_max_retries))
     if options not in _REMOTES:
         cpus, gpus, retries = options
-        # retry_exceptions stays off: an evaluation reports its own failures; only lost workers rerun
-        _REMOTES[options] = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_run_task)
+        # retry_exceptions stays off: an evaluation reports its own failures; only lost workers rerun;
+        # max_calls 0: a worker runs any number of tasks (Ray's default for GPU tasks is one)
+        _REMOTES[options] = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries, max_calls=0)(_run_task)
     return _REMOTES[options]
 
 
@@ -143,7 +185,8 @@ def ray_map(function, items, runtime, hint: str):
     function_ref = ray.put(function)  # the recipe and dataset reference, once for every task
     item_refs = [ray.put(item) for item in items]  # each learngene once, even when its task is rerun
     threads = runtime.threads if runtime.threads > 0 else 1
-    refs = [remote.remote(function_ref, ref, dict(_SHARED), threads) for ref in item_refs]
+    gpus = float(runtime.gpus_per_evaluation)
+    refs = [remote.remote(function_ref, ref, dict(_SHARED), threads, gpus) for ref in item_refs]
     fetched = 0
     try:
         for ref in refs:

@@ -114,18 +114,35 @@ def mean_and_ci95(accuracies) -> tuple[float, float]:
     return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
 
 
+def class_sums(values: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    """``[n_way, D]``: row c is the sum of the rows of ``values`` (``[N, D]``) labelled c.
+
+    On a CPU ``index_add_`` (adds in order); elsewhere a one-hot mask and a sum, because CUDA's
+    ``index_add_`` adds with atomics, in an order that changes from run to run. The two agree to
+    float rounding (the mask adds zeros, in another order).
+    """
+    if values.device.type == "cpu":
+        return torch.zeros(n_way, values.shape[1], dtype=values.dtype).index_add_(0, labels, values)
+    return class_sums_by_mask(values, labels, n_way)
+
+
+def class_sums_by_mask(values: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    """:func:`class_sums` without atomics: ``onehot[c, n] * values[n]`` summed over ``n`` (no matrix
+    product, which TF32 would round)."""
+    onehot = labels.view(1, -1) == torch.arange(n_way, device=labels.device).view(-1, 1)  # [n_way, N]
+    return (onehot.unsqueeze(2).to(values.dtype) * values.unsqueeze(0)).sum(1)
+
+
 def prototype_predict(support_features: torch.Tensor, support_labels: torch.Tensor, query_features: torch.Tensor,
                       n_way: int, metric: str = "cosine") -> torch.Tensor:
     """Predicted labels of the queries: the nearest class centroid of the support features."""
     if metric == "cosine":
         support_features = torch.nn.functional.normalize(support_features, dim=1)
         query_features = torch.nn.functional.normalize(query_features, dim=1)
-    prototypes = torch.zeros(n_way, support_features.shape[1], device=support_features.device,
-                             dtype=support_features.dtype)
-    prototypes.index_add_(0, support_labels, support_features)
-    # Counted by index_add_, not torch.bincount: on a GPU bincount reads the largest label back to the host.
-    counts = torch.zeros(n_way, device=support_features.device, dtype=support_features.dtype)
-    counts.index_add_(0, support_labels, torch.ones_like(support_labels, dtype=support_features.dtype))
+    prototypes = class_sums(support_features, support_labels, n_way)
+    # Counted so, not by torch.bincount: on a GPU bincount reads the largest label back to the host.
+    counts = class_sums(torch.ones_like(support_labels, dtype=support_features.dtype).unsqueeze(1), support_labels,
+                        n_way).squeeze(1)
     prototypes /= counts.clamp(min=1).unsqueeze(1)
     if metric == "cosine":
         scores = query_features @ torch.nn.functional.normalize(prototypes, dim=1).T

@@ -9,6 +9,7 @@ until they are checked once at the end.
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from .data.base import FewShotDataset
 from .models import memory_format
 from .sampling import Episode, Task, mean_and_ci95, prototype_predict
 
+# id(dataset) -> (weak reference to it, {device: its images there}). The weak reference's callback
+# drops the entry when the dataset goes away, so a later dataset that gets the same id never sees
+# another's images, and the device memory is freed with the dataset.
 _DEVICE_IMAGES: dict = {}
 
 # Steps whose draws are copied to the device at once: one host-device transfer (and sync) per
@@ -31,18 +35,35 @@ def resolve_device(name: str = "auto", worker_index: int = 0) -> torch.device:
         if torch.cuda.is_available():
             return torch.device(f"cuda:{worker_index % torch.cuda.device_count()}")
         return torch.device("cpu")
-    return torch.device(name)
+    return canonical_device(name)
+
+
+def canonical_device(device) -> torch.device:
+    """``device`` with its index filled in: ``cuda`` is the current CUDA device (``cuda:0`` unless
+    set otherwise), so that ``cuda`` and ``cuda:0`` name one device (and one cached copy)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def images_on(dataset: FewShotDataset, device: torch.device) -> torch.Tensor:
-    """The dataset's uint8 images on ``device`` (copied once per process and device)."""
-    device = torch.device(device)
+    """The dataset's uint8 images on ``device``: copied once per dataset and device, the copy freed
+    with the dataset (on a CPU, the dataset's own tensor)."""
+    device = canonical_device(device)
     if device.type == "cpu":
         return dataset.images
-    key = (id(dataset), str(device))
-    if key not in _DEVICE_IMAGES:
-        _DEVICE_IMAGES[key] = dataset.images.to(device)
-    return _DEVICE_IMAGES[key]
+    entry = _DEVICE_IMAGES.get(id(dataset))
+    if entry is None or entry[0]() is not dataset:
+        key = id(dataset)
+        entry = (weakref.ref(dataset, lambda _, key=key: _DEVICE_IMAGES.pop(key, None)), {})
+        _DEVICE_IMAGES[key] = entry
+    copies = entry[1]
+    source, copy = copies.get(device, (None, None))
+    if source is not dataset.images:  # first use here, or the dataset's images were replaced
+        source, copy = dataset.images, dataset.images.to(device)
+        copies[device] = (source, copy)
+    return copy
 
 
 def draw_crops(n: int, generator: torch.Generator | None) -> torch.Tensor:

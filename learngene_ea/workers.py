@@ -12,6 +12,7 @@ with a Linux abstract unix socket. Only :func:`worker_device` imports torch.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import os
@@ -23,7 +24,8 @@ import time
 
 from ._scoop_module_hook import record_exit_status
 
-__all__ = ["scoop_running", "worker_count", "local_worker_slot", "worker_index", "worker_device", "available_cores",
+__all__ = ["scoop_running", "worker_count", "local_worker_slot", "worker_index", "worker_device", "evaluating_on",
+           "available_cores",
            "default_threads", "keep_freed_memory", "run_visible", "watched_scoop_map",
            "share_constant", "shared_constant"]
 
@@ -95,10 +97,26 @@ def worker_index() -> int:
     return local_worker_slot() if scoop_running() else 0
 
 
+_ENGINE_DEVICE: list = []  # the device an engine gave the evaluation running now (Ray: what its task reserved)
+
+
+@contextlib.contextmanager
+def evaluating_on(device: str):
+    """Inside the block, :func:`worker_device` gives ``device`` for any setting but ``cpu``."""
+    _ENGINE_DEVICE.append(device)
+    try:
+        yield
+    finally:
+        _ENGINE_DEVICE.pop()
+
+
 def worker_device(device: str = "auto"):
-    """This process's torch device: ``cuda:{worker index % GPUs}`` under SCOOP, else ``cuda:0`` or CPU."""
+    """This process's torch device: ``cuda:{worker index % GPUs}`` under SCOOP, else ``cuda:0`` or CPU;
+    inside :func:`evaluating_on` (a Ray task) the device the engine reserved, unless ``device`` is ``cpu``."""
     from .training import resolve_device
 
+    if _ENGINE_DEVICE and device != "cpu":
+        return resolve_device(_ENGINE_DEVICE[-1])
     return resolve_device(device, worker_index())
 
 

@@ -3,8 +3,8 @@ is the code CI runs, the FLOP count is checked by hand, and the peak table picks
 import pytest
 import torch
 
-from bench.gpu import (bench_gpu, bench_population_batching, bench_training_throughput, forward_flops_by_hand,
-                       peak_tflops, step_precision)
+from bench.gpu import (bench_gpu, bench_population_batching, bench_stacked_training, bench_training_throughput,
+                       forward_flops_by_hand, peak_tflops, step_precision)
 from conftest import tiny_overrides
 from learngene_ea.models import build_model
 
@@ -30,6 +30,19 @@ def test_training_rows_report_throughput_flops_and_no_fraction_without_a_peak():
         assert row["images_per_second"] > 0 and row["fraction_of_peak"] is None
         # A training step is the forward pass plus a backward pass of up to twice its cost.
         assert 2 * forward < row["flops_per_image"] <= 3 * forward
+
+
+def test_stacked_rows_cover_each_stack_size_with_and_without_bf16_and_channels_last():
+    """A stack of P descendants does P descendants' work: the FLOPs per image are one descendant's."""
+    peaks = {"fp32": 1e-6, "tf32": 2e-6, "bf16": 4e-6}
+    rows = bench_stacked_training(CPU, peaks, sizes=(1, 3), batch=2, steps=1)
+    assert set(rows) == {f"P={p} bf16={b} channels_last={c}" for p in (1, 3) for b in (False, True)
+                         for c in (False, True)}
+    for label, row in rows.items():
+        assert row["images_per_second"] > 0 and row["descendants"] == int(label.split()[0][2:])
+        assert row["fraction_of_peak"] == pytest.approx(row["tflops"] / peaks[row["precision"]])
+    one, three = rows["P=1 bf16=False channels_last=False"], rows["P=3 bf16=False channels_last=False"]
+    assert three["flops_per_image"] == pytest.approx(one["flops_per_image"], rel=0.01)
 
 
 def test_fraction_of_peak_is_taken_against_the_precision_the_step_ran_in():
@@ -74,8 +87,10 @@ def test_the_printed_table_shows_each_gpu_row_with_its_fraction_of_peak(capsys):
                 "batched_ran_stacked": False}
     print_table({"gpu": {"device": "NVIDIA H100 80GB HBM3", "peak_tflops": peaks, "population_batching": batching,
                          "training": bench_training_throughput(CPU, peaks, families=(("conv4", 32),), batch=2,
-                                                               steps=1)}})
+                                                               steps=1),
+                         "stacked_training": bench_stacked_training(CPU, peaks, sizes=(2,), batch=2, steps=1)}})
     lines = capsys.readouterr().out.splitlines()
-    assert len([line for line in lines if "% of bf16 peak" in line]) == 2
-    assert len([line for line in lines if "% of tf32 peak" in line or "% of fp32 peak" in line]) == 2
+    assert len([line for line in lines if "% of bf16 peak" in line]) == 2 + 2
+    assert len([line for line in lines if "% of tf32 peak" in line or "% of fp32 peak" in line]) == 2 + 2
+    assert len([line for line in lines if "stacked conv4x0.5 P=2" in line]) == 4
     assert "batching 16 conv4x0.5 descendants" in lines[-1] and "4.00x" in lines[-1] and "FELL BACK" in lines[-1]

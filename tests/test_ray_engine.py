@@ -25,10 +25,11 @@ def tiny_logbook(**extra):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray of 2 CPUs in this process; its address lets a run in another process join it."""
+    """A local Ray of 2 CPUs and no GPU (even on a GPU host) in this process; its address lets a run in
+    another process join it."""
     if ray.is_initialized():
         ray.shutdown()
-    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    context = ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
                        runtime_env={"env_vars": {"PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}})
     yield context.address_info["gcs_address"]
     ray.shutdown()
@@ -150,3 +151,35 @@ def test_each_evaluation_reserves_its_share_of_a_gpu_and_is_rerun_when_its_worke
     options = _remote(runtime)._default_options
     assert (options["num_gpus"], options["num_cpus"], options["max_retries"]) == (0.25, 2, 5)
     assert not options.get("retry_exceptions")  # an evaluation reports its own failures; only lost workers rerun
+
+
+def test_a_gpu_evaluation_keeps_its_worker_process():
+    """Ray's default for GPU tasks is one task per worker process (torch, CUDA and the dataset anew
+    for every evaluation); max_calls=0 keeps the worker."""
+    from learngene_ea.ray_engine import _remote
+
+    runtime = load_config(None, ["runtime.backend=ray", "runtime.gpus_per_evaluation=0.5"]).runtime
+    assert _remote(runtime)._default_options["max_calls"] == 0
+
+
+def test_an_evaluation_that_reserved_no_gpu_runs_on_the_cpu_even_where_torch_sees_one(monkeypatch):
+    from learngene_ea.ray_engine import _run_task
+    from learngene_ea.workers import worker_device
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    assert str(worker_device("auto")) == "cuda:0"  # outside a task: auto takes the GPU
+    for setting in ("auto", "cuda", "cpu"):
+        assert str(_run_task(lambda item: worker_device(item), setting, {}, 1, 0.0)) == "cpu"
+
+
+def test_a_gpu_evaluation_uses_the_gpu_ray_reserved_as_its_process_numbers_it():
+    """Ray's CUDA_VISIBLE_DEVICES makes the reserved GPU cuda:0; with every GPU visible (how a local Ray
+    with GPU evaluations starts) it is the GPU's own index; a GPU the process cannot see is refused."""
+    from learngene_ea.ray_engine import gpu_index
+
+    assert gpu_index([3], ["3"]) == 0
+    assert gpu_index(["2"], ["0", "1", "2", "3"]) == 2
+    assert gpu_index([1], [0, 1]) == 1
+    with pytest.raises(RuntimeError, match="RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1"):
+        gpu_index([1], ["0"])

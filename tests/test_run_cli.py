@@ -41,6 +41,14 @@ def test_saved_config_is_the_resolved_one(finished_run):
     assert set(saved) >= {"seed", "model", "data", "task", "fitness", "ea", "operators", "transfer"}
 
 
+def test_the_gpu_numerics_are_recorded_in_the_config_and_the_summary(finished_run):
+    run_dir, _ = finished_run
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["runtime"]
+    assert (saved["deterministic"], saved["tf32"]) == (True, False)  # the defaults
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["numerics"] == {"device": "auto", "deterministic": True, "tf32": False}
+
+
 def test_logbook_has_one_line_per_generation_with_the_fields(finished_run):
     run_dir, _ = finished_run
     lines = [json.loads(line) for line in (run_dir / "logbook.jsonl").read_text().splitlines()]

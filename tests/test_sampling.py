@@ -56,3 +56,45 @@ def test_prototype_classifier_picks_the_nearest_centroid():
     for metric in ("cosine", "euclidean"):
         pred = prototype_predict(support, labels, query, 2, metric)
         assert pred[:2].tolist() == [0, 1]
+
+
+def old_prototypes(features, labels, n_way):
+    """The class means as prototype_predict made them before it avoided index_add_ off the CPU."""
+    sums = torch.zeros(n_way, features.shape[1]).index_add_(0, labels, features)
+    counts = torch.zeros(n_way).index_add_(0, labels, torch.ones_like(labels, dtype=features.dtype))
+    return sums / counts.clamp(min=1).unsqueeze(1)
+
+
+def test_class_sums_on_a_cpu_are_index_adds_and_the_mask_form_agrees_with_them():
+    """The CPU keeps its results bit for bit; the form used on GPUs (no atomics) gives the same sums
+    to float rounding and the same predictions."""
+    from learngene_ea.sampling import class_sums, class_sums_by_mask
+
+    generator = torch.Generator().manual_seed(0)
+    for shots, dim in ((1, 8), (5, 64), (20, 640)):
+        labels = torch.arange(5).repeat_interleave(shots)[torch.randperm(5 * shots, generator=generator)]
+        features = torch.randn(5 * shots, dim, generator=generator)
+        query = torch.randn(30, dim, generator=generator)
+        old = torch.zeros(5, dim).index_add_(0, labels, features)
+        assert torch.equal(class_sums(features, labels, 5), old)
+        assert torch.allclose(class_sums_by_mask(features, labels, 5), old, rtol=1e-6, atol=1e-5)
+        for metric in ("cosine", "euclidean"):
+            prototypes = old_prototypes(torch.nn.functional.normalize(features, dim=1) if metric == "cosine"
+                                        else features, labels, 5)
+            if metric == "cosine":
+                expected = (torch.nn.functional.normalize(query, dim=1)
+                            @ torch.nn.functional.normalize(prototypes, dim=1).T).argmax(1)
+            else:
+                expected = (-torch.cdist(query, prototypes)).argmax(1)
+            assert torch.equal(prototype_predict(features, labels, query, 5, metric), expected)
+
+
+def test_off_the_cpu_prototypes_are_built_without_index_add(monkeypatch):
+    """CUDA's index_add_ adds with atomics (results change from run to run); tried on torch's meta device."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("index_add_ used off the CPU")
+
+    monkeypatch.setattr(torch.Tensor, "index_add_", refuse)
+    support, labels = torch.randn(10, 16, device="meta"), torch.zeros(10, dtype=torch.long, device="meta")
+    for metric in ("cosine", "euclidean"):
+        assert prototype_predict(support, labels, torch.randn(4, 16, device="meta"), 5, metric).shape == (4,)
