@@ -58,7 +58,8 @@ def test_the_recipe_decides_whether_an_evaluating_process_keeps_freed_memory(kee
     calls = []
     monkeypatch.setattr(fitness, "keep_freed_memory", lambda: calls.append("kept") or True)
     monkeypatch.setattr(workers, "_THREADS_SET", True)  # leave this process's thread count alone
-    fitness.configure_process(SimpleNamespace(threads=1, channels_last=False, keep_freed_memory=keep))
+    fitness.configure_process(SimpleNamespace(threads=1, channels_last=False, keep_freed_memory=keep,
+                                              deterministic=True, tf32=False))
     assert calls == (["kept"] if keep else [])
 
 
