@@ -4,9 +4,9 @@ evaluations one by one vs as one stacked chunk (population batching), and with
 from __future__ import annotations
 
 from bench.common import fresh_population, median_seconds, medians_in_turns
-from learngene_ea.config import load_config
+from learngene_ea.config.loading import load_config
 from learngene_ea.data import load_dataset
-from learngene_ea.fitness import evaluate, evaluate_chunk
+from learngene_ea.ea.fitness import evaluate, evaluate_chunk
 
 
 def bench_batching(base_overrides, families, repeats, chunk):
@@ -37,7 +37,7 @@ def batching_from_channels_last(rows):
 def bench_channels_last(base_overrides, families, repeats, chunk):
     """The same descendants' fitness evaluations with ``runtime.channels_last`` off and on, alternating
     (both layouts warmed up first), one by one and as one stacked chunk."""
-    from learngene_ea.models import use_channels_last
+    from learngene_ea.core.models import use_channels_last
 
     rows = {}
     for family, width in families:

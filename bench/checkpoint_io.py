@@ -7,14 +7,14 @@ import tempfile
 import time
 
 from bench.common import median_seconds
-from learngene_ea.checkpoint import load_checkpoint, save_checkpoint
-from learngene_ea.evolve import new_state
-from learngene_ea.run import checkpoint_payload
+from learngene_ea.io.checkpoint import load_checkpoint, save_checkpoint
+from learngene_ea.ea.evolve import new_state
+from learngene_ea.cli.run import checkpoint_payload
 
 
 def bench_checkpoint(cfg):
     """Seconds to write and read generation 0's checkpoint (medians of 5) vs the generation's seconds."""
-    from learngene_ea.evolve import build_toolbox, evolve
+    from learngene_ea.ea.evolve import build_toolbox, evolve
 
     start = time.perf_counter()
     state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *a: None)  # generation 0 only

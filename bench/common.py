@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from learngene_ea.evolve import new_state
+from learngene_ea.ea.evolve import new_state
 
 
 def median_seconds(fn, repeats):

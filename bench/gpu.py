@@ -15,11 +15,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.common import fresh_population, medians_in_turns
-from learngene_ea.batched import StackedDescendants
-from learngene_ea.config import load_config
+from learngene_ea.core.batched import StackedDescendants
+from learngene_ea.config.loading import load_config
 from learngene_ea.data import load_dataset
-from learngene_ea.fitness import evaluate, evaluate_chunk
-from learngene_ea.models import build_model
+from learngene_ea.ea.fitness import evaluate, evaluate_chunk
+from learngene_ea.core.models import build_model
 
 # Dense peak TFLOP/s (no structured sparsity) from NVIDIA's product datasheets: FP32 on CUDA cores,
 # TF32 and BF16 on tensor cores. Matched against torch.cuda.get_device_name() (peak_tflops).

@@ -93,7 +93,7 @@ class Check:
         return self.command(args, timeout)
 
     def save(self) -> None:
-        from learngene_ea.report import write_json
+        from learngene_ea.reports.files import write_json
 
         write_json(self.results, self.path("gpu-check.json"))
 
@@ -233,7 +233,7 @@ def _logbook(run_dir: str) -> list[dict]:
 
 def _evaluation_values(run_dir: str, key: str) -> set:
     """``evaluation[key]`` of every individual in the run's latest checkpoint."""
-    from learngene_ea.checkpoint import load_checkpoint
+    from learngene_ea.io.checkpoint import load_checkpoint
 
     payload = load_checkpoint(os.path.join(run_dir, "checkpoints", "latest.pkl"))
     return {getattr(ind, "evaluation", {}).get(key) for ind in payload["population"]}

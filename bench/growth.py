@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from bench.common import fresh_population, median_seconds
-from learngene_ea.config import load_config
+from learngene_ea.config.loading import load_config
 from learngene_ea.data import load_dataset
-from learngene_ea.fitness import evaluate
+from learngene_ea.ea.fitness import evaluate
 
 
 def bench_growth(base_overrides, repeats):
@@ -46,7 +46,7 @@ def _image_size_growth(cfg, repeats):
     big = torch.nn.functional.interpolate(small.images.float(), scale_factor=2, mode="nearest").to(torch.uint8)
     dataset = FewShotDataset(big, small.labels, small.class_names, small.splits, small.mean, small.std, "synthetic64")
     original = data_module.load_dataset
-    import learngene_ea.fitness as fitness_module
+    import learngene_ea.ea.fitness as fitness_module
 
     fitness_module.load_dataset = lambda _cfg: dataset
     try:

@@ -9,9 +9,9 @@ import torch
 
 from bench.common import fresh_population, median_seconds
 from learngene_ea.data import load_dataset
-from learngene_ea.fitness import evaluate, validation_episodes
-from learngene_ea.models import build_model
-from learngene_ea.sampling import mix_seed, sample_task
+from learngene_ea.ea.fitness import evaluate, validation_episodes
+from learngene_ea.core.models import build_model
+from learngene_ea.fewshot.sampling import mix_seed, sample_task
 
 
 def plain_generation(cfg, population, dataset):

@@ -50,7 +50,7 @@ from bench.growth import bench_growth  # noqa: E402
 from bench.overhead import bench_overhead  # noqa: E402
 from bench.pipeline import bench_pipeline  # noqa: E402
 from bench.processes import bench_host_memory, bench_workers  # noqa: E402
-from learngene_ea.config import load_config  # noqa: E402
+from learngene_ea.config.loading import load_config  # noqa: E402
 
 
 # -------------------------------------------------------------------------------- main
@@ -99,7 +99,7 @@ def main(argv=None):
             results[name + "_bench_seconds"] = time.perf_counter() - start
     name = args.name or f"{platform.node() or 'machine'}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = os.path.join(ROOT, "bench", "results", f"{name}.json")
-    from learngene_ea.report import write_json
+    from learngene_ea.reports.files import write_json
 
     write_json(results, path)
     print_table(results)

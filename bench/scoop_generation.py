@@ -12,8 +12,8 @@ import resource
 import sys
 import time
 
-from learngene_ea.config import load_config
-from learngene_ea.evolve import build_toolbox, new_state
+from learngene_ea.config.loading import load_config
+from learngene_ea.ea.evolve import build_toolbox, new_state
 from learngene_ea.data import load_dataset
 
 

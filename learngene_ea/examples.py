@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fitness import Evaluation, configure_process, score_descendant, train_descendant, validation_episodes
-from .individual import individual_spec, masks_of
-from .learngene import extract_learngene, learngene_fraction
-from .operators import shrink_schedule
-from .workers import worker_device
+from .ea.fitness import Evaluation, configure_process, score_descendant, train_descendant, validation_episodes
+from .core.individual import individual_spec, masks_of
+from .core.learngene import extract_learngene, learngene_fraction
+from .ea.operators import shrink_schedule
+from .parallel.scoop_engine import worker_device
 
 
 def mut_shrink_contiguous(individual, target_fraction=0.25, schedule_generations=4, min_channels=1):

@@ -36,7 +36,7 @@ def tiny_overrides(**extra):
 
 @pytest.fixture
 def tiny_cfg():
-    from learngene_ea.config import load_config
+    from learngene_ea.config.loading import load_config
 
     return load_config(None, tiny_overrides())
 
@@ -71,7 +71,7 @@ def without_timings(records):
 @pytest.fixture(scope="session")
 def serial_run_dir(tmp_path_factory):
     """A tiny run of genomes/default.yaml in this process (no SCOOP, no Ray): its run directory."""
-    from learngene_ea import run as run_module
+    from learngene_ea.cli import run as run_module
 
     run_dir = tmp_path_factory.mktemp("serial") / "run"
     overrides = tiny_overrides(**{"runtime.backend": "serial", "fitness.rescore_episodes": 0})

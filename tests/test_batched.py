@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
-from learngene_ea import fitness
-from learngene_ea.batched import StackedDescendants
-from learngene_ea.config import load_config
-from learngene_ea.individual import make_individual
-from learngene_ea.learngene import full_masks
-from learngene_ea.models import arch_spec, build_model
-from learngene_ea.sampling import sample_task
-from learngene_ea.training import train_on_task, train_stacked
+from learngene_ea.ea import fitness
+from learngene_ea.core.batched import StackedDescendants
+from learngene_ea.config.loading import load_config
+from learngene_ea.core.individual import make_individual
+from learngene_ea.core.learngene import full_masks
+from learngene_ea.core.models import arch_spec, build_model
+from learngene_ea.fewshot.sampling import sample_task
+from learngene_ea.fewshot.training import train_on_task, train_stacked
 
 # Float summation order differs between a grouped convolution and separate ones. Training
 # amplifies it (measured on ResNet12 x0.25, batch 16: 2e-5 after 1 step, 3e-4 after 2, 2e-3
@@ -65,7 +65,7 @@ def test_stacked_training_matches_one_by_one_including_batchnorm(family, tiny_da
 
 def test_on_a_cpu_the_stacked_network_runs_channels_last(tiny_dataset, monkeypatch):
     """Its grouped convolutions are faster so (bench: 1.3-1.8x); the descendants keep their layout."""
-    from learngene_ea import batched
+    from learngene_ea.core import batched
 
     stack_layouts = []
 
@@ -131,7 +131,7 @@ def test_a_failing_batch_falls_back_to_individual_evaluations(monkeypatch):
 
 
 def test_evolution_with_population_batching_runs():
-    from learngene_ea.evolve import build_toolbox, evolve, new_state
+    from learngene_ea.ea.evolve import build_toolbox, evolve, new_state
 
     cfg = load_config(None, tiny_overrides(**{"fitness.population_batch": 2, "ea.generations": 1}))
     toolbox = build_toolbox(cfg)
@@ -144,7 +144,7 @@ def test_evolution_with_population_batching_runs():
 
 @pytest.fixture
 def channels_last():
-    from learngene_ea.models import use_channels_last
+    from learngene_ea.core.models import use_channels_last
 
     use_channels_last(True)
     yield
@@ -164,7 +164,7 @@ def _train_and_state(family, tiny_dataset, stacked):
 @pytest.mark.parametrize("family", ["conv4", "resnet12"])
 @pytest.mark.parametrize("stacked", [False, True])
 def test_channels_last_trains_like_the_default_layout(family, stacked, tiny_dataset, channels_last):
-    from learngene_ea.models import use_channels_last
+    from learngene_ea.core.models import use_channels_last
 
     fast, fast_losses = _train_and_state(family, tiny_dataset, stacked)
     assert fast[0].gene_module(fast[0].spec.layers[0].name).conv.weight.is_contiguous(
@@ -182,7 +182,7 @@ def test_channels_last_trains_like_the_default_layout(family, stacked, tiny_data
 def test_runtime_channels_last_reaches_the_fitness_evaluation(tiny_cfg, tiny_dataset, monkeypatch):
     """``runtime.channels_last`` is applied in the evaluating process, and the accuracy is the one
     of the default layout within the float tolerance."""
-    from learngene_ea import models
+    from learngene_ea.core import models
 
     seen = []
     monkeypatch.setattr(fitness, "use_channels_last", lambda on: seen.append(on) or models.use_channels_last(on))

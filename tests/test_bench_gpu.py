@@ -6,7 +6,7 @@ import torch
 from bench.gpu import (bench_gpu, bench_population_batching, bench_stacked_training, bench_training_throughput,
                        forward_flops_by_hand, peak_tflops, step_precision)
 from conftest import tiny_overrides
-from learngene_ea.models import build_model
+from learngene_ea.core.models import build_model
 
 CPU = torch.device("cpu")
 

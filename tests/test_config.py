@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from learngene_ea.config import ConfigError, from_dict, load_config, to_dict
+from learngene_ea.config.loading import ConfigError, from_dict, load_config, to_dict
 
 
 def test_defaults_load_without_a_recipe():
@@ -121,7 +121,7 @@ def _float_keys(cls=None, prefix=""):
     import dataclasses
     import typing
 
-    from learngene_ea.config import Config
+    from learngene_ea.config.loading import Config
 
     cls = cls or Config
     keys = []

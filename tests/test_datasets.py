@@ -530,7 +530,7 @@ def test_cli_image_folder_with_a_link_loop_exits_2_in_one_line(tmp_path, capsys)
 
 def test_a_transfer_target_with_a_link_loop_stops_the_run_before_its_folder(tmp_path, capsys):
     from conftest import tiny_overrides
-    from learngene_ea import run
+    from learngene_ea.cli import run
 
     write_imagefolder(tmp_path / "shapes", num_classes=8)
     (tmp_path / "shapes" / "class_03" / "a.png").symlink_to("a.png")

@@ -5,7 +5,7 @@ import gc
 
 import torch
 
-from learngene_ea import training
+from learngene_ea.fewshot import training
 from learngene_ea.data.base import FewShotDataset
 
 

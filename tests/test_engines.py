@@ -1,10 +1,10 @@
-"""runtime.backend picks the engine in one place (learngene_ea.engines); what a launch cannot give is refused."""
+"""runtime.backend picks the engine in one place (learngene_ea.parallel.engines); what a launch cannot give is refused."""
 import sys
 
 from conftest import tiny_overrides
-from learngene_ea import run as run_module
-from learngene_ea.config import load_config
-from learngene_ea.engines import parallel_map, process_count, start_engine
+from learngene_ea.cli import run as run_module
+from learngene_ea.config.loading import load_config
+from learngene_ea.parallel.engines import parallel_map, process_count, start_engine
 
 
 def run_args(tmp_path, *settings):

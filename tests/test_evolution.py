@@ -9,13 +9,13 @@ import torch
 import yaml
 
 from conftest import ROOT, run_module, tiny_overrides
-from learngene_ea import fitness
-from learngene_ea.config import ConfigError, load_config
-from learngene_ea.evolve import apply_evaluation, build_toolbox, evolve, new_state
-from learngene_ea.individual import make_individual
-from learngene_ea.learngene import full_masks
-from learngene_ea.models import arch_spec
-from learngene_ea.training import DivergedError
+from learngene_ea.ea import fitness
+from learngene_ea.config.loading import ConfigError, load_config
+from learngene_ea.ea.evolve import apply_evaluation, build_toolbox, evolve, new_state
+from learngene_ea.core.individual import make_individual
+from learngene_ea.core.learngene import full_masks
+from learngene_ea.core.models import arch_spec
+from learngene_ea.fewshot.training import DivergedError
 
 
 def fresh_individual(cfg, ident=0):
@@ -52,8 +52,8 @@ def _trained_individual(cfg):
 
 
 def test_lamarckian_inheritance_writes_the_trained_descendants_weights_back(tiny_cfg, monkeypatch):
-    from learngene_ea.individual import masks_of
-    from learngene_ea.learngene import extract_learngene
+    from learngene_ea.core.individual import masks_of
+    from learngene_ea.core.learngene import extract_learngene
 
     ind = _trained_individual(tiny_cfg)
     trained = []
@@ -110,10 +110,10 @@ def test_a_retry_that_succeeds_counts(tiny_cfg, monkeypatch):
 
 
 def test_nan_loss_is_detected():
-    from learngene_ea.training import train_on_task
+    from learngene_ea.fewshot.training import train_on_task
     from learngene_ea.data.synthetic import make_synthetic
-    from learngene_ea.models import build_model
-    from learngene_ea.sampling import sample_task
+    from learngene_ea.core.models import build_model
+    from learngene_ea.fewshot.sampling import sample_task
 
     data = make_synthetic(images_per_class=30)
     model = build_model("conv4", 0.25, num_classes=5, seed=0)
@@ -146,7 +146,7 @@ def test_early_stop_after_patience_at_target():
 
 
 def test_elites_are_carried_unchanged_into_the_next_generation(tiny_cfg):
-    from learngene_ea.operators import sel_elites
+    from learngene_ea.ea.operators import sel_elites
 
     populations = []
     evolve(tiny_cfg, build_toolbox(tiny_cfg), new_state(tiny_cfg), log=lambda *a: None,
@@ -161,7 +161,7 @@ def test_elites_are_carried_unchanged_into_the_next_generation(tiny_cfg):
 
 
 def test_a_failure_that_cannot_pass_on_retry_is_not_retried_and_stops_the_run(tiny_cfg, monkeypatch):
-    from learngene_ea.evolve import EvaluationFailure
+    from learngene_ea.ea.evolve import EvaluationFailure
 
     calls = []
 
@@ -178,7 +178,7 @@ def test_a_failure_that_cannot_pass_on_retry_is_not_retried_and_stops_the_run(ti
 
 
 def test_a_generation_whose_every_evaluation_failed_stops_the_run(tiny_cfg, monkeypatch):
-    from learngene_ea.evolve import EvaluationFailure
+    from learngene_ea.ea.evolve import EvaluationFailure
 
     def diverge(*args, **kwargs):
         raise DivergedError("loss is nan")
@@ -205,7 +205,7 @@ def test_one_unlucky_evaluation_is_penalised_and_the_run_goes_on(tiny_cfg, monke
 
 
 def test_an_exception_from_a_users_evaluate_stops_the_run_naming_it(tiny_cfg):
-    from learngene_ea.evolve import EvaluationFailure
+    from learngene_ea.ea.evolve import EvaluationFailure
 
     def broken(individual):
         raise KeyError("no such metric")
@@ -250,9 +250,9 @@ def test_deap_selection_operator_works_from_yaml():
 
 @pytest.mark.parametrize("function,message", [
     ("no_such_module_xyz:f", "module 'no_such_module_xyz' does not import"),
-    ("learngene_ea.operators:nope", "has no 'nope'"),
-    ("learngene_ea.operators:FRACTION", "has no 'FRACTION'"),
-    ("learngene_ea.operators:shrink_schedule", "cannot be called as mutate"),
+    ("learngene_ea.ea.operators:nope", "has no 'nope'"),
+    ("learngene_ea.ea.operators:FRACTION", "has no 'FRACTION'"),
+    ("learngene_ea.ea.operators:shrink_schedule", "cannot be called as mutate"),
 ])
 def test_wrong_operator_names_the_key_and_function(function, message):
     cfg = load_config(None, tiny_overrides() + [f"operators.mutate={{function: '{function}'}}"])
@@ -262,7 +262,7 @@ def test_wrong_operator_names_the_key_and_function(function, message):
 
 
 def test_operator_kwargs_that_do_not_fit_are_refused():
-    cfg = load_config(None, tiny_overrides() + ["operators.mutate={function: 'learngene_ea.operators:mut_flip', "
+    cfg = load_config(None, tiny_overrides() + ["operators.mutate={function: 'learngene_ea.ea.operators:mut_flip', "
                                                 "kwargs: {bogus: 1}}"])
     with pytest.raises(ConfigError, match="operators.mutate.function"):
         build_toolbox(cfg)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from conftest import tiny_overrides
-from learngene_ea.config import load_config
-from learngene_ea.evolve import new_state
-from learngene_ea.fitness import evaluate
-from learngene_ea.individual import fraction_of, individual_spec, masks_of, same_masks
-from learngene_ea.learngene import complete_circuits, learngene_fraction
+from learngene_ea.config.loading import load_config
+from learngene_ea.ea.evolve import new_state
+from learngene_ea.ea.fitness import evaluate
+from learngene_ea.core.individual import fraction_of, individual_spec, masks_of, same_masks
+from learngene_ea.core.learngene import complete_circuits, learngene_fraction
 
 
 def first_of_generation_0(**overrides):
@@ -63,8 +63,8 @@ def test_init_fraction_1_starts_from_the_whole_network():
 def test_the_learngene_sub_network_alone_is_the_network_with_dropped_channels_silenced(tiny_dataset):
     import torch
 
-    from learngene_ea.models import build_model
-    from learngene_ea.training import features_of, learngene_channels_only
+    from learngene_ea.core.models import build_model
+    from learngene_ea.fewshot.training import features_of, learngene_channels_only
 
     model = build_model("conv4", 0.25, 3, 5, seed=3)
     model.eval()

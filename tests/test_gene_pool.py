@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from conftest import ROOT, run_module, tiny_overrides
-from learngene_ea import gene_pool, run as run_cli
-from learngene_ea.checkpoint import load_checkpoint
-from learngene_ea.config import ConfigError, load_config
-from learngene_ea.learngene import channel_importance, extract_learngene, full_masks
-from learngene_ea.models import build_model
+from learngene_ea.ea import gene_pool
+from learngene_ea.cli import run as run_cli
+from learngene_ea.io.checkpoint import load_checkpoint
+from learngene_ea.config.loading import ConfigError, load_config
+from learngene_ea.core.learngene import channel_importance, extract_learngene, full_masks
+from learngene_ea.core.models import build_model
 
 POOL = {"fitness.inheritance": "pool", "fitness.rescore_episodes": 0}
 

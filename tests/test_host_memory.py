@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from learngene_ea import fitness, workers
-from learngene_ea.config import load_config
+from learngene_ea.ea import fitness
+from learngene_ea.parallel import scoop_engine as workers
+from learngene_ea.config.loading import load_config
 
 from conftest import ROOT
 
@@ -17,8 +18,8 @@ from conftest import ROOT
 # process, with or without keep_freed_memory; prints the minor page faults of steps 20-79.
 TRAINING_STEPS = textwrap.dedent("""
     import json, resource, sys, torch
-    from learngene_ea.models import build_model
-    from learngene_ea.workers import keep_freed_memory
+    from learngene_ea.core.models import build_model
+    from learngene_ea.parallel.scoop_engine import keep_freed_memory
     applied = keep_freed_memory() if sys.argv[1] == "keep" else None
     torch.set_num_threads(1)
     model = build_model("conv4", 0.5, 3, 5, seed=0)

@@ -83,11 +83,11 @@ def test_the_package_has_no_import_cycle():
 
 def test_the_cycle_finder_finds_a_cycle_through_an_import_inside_a_function():
     graph = package_graph()
-    graph["learngene_ea.atomic"] = graph["learngene_ea.atomic"] | {"learngene_ea.checkpoint"}
+    graph["learngene_ea.io.atomic"] = graph["learngene_ea.io.atomic"] | {"learngene_ea.io.checkpoint"}
     cycle = import_cycle(graph)
-    assert cycle[0] == cycle[-1] and {"learngene_ea.atomic", "learngene_ea.checkpoint"} <= set(cycle)
+    assert cycle[0] == cycle[-1] and {"learngene_ea.io.atomic", "learngene_ea.io.checkpoint"} <= set(cycle)
     known = modules("learngene_ea")
-    assert "learngene_ea.atomic" in imported_modules("learngene_ea.learngene", known["learngene_ea.learngene"],
+    assert "learngene_ea.io.atomic" in imported_modules("learngene_ea.core.learngene", known["learngene_ea.core.learngene"],
                                                      known)  # its import sits inside Learngene.save
 
 

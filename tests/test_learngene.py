@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from learngene_ea.learngene import (Learngene, complete_circuits, extract_learngene, full_masks,
+from learngene_ea.core.learngene import (Learngene, complete_circuits, extract_learngene, full_masks,
                                     inherit_learngene, learngene_fraction, learngene_size, load_learngene)
-from learngene_ea.models import arch_spec, build_model
+from learngene_ea.core.models import arch_spec, build_model
 
 FAMILIES = ["conv4", "vgg11", "resnet12"]
 

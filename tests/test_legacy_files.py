@@ -1,7 +1,7 @@
 """Files written before the package moved into subpackages still load, and a checkpoint resumes bit for bit.
 
 ``tests/fixtures/legacy/`` was written by the flat package (commit 6e427de), whose pickles name
-classes by their old module paths (``learngene_ea.learngene.Learngene``, ...): see its README.
+classes by their old module paths (``learngene_ea.core.learngene.Learngene``, ...): see its README.
 """
 import json
 import os

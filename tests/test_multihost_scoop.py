@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import RECIPE, ROOT, read_logbook, tiny_overrides
-from learngene_ea.checkpoint import load_latest_valid
+from learngene_ea.io.checkpoint import load_latest_valid
 from test_worker_death import cmdline, is_gone, wait_for
 
 TESTS = os.path.dirname(os.path.abspath(__file__))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from deap import algorithms, base, tools
 
-from learngene_ea import operators
-from learngene_ea.individual import fraction_of, individual_spec, make_individual, masks_of, same_masks
-from learngene_ea.learngene import complete_circuits, extract_learngene, full_masks, learngene_fraction
-from learngene_ea.models import arch_spec, build_model
+from learngene_ea.ea import operators
+from learngene_ea.core.individual import fraction_of, individual_spec, make_individual, masks_of, same_masks
+from learngene_ea.core.learngene import complete_circuits, extract_learngene, full_masks, learngene_fraction
+from learngene_ea.core.models import arch_spec, build_model
 
 
 def individual(family="conv4", width=0.25, ident=0, born=1, with_weights=True, seed=0):

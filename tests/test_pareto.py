@@ -6,16 +6,16 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
-from learngene_ea import run as run_cli
-from learngene_ea.checkpoint import load_checkpoint, save_checkpoint
-from learngene_ea.config import load_config
-from learngene_ea.evolve import EvolutionState, next_generation, record_generation
-from learngene_ea.individual import make_individual, same_individual
-from learngene_ea.learngene import full_masks
-from learngene_ea.lineage import ancestry
-from learngene_ea.models import arch_spec
-from learngene_ea.operators import sel_crowded_tournament
-from learngene_ea.toolbox import build_toolbox
+from learngene_ea.cli import run as run_cli
+from learngene_ea.io.checkpoint import load_checkpoint, save_checkpoint
+from learngene_ea.config.loading import load_config
+from learngene_ea.ea.evolve import EvolutionState, next_generation, record_generation
+from learngene_ea.core.individual import make_individual, same_individual
+from learngene_ea.core.learngene import full_masks
+from learngene_ea.reports.lineage import ancestry
+from learngene_ea.core.models import arch_spec
+from learngene_ea.ea.operators import sel_crowded_tournament
+from learngene_ea.ea.toolbox import build_toolbox
 from deap import tools
 
 
@@ -74,7 +74,7 @@ def test_the_front_keeps_distinct_learngenes_of_equal_fitness_and_drops_failures
 
 
 def test_the_operators_that_made_an_individual_are_noted_in_order():
-    from learngene_ea.lineage import mark_operator
+    from learngene_ea.reports.lineage import mark_operator
 
     a, b = evaluated(0.5, 0.3, 0), evaluated(0.4, 0.2, 1)
     a.made_by = b.made_by = "copy"
@@ -160,7 +160,7 @@ def test_the_transfer_command_evaluates_every_learngene_of_a_pareto_folder_in_on
                                                                                        capsys):
     import shutil
 
-    from learngene_ea.transfer.cli import main as transfer_main
+    from learngene_ea.cli.transfer import main as transfer_main
 
     folder = tmp_path / "pareto"
     shutil.copytree(nsga2_run / "pareto", folder)
@@ -187,7 +187,7 @@ def test_the_transfer_command_evaluates_every_learngene_of_a_pareto_folder_in_on
 
 
 def test_a_folder_without_learngenes_is_one_sentence_and_exit_2(tmp_path, capsys):
-    from learngene_ea.transfer.cli import main as transfer_main
+    from learngene_ea.cli.transfer import main as transfer_main
 
     assert transfer_main(["--learngene", str(tmp_path), "--quiet"]) == 2
     assert "holds no learngene-*.pt files" in capsys.readouterr().err

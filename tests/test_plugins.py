@@ -6,12 +6,12 @@ import pickle
 import pytest
 
 from conftest import ROOT, run_module, tiny_overrides
-from learngene_ea.checkpoint import load_checkpoint
-from learngene_ea.config_schema import OperatorSpec
+from learngene_ea.io.checkpoint import load_checkpoint
+from learngene_ea.config.schema import OperatorSpec
 from learngene_ea.data import load_dataset
-from learngene_ea.evolve import new_state
-from learngene_ea.plugins import resolve_operator
-from learngene_ea.toolbox import build_toolbox
+from learngene_ea.ea.evolve import new_state
+from learngene_ea.ea.plugins import resolve_operator
+from learngene_ea.ea.toolbox import build_toolbox
 
 SEEN = {}
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from conftest import tiny_overrides
-from learngene_ea.config import load_config
-from learngene_ea.evolve import (EvolutionState, new_state, product_individual, record_generation, should_stop)
-from learngene_ea.individual import make_individual
-from learngene_ea.learngene import full_masks
-from learngene_ea.models import arch_spec
+from learngene_ea.config.loading import load_config
+from learngene_ea.ea.evolve import (EvolutionState, new_state, product_individual, record_generation, should_stop)
+from learngene_ea.core.individual import make_individual
+from learngene_ea.core.learngene import full_masks
+from learngene_ea.core.models import arch_spec
 
 SPEC = arch_spec("conv4", 0.25, 3)
 TARGET = 0.3

@@ -12,9 +12,9 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed (the [ray] extra: pip install -e \".[ray]\")")
 
 from conftest import RECIPE, ROOT, read_logbook, tiny_overrides, without_timings  # noqa: E402
-from learngene_ea import run as run_module  # noqa: E402
-from learngene_ea.config import load_config  # noqa: E402
-from learngene_ea.evolve import build_toolbox, evolve, new_state  # noqa: E402
+from learngene_ea.cli import run as run_module  # noqa: E402
+from learngene_ea.config.loading import load_config  # noqa: E402
+from learngene_ea.ea.evolve import build_toolbox, evolve, new_state  # noqa: E402
 
 
 def tiny_logbook(**extra):
@@ -144,7 +144,7 @@ def test_transfer_episodes_on_ray_give_the_numbers_of_one_process(cluster, seria
 
 def test_each_evaluation_reserves_its_share_of_a_gpu_and_is_rerun_when_its_worker_dies():
     """runtime.gpus_per_evaluation is Ray's num_gpus (0.25: four descendants per GPU); threads are its CPUs."""
-    from learngene_ea.ray_engine import _remote
+    from learngene_ea.parallel.ray_engine import _remote
 
     runtime = load_config(None, ["runtime.backend=ray", "runtime.gpus_per_evaluation=0.25", "runtime.threads=2",
                                  "runtime.ray_max_retries=5"]).runtime
@@ -156,15 +156,15 @@ def test_each_evaluation_reserves_its_share_of_a_gpu_and_is_rerun_when_its_worke
 def test_a_gpu_evaluation_keeps_its_worker_process():
     """Ray's default for GPU tasks is one task per worker process (torch, CUDA and the dataset anew
     for every evaluation); max_calls=0 keeps the worker."""
-    from learngene_ea.ray_engine import _remote
+    from learngene_ea.parallel.ray_engine import _remote
 
     runtime = load_config(None, ["runtime.backend=ray", "runtime.gpus_per_evaluation=0.5"]).runtime
     assert _remote(runtime)._default_options["max_calls"] == 0
 
 
 def test_an_evaluation_that_reserved_no_gpu_runs_on_the_cpu_even_where_torch_sees_one(monkeypatch):
-    from learngene_ea.ray_engine import _run_task
-    from learngene_ea.workers import worker_device
+    from learngene_ea.parallel.ray_engine import _run_task
+    from learngene_ea.parallel.scoop_engine import worker_device
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
@@ -176,7 +176,7 @@ def test_an_evaluation_that_reserved_no_gpu_runs_on_the_cpu_even_where_torch_see
 def test_a_gpu_evaluation_uses_the_gpu_ray_reserved_as_its_process_numbers_it():
     """Ray's CUDA_VISIBLE_DEVICES makes the reserved GPU cuda:0; with every GPU visible (how a local Ray
     with GPU evaluations starts) it is the GPU's own index; a GPU the process cannot see is refused."""
-    from learngene_ea.ray_engine import gpu_index
+    from learngene_ea.parallel.ray_engine import gpu_index
 
     assert gpu_index([3], ["3"]) == 0
     assert gpu_index(["2"], ["0", "1", "2", "3"]) == 2

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import ROOT, run_module, tiny_overrides
-from learngene_ea import run as run_cli
-from learngene_ea.checkpoint import CheckpointError, load_checkpoint, load_latest_valid
+from learngene_ea.cli import run as run_cli
+from learngene_ea.io.checkpoint import CheckpointError, load_checkpoint, load_latest_valid
 
 GENERATIONS = 3
 
@@ -170,7 +170,7 @@ class _RunsACommand:
 
 
 def test_a_checkpoint_that_would_run_a_command_is_refused(tmp_path):
-    from learngene_ea.checkpoint import dumps_checkpoint
+    from learngene_ea.io.checkpoint import dumps_checkpoint
 
     marker = tmp_path / "pwned"
     evil = _RunsACommand()
@@ -188,7 +188,7 @@ def test_resuming_past_a_refused_newest_checkpoint_stops_naming_it(uninterrupted
     fallback to an older checkpoint, meant for truncation and checksum damage, must not hide it."""
     import shutil
 
-    from learngene_ea.checkpoint import dumps_checkpoint
+    from learngene_ea.io.checkpoint import dumps_checkpoint
 
     run_dir = tmp_path / "tampered"
     shutil.copytree(uninterrupted, run_dir)

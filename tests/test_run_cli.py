@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from conftest import ROOT, run_module, tiny_overrides
-from learngene_ea import run as run_cli
+from learngene_ea.cli import run as run_cli
 
 
 def sets(**extra):
@@ -78,7 +78,7 @@ def test_learngene_file_loads_with_weights_only(finished_run):
 
 
 def test_checkpoint_holds_population_rng_and_config(finished_run):
-    from learngene_ea.checkpoint import load_checkpoint
+    from learngene_ea.io.checkpoint import load_checkpoint
 
     run_dir, _ = finished_run
     payload = load_checkpoint(run_dir / "checkpoints" / "latest.pkl")
@@ -163,7 +163,7 @@ def test_a_recipe_file_that_cannot_be_read_exits_2_naming_it(make, message, tmp_
 
 
 def test_an_empty_recipe_is_noted_once(tmp_path, capsys):
-    from learngene_ea import config
+    from learngene_ea.config import loading as config
 
     recipe = tmp_path / "empty.yaml"
     recipe.write_text("# nothing yet\n")
@@ -224,7 +224,7 @@ def test_the_default_recipe_with_20_way_fitness_exits_2_before_creating_anything
 
 def test_an_evaluation_error_that_would_repeat_stops_with_exit_1_keeping_the_checkpoint(tmp_path, capsys,
                                                                                       monkeypatch):
-    from learngene_ea import fitness
+    from learngene_ea.ea import fitness
 
     real = fitness.train_descendant
 
@@ -239,7 +239,7 @@ def test_an_evaluation_error_that_would_repeat_stops_with_exit_1_keeping_the_che
     stderr = capsys.readouterr().err
     assert "generation 1 failed with ValueError: a bad setting, an error that would repeat" in stderr
     assert "generation 0 is safe in checkpoints/latest.pkl" in stderr and "Traceback" not in stderr
-    from learngene_ea.checkpoint import load_checkpoint
+    from learngene_ea.io.checkpoint import load_checkpoint
 
     assert load_checkpoint(run_dir / "checkpoints" / "latest.pkl")["generation"] == 0
     assert run_cli.main([*sets(), "--run-dir", str(tmp_path / "d"), "--quiet", "--debug"]) == 1

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, tiny_overrides
-from learngene_ea import run as run_cli
+from learngene_ea.cli import run as run_cli
 from learngene_ea import transfer
-from learngene_ea.config import load_config
-from learngene_ea.learngene import load_learngene
-from learngene_ea.report import plural
+from learngene_ea.config.loading import load_config
+from learngene_ea.core.learngene import load_learngene
+from learngene_ea.reports.files import plural
 from learngene_ea.transfer.report import markdown_table
 
 DEFAULT_RECIPE = os.path.join(ROOT, "genomes", "default.yaml")

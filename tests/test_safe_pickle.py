@@ -7,9 +7,9 @@ import pickle
 import numpy as np
 import pytest
 
-from learngene_ea.checkpoint import FORMAT, CheckpointError, dumps_checkpoint, loads_checkpoint
+from learngene_ea.io.checkpoint import FORMAT, CheckpointError, dumps_checkpoint, loads_checkpoint
 from learngene_ea.errors import UserError
-from learngene_ea.safe_pickle import load_data_pickle
+from learngene_ea.io.safe_pickle import load_data_pickle
 
 
 def load(data: bytes, error_class=UserError):

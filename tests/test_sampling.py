@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from learngene_ea.sampling import (mean_and_ci95, prototype_predict, sample_episode, sample_episodes,
+from learngene_ea.fewshot.sampling import (mean_and_ci95, prototype_predict, sample_episode, sample_episodes,
                                    sample_task)
 
 
@@ -68,7 +68,7 @@ def old_prototypes(features, labels, n_way):
 def test_class_sums_on_a_cpu_are_index_adds_and_the_mask_form_agrees_with_them():
     """The CPU keeps its results bit for bit; the form used on GPUs (no atomics) gives the same sums
     to float rounding and the same predictions."""
-    from learngene_ea.sampling import class_sums, class_sums_by_mask
+    from learngene_ea.fewshot.sampling import class_sums, class_sums_by_mask
 
     generator = torch.Generator().manual_seed(0)
     for shots, dim in ((1, 8), (5, 64), (20, 640)):

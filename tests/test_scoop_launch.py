@@ -258,7 +258,7 @@ def _check_parallel_results(result):
 
 
 def _check_worker_identity(calls):
-    """learngene_ea.workers: each process of the run has its own index (0 or 1, a GPU index)."""
+    """learngene_ea.parallel.scoop_engine: each process of the run has its own index (0 or 1, a GPU index)."""
     index_of = {}
     for c in calls:
         assert c["worker_index"] == c["slot"]  # under SCOOP the index is the local slot
@@ -374,8 +374,8 @@ def _without_timings(records):
 @pytest.mark.slow
 def test_real_run_under_scoop_as_a_module(scoop_module_run):
     _check_run_outputs(scoop_module_run)
-    # Every evaluation tells where it ran: a device string, set by learngene_ea.workers' index.
-    from learngene_ea.checkpoint import load_checkpoint
+    # Every evaluation tells where it ran: a device string, set by learngene_ea.parallel.scoop_engine' index.
+    from learngene_ea.io.checkpoint import load_checkpoint
 
     payload = load_checkpoint(os.path.join(scoop_module_run, "checkpoints", "latest.pkl"))
     devices = {ind.evaluation["device"] for ind in payload["population"]}

@@ -11,10 +11,10 @@ import pytest
 
 from conftest import ROOT, tiny_overrides
 from conftest import run_module as run_python
-from learngene_ea import run as run_module
-from learngene_ea import study
+from learngene_ea.cli import run as run_module
+from learngene_ea.cli import study
 from learngene_ea.errors import UserError
-from learngene_ea.study_report import pool
+from learngene_ea.reports.study import pool
 
 RECIPE = os.path.join(ROOT, "genomes", "default.yaml")
 

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from conftest import tiny_overrides
-from learngene_ea import run as run_cli
+from learngene_ea.cli import run as run_cli
 
 
 def sets(**extra):
@@ -37,7 +37,7 @@ def test_a_run_logs_every_generation_to_tensorboard(tmp_path):
 
 def test_transfer_rows_are_logged_per_setting(tmp_path):
     pytest.importorskip("tensorboard", reason="the optional extra 'tensorboard' is not installed")
-    from learngene_ea.tensorboard_log import TensorBoardLog
+    from learngene_ea.reports.tensorboard_log import TensorBoardLog
 
     board = TensorBoardLog(str(tmp_path))
     board.transfer({"rows": [{"method": "learngene", "arch": "conv4x0.5", "results": {"5-shot": {"mean": 0.45}}},

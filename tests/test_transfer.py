@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from conftest import ROOT, run_module, tiny_overrides
-from learngene_ea import fitness, transfer, training
-from learngene_ea.config import load_config
+from learngene_ea import transfer
+from learngene_ea.ea import fitness
+from learngene_ea.fewshot import training
+from learngene_ea.config.loading import load_config
 from learngene_ea.errors import UserError
-from learngene_ea.learngene import extract_learngene, load_learngene
-from learngene_ea.models import build_model
-from learngene_ea.sampling import mean_and_ci95
+from learngene_ea.core.learngene import extract_learngene, load_learngene
+from learngene_ea.core.models import build_model
+from learngene_ea.fewshot.sampling import mean_and_ci95
 
 METHODS = ["scratch", "scratch-instincts", "pretrained", "random-learngene", "l1-learngene", "layerwise",
            "layerwise-equal-size", "instincts", "learngene"]
@@ -166,7 +168,8 @@ def test_pretraining_touches_only_training_class_images(monkeypatch, tiny_datase
 
 def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transfer(monkeypatch, tmp_path,
                                                                                     tiny_dataset):
-    from learngene_ea import fitness, run
+    from learngene_ea.ea import fitness
+    from learngene_ea.cli import run
 
     touched, task_splits, phase = set(), [], {"transfer": False}
     make_batch, sample_task = training.make_batch, fitness.sample_task
@@ -208,7 +211,7 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
 
 
 def test_the_end_of_run_transfer_takes_every_core_unless_threads_are_set(monkeypatch):
-    from learngene_ea.workers import available_cores
+    from learngene_ea.parallel.scoop_engine import available_cores
 
     seen = []
     monkeypatch.setattr(transfer.pipeline, "run_transfer", lambda *a, **k: seen.append(torch.get_num_threads()) or {})
@@ -417,7 +420,7 @@ def test_scratch_with_no_update_and_layerwise_at_equal_size_are_rows(transfer_ru
 
 
 def test_layerwise_at_most_never_exceeds_the_budget():
-    from learngene_ea.models import arch_spec
+    from learngene_ea.core.models import arch_spec
 
     spec = arch_spec("conv4", 0.5, 3)
     sizes = [layer.num_params() for layer in spec.layers]
@@ -473,7 +476,7 @@ def test_the_plot_is_a_real_png_with_content(transfer_run):
 # ---------------------------------------------------------------- fitness helper and CLI
 
 def test_finetune_head_accuracies_leaves_the_model_untouched(tiny_dataset):
-    from learngene_ea.sampling import sample_episodes
+    from learngene_ea.fewshot.sampling import sample_episodes
 
     model = build_model("conv4", 0.25, 3, 5, seed=3)
     model.train()
@@ -522,7 +525,7 @@ def test_a_second_transfer_into_the_same_folder_keeps_the_first_reports(tmp_path
 def test_numbered_reports_take_the_first_free_number():
     import tempfile
 
-    from learngene_ea.report import free_stem
+    from learngene_ea.reports.files import free_stem
 
     with tempfile.TemporaryDirectory() as folder:
         assert free_stem(folder, "front-transfer") == "front-transfer"
@@ -578,7 +581,7 @@ def test_transfer_refuses_test_classes_the_learngene_was_evolved_on(tmp_path, ca
 
 
 def test_classes_of_another_synthetic_dataset_are_not_the_same_classes(tiny_dataset, tmp_path):
-    from learngene_ea.learngene import load_learngene
+    from learngene_ea.core.learngene import load_learngene
 
     cfg = load_config(None, transfer_overrides())
     path = str(tmp_path / "learngene.pt")

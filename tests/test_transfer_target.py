@@ -14,11 +14,11 @@ from PIL import Image
 
 from conftest import tiny_overrides
 from learngene_ea import transfer
-from learngene_ea.config import DataConfig, load_config, save_config, to_dict
+from learngene_ea.config.loading import DataConfig, load_config, save_config, to_dict
 from learngene_ea.data import load_dataset
 from learngene_ea.errors import UserError
-from learngene_ea.learngene import extract_learngene
-from learngene_ea.models import build_model
+from learngene_ea.core.learngene import extract_learngene
+from learngene_ea.core.models import build_model
 from learngene_ea.transfer.target import image_differences, match_channels, with_resolved_augment
 
 # the smallest transfer that still has every row: one 1-shot episode, one fine-tuning step

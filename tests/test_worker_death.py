@@ -8,8 +8,8 @@ import time
 import pytest
 
 from conftest import ROOT, tiny_overrides
-from learngene_ea import operators
-from learngene_ea.checkpoint import load_latest_valid
+from learngene_ea.ea import operators
+from learngene_ea.io.checkpoint import load_latest_valid
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 STALL_TIMEOUT = 10  # seconds; a first evaluation takes about 3 (imports, warm-up), later ones well under 1

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from ..config import load_config
+from ..config.loading import load_config
 from ..errors import UserError
 from . import load_dataset
 

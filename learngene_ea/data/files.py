@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from ..paths import file_problem, folder_problem
+from ..io.paths import file_problem, folder_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CACHE_FOLDER = ".learngene_cache"

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..paths import read_text
-from ..safe_pickle import load_data_pickle
+from ..io.paths import read_text
+from ..io.safe_pickle import load_data_pickle
 from . import files
 from .base import SPLITS, FewShotDataset
 

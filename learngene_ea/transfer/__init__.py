@@ -55,10 +55,10 @@ every setting, in one process or over SCOOP), ``pipeline`` (:func:`run_transfer`
 """
 from __future__ import annotations
 
-from ..learngene import load_learngene
-from ..training import finetune_head_accuracies
+from ..core.learngene import load_learngene
+from ..fewshot.training import finetune_head_accuracies
 from .baselines import Method, baseline_methods, layerwise_layers, random_masks_like, top_l1_masks_like
-from .cli import main
+from ..cli.transfer import main
 from .descendants import build_descendant, check_descendant, copy_gene_layers, parse_descendant, transferred_params
 from .episodes import Setting, episode_digest, make_settings
 from .finetune import evaluate_episode, evaluate_method, finetune_and_score, summarise_episodes
@@ -69,7 +69,7 @@ from .target import load_target, match_channels, source_data
 from .report import add_paired_differences, markdown_table, plot_transfer, write_reports
 
 # Importable from here as before the package was split, though not part of __all__.
-from .cli import parse_args, resolve_config  # noqa: F401
+from ..cli.transfer import parse_args, resolve_config  # noqa: F401
 from .descendants import arch_label  # noqa: F401
 from .episodes import episode_finetune_seed, episode_init_seed  # noqa: F401
 from .pipeline import FORMAT, check_compatible, check_unseen_classes, seen_test_classes  # noqa: F401

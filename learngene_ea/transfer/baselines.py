@@ -14,9 +14,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..learngene import Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene
-from ..models import ArchSpec, Backbone
-from ..operators import keep_top_channels
+from ..core.learngene import Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene
+from ..core.models import ArchSpec, Backbone
+from ..ea.operators import keep_top_channels
 from .descendants import arch_label, copy_gene_layers, transferred_params
 from .episodes import episode_mask_seed
 

@@ -17,7 +17,7 @@ import os
 
 import torch
 
-from ..atomic import atomic_write_bytes
+from ..io.atomic import atomic_write_bytes
 
 def key_digest(key: dict) -> str:
     """A short, stable hash of a pre-training key (the cache file's name)."""

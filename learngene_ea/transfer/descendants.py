@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..learngene import Learngene, inherit_learngene
-from ..models import FAMILIES, ArchSpec, Backbone, build_model
+from ..core.learngene import Learngene, inherit_learngene
+from ..core.models import FAMILIES, ArchSpec, Backbone, build_model
 
 
 def parse_descendant(text: str, default_width: float) -> tuple[str, float]:

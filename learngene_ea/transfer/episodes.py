@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.base import FewShotDataset
-from ..recipe_checks import check_transfer_fits
-from ..sampling import Episode, mix_seed, sample_episode
+from ..config.checks import check_transfer_fits
+from ..fewshot.sampling import Episode, mix_seed, sample_episode
 
 # Tags mixed into seeds, so that every random stream is independent of the others.
 _SHOT_SETTING, _LIMITED_SETTING, _PRETRAIN = 1, 2, 3  # mixed into transfer.seed

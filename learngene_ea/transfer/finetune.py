@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from ..data.base import FewShotDataset
-from ..models import Backbone, build_model
-from ..sampling import Episode, mean_and_ci95
-from ..training import draw_crops, images_on, make_batch, normalisation, prototype_accuracies
+from ..core.models import Backbone, build_model
+from ..fewshot.sampling import Episode, mean_and_ci95
+from ..fewshot.training import draw_crops, images_on, make_batch, normalisation, prototype_accuracies
 from .baselines import Method
 from .episodes import Setting, episode_digest, episode_finetune_seed, episode_init_seed
 

@@ -1,6 +1,6 @@
 """A whole Pareto front in one table: ``python -m learngene_ea.transfer --learngene runs/<run>/pareto/``.
 
-Every ``learngene-*.pt`` of the folder (``learngene_ea.pareto`` writes them) is evaluated on the
+Every ``learngene-*.pt`` of the folder (``learngene_ea.reports.pareto`` writes them) is evaluated on the
 same test episodes and seeds as a single learngene's table. What does not depend on the
 learngene (``scratch``, ``pretrained``, ``layerwise``...) is evaluated once, with the first
 (smallest) learngene; each learngene gets its own ``learngene``, ``instincts`` and size-matched
@@ -19,10 +19,10 @@ import time
 import torch
 
 from ..errors import UserError
-from ..fitness import configure_memory
-from ..learngene import load_learngene
-from ..report import save_figure, write_report_files
-from ..training import resolve_device
+from ..ea.fitness import configure_memory
+from ..core.learngene import load_learngene
+from ..reports.files import save_figure, write_report_files
+from ..fewshot.training import resolve_device
 from .baselines import baseline_methods
 from .episodes import make_settings
 from .jobs import evaluate_transfer

@@ -11,13 +11,13 @@ from __future__ import annotations
 import itertools
 import os
 
-from ..config import Config
+from ..config.loading import Config
 from ..data.base import FewShotDataset
-from ..fitness import configure_process
-from ..learngene import Learngene
-from ..models import Backbone
-from ..engines import forget_constant, share_constant, shared_constant, spreads
-from ..workers import worker_device
+from ..ea.fitness import configure_process
+from ..core.learngene import Learngene
+from ..core.models import Backbone
+from ..parallel.engines import forget_constant, share_constant, shared_constant, spreads
+from ..parallel.scoop_engine import worker_device
 from .baselines import Method, baseline_methods
 from .episodes import Setting, make_settings
 from .finetune import evaluate_episode, evaluate_method, summarise_episodes

@@ -13,16 +13,16 @@ import time
 
 import torch
 
-from ..config import Config, ConfigError, dataset_label
+from ..config.loading import Config, ConfigError, dataset_label
 from ..data import load_dataset
 from ..data.base import FewShotDataset
 from ..errors import UserError
-from ..fitness import configure_memory
-from ..learngene import Learngene, load_learngene
-from ..report import plural
-from ..training import resolve_device
-from ..engines import backend_of, parallel_map, process_count
-from ..workers import available_cores, default_threads
+from ..ea.fitness import configure_memory
+from ..core.learngene import Learngene, load_learngene
+from ..reports.files import plural
+from ..fewshot.training import resolve_device
+from ..parallel.engines import backend_of, parallel_map, process_count
+from ..parallel.scoop_engine import available_cores, default_threads
 from .baselines import baseline_methods
 from .descendants import arch_label, check_descendant, parse_descendant
 from .episodes import episode_digest, make_settings

@@ -20,13 +20,13 @@ import time
 import torch
 from torch import nn
 
-from ..config import Config
+from ..config.loading import Config
 from ..data.base import FewShotDataset
 from ..errors import UserError
-from ..models import Backbone, build_model
-from ..report import plural
-from ..sampling import training_classes_task
-from ..training import train_on_task
+from ..core.models import Backbone, build_model
+from ..reports.files import plural
+from ..fewshot.sampling import training_classes_task
+from ..fewshot.training import train_on_task
 from .cache import cache_file, find_cached, write_cached
 from .descendants import arch_label
 from .episodes import pretrain_seed

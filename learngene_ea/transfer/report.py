@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from ..report import plural, save_figure, write_report_files
-from ..sampling import mean_and_ci95
+from ..reports.files import plural, save_figure, write_report_files
+from ..fewshot.sampling import mean_and_ci95
 
 
 def paired_difference(accuracies, others) -> dict:

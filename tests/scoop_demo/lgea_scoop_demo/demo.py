@@ -13,7 +13,7 @@ import time
 
 import scoop
 
-from learngene_ea import workers
+from learngene_ea.parallel import scoop_engine as workers
 
 MODULE_NAME = "lgea_scoop_demo.demo"
 

@@ -26,7 +26,7 @@ def reported(i):
 def main():
     from scoop import futures
 
-    from learngene_ea.workers import watched_scoop_map
+    from learngene_ea.parallel.scoop_engine import watched_scoop_map
 
     plain = list(futures.map(reported, range(8)))
     watched = list(watched_scoop_map(reported, range(8)))

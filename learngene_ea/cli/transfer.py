@@ -1,0 +1,115 @@
+"""The command line: ``python -m learngene_ea.transfer --learngene runs/<name>/learngene.pt [options]``.
+
+A mistake the user can fix (missing file, bad recipe key, incompatible learngene) is one
+sentence on stderr and exit code 2 (``--debug`` shows the traceback instead); an interrupted
+evaluation exits 130 without a report.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..config import loading as config_module
+from ..config.loading import Config
+from ..errors import UserError
+from ..io.paths import file_problem, folder_problem
+from ..config.checks import check_device
+from ..transfer.pipeline import run_transfer
+from ..transfer.report import markdown_table
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line's options (``argv``, default ``sys.argv[1:]``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m learngene_ea.transfer",
+        description="Evaluate a learngene on test-class few-shot episodes against scratch, pre-trained, "
+                    "random-learngene, top-L1 learngene, layer-wise and no-update baselines (same episodes and seeds).")
+    parser.add_argument("--learngene", required=True, help="learngene.pt written by a run, or a run's pareto/ "
+                                                           "folder (every learngene of its front, one table)")
+    parser.add_argument("--config", help="recipe YAML (default: config.yaml next to the learngene, else "
+                                         "genomes/default.yaml, else the built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a recipe key (repeatable), e.g. --set transfer.episodes=600")
+    parser.add_argument("--out", help="folder for transfer.json/.md/.png and the pre-trained cache (default: the "
+                                      "learngene's folder; with transfer.target, its sub-folder transfer-<target>); "
+                                      "earlier reports there are kept (the new ones: transfer-2.*, -3, ...); "
+                                      "nothing else is written")
+    parser.add_argument("--descendants", nargs="+", metavar="FAMILY@WIDTH",
+                        help="scalability descendants, e.g. conv4@2.0 conv6 vgg11@0.5 "
+                             "(default: transfer.descendants)")
+    parser.add_argument("--pretrained", metavar="STATE_DICT",
+                        help="a trained network's state dict (of the learngene's family, width and channels) for "
+                             "the pretrained, random-learngene, l1-learngene and layerwise rows, instead of "
+                             "pre-training one (transfer.pretrain_on)")
+    parser.add_argument("--allow-seen-classes", action="store_true",
+                        help="evaluate even on test classes the learngene's evolution trained or validated on")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, log lines only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args) -> Config:
+    """The recipe: --config, else the run's config.yaml, else genomes/default.yaml, else defaults."""
+    path = args.config
+    if path is None:
+        beside = os.path.join(os.path.dirname(os.path.abspath(args.learngene)), "config.yaml")
+        if os.path.isfile(beside):
+            path = beside
+        elif os.path.isfile(config_module.DEFAULT_RECIPE):
+            path = config_module.DEFAULT_RECIPE
+    return config_module.load_config(path, args.overrides)
+
+
+def check_paths(args) -> None:
+    """--learngene, --out and --pretrained name a file, a folder and a file, before anything is loaded."""
+    if not os.path.isdir(args.learngene):
+        problem = file_problem(args.learngene)
+        if problem:
+            raise UserError(f"Learngene file {args.learngene!r} {problem}; pass the learngene.pt of a finished run "
+                            "(runs/<name>/learngene.pt) or a run's pareto/ folder.")
+    if args.out and os.path.lexists(args.out) and folder_problem(args.out):
+        raise UserError(f"--out {args.out!r} {folder_problem(args.out)}; pass a folder for the reports.")
+    if args.pretrained and file_problem(args.pretrained):
+        raise UserError(f"--pretrained {args.pretrained!r} {file_problem(args.pretrained)}; pass the state dict "
+                        "file of a trained network.")
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit status (0; 2 for a user error; 130 when interrupted)."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = parse_args(argv)
+        check_paths(args)
+        if os.path.isdir(args.learngene):  # a run's pareto/ folder: every learngene of its front
+            from ..transfer.front import front_markdown, run_front_transfer
+
+            cfg = resolve_config(args)
+            check_device(cfg.runtime)
+            results = run_front_transfer(cfg, args.learngene, args.out, log=print,
+                                         allow_seen_classes=args.allow_seen_classes,
+                                         pretrained_path=args.pretrained, keep_earlier=True)
+            print(front_markdown(results))
+            return 0
+        cfg = resolve_config(args)
+        check_device(cfg.runtime)
+        progress = None
+        if not args.quiet:
+            from tqdm import tqdm
+
+            def progress(iterable, total, desc):
+                return tqdm(iterable, total=total, desc=desc, unit="episode", leave=False, file=sys.stderr)
+        results = run_transfer(cfg, args.learngene, args.out, args.descendants, log=print, progress=progress,
+                               allow_seen_classes=args.allow_seen_classes, pretrained_path=args.pretrained,
+                               keep_earlier=True)
+        print(markdown_table(results))
+        return 0
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no transfer report was written.", file=sys.stderr)
+        return 130

@@ -1,0 +1,324 @@
+"""Recipes: YAML files in ``genomes/`` loaded into a typed, validated :class:`Config`.
+
+A recipe only lists what differs from the defaults in :mod:`.schema`. ``--set section.key=value``
+overrides are applied on top (values parsed as YAML scalars or lists). Every mistake is a
+:class:`ConfigError` whose message names the key, the problem and, for a misspelt key, the
+closest valid one. The resolved config (:func:`to_dict`) is what every run saves.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import sys
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from .schema import (DATASETS, MODEL_FAMILIES, Config, ConfigError, DataConfig, EAConfig,  # noqa: F401
+                            FitnessConfig, ModelConfig, OperatorsConfig, OperatorSpec, PoolConfig,
+                            RuntimeConfig,
+                            TaskConfig, TransferConfig)
+from ..errors import UserError
+from ..io.paths import decode_utf8, file_problem
+
+
+# ----------------------------------------------------------------------------- building
+
+def _is_dataclass_type(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _type_name(tp) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+             list: "a list", dict: "a mapping"}
+    if _is_dataclass_type(tp):
+        return "a mapping"
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value, tp, key: str):
+    """Check ``value`` against the annotated type ``tp``; return the value to store."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if _is_dataclass_type(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{key}' must be a mapping of keys to values, not {value!r}.")
+        return _build(tp, value, key + ".")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be true or false, not {value!r}.")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{key}' must be an integer, not {value!r}.")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"'{key}' must be a number, not {value!r}.")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(f"'{key}' is an integer of {len(str(value))} digits, too large for a number; "
+                              "give a smaller one.") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"'{key}' is {value!r}; it must be a finite number.")
+        return number
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"'{key}' must be a string, not {value!r}.")
+        return _check_text(value, key)
+    if tp in (list, dict):
+        if not isinstance(value, tp):
+            raise ConfigError(f"'{key}' must be {_type_name(tp)}, not {value!r}.")
+        return value if key.endswith(".kwargs") else _check_text(value, key)  # kwargs: the user's operator's
+    return value
+
+
+def _check_text(value, key: str):
+    """``value`` (a string, or a list or mapping holding strings) with no NUL character and no byte
+    that is not UTF-8 (a command line's undecodable bytes): both would fail late, in a path or a plot."""
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ConfigError(f"'{key}' is {value!r}, which holds a NUL character; remove it.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"'{key}' is {value!r}, which holds bytes that are not UTF-8 text; give it in "
+                              "UTF-8 (a path: rename it, or link to it under a UTF-8 name).") from None
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item, key)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _check_text(name, key)
+            _check_text(item, key)
+    return value
+
+
+def _check_range(value, meta: dict, key: str):
+    if value is None:
+        return
+    if "choices" in meta and value not in meta["choices"]:
+        close = difflib.get_close_matches(str(value), [str(c) for c in meta["choices"]], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        choices = ", ".join(str(c) for c in meta["choices"])
+        raise ConfigError(f"'{key}' is {value!r}{hint}; it must be one of: {choices}.")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"'{key}' is {value!r}; it must be at least {meta['min']}.")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"'{key}' is {value!r}; it must be at most {meta['max']}.")
+    if "gt" in meta and not value > meta["gt"]:
+        raise ConfigError(f"'{key}' is {value!r}; it must be greater than {meta['gt']}.")
+
+
+def _build(cls, values: dict, prefix: str = ""):
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys by name."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            valid = ", ".join(prefix + f for f in fields)
+            raise ConfigError(f"Unknown key '{prefix}{key}'{hint} (valid keys here: {valid}).")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in values:
+            value = _coerce(values[name], hints[name], prefix + name)
+            _check_range(value, f.metadata, prefix + name)
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _validate_whole(cfg: Config) -> Config:
+    """Checks that involve more than one key."""
+    if cfg.ea.tournsize > cfg.ea.population_size:
+        raise ConfigError(f"'ea.tournsize' ({cfg.ea.tournsize}) must not exceed "
+                          f"'ea.population_size' ({cfg.ea.population_size}).")
+    if cfg.ea.elites >= cfg.ea.population_size:
+        raise ConfigError(f"'ea.elites' ({cfg.ea.elites}) must be smaller than "
+                          f"'ea.population_size' ({cfg.ea.population_size}).")
+    if cfg.ea.criterion == "score" and cfg.fitness.inheritance != "pool":
+        raise ConfigError("'ea.criterion' score ranks channels by the gene pool's learngene scores: set "
+                          "'fitness.inheritance' to pool, or choose another criterion.")
+    if cfg.pool.warm_start_fraction and cfg.fitness.inheritance != "pool":
+        raise ConfigError("'pool.warm_start_fraction' starts the gene pool from a trained network: set "
+                          "'fitness.inheritance' to pool, or leave it at 0.")
+    for key, data in (("data", cfg.data), ("transfer.target", cfg.transfer.target)):
+        if data is not None and data.name != "synthetic" and not data.root:
+            raise ConfigError(f"'{key}.root' is required for {key}.name '{data.name}': "
+                              "set it to the folder holding the dataset files.")
+    # what depends on the dataset (classes and images of each split) is checked once it is
+    # loaded, before a run makes its folder: see recipe_checks.py
+    device = cfg.runtime.device
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", device):
+        raise ConfigError(f"'runtime.device' is {device!r}; it must be auto, cpu, cuda or cuda:N (N: a GPU's "
+                          "number, from 0).")
+    shots = cfg.transfer.shots
+    if not shots or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shots):
+        raise ConfigError(f"'transfer.shots' must be a non-empty list of positive integers, not {shots!r}.")
+    for op_name in ("select", "mutate", "mate", "evaluate"):
+        spec = getattr(cfg.operators, op_name)
+        if spec is not None and ":" not in spec.function:
+            raise ConfigError(f"'operators.{op_name}.function' must look like 'package.module:function', "
+                              f"not {spec.function!r}.")
+    return cfg
+
+
+def from_dict(values: dict | None) -> Config:
+    """Build a validated :class:`Config` from a nested mapping (a parsed recipe)."""
+    values = values or {}
+    if not isinstance(values, dict):
+        raise ConfigError("A recipe must be a YAML mapping of sections to keys.")
+    return _validate_whole(_build(Config, values))
+
+
+def to_dict(cfg: Config) -> dict:
+    """The resolved config as plain data (what runs save as ``config.yaml``)."""
+    return dataclasses.asdict(cfg)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into a key path and a YAML-parsed value."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} must look like section.key=value.")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r} must look like section.key=value.")
+    try:
+        value = parse_yaml(raw) if raw.strip() else None
+    except _DuplicateKey as err:
+        raise ConfigError(f"--set {text!r} gives the key {err.key!r} twice; keep one of them.") from None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``values`` with every ``section.key=value`` override applied."""
+    values = yaml.safe_load(yaml.safe_dump(values)) if values else {}
+    for text in overrides or []:
+        path, value = parse_override(text)
+        node = values
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: '{part}' is not a section.")
+            node = child
+        node[path[-1]] = value
+    return values
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first: int, again: int):
+        super().__init__(f"{key!r} at lines {first} and {again}")
+        self.key, self.first, self.again = key, first, again
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not a silent
+    replacement (two ``ea:`` sections: the second would win unseen)."""
+
+    def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *defaults' merges, it does not repeat
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # SafeLoader refuses it itself, with its own message
+            if key in lines:
+                raise _DuplicateKey(key, lines[key], key_node.start_mark.line + 1)
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str):
+    """YAML text as Python data, refusing duplicate keys (see :class:`RecipeLoader`)."""
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader)
+
+
+_NOTED_EMPTY: set = set()
+
+
+def read_recipe(path: str | os.PathLike) -> dict:
+    """Parse a recipe file into a mapping, with a clear error for a missing or bad file.
+
+    A file with no keys at all (empty, or comments only) is noted once per process on stderr:
+    every key then has its default, which a typo in the file name would not make obvious.
+    """
+    path = os.fspath(path)
+    problem = file_problem(path)
+    if problem == "does not exist":
+        raise ConfigError(f"Recipe {path!r} does not exist; pass --config genomes/<recipe>.yaml.")
+    if problem:
+        raise ConfigError(f"Recipe {path!r} {problem}; pass --config with a recipe .yaml file.")
+    try:
+        with open(path, "rb") as f:
+            text = decode_utf8(f.read(), f"Recipe {path!r}")
+    except OSError as err:
+        raise ConfigError(f"Recipe {path!r} cannot be read ({err.strerror}).") from err
+    except UserError as err:
+        raise ConfigError(str(err)) from None
+    try:
+        values = parse_yaml(text)
+    except _DuplicateKey as err:
+        raise ConfigError(f"Recipe {path!r} gives the key {err.key!r} twice in one section (lines {err.first} "
+                          f"and {err.again}); keep one of them.") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"Recipe {path!r} is not valid YAML{where}; fix its syntax.") from err
+    if values is None:
+        if path not in _NOTED_EMPTY:
+            _NOTED_EMPTY.add(path)
+            print(f"note: recipe {path!r} is empty: every key at its default.", file=sys.stderr)
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"Recipe {path!r} must be a YAML mapping of sections to keys.")
+    return values
+
+
+DEFAULT_RECIPE = os.path.join("genomes", "default.yaml")
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a recipe (``None``: the built-in defaults), apply overrides, validate."""
+    values = read_recipe(path) if path is not None else {}
+    return from_dict(apply_overrides(values, overrides or []))
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from ..io.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def recipe_name(cfg: Config, path: str | os.PathLike | None) -> str:
+    """What a run is called: ``name`` when set, else the recipe file's name (``defaults`` without one)."""
+    if cfg.name:
+        return cfg.name
+    return os.path.splitext(os.path.basename(os.fspath(path)))[0] if path else "defaults"
+
+
+def dataset_label(data: DataConfig) -> str:
+    """A short name for a data section: ``data.name``, or an image folder's own folder name."""
+    if data.name == "imagefolder" and data.root:
+        folder = os.path.basename(os.path.normpath(os.path.expanduser(data.root)))
+        return "".join(c if c.isalnum() or c in "._-" else "_" for c in folder) or data.name
+    return data.name

@@ -1,0 +1,308 @@
+"""The learngene: channel masks per mask group + the weights of the kept sub-kernels.
+
+For gene layer ``l`` the learngene keeps ``W_l[kept_out_l][:, kept_in_l]`` (``kept_in`` is the
+kept output channels of the layer it reads; all image channels for the first layer) and the
+BatchNorm affine parameters and running statistics of ``kept_out_l``. Weights are numpy
+arrays, so a learngene (and a population of them) pickles cheaply and safely.
+
+Functions here are the tensor side of GTL: :func:`extract_learngene` reads a trained network,
+:func:`inherit_learngene` writes into a fresh descendant (same family at any width or depth,
+or another family with the same kind of layers), and :meth:`Learngene.save`/:func:`load_learngene`
+give a portable file that loads with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..io.paths import file_problem
+from .models import ArchSpec, Backbone, GeneLayer, arch_spec
+
+FORMAT = "learngene-ea/learngene-v1"
+WEIGHT_KEYS = ("conv", "bn_weight", "bn_bias", "bn_mean", "bn_var")
+
+
+def full_masks(spec: ArchSpec) -> dict[str, np.ndarray]:
+    """Every channel of every group: the learngene of a whole network (fraction 1.0)."""
+    return {name: np.ones(size, dtype=bool) for name, size in spec.groups}
+
+
+def kept_indices(mask: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(mask)
+
+
+def learngene_size(spec: ArchSpec, masks: dict[str, np.ndarray]) -> int:
+    """Parameters in the learngene's sub-kernels (conv weights + BN affine of kept channels)."""
+    total = 0
+    for layer in spec.layers:
+        kept_out = int(masks[layer.group].sum())
+        kept_in = layer.in_channels if layer.in_group is None else int(masks[layer.in_group].sum())
+        total += layer.num_params(kept_out, kept_in)
+    return total
+
+
+def learngene_fraction(spec: ArchSpec, masks: dict[str, np.ndarray]) -> float:
+    """Learngene size / parameters of the ancestry network's gene layers (+ BatchNorms)."""
+    return learngene_size(spec, masks) / spec.num_gene_params()
+
+
+def complete_circuits(spec: ArchSpec, masks: dict[str, np.ndarray], min_channels: int = 1) -> bool:
+    """True when every group keeps at least ``min_channels`` channels.
+
+    Every kept channel is wired to all kept channels of the group it reads, so a circuit is
+    broken exactly when some group it passes through keeps nothing.
+    """
+    return all(int(masks[name].sum()) >= min(min_channels, size) for name, size in spec.groups)
+
+
+@dataclass
+class Learngene:
+    """Masks and kept sub-kernel weights of one learngene, plus where they came from.
+
+    Attributes:
+        family, width, in_channels: the ancestry architecture (``arch_spec`` rebuilds it).
+        masks: group name -> bool array over the group's output channels.
+        weights: gene layer name -> {"conv", "bn_weight", "bn_bias", "bn_mean", "bn_var"}
+            numpy float32 arrays over the kept channels only.
+        meta: plain data: lineage (id, parents, generation born), fitness, dataset, ...
+    """
+
+    family: str
+    width: float
+    in_channels: int
+    masks: dict[str, np.ndarray]
+    weights: dict[str, dict[str, np.ndarray]]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ArchSpec:
+        return arch_spec(self.family, self.width, self.in_channels)
+
+    @property
+    def num_params(self) -> int:
+        return learngene_size(self.spec, self.masks)
+
+    @property
+    def fraction(self) -> float:
+        return learngene_fraction(self.spec, self.masks)
+
+    def restrict(self, masks: dict[str, np.ndarray]) -> "Learngene":
+        """The learngene limited to channels kept both here and in ``masks``.
+
+        Mutations change an individual's masks; its stored weights only cover the channels
+        that were kept when they were extracted, so dropped channels are sliced away and
+        re-added channels (not in ``self.masks``) stay freshly initialised in the descendant.
+        """
+        new_masks = {g: np.logical_and(self.masks[g], masks[g]) for g in self.masks}
+        spec = self.spec
+        weights = {}
+        for layer in spec.layers:
+            if layer.name not in self.weights:
+                continue
+            w = self.weights[layer.name]
+            out_sel = new_masks[layer.group][self.masks[layer.group]]
+            conv = w["conv"][out_sel]
+            if layer.in_group is not None:
+                conv = conv[:, new_masks[layer.in_group][self.masks[layer.in_group]]]
+            weights[layer.name] = {"conv": np.ascontiguousarray(conv),
+                                   **{k: w[k][out_sel].copy() for k in WEIGHT_KEYS[1:]}}
+        return dataclasses.replace(self, masks=new_masks, weights=weights, meta=dict(self.meta))
+
+    # ------------------------------------------------------------------ portable file
+    def to_state(self) -> dict:
+        """Plain dict of tensors, strings and numbers (``torch.load(weights_only=True)``-safe)."""
+        return {
+            "format": FORMAT,
+            "family": self.family,
+            "width": float(self.width),
+            "in_channels": int(self.in_channels),
+            "masks": {g: torch.from_numpy(m.copy()) for g, m in self.masks.items()},
+            "weights": {name: {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in w.items()}
+                        for name, w in self.weights.items()},
+            "num_params": int(self.num_params),
+            "fraction": float(self.fraction),
+            "meta": _plain(self.meta),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Learngene":
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ValueError("not a learngene-ea learngene file")
+        return cls(
+            family=state["family"], width=float(state["width"]), in_channels=int(state["in_channels"]),
+            masks={g: m.numpy().astype(bool) for g, m in state["masks"].items()},
+            weights={name: {k: v.numpy().astype(np.float32) for k, v in w.items()}
+                     for name, w in state["weights"].items()},
+            meta=dict(state.get("meta", {})),
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the learngene atomically to ``path`` (a ``.pt`` file)."""
+        from ..io.atomic import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        torch.save(self.to_state(), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def _plain(value):
+    """Meta data reduced to what ``weights_only`` loading accepts."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def load_learngene(path: str | os.PathLike) -> Learngene:
+    """Load a learngene file with ``torch.load(weights_only=True)``; clear error if it is not one."""
+    path = os.fspath(path)
+    problem = file_problem(path)
+    if problem:
+        raise UserError(f"Learngene file {path!r} {problem}; pass the learngene.pt of a finished run.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return Learngene.from_state(state)
+    except Exception as err:  # any unpickling/format problem is the same user-facing fact
+        raise UserError(f"{path!r} is not a readable learngene-ea learngene file ({type(err).__name__}); "
+                        "pass the learngene.pt written by a run.") from err
+
+
+# ------------------------------------------------------------------------ tensor side
+
+def extract_learngene(model: Backbone, masks: dict[str, np.ndarray], meta: dict | None = None) -> Learngene:
+    """Read the kept sub-kernels (and BatchNorm state) of ``model`` under ``masks``."""
+    spec = model.spec
+    weights = {}
+    with torch.no_grad():
+        for layer in spec.layers:
+            module = model.gene_module(layer.name)
+            out_idx = torch.from_numpy(kept_indices(masks[layer.group]))
+            conv = module.conv.weight.detach().cpu()[out_idx]
+            if layer.in_group is not None:
+                conv = conv[:, torch.from_numpy(kept_indices(masks[layer.in_group]))]
+            bn = module.bn
+            weights[layer.name] = {
+                "conv": conv.numpy().astype(np.float32).copy(),
+                "bn_weight": bn.weight.detach().cpu()[out_idx].numpy().astype(np.float32).copy(),
+                "bn_bias": bn.bias.detach().cpu()[out_idx].numpy().astype(np.float32).copy(),
+                "bn_mean": bn.running_mean.detach().cpu()[out_idx].numpy().astype(np.float32).copy(),
+                "bn_var": bn.running_var.detach().cpu()[out_idx].numpy().astype(np.float32).copy(),
+            }
+    return Learngene(spec.family, spec.width, spec.in_channels,
+                     {g: np.asarray(m, dtype=bool).copy() for g, m in masks.items()}, weights, dict(meta or {}))
+
+
+def match_layers(source: ArchSpec, target: ArchSpec) -> dict[str, GeneLayer]:
+    """Target gene layer name -> the source gene layer whose sub-kernels it inherits.
+
+    Same family: layers match by name. Otherwise by position (stage, index in stage, role):
+    a VGG11 learngene fills the first layers of each VGG16 stage, the extra layers stay fresh.
+    """
+    if source.family == target.family:
+        names = {layer.name: layer for layer in source.layers}
+        return {layer.name: names[layer.name] for layer in target.layers if layer.name in names}
+    positions = {(layer.stage, layer.index, layer.role): layer for layer in source.layers}
+    matched = {}
+    for layer in target.layers:
+        src = positions.get((layer.stage, layer.index, layer.role))
+        if src is not None and src.kernel_size == layer.kernel_size:
+            matched[layer.name] = src
+    return matched
+
+
+def inherit_learngene(model: Backbone, learngene: Learngene) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Write the learngene's sub-kernels into the descendant ``model`` at their channel positions.
+
+    Channels keep their index; in a narrower descendant channels beyond its width are left out,
+    in a wider or deeper one the extra channels and layers keep their fresh initialisation.
+    Returns, per written layer, the (out, in) channel indices written (for tests and reports).
+    """
+    source = learngene.spec
+    target = model.spec
+    written = {}
+    with torch.no_grad():
+        for name, src in match_layers(source, target).items():
+            if src.name not in learngene.weights:
+                continue
+            dst = target.layer(name)
+            w = learngene.weights[src.name]
+            out_idx = kept_indices(learngene.masks[src.group])
+            out_sel = out_idx < dst.out_channels
+            if src.in_group is None:
+                in_idx = np.arange(src.in_channels)
+            else:
+                in_idx = kept_indices(learngene.masks[src.in_group])
+            in_sel = in_idx < dst.in_channels
+            if not out_sel.any() or not in_sel.any():
+                continue
+            module = model.gene_module(name)
+            device = module.conv.weight.device
+            o = torch.from_numpy(out_idx[out_sel]).to(device)
+            i = torch.from_numpy(in_idx[in_sel]).to(device)
+            conv = torch.from_numpy(w["conv"][out_sel][:, in_sel]).to(device, module.conv.weight.dtype)
+            module.conv.weight[o.unsqueeze(1), i.unsqueeze(0)] = conv
+            for key, tensor in (("bn_weight", module.bn.weight), ("bn_bias", module.bn.bias),
+                                ("bn_mean", module.bn.running_mean), ("bn_var", module.bn.running_var)):
+                tensor[o] = torch.from_numpy(w[key][out_sel]).to(device, tensor.dtype)
+            written[name] = (out_idx[out_sel], in_idx[in_sel])
+    return written
+
+
+def channel_importance(learngene: Learngene, criterion: str = "l1") -> dict[str, np.ndarray]:
+    """Importance of every channel of every group (``-inf`` where the channel is not kept).
+
+    ``l1``: mean L1 norm of the channel's filters over the group's layers; ``bn``: mean absolute
+    BatchNorm scale; ``score``: the gene pool's learngene score (``meta['scores']``), ties (as in
+    generation 0, where every descendant carried every channel) broken by ``l1``.
+    """
+    if criterion == "score":
+        return _pool_score_importance(learngene)
+    spec = learngene.spec
+    scores = {g: np.full(size, -np.inf) for g, size in spec.groups}
+    sums = {g: np.zeros(size) for g, size in spec.groups}
+    counts = {g: 0 for g, _ in spec.groups}
+    for layer in spec.layers:
+        if layer.name not in learngene.weights:
+            continue
+        w = learngene.weights[layer.name]
+        idx = kept_indices(learngene.masks[layer.group])
+        if criterion == "bn":
+            value = np.abs(w["bn_weight"])
+        else:
+            value = np.abs(w["conv"]).reshape(len(idx), -1).mean(axis=1)
+        sums[layer.group][idx] += value
+        counts[layer.group] += 1
+    for g in scores:
+        if counts[g]:
+            kept = learngene.masks[g]
+            scores[g][kept] = sums[g][kept] / counts[g]
+    return scores
+
+
+def _pool_score_importance(learngene: Learngene) -> dict[str, np.ndarray]:
+    pool_scores = learngene.meta.get("scores")
+    if not pool_scores:
+        raise ValueError("criterion 'score' needs learngene scores: run with fitness.inheritance pool")
+    l1 = channel_importance(learngene, "l1")
+    scores = {}
+    for group, values in l1.items():
+        kept = learngene.masks[group]
+        finite = values[kept & np.isfinite(values)]
+        scale = float(np.max(finite)) if finite.size and np.max(finite) > 0 else 1.0
+        scores[group] = np.full(len(values), -np.inf)
+        # scores are accuracy differences (~0.01); the l1 term stays below 1e-3
+        scores[group][kept] = np.asarray(pool_scores[group], dtype=np.float64)[kept] + 1e-3 * values[kept] / scale
+    return scores

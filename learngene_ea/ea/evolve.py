@@ -1,0 +1,381 @@
+"""The GTL evolution loop, in the spirit of ``deap.algorithms``: short and readable.
+
+Generation 0 trains randomly initialised descendants (their learngene: the whole network or a
+random mask). Each later generation: elites survive (with NSGA-II, ``toolbox.survive`` picks the
+survivors of parents and offspring), a tournament picks parents, their clones are mutated (and
+optionally mated), the new individuals are evaluated (``toolbox.map``: SCOOP when running under
+it), the hall of fame, Pareto front, lineage and logbook are updated, and a checkpoint is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from deap import algorithms, base, tools
+
+from . import gene_pool
+from . import operators
+from ..config.loading import Config
+from ..data import load_dataset
+from .fitness import Evaluation
+from ..core.individual import fraction_of, individual_spec, make_individual, masks_of, same_individual
+from ..core.learngene import full_masks
+from ..reports.lineage import mark_operator, record_lineage
+from ..core.models import arch_spec
+from .toolbox import build_toolbox  # noqa: F401  (where users have always imported it from)
+from ..parallel.scoop_engine import worker_device
+
+FRACTION_SLACK = 1e-9
+
+
+class OperatorFailure(Exception):
+    """A genetic operator (select, mutate, mate) raised: the run stops, its checkpoint is safe."""
+
+    def __init__(self, role: str, function, generation: int, error: BaseException):
+        name = getattr(function, "func", function)
+        name = f"{getattr(name, '__module__', '?')}:{getattr(name, '__qualname__', repr(name))}"
+        super().__init__(f"operator '{role}' ({name}) failed while making generation {generation} "
+                         f"({type(error).__name__}: {error}); {_safe_generation(generation)}")
+        self.role = role
+        self.error = error
+
+
+def _safe_generation(generation: int) -> str:
+    if generation <= 0:
+        return "nothing was saved yet: fix the cause and start the run again."
+    return (f"generation {generation - 1} is safe in checkpoints/latest.pkl: fix the cause, then --resume "
+            "the run.")
+
+
+class EvaluationFailure(Exception):
+    """Fitness failed in a way that retrying cannot mend: the run stops, its checkpoint is safe.
+
+    Either one evaluation hit an error that is not bad luck (a bad setting, a bug: see
+    ``fitness.can_pass_on_retry``), or every evaluation of a generation failed.
+    ``traceback_text`` is the failing worker's traceback, shown under ``--debug``.
+    """
+
+    def __init__(self, generation: int, error: dict, every: bool = False):
+        cause = f"{error['type']}: {error['message']}"
+        if every:
+            what = (f"every evaluation of generation {generation} failed (the last, of individual {error['id']}, "
+                    f"with {cause})")
+        else:
+            what = (f"the evaluation of individual {error['id']} in generation {generation} failed with {cause}, "
+                    "an error that would repeat on every retry")
+        super().__init__(f"{what}; {_safe_generation(generation)}")
+        self.error = error
+        self.traceback_text = error.get("traceback", "")
+
+
+def _guarded(toolbox, role: str, generation: int):
+    """``toolbox.<role>`` wrapped so that a failure names the operator."""
+    function = getattr(toolbox, role)
+
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as err:
+            raise OperatorFailure(role, function, generation, err) from err
+
+    return call
+
+
+@dataclass
+class EvolutionState:
+    """Everything needed to continue an evolution exactly: what a checkpoint holds."""
+
+    population: list
+    halloffame: tools.HallOfFame
+    logbook: tools.Logbook
+    generation: int = -1  # last finished generation
+    next_id: int = 0
+    best_at_target: object = None
+    stale_generations: int = 0
+    errors: list = field(default_factory=list)
+    rng: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    # every non-dominated (accuracy, fraction) ever evaluated; copies of one individual are twins
+    pareto: tools.ParetoFront = field(default_factory=lambda: tools.ParetoFront(similar=same_individual))
+    lineage: dict = field(default_factory=dict)  # id -> plain record of every individual (lineage.py)
+    pool: object = None  # the shared gene pool (gene_pool.GenePool) with fitness.inheritance pool
+
+    def capture_rng(self) -> None:
+        self.rng = {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state().numpy().copy()}  # numpy: no torch pickles
+
+    def restore_rng(self) -> None:
+        if self.rng:
+            random.setstate(self.rng["python"])
+            np.random.set_state(self.rng["numpy"])
+            torch.set_rng_state(torch.from_numpy(np.asarray(self.rng["torch"], dtype=np.uint8).copy()))
+
+
+def new_state(cfg: Config, population: list | None = None) -> EvolutionState:
+    """A fresh state: seeds the RNGs, builds generation 0 unless a population is given."""
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    torch.manual_seed(cfg.seed)
+    state = EvolutionState(population=[], halloffame=tools.HallOfFame(5, similar=same_individual),
+                           logbook=tools.Logbook())
+    if population is None:
+        population = initial_population(cfg, state)
+    else:
+        for ind in population:
+            ind.id, ind.parents, ind.born, ind.made_by = state.next_id, [ind.id], 0, "seed"
+            state.next_id += 1
+            del ind.fitness.values
+    state.population = population
+    return state
+
+
+def initial_population(cfg: Config, state: EvolutionState) -> list:
+    """Generation 0: learngenes are the whole network, or random masks of ``ea.init_fraction``."""
+    spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
+    population = []
+    for _ in range(cfg.ea.population_size):
+        ind = make_individual(spec, full_masks(spec), state.next_id, born=0)
+        state.next_id += 1
+        if cfg.ea.init_fraction < 1.0:
+            operators.mut_shrink(ind, cfg.ea.init_fraction, "random", cfg.ea.min_channels)
+        population.append(ind)
+    return population
+
+
+def apply_evaluation(individual, result) -> None:
+    """Write an evaluation back into the individual (runs in the main process).
+
+    Accepts our :class:`Evaluation` or, from a user's evaluate function, a plain fitness tuple.
+    """
+    if isinstance(result, Evaluation):
+        individual.fitness.values = tuple(result.fitness)
+        if result.learngene is not None:  # Lamarckian inheritance
+            individual.learngene = result.learngene
+        individual.evaluation = dict(result.info)
+    else:
+        individual.fitness.values = tuple(result)
+        individual.evaluation = {}
+
+
+def make_statistics() -> tools.Statistics:
+    stats = tools.Statistics(key=lambda ind: ind.fitness.values)
+    stats.register("min", np.min, axis=0)
+    stats.register("avg", np.mean, axis=0)
+    stats.register("max", np.max, axis=0)
+    return stats
+
+
+def evaluate_population(population, toolbox, generation, progress=None) -> list:
+    """Evaluate every individual whose fitness is invalid; return their evaluations' errors."""
+    invalid = [ind for ind in population if not ind.fitness.valid]
+    for ind in invalid:
+        ind.evaluated_in = generation
+    chunk = getattr(toolbox, "chunk_size", 1)
+    if chunk > 1 and hasattr(toolbox, "evaluate_chunk"):
+        chunks = [invalid[i:i + chunk] for i in range(0, len(invalid), chunk)]
+        results = (result for batch in toolbox.map(toolbox.evaluate_chunk, chunks) for result in batch)
+    else:
+        results = toolbox.map(toolbox.evaluate, invalid)
+    if progress is not None:
+        results = progress(results, total=len(invalid), desc=f"gen {generation}")
+    errors, ind = [], None
+    try:
+        for ind, result in zip(invalid, results):
+            apply_evaluation(ind, result)
+            if ind.evaluation.get("error"):
+                errors.append(ind.evaluation["error"])
+                if errors[-1].get("fatal"):
+                    raise EvaluationFailure(generation, errors[-1])
+    except EvaluationFailure:
+        raise
+    except Exception as err:  # raised by a user's own evaluate (ours reports its failures)
+        import traceback
+
+        raise EvaluationFailure(generation, {"id": getattr(ind, "id", "?"), "type": type(err).__name__,
+                                             "message": str(err), "traceback": traceback.format_exc()}) from err
+    if invalid and len(errors) == len(invalid):
+        raise EvaluationFailure(generation, errors[-1], every=True)
+    return invalid, errors
+
+
+def next_generation(population, toolbox, cfg: Config, state: EvolutionState, generation: int) -> list:
+    """Elites + mutated (and optionally mated) clones of tournament winners (a new list).
+
+    With a ``survive`` operator (NSGA-II), ``population`` is the last parents and offspring:
+    ``ea.population_size`` of them survive, are kept instead of the elites and are the pool of
+    the tournaments, which make ``population_size - elites`` offspring (as many evaluations).
+    """
+    if hasattr(toolbox, "survive"):
+        population = _guarded(toolbox, "survive", generation)(population, cfg.ea.population_size)
+        elites = [toolbox.clone(ind) for ind in population]
+        count = cfg.ea.population_size - cfg.ea.elites
+    else:
+        elites = [toolbox.clone(ind) for ind in operators.sel_elites(population, cfg.ea.elites)]
+        count = len(population) - len(elites)
+    parents = _guarded(toolbox, "select", generation)(population, count)
+    offspring = []
+    for parent in parents:
+        child = toolbox.clone(parent)
+        child.id, child.parents, child.born, child.made_by = state.next_id, [parent.id], generation, "copy"
+        state.next_id += 1
+        offspring.append(child)
+    guarded = base.Toolbox()
+    guarded.register("clone", toolbox.clone)
+    guarded.register("mate", mark_operator(_guarded(toolbox, "mate", generation), "crossover"))
+    guarded.register("mutate", mark_operator(_guarded(toolbox, "mutate", generation), "mutation"))
+    offspring = algorithms.varAnd(offspring, guarded, cfg.ea.cxpb, cfg.ea.mutpb)
+    return elites + offspring
+
+
+def rank_key(individual) -> tuple[float, float]:
+    """How products rank: the more accurate first; at equal accuracy, the smaller learngene."""
+    accuracy, fraction = individual.fitness.values
+    return accuracy, -fraction
+
+
+def record_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list,
+                      errors: list, seconds: float) -> dict:
+    """Hall of fame, best learngene at the target size, early-stop counter, logbook line."""
+    population = state.population
+    state.halloffame.update(population)
+    state.pareto.update([ind for ind in population if not ind.evaluation.get("error")])
+    record_lineage(state.lineage, population)
+    reached = [ind for ind in population if ind.fitness.values[1] <= cfg.ea.target_fraction + FRACTION_SLACK]
+    improved = False
+    if reached:
+        best = max(reached, key=rank_key)
+        if state.best_at_target is None or rank_key(best) > rank_key(state.best_at_target):
+            state.best_at_target = best
+            improved = True
+    state.stale_generations = 0 if (improved or not reached) else state.stale_generations + 1
+    state.errors.extend(errors)
+    stats = make_statistics().compile(population)
+    best = operators.sel_elites(population, 1)[0]
+    record = {
+        "gen": generation,
+        "evals": len(evaluated),
+        "acc_min": float(stats["min"][0]), "acc_avg": float(stats["avg"][0]), "acc_max": float(stats["max"][0]),
+        "frac_min": float(stats["min"][1]), "frac_avg": float(stats["avg"][1]), "frac_max": float(stats["max"][1]),
+        "best_id": best.id, "best_acc": float(best.fitness.values[0]),
+        "best_ci95": float(best.evaluation.get("ci95", 0.0)), "best_fraction": float(best.fitness.values[1]),
+        "goal_fraction": float(operators.shrink_schedule(generation, cfg.ea.target_fraction,
+                                                          cfg.ea.schedule_generations, cfg.ea.schedule)),
+        "errors": errors,
+        "seconds": seconds,
+    }
+    state.logbook.record(**record)
+    return record
+
+
+def should_stop(state: EvolutionState, cfg: Config) -> bool:
+    """Target fraction reached and no improvement for ``ea.patience`` generations."""
+    return state.best_at_target is not None and state.stale_generations >= cfg.ea.patience
+
+
+def lend_pool(state: EvolutionState, cfg: Config, generation: int) -> str | None:
+    """With the gene pool: publish it once, and point every individual to be evaluated at it.
+
+    Those individuals travel without their own learngene (the pool replaces it); the key is
+    all they carry. Generation 0 first makes the pool (a warm start trains here).
+    """
+    if cfg.fitness.inheritance != "pool":
+        return None
+    if state.pool is None:
+        state.pool = gene_pool.initial_pool(cfg, worker_device(cfg.runtime.device))
+    key = gene_pool.publish(state.pool, cfg.runtime)
+    for ind in state.population:
+        if not ind.fitness.valid:
+            ind.learngene, ind.pool_key = None, key
+    return key
+
+
+def absorb_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list, key: str) -> None:
+    """Merge what the generation's descendants learned into the pool; every individual then holds
+    the pool under its masks (what its offspring's mutation reads, and what a product ships)."""
+    gene_pool.merge_generation(state.pool, cfg, generation, evaluated)
+    gene_pool.withdraw(key)
+    for ind in state.population:
+        ind.pool_key = None
+        ind.learngene = state.pool.restrict(masks_of(ind))
+
+
+def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generation=None, progress=None,
+           log=print) -> EvolutionState:
+    """Run (or continue) the evolution until ``ea.generations`` or early stop.
+
+    ``on_generation(state)`` is called after every finished generation (checkpoints, reports);
+    ``progress`` wraps the stream of evaluations (a tqdm-like callable) when given.
+    """
+    state.restore_rng()
+    while state.generation < cfg.ea.generations:
+        if state.generation >= 0 and should_stop(state, cfg):
+            log(f"stopping early: no improvement at the target fraction for {cfg.ea.patience} generations")
+            break
+        generation = state.generation + 1
+        start = time.perf_counter()
+        if generation > 0:
+            state.population = next_generation(state.population, toolbox, cfg, state, generation)
+        pool_key = lend_pool(state, cfg, generation)
+        evaluated, errors = evaluate_population(state.population, toolbox, generation, progress)
+        if pool_key is not None:
+            absorb_generation(state, cfg, generation, evaluated, pool_key)
+        for error in errors:
+            log(f"gen {generation}: evaluation of individual {error['id']} failed "
+                f"({error['type']}: {error['message']}); it gets the worst fitness")
+        record = record_generation(state, cfg, generation, evaluated, errors, time.perf_counter() - start)
+        state.generation = generation
+        state.seconds += record["seconds"]
+        state.capture_rng()
+        log(f"gen {generation:3d} | acc {record['acc_min']:.3f}/{record['acc_avg']:.3f}/{record['acc_max']:.3f} "
+            f"(min/avg/max) | fraction {record['frac_min']:.3f}-{record['frac_max']:.3f} "
+            f"(goal {record['goal_fraction']:.3f}) | best #{record['best_id']} {record['best_acc']:.3f}"
+            f"±{record['best_ci95']:.3f} | {record['seconds']:.1f}s")
+        if on_generation is not None:
+            on_generation(state)
+    return state
+
+
+def product_individual(state: EvolutionState):
+    """The run's product: best individual at or below the target, else the best overall."""
+    if state.best_at_target is not None:
+        return state.best_at_target, True
+    return state.halloffame[0], False
+
+
+def product_learngene(state: EvolutionState, cfg: Config):
+    """The learngene to save as ``learngene.pt`` (weights restricted to the individual's masks)."""
+    ind, reached = product_individual(state)
+    return individual_learngene(ind, state, cfg, reached), ind, reached
+
+
+def warm_start_images(state: EvolutionState) -> int:
+    """Images the gene pool's warm start trained on before generation 0 (0 without one)."""
+    return int(state.pool.warm_start.get("images", 0)) if state.pool is not None else 0
+
+
+def individual_learngene(ind, state: EvolutionState, cfg: Config, reached: bool):
+    """``ind``'s learngene restricted to its masks, with the run's metadata (what transfer reads)."""
+    lg = ind.learngene.restrict(masks_of(ind))
+    dataset = load_dataset(cfg.data)  # memoised: the run's own
+    lg.meta.update({
+        "id": ind.id, "parents": list(ind.parents), "born": ind.born,
+        "accuracy": float(ind.fitness.values[0]), "ci95": float(ind.evaluation.get("ci95", 0.0)),
+        "fraction": float(lg.fraction), "num_params": int(lg.num_params), "reached_target": reached,
+        "target_fraction": cfg.ea.target_fraction, "dataset": cfg.data.name, "seed": cfg.seed,
+        "num_gene_params": individual_spec(ind).num_gene_params(),
+        # the compute behind it, in training images of every descendant of the run: what the
+        # transfer's pre-trained baselines get too (equal compute)
+        "training_images": sum(record["evals"] for record in state.logbook) * cfg.task.steps * cfg.task.batch_size
+        + warm_start_images(state),
+        # which classes the learngene has seen: transfer refuses to test on them
+        "data": dataclasses.asdict(cfg.data),
+        "classes": {split: [dataset.class_names[i] for i in dataset.splits[split]] for split in ("train", "val")},
+    })
+    return lg
+
+
+__all__ = ["build_toolbox", "evolve", "new_state", "EvolutionState", "product_learngene", "fraction_of"]

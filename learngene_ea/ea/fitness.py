@@ -1,0 +1,250 @@
+"""Fitness: inflate a descendant from the learngene, let it learn its task, score it on episodes.
+
+``evaluate(individual, config)`` runs in whichever process SCOOP picks. Everything random in it
+is seeded from ``(run seed, generation, individual id)``, so the result does not depend on the
+worker or the order. It returns an :class:`Evaluation`: the DEAP fitness values plus the trained
+learngene weights, which the main process writes back (Lamarckian inheritance) because workers
+only ever see copies.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import torch
+
+from ..data import load_dataset
+from .gene_pool import pool_for
+from ..core.individual import individual_spec, masks_of
+from ..core.learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction
+from ..core.models import build_model, use_channels_last
+from ..fewshot.sampling import mix_seed, sample_episodes, sample_task
+from ..fewshot.training import (DivergedError, finetune_head_accuracies, learngene_channels_only, mean_and_ci95,
+                       prototype_accuracies, train_on_task, train_stacked)
+from ..parallel.scoop_engine import configure_threads, keep_freed_memory, worker_device
+
+WORST_ACCURACY = 0.0
+
+
+@dataclass
+class Evaluation:
+    """What one fitness evaluation sends back to the main process."""
+
+    fitness: tuple[float, float]
+    learngene: Learngene | None = None
+    info: dict = field(default_factory=dict)
+
+
+def configure_process(runtime) -> None:
+    """This process's share of the cores, its memory format and its malloc, from ``runtime``."""
+    configure_threads(runtime.threads)
+    configure_memory(runtime)
+
+
+def configure_memory(runtime) -> None:
+    """This process's memory format, its malloc and its GPU numerics, from ``runtime`` (threads left alone)."""
+    use_channels_last(runtime.channels_last)
+    if runtime.keep_freed_memory:
+        keep_freed_memory()
+    configure_numerics(runtime)
+
+
+def configure_numerics(runtime) -> None:
+    """``runtime.deterministic`` and ``runtime.tf32`` for this process's CUDA kernels (before its first
+    CUDA call: cuBLAS reads CUBLAS_WORKSPACE_CONFIG once). Results on a CPU are the same either way."""
+    deterministic = bool(runtime.deterministic)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # else cuBLAS may split sums by stream
+        torch.backends.cudnn.benchmark = False  # benchmarking may pick another algorithm each run
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic:
+        # filling every new tensor with NaN catches a kernel reading memory it did not write; ours
+        # write all they read, and the fill is a memset per allocation
+        torch.utils.deterministic.fill_uninitialized_memory = False  # noqa (torch >= 2.1)
+    torch.backends.cuda.matmul.allow_tf32 = bool(runtime.tf32)
+    torch.backends.cudnn.allow_tf32 = bool(runtime.tf32)
+
+
+VALIDATION_SEED = 0xE915  # the run's fixed validation episodes, on which selection happens
+RESCORE_SEED = 0x5C0FE  # fresh episodes and descendants for the product's unbiased figure
+
+
+def validation_episodes(cfg, dataset, salt: int = VALIDATION_SEED, count: int | None = None):
+    """The validation episodes every individual of the run is scored on (fixed per run).
+
+    Another ``salt`` gives another set (the rescoring of the product), ``count`` its size.
+    """
+    f = cfg.fitness
+    count = f.episodes if count is None else count
+    return sample_episodes(dataset, mix_seed(cfg.seed, salt), count, f.n_way, f.k_shot, f.n_query, "val")
+
+
+def inflate_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0, salt: int = 0):
+    """The descendant of ``individual`` (learngene written in) and its own task and seed.
+
+    The seed is ``(run seed, generation, id, attempt)``; a non-zero ``salt`` gives a fresh one.
+    """
+    parts = (cfg.seed, generation, individual.id, attempt) + ((salt,) if salt else ())
+    seed = mix_seed(*parts)
+    spec = individual_spec(individual)
+    model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes, seed=seed, device=device)
+    learngene = individual.learngene
+    if getattr(individual, "pool_key", None):  # fitness.inheritance pool: this generation's shared pool
+        learngene = pool_for(individual.pool_key).learngene
+    if learngene is not None:
+        inherit_learngene(model, learngene.restrict(masks_of(individual)))
+    task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class, "train")
+    return model, task, seed
+
+
+def train_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0, salt: int = 0):
+    """Build the descendant of ``individual``, let it learn its own task; return (model, loss)."""
+    model, task, seed = inflate_descendant(individual, cfg, dataset, generation, device, attempt, salt)
+    loss = train_on_task(model, dataset, task, cfg.task.steps, cfg.task.batch_size, cfg.task.lr,
+                         cfg.task.weight_decay, cfg.data.augment, seed, device)
+    return model, loss
+
+
+def score_descendant(model, cfg, dataset, device, episodes=None, masks=None, score=None) -> tuple[float, float]:
+    """Few-shot accuracy on validation episodes (prototype classifier, or a fine-tuned head).
+
+    ``episodes`` defaults to the run's fixed validation episodes. ``fitness.score`` says what is
+    scored: the whole trained descendant, its learngene sub-network alone (``masks``), or the
+    mean of both (``score`` overrides it).
+    """
+    episodes = validation_episodes(cfg, dataset) if episodes is None else episodes
+    score = score or cfg.fitness.score
+
+    def accuracies():
+        if cfg.fitness.classifier == "finetune":
+            return finetune_head_accuracies(model, dataset, episodes, cfg.fitness.finetune_steps, device)
+        return prototype_accuracies(model, dataset, episodes, cfg.fitness.metric, device)
+
+    if score == "descendant" or masks is None:
+        return mean_and_ci95(accuracies())
+    with learngene_channels_only(model, masks):
+        inherited = accuracies()
+    if score == "learngene":
+        return mean_and_ci95(inherited)
+    return mean_and_ci95((accuracies() + inherited) / 2)
+
+
+def can_pass_on_retry(error: BaseException) -> bool:
+    """Failures that another attempt (a fresh seed, freed memory) may not repeat.
+
+    A diverged loss or an out-of-memory error depends on the seed and on what else holds memory;
+    anything else (a bad setting, a bug) would fail the same way every time.
+    """
+    if isinstance(error, (DivergedError, MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _error_record(err: BaseException) -> dict:
+    return {"type": type(err).__name__, "message": str(err).splitlines()[0] if str(err) else "",
+            "traceback": traceback.format_exc(limit=8)}
+
+
+def evaluate(individual, config) -> Evaluation:
+    """Fitness of one learngene individual: ``((accuracy, fraction), trained learngene, info)``.
+
+    A failure that can pass on retry (NaN/inf loss, out of memory) is retried
+    ``fitness.retries`` times with a fresh seed; after that the individual gets the worst
+    accuracy and the error is reported in ``info["error"]``. Any other failure is not retried:
+    it is reported with ``"fatal": True`` and its traceback, and the loop stops the run.
+    """
+    configure_process(config.runtime)
+    start = time.perf_counter()
+    generation = getattr(individual, "evaluated_in", individual.born)
+    spec = individual_spec(individual)
+    masks = masks_of(individual)
+    fraction = learngene_fraction(spec, masks)
+    device = worker_device(config.runtime.device)
+    dataset = load_dataset(config.data)
+    errors = []
+    for attempt in range(config.fitness.retries + 1):
+        try:
+            model, loss = train_descendant(individual, config, dataset, generation, device, attempt)
+            return _finish(individual, model, loss, config, dataset, device, start, attempt + 1)
+        except Exception as err:  # recorded: retried when it may pass, else reported as fatal
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            errors.append(_error_record(err))
+            if not can_pass_on_retry(err):
+                errors[-1]["fatal"] = True
+                break
+    last = errors[-1]
+    error = {"type": last["type"], "message": last["message"], "id": individual.id, "generation": generation}
+    if last.get("fatal"):
+        error.update(fatal=True, traceback=last["traceback"])
+    info = {"accuracy": WORST_ACCURACY, "ci95": 0.0, "attempts": len(errors),
+            "seconds": time.perf_counter() - start, "device": str(device), "error": error}
+    return Evaluation((WORST_ACCURACY, fraction), None, info)
+
+
+def rescore(individual, config, episodes: int) -> dict:
+    """The product's accuracy measured again, free of the selection's bias.
+
+    During the run every individual is scored on the same fixed validation episodes, and the
+    product is the best of many such scores: its figure is biased upward. Here a descendant
+    with a fresh seed learns a fresh task from the product's learngene (exactly what the next
+    generation would do), scored on ``episodes`` fresh validation episodes.
+    """
+    configure_process(config.runtime)
+    device = worker_device(config.runtime.device)
+    dataset = load_dataset(config.data)
+    generation = getattr(individual, "evaluated_in", individual.born)
+    model, _ = train_descendant(individual, config, dataset, generation, device, salt=RESCORE_SEED)
+    fresh = validation_episodes(config, dataset, salt=RESCORE_SEED, count=episodes)
+    # whatever fitness.score selected on, the figure is the whole fresh descendant's (comparable
+    # across variants); the learngene sub-network's own accuracy is given beside it
+    accuracy, ci95 = score_descendant(model, config, dataset, device, fresh, score="descendant")
+    alone, alone_ci95 = score_descendant(model, config, dataset, device, fresh, masks_of(individual), "learngene")
+    return {"accuracy": accuracy, "ci95": ci95, "learngene_alone": alone, "learngene_alone_ci95": alone_ci95,
+            "episodes": episodes, "seed": RESCORE_SEED}
+
+
+def _finish(individual, model, loss, config, dataset, device, start, attempts=1) -> Evaluation:
+    """Score a trained descendant and package its evaluation."""
+    masks = masks_of(individual)
+    accuracy, ci95 = score_descendant(model, config, dataset, device, masks=masks)
+    keep = config.fitness.inheritance == "lamarckian" or individual.learngene is None
+    learngene = extract_learngene(model, masks, meta={"id": individual.id}) if keep else None
+    info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": attempts,
+            "seconds": time.perf_counter() - start, "device": str(device)}
+    return Evaluation((accuracy, learngene_fraction(individual_spec(individual), masks)), learngene, info)
+
+
+def evaluate_chunk(individuals, config) -> list[Evaluation]:
+    """Evaluate several individuals at once, training their descendants as one grouped network.
+
+    Gives the same results as :func:`evaluate` on each (up to float summation order). Falls
+    back to one-by-one evaluation when the descendants differ in shape, when the chunk has a
+    single individual, or when the batched training fails (each then gets its own retries).
+    """
+    individuals = list(individuals)
+    if len(individuals) < 2 or len({ind.arch for ind in individuals}) > 1:
+        return [evaluate(ind, config) for ind in individuals]
+    configure_process(config.runtime)
+    start = time.perf_counter()
+    device = worker_device(config.runtime.device)
+    dataset = load_dataset(config.data)
+    try:
+        inflated = [inflate_descendant(ind, config, dataset, getattr(ind, "evaluated_in", ind.born), device)
+                    for ind in individuals]
+        if len({len(task.indices) for _, task, _ in inflated}) > 1:  # unequal tasks cannot share steps
+            return [evaluate(ind, config) for ind in individuals]
+        models = [model for model, _, _ in inflated]
+        losses = train_stacked(models, dataset, [task for _, task, _ in inflated], config.task.steps,
+                               config.task.batch_size, config.task.lr, config.task.weight_decay,
+                               config.data.augment, [seed for _, _, seed in inflated], device)
+        evaluations = [_finish(ind, model, loss, config, dataset, device, start)
+                       for ind, model, loss in zip(individuals, models, losses)]
+        for evaluation in evaluations:
+            evaluation.info["stacked"] = len(models)  # trained as one network of this many descendants
+        return evaluations
+    except Exception:  # one bad descendant spoils the batch: evaluate each on its own
+        return [evaluate(ind, config) for ind in individuals]

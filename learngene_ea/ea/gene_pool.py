@@ -1,0 +1,236 @@
+"""The shared gene pool: learngene weights that every evaluated descendant trains.
+
+With ``fitness.inheritance: pool`` the learngene weights do not travel down one lineage. They
+live in one pool (the weights of a whole network, every channel of every gene layer) that all
+descendants of a generation inherit from, each under its own masks; after the generation every
+weight moves by ``pool.step`` times the mean update of the descendants that carried it (Reptile /
+local SGD: with step 1.0, the mean of their trained values). So all of the evolution's training
+feeds what is inherited, not only the product's lineage.
+
+The pool also keeps a *learngene score* per channel: an exponentially decayed (``pool.score_decay``)
+record of how much more accurate the descendants that carried the channel were than the
+generation's mean. ``ea.criterion: score`` makes mutation keep the best-scored channels.
+
+The merge sorts the descendants by id and sums in float64, so it is the same whatever the number
+of workers and the order their results return in. The pool is published once per generation
+(:func:`publish`: a SCOOP shared constant or one Ray ``put``); workers read it by the key each
+individual carries (:func:`pool_for`).
+"""
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..parallel import engines
+from ..core.learngene import WEIGHT_KEYS, Learngene, extract_learngene, full_masks, kept_indices
+from ..core.models import arch_spec, build_model
+from ..fewshot.sampling import mix_seed
+
+POOL_SEED = 0x9E9E  # the pool's initial weights: one network's initialisation, shared by generation 0
+WARM_START_SEED = 0x3A4D  # the warm start's task and batches
+_LOCAL: dict = {}  # key -> pool, in the process that published it (the serial backend's "workers")
+
+
+@dataclass
+class GenePool:
+    """The pool's weights (a whole-network :class:`Learngene`), channel scores and history.
+
+    Attributes:
+        learngene: full masks; its weights are the pool's current values.
+        scores: group name -> float array over the group's channels (learngene scores).
+        warm_start: what seeded the pool: ``{"kind": "init" | "pretrained" | "warm_start", "images": n, ...}``.
+        history: one plain record per merged generation (scores, carriers, update size).
+    """
+
+    learngene: Learngene
+    scores: dict[str, np.ndarray]
+    warm_start: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+    def to_payload(self) -> dict:
+        """Plain data for a checkpoint (what :func:`from_payload` reads back)."""
+        return {"learngene": self.learngene, "scores": {g: s.copy() for g, s in self.scores.items()},
+                "warm_start": dict(self.warm_start), "history": list(self.history)}
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "GenePool":
+        return cls(payload["learngene"], {g: np.asarray(s, dtype=np.float64) for g, s in payload["scores"].items()},
+                   dict(payload.get("warm_start", {})), list(payload.get("history", [])))
+
+    def restrict(self, masks: dict[str, np.ndarray]) -> Learngene:
+        """The pool's weights under ``masks``, with the kept channels' scores in ``meta['scores']``."""
+        learngene = self.learngene.restrict(masks)
+        learngene.meta = {"scores": {g: s.tolist() for g, s in self.scores.items()}, "from": "gene pool"}
+        return learngene
+
+
+def pool_from_model(model, warm_start: dict) -> GenePool:
+    """A pool holding every gene layer of ``model``, scores at zero."""
+    spec = model.spec
+    learngene = extract_learngene(model, full_masks(spec), meta={"from": "gene pool"})
+    return GenePool(learngene, {g: np.zeros(size) for g, size in spec.groups}, warm_start)
+
+
+def initial_pool(cfg, device="cpu") -> GenePool:
+    """Generation 0's pool: one fresh initialisation (every descendant starts from it), or a warm
+    start trained here on the training classes for ``pool.warm_start_fraction`` of the evolution's
+    planned images (``--from-pretrained`` gives a user's network instead: :func:`given_pool`)."""
+    spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
+    model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes,
+                        seed=mix_seed(cfg.seed, POOL_SEED), device=device)
+    images = warm_start_images(cfg)
+    if not images:
+        return pool_from_model(model, {"kind": "init", "images": 0})
+    return pool_from_model(*warm_start(cfg, images, device))
+
+
+def planned_evaluations(cfg) -> int:
+    """Evaluations of a run that goes all ``ea.generations`` (generation 0, then the offspring)."""
+    ea = cfg.ea
+    return ea.population_size + ea.generations * (ea.population_size - ea.elites)
+
+
+def warm_start_images(cfg) -> int:
+    """Training images of the warm start: ``pool.warm_start_fraction`` of the planned evolution's."""
+    planned = planned_evaluations(cfg) * cfg.task.steps * cfg.task.batch_size
+    steps = math.ceil(cfg.pool.warm_start_fraction * planned / cfg.task.batch_size)
+    return steps * cfg.task.batch_size
+
+
+def warm_start(cfg, images: int, device):
+    """Train one whole network on every training class for ``images`` images (the task optimiser)."""
+    from ..data import load_dataset
+    from ..fewshot.sampling import training_classes_task
+    from ..fewshot.training import train_on_task
+
+    dataset = load_dataset(cfg.data)
+    task = training_classes_task(dataset)
+    seed = mix_seed(cfg.seed, WARM_START_SEED)
+    spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
+    model = build_model(spec.family, spec.width, spec.in_channels, len(task.class_ids),
+                        seed=mix_seed(cfg.seed, POOL_SEED), device=device)
+    steps = images // cfg.task.batch_size
+    loss = train_on_task(model, dataset, task, steps, cfg.task.batch_size,
+                         cfg.task.lr, cfg.task.weight_decay, cfg.data.augment, seed, device)
+    return model, {"kind": "warm_start", "images": images, "steps": steps, "final_loss": float(loss),
+                   "classes": len(task.class_ids)}
+
+
+def given_pool(path: str, cfg) -> GenePool:
+    """``--from-pretrained``: the gene pool starts from a user's network (checked as ``--pretrained`` is)."""
+    from ..errors import UserError
+    from ..transfer.pretrain import given_pretrained
+
+    if cfg.fitness.inheritance != "pool":
+        raise UserError("--from-pretrained starts the gene pool: set fitness.inheritance=pool (--set).")
+    model, info = given_pretrained(path, cfg.model.family, cfg.model.width, cfg.data.channels, "cpu",
+                                   "--from-pretrained")
+    return pool_from_model(model, {"kind": "given", "images": 0, "path": info["path"]})
+
+
+# ---------------------------------------------------------------------------- travel
+
+def publish(pool: GenePool, runtime) -> str:
+    """Send the pool to every worker once; the key each individual of the generation carries."""
+    key = f"gene-pool-{uuid.uuid4().hex}"  # unique: SCOOP constants cannot be redefined
+    _LOCAL.clear()  # one pool at a time in this process
+    _LOCAL[key] = pool
+    if engines.spreads(runtime):
+        engines.share_constant(runtime, key, pool)
+    return key
+
+
+def withdraw(key: str) -> None:
+    """The generation is merged: the published pool may be freed (Ray; SCOOP keeps constants)."""
+    _LOCAL.pop(key, None)
+    engines.forget_constant(key)
+
+
+def pool_for(key: str) -> GenePool:
+    """The pool published under ``key``: this process's own, or the shared constant."""
+    if key in _LOCAL:
+        return _LOCAL[key]
+    return engines.shared_constant(key)
+
+
+# ---------------------------------------------------------------------------- merge
+
+def merge(pool: GenePool, contributions: list, step: float = 1.0) -> dict:
+    """Move every pool weight by ``step`` x the mean update of the descendants that carried it.
+
+    ``contributions``: ``(id, masks, trained learngene)`` of each descendant; what it inherited
+    is the pool under its masks, so its update is trained minus pool. Returns, per gene layer,
+    the number of conv weights that moved (for the history). Changes ``pool`` in place.
+    """
+    spec = pool.learngene.spec
+    weights = pool.learngene.weights
+    moved = {}
+    for layer in spec.layers:
+        current = weights[layer.name]
+        sums = {k: np.zeros(current[k].shape, dtype=np.float64) for k in WEIGHT_KEYS}
+        counts = {"conv": np.zeros(current["conv"].shape[:2]), "bn": np.zeros(current["bn_weight"].shape)}
+        for _, masks, trained in sorted(contributions, key=lambda c: c[0]):
+            if layer.name not in trained.weights:
+                continue
+            out = kept_indices(masks[layer.group])
+            inn = np.arange(layer.in_channels) if layer.in_group is None else kept_indices(masks[layer.in_group])
+            grid = np.ix_(out, inn)
+            new = trained.weights[layer.name]
+            sums["conv"][grid] += new["conv"].astype(np.float64) - current["conv"][grid]
+            counts["conv"][grid] += 1
+            for key in WEIGHT_KEYS[1:]:
+                sums[key][out] += new[key].astype(np.float64) - current[key][out]
+            counts["bn"][out] += 1
+        carried = counts["conv"] > 0
+        conv_count = np.maximum(counts["conv"], 1)[:, :, None, None]
+        current["conv"] = (current["conv"] + step * sums["conv"] / conv_count).astype(np.float32)
+        bn_count = np.maximum(counts["bn"], 1)
+        for key in WEIGHT_KEYS[1:]:
+            current[key] = (current[key] + step * sums[key] / bn_count).astype(np.float32)
+        # a step above 1 may overshoot a variance below zero
+        current["bn_var"] = np.maximum(current["bn_var"], 1e-5).astype(np.float32)
+        moved[layer.name] = int(carried.sum())
+    return moved
+
+
+def update_scores(pool: GenePool, evaluated: list, decay: float) -> dict:
+    """Decay every channel's score, then credit each channel the generation's evidence.
+
+    ``evaluated``: ``(masks, accuracy)`` of each descendant. A channel's evidence is the mean
+    accuracy of the descendants that carried it minus the generation's mean; channels that all
+    or none carried get none (nothing to tell them apart). Returns the carriers per group.
+    """
+    if not evaluated:
+        return {}
+    mean = float(np.mean([accuracy for _, accuracy in evaluated]))
+    carriers = {}
+    for group, score in pool.scores.items():
+        carried = np.stack([masks[group] for masks, _ in evaluated]).astype(np.float64)
+        accuracies = np.array([accuracy for _, accuracy in evaluated], dtype=np.float64)
+        count = carried.sum(axis=0)
+        informative = (count > 0) & (count < len(evaluated))
+        evidence = np.zeros_like(score)
+        evidence[informative] = (accuracies @ carried)[informative] / count[informative] - mean
+        pool.scores[group] = decay * score + (1.0 - decay) * evidence
+        carriers[group] = count.astype(int).tolist()
+    return carriers
+
+
+def merge_generation(pool: GenePool, cfg, generation: int, evaluated: list) -> dict:
+    """Fold a generation's evaluated individuals into the pool and its scores; one history record."""
+    ok = [ind for ind in evaluated if ind.learngene is not None and not ind.evaluation.get("error")]
+    contributions = [(ind.id, dict(zip(_group_names(ind), ind)), ind.learngene) for ind in ok]
+    moved = merge(pool, contributions, cfg.pool.step)
+    carriers = update_scores(pool, [(dict(zip(_group_names(ind), ind)), ind.fitness.values[0]) for ind in ok],
+                             cfg.pool.score_decay)
+    record = {"gen": generation, "descendants": len(ok), "moved": moved, "carriers": carriers,
+              "scores": {g: s.tolist() for g, s in pool.scores.items()}}
+    pool.history.append(record)
+    return record
+
+
+def _group_names(individual) -> list[str]:
+    return arch_spec(*individual.arch).group_names

@@ -1,0 +1,45 @@
+"""The DEAP toolbox of a run: GTL's default operators, or the recipe's own (``operators.*``).
+
+Users may ``register`` their own operators on the returned toolbox before calling
+:func:`learngene_ea.ea.evolve.evolve`, exactly as with any DEAP toolbox.
+"""
+from __future__ import annotations
+
+from deap import base, tools
+
+from . import operators
+from ..config.loading import Config
+from .fitness import evaluate, evaluate_chunk
+from .plugins import resolve_operator
+from ..parallel.engines import parallel_map
+
+
+def build_toolbox(cfg: Config) -> base.Toolbox:
+    """The default GTL toolbox, with any operator the recipe names in ``operators.*`` instead."""
+    ea = cfg.ea
+    toolbox = base.Toolbox()
+    toolbox.register("map", parallel_map(cfg.runtime))
+    if ea.selection == "nsga2":
+        # (mu + lambda): parents and offspring compete for the next population, then parents are
+        # drawn from the survivors (evolve.next_generation calls ``survive`` when registered)
+        toolbox.register("survive", tools.selNSGA2)
+        toolbox.register("select", operators.sel_crowded_tournament, tournsize=ea.tournsize)
+    else:
+        toolbox.register("select", operators.sel_parsimony_tournament, tournsize=ea.tournsize,
+                         tolerance=ea.parsimony_tolerance)
+    toolbox.register("mutate", operators.mut_learngene, target_fraction=ea.target_fraction,
+                     schedule=ea.schedule, schedule_generations=ea.schedule_generations,
+                     criterion=ea.criterion, min_channels=ea.min_channels,
+                     grow_fraction=ea.grow_fraction, flip_prob=ea.flip_prob)
+    toolbox.register("mate", operators.cx_channels, indpb=0.5)
+    toolbox.register("evaluate", evaluate, config=cfg)
+    for name in ("select", "mutate", "mate", "evaluate"):
+        spec = getattr(cfg.operators, name)
+        if spec is not None:
+            function, kwargs = resolve_operator(name, spec.function, spec.kwargs, cfg)
+            toolbox.register(name, function, **kwargs)
+    if cfg.fitness.population_batch > 1 and cfg.operators.evaluate is None:
+        # a worker trains a chunk of descendants as one grouped network (see batched.py)
+        toolbox.register("evaluate_chunk", evaluate_chunk, config=cfg)
+        toolbox.chunk_size = cfg.fitness.population_batch
+    return toolbox
