@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ea.fitness import Evaluation, configure_process, score_descendant, train_descendant, validation_episodes
+from .ea.fitness import Evaluation, score_descendant, train_descendant, validation_episodes
+from .parallel.process import configure_process
 from .core.individual import individual_spec, masks_of
 from .core.learngene import extract_learngene, learngene_fraction
 from .ea.operators import shrink_schedule

@@ -7,6 +7,7 @@ import torch
 
 from conftest import tiny_overrides
 from learngene_ea.ea import fitness
+from learngene_ea.parallel import process
 from learngene_ea.core.batched import StackedDescendants
 from learngene_ea.config.loading import load_config
 from learngene_ea.core.individual import make_individual
@@ -185,7 +186,7 @@ def test_runtime_channels_last_reaches_the_fitness_evaluation(tiny_cfg, tiny_dat
     from learngene_ea.core import models
 
     seen = []
-    monkeypatch.setattr(fitness, "use_channels_last", lambda on: seen.append(on) or models.use_channels_last(on))
+    monkeypatch.setattr(process, "use_channels_last", lambda on: seen.append(on) or models.use_channels_last(on))
     cfg = load_config(None, tiny_overrides(**{"runtime.channels_last": "true"}))
     spec = arch_spec(cfg.model.family, cfg.model.width)
     try:

@@ -8,8 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from learngene_ea.ea import fitness
-from learngene_ea.parallel import scoop_engine as workers
+from learngene_ea.parallel import process
 from learngene_ea.config.loading import load_config
 
 from conftest import ROOT
@@ -19,7 +18,7 @@ from conftest import ROOT
 TRAINING_STEPS = textwrap.dedent("""
     import json, resource, sys, torch
     from learngene_ea.core.models import build_model
-    from learngene_ea.parallel.scoop_engine import keep_freed_memory
+    from learngene_ea.parallel.process import keep_freed_memory
     applied = keep_freed_memory() if sys.argv[1] == "keep" else None
     torch.set_num_threads(1)
     model = build_model("conv4", 0.5, 3, 5, seed=0)
@@ -57,9 +56,9 @@ def test_kept_memory_lets_training_steps_reuse_their_pages():
 @pytest.mark.parametrize("keep", [True, False])
 def test_the_recipe_decides_whether_an_evaluating_process_keeps_freed_memory(keep, monkeypatch):
     calls = []
-    monkeypatch.setattr(fitness, "keep_freed_memory", lambda: calls.append("kept") or True)
-    monkeypatch.setattr(workers, "_THREADS_SET", True)  # leave this process's thread count alone
-    fitness.configure_process(SimpleNamespace(threads=1, channels_last=False, keep_freed_memory=keep,
+    monkeypatch.setattr(process, "keep_freed_memory", lambda: calls.append("kept") or True)
+    monkeypatch.setattr(process, "_THREADS_SET", True)  # leave this process's thread count alone
+    process.configure_process(SimpleNamespace(threads=1, channels_last=False, keep_freed_memory=keep,
                                               deterministic=True, tf32=False))
     assert calls == (["kept"] if keep else [])
 

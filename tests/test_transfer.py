@@ -12,6 +12,7 @@ import torch
 from conftest import ROOT, run_module, tiny_overrides
 from learngene_ea import transfer
 from learngene_ea.ea import fitness
+from learngene_ea.parallel import process
 from learngene_ea.fewshot import training
 from learngene_ea.config.loading import load_config
 from learngene_ea.errors import UserError
@@ -68,7 +69,7 @@ def transfer_run(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setattr(transfer.jobs, "evaluate_method", recording_evaluate)  # where the callers look them up
     patch.setattr(transfer.finetune, "finetune_and_score", recording_finetune)
-    patch.setattr(fitness, "keep_freed_memory", lambda: kept_memory.append(True) or True)
+    patch.setattr(process, "keep_freed_memory", lambda: kept_memory.append(True) or True)
     try:
         results = transfer.run_transfer(cfg, path, str(folder / "out"), descendants=["conv4@0.5"], log=logs.append)
     finally:
@@ -169,6 +170,7 @@ def test_pretraining_touches_only_training_class_images(monkeypatch, tiny_datase
 def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transfer(monkeypatch, tmp_path,
                                                                                     tiny_dataset):
     from learngene_ea.ea import fitness
+from learngene_ea.parallel import process
     from learngene_ea.cli import run
 
     touched, task_splits, phase = set(), [], {"transfer": False}
@@ -211,7 +213,7 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
 
 
 def test_the_end_of_run_transfer_takes_every_core_unless_threads_are_set(monkeypatch):
-    from learngene_ea.parallel.scoop_engine import available_cores
+    from learngene_ea.parallel.process import available_cores
 
     seen = []
     monkeypatch.setattr(transfer.pipeline, "run_transfer", lambda *a, **k: seen.append(torch.get_num_threads()) or {})

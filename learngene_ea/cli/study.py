@@ -22,8 +22,6 @@ import os
 import sys
 import time
 
-import torch
-
 from ..config import loading as config_module
 from . import run as run_module
 from ..io.atomic import atomic_write_bytes
@@ -41,7 +39,7 @@ from ..transfer.pipeline import transfer_after_run
 from ..transfer.cache import is_cache_file
 from ..transfer.target import target_data, with_resolved_augment
 from ..parallel.engines import process_count
-from ..parallel.scoop_engine import default_threads
+from ..parallel.process import default_threads, set_threads
 
 STUDY_CONFIG = "study-config.yaml"  # the study's resolved recipe: a rerun must match it
 NOT_THE_RECIPE = ("seed", "transfer", "runtime")  # may differ between invocations of one study
@@ -304,7 +302,7 @@ def run_study(args, log=print) -> dict:
                     (os.rmdir if os.path.isdir(leftover) else os.remove)(leftover)
             log(f"{head}: " + ("resuming " if state == "resume" else "evolving into ") + folder)
             # what the run's first evaluation sets in this process; a previous seed's transfer changed it
-            torch.set_num_threads(threads)
+            set_threads(threads)
             run_module.run(run_module.parse_args(run_argv(path, args.overrides, seed, folder, state == "resume",
                                                           args.quiet)))
         cfg_seed = seed_config(path, args.overrides, seed)

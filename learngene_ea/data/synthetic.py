@@ -91,17 +91,16 @@ def _make_synthetic_cached(seed, num_classes, images_per_class, image_size, spli
     # stalls badly on a busy machine), so every class renders on one thread and classes
     # render in parallel on as many threads as torch may use. The images do not depend on
     # the number of threads; torch's setting is restored afterwards.
+    from ..parallel.process import threads_set_to
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with threads_set_to(1):
         if threads == 1 or num_classes == 1:
             for c in range(num_classes):
                 render(c)
         else:
             with ThreadPoolExecutor(min(threads, num_classes)) as pool:
                 list(pool.map(render, range(num_classes)))
-    finally:
-        torch.set_num_threads(threads)
 
     # exact statistics from per-channel histograms of the training classes only (stored first)
     n_train, n_val, _ = split_sizes

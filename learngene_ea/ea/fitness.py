@@ -19,11 +19,12 @@ from ..data import load_dataset
 from .gene_pool import pool_for
 from ..core.individual import individual_spec, masks_of
 from ..core.learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction
-from ..core.models import build_model, use_channels_last
+from ..core.models import build_model
 from ..fewshot.sampling import mix_seed, sample_episodes, sample_task
 from ..fewshot.training import (DivergedError, finetune_head_accuracies, learngene_channels_only, mean_and_ci95,
                        prototype_accuracies, train_on_task, train_stacked)
-from ..parallel.scoop_engine import configure_threads, keep_freed_memory, worker_device
+from ..parallel.process import configure_process
+from ..parallel.scoop_engine import worker_device
 
 WORST_ACCURACY = 0.0
 
@@ -35,37 +36,6 @@ class Evaluation:
     fitness: tuple[float, float]
     learngene: Learngene | None = None
     info: dict = field(default_factory=dict)
-
-
-def configure_process(runtime) -> None:
-    """This process's share of the cores, its memory format and its malloc, from ``runtime``."""
-    configure_threads(runtime.threads)
-    configure_memory(runtime)
-
-
-def configure_memory(runtime) -> None:
-    """This process's memory format, its malloc and its GPU numerics, from ``runtime`` (threads left alone)."""
-    use_channels_last(runtime.channels_last)
-    if runtime.keep_freed_memory:
-        keep_freed_memory()
-    configure_numerics(runtime)
-
-
-def configure_numerics(runtime) -> None:
-    """``runtime.deterministic`` and ``runtime.tf32`` for this process's CUDA kernels (before its first
-    CUDA call: cuBLAS reads CUBLAS_WORKSPACE_CONFIG once). Results on a CPU are the same either way."""
-    deterministic = bool(runtime.deterministic)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # else cuBLAS may split sums by stream
-        torch.backends.cudnn.benchmark = False  # benchmarking may pick another algorithm each run
-    torch.backends.cudnn.deterministic = deterministic
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
-    if deterministic:
-        # filling every new tensor with NaN catches a kernel reading memory it did not write; ours
-        # write all they read, and the fill is a memset per allocation
-        torch.utils.deterministic.fill_uninitialized_memory = False  # noqa (torch >= 2.1)
-    torch.backends.cuda.matmul.allow_tf32 = bool(runtime.tf32)
-    torch.backends.cudnn.allow_tf32 = bool(runtime.tf32)
 
 
 VALIDATION_SEED = 0xE915  # the run's fixed validation episodes, on which selection happens

@@ -150,7 +150,7 @@ def task_device(gpus: float) -> str:
 def _run_task(function, item, shared: dict, threads: int, gpus: float = 0.0):
     """One evaluation in a Ray worker: the run's constants known, this process's torch threads set,
     on the device the task reserved (:func:`task_device`)."""
-    from .scoop_engine import configure_threads
+    from .process import configure_threads
     from .scoop_engine import evaluating_on
 
     _RECEIVED.update(shared)

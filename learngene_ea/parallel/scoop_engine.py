@@ -3,7 +3,7 @@
 - SCOOP's map with a watchdog for dead workers and futures the broker does not lose
   (:func:`watched_scoop_map`, :func:`run_visible`); which map a run uses is chosen in engines.py;
 - constants shared once with every worker (:func:`share_constant`, :func:`shared_constant`);
-- which worker am I, which device do I use, how many threads, how memory is kept.
+- which worker am I, which device do I use (threads and memory: :mod:`.process`).
 
 Under ``python -m scoop -n N ...`` a run has N processes (the origin, which also evaluates, and
 N - 1 workers); outside SCOOP it has one. SCOOP 0.7.2 gives a process no index, so
@@ -13,7 +13,6 @@ with a Linux abstract unix socket. Only :func:`worker_device` imports torch.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import os
 import pickle
@@ -25,9 +24,7 @@ import time
 from .._scoop_module_hook import record_exit_status
 
 __all__ = ["scoop_running", "worker_count", "local_worker_slot", "worker_index", "worker_device", "evaluating_on",
-           "available_cores",
-           "default_threads", "keep_freed_memory", "run_visible", "watched_scoop_map",
-           "share_constant", "shared_constant"]
+           "run_visible", "watched_scoop_map", "share_constant", "shared_constant"]
 
 # Upper bound on the processes of one run on one host; far above any real worker count.
 MAX_SLOTS = 4096
@@ -118,71 +115,6 @@ def worker_device(device: str = "auto"):
     if _ENGINE_DEVICE and device != "cpu":
         return resolve_device(_ENGINE_DEVICE[-1])
     return resolve_device(device, worker_index())
-
-
-def available_cores() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one, else all)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def default_threads() -> int:
-    """Torch threads for this process: the host's cores shared among the run's processes.
-
-    ``max(1, cores // worker_count())``. ``worker_count()`` is SCOOP's SIZE, which counts the
-    workers of *every* host: exact on one host (the usual case); with several hosts each
-    process gets fewer threads than its host could give it, so set ``runtime.threads``
-    explicitly there (cores of a host / workers on that host).
-    """
-    return max(1, available_cores() // worker_count())
-
-
-# glibc's mallopt(3) parameters (malloc.h), and its ceiling on M_MMAP_THRESHOLD on 64-bit.
-_M_TRIM_THRESHOLD = -1
-_M_TOP_PAD = -2
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
-_KEEP_BYTES = 1 << 30
-
-
-_THREADS_SET = False
-
-
-def configure_threads(threads: int = 0) -> None:
-    """Give each worker its share of the cores so that workers do not fight over them (first call wins)."""
-    global _THREADS_SET
-    if _THREADS_SET:
-        return
-    import torch
-
-    torch.set_num_threads(threads if threads > 0 else default_threads())
-    _THREADS_SET = True
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the OS.
-
-    Every training step allocates and frees the same activation tensors (megabytes each). With
-    glibc's defaults a CPU worker gets many of them as pages fresh from the kernel, which it
-    faults in and zeroes again step after step at an unchanged resident size: about 400,000
-    page faults (1.6 GB) per 60-step evaluation of the default recipe, which runs 1.13-1.20x
-    faster without them (README "Host memory"). Here the heap grows by 1 GiB of address space
-    at a time (pages are backed only once touched), is trimmed only when more than 1 GiB lies
-    free at its top, and serves blocks up to glibc's 32 MiB mmap ceiling, so each step reuses
-    the pages of the last; the process keeps its peak heap until it exits. Affects only the
-    calling process; returns False, changing nothing, where the C library has no ``mallopt``
-    (not glibc).
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError, TypeError):  # TypeError: no C library by that name (Windows)
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    settings = ((_M_TOP_PAD, _KEEP_BYTES), (_M_TRIM_THRESHOLD, _KEEP_BYTES), (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX))
-    return all([bool(mallopt(option, value)) for option, value in settings])
 
 
 # ------------------------------------------------------------------ spreading work

@@ -16,10 +16,8 @@ import glob
 import os
 import time
 
-import torch
-
 from ..errors import UserError
-from ..ea.fitness import configure_memory
+from ..parallel.process import configure_memory, set_threads
 from ..core.learngene import load_learngene
 from ..reports.files import save_figure, write_report_files
 from ..fewshot.training import resolve_device
@@ -63,7 +61,7 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, 
         if not allow_seen_classes:
             check_unseen_classes(learngene, data, dataset, path, data_key)
     if cfg.runtime.threads > 0:
-        torch.set_num_threads(cfg.runtime.threads)
+        set_threads(cfg.runtime.threads)
     configure_memory(cfg.runtime)
     device = resolve_device(cfg.runtime.device)
     settings = make_settings(cfg.transfer, dataset)

@@ -13,7 +13,7 @@ import os
 
 from ..config.loading import Config
 from ..data.base import FewShotDataset
-from ..ea.fitness import configure_process
+from ..parallel.process import configure_process
 from ..core.learngene import Learngene
 from ..core.models import Backbone
 from ..parallel.engines import forget_constant, share_constant, shared_constant, spreads

@@ -17,12 +17,11 @@ from ..config.loading import Config, ConfigError, dataset_label
 from ..data import load_dataset
 from ..data.base import FewShotDataset
 from ..errors import UserError
-from ..ea.fitness import configure_memory
 from ..core.learngene import Learngene, load_learngene
 from ..reports.files import plural
 from ..fewshot.training import resolve_device
 from ..parallel.engines import backend_of, parallel_map, process_count
-from ..parallel.scoop_engine import available_cores, default_threads
+from ..parallel.process import available_cores, configure_memory, default_threads, set_threads
 from .baselines import baseline_methods
 from .descendants import arch_label, check_descendant, parse_descendant
 from .episodes import episode_digest, make_settings
@@ -142,7 +141,7 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     tcfg = cfg.transfer
     device = resolve_device(cfg.runtime.device)
     if cfg.runtime.threads > 0:
-        torch.set_num_threads(cfg.runtime.threads)
+        set_threads(cfg.runtime.threads)
     configure_memory(cfg.runtime)  # threads: set above, all cores for the origin's pre-training
     check_compatible(cfg, learngene, learngene_path)
     specs = [parse_descendant(d, learngene.width) for d in (tcfg.descendants if descendants is None else descendants)]
@@ -195,12 +194,12 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
         map_function = parallel_map(cfg.runtime, hint="no transfer report was written; run the "
                                     f"transfer again (the pre-trained baseline is cached in {cache_dir}).")
         # the workers are busy now too: the origin goes back to its share of the cores
-        torch.set_num_threads(cfg.runtime.threads if cfg.runtime.threads > 0 else default_threads())
+        set_threads(cfg.runtime.threads if cfg.runtime.threads > 0 else default_threads())
     try:
         rows = evaluate_transfer(methods, dataset, settings, tcfg, learngene.in_channels, device,
                                  cfg.fitness.metric, log, progress, map_function, key)
     finally:
-        torch.set_num_threads(threads)
+        set_threads(threads)
         forget_transfer_context(key)
     timings["evaluation"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
@@ -257,7 +256,7 @@ def transfer_after_run(cfg: Config, run_dir: str, log=print) -> dict:
     The episodes are then spread over all SCOOP processes (:func:`run_transfer`).
     """
     if cfg.runtime.threads <= 0:
-        torch.set_num_threads(available_cores())
+        set_threads(available_cores())
     results = run_transfer(cfg, os.path.join(run_dir, "learngene.pt"), run_dir, log=log)
     log(markdown_table(results))
     return results

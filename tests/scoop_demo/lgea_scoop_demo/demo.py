@@ -14,6 +14,7 @@ import time
 import scoop
 
 from learngene_ea.parallel import scoop_engine as workers
+from learngene_ea.parallel.process import default_threads
 
 MODULE_NAME = "lgea_scoop_demo.demo"
 
@@ -31,7 +32,7 @@ class Tagged:
         self.slot = workers.local_worker_slot()
         self.worker_index = workers.worker_index()
         self.worker_count = workers.worker_count()
-        self.default_threads = workers.default_threads()
+        self.default_threads = default_threads()
         self.module = __name__  # "SCOOP_WORKER" on workers when run by SCOOP
 
     def as_dict(self):
