@@ -9,7 +9,7 @@ import time
 from bench.common import median_seconds
 from learngene_ea.io.checkpoint import load_checkpoint, save_checkpoint
 from learngene_ea.ea.evolve import new_state
-from learngene_ea.cli.run import checkpoint_payload
+from learngene_ea.ea.state import checkpoint_payload
 
 
 def bench_checkpoint(cfg):
@@ -21,7 +21,7 @@ def bench_checkpoint(cfg):
     generation_seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "gen.pkl")
-        write, _ = median_seconds(lambda: save_checkpoint(checkpoint_payload(state, cfg), path), 5)
+        write, _ = median_seconds(lambda: save_checkpoint(checkpoint_payload(state, cfg, "bench"), path), 5)
         read, _ = median_seconds(lambda: load_checkpoint(path), 5)
         size = os.path.getsize(path)
     return {"generation_seconds": generation_seconds, "write_seconds": write, "read_seconds": read,

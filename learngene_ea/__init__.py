@@ -1,8 +1,30 @@
 """learngene-ea: Genetic Transfer Learning on DEAP, PyTorch and SCOOP.
 
+The Python API (README "From Python"; the command lines are thin wrappers over it)::
+
+    import learngene_ea as lg
+
+    cfg = lg.load_config("genomes/default.yaml", ["ea.generations=2"])
+    run = lg.evolve_run(cfg, "runs/mine")             # -> RunResult (summary.json's record)
+    table = lg.evaluate_learngene(cfg, run.learngene_path)   # -> TransferResult (transfer.json's)
+
 Importing the package creates the DEAP creator classes (``learngene_ea.core.individual``) so that
-every process that unpickles a population, SCOOP workers included, has them.
+every process that unpickles a population, SCOOP workers included, has them; the API's modules are
+imported when first used.
 """
 from .core import individual  # noqa: F401  (creates creator.FitnessGTL / creator.LearngeneIndividual)
 
 __version__ = "0.1.0"
+
+_API = ("load_config", "Config", "evolve_run", "resume_run", "RunResult", "evaluate_learngene", "TransferResult",
+        "run_study", "StudyRecipe", "StudyResult")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name):
+    """``learngene_ea.evolve_run`` and the rest of :mod:`learngene_ea.api`, imported on first use."""
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'learngene_ea' has no attribute {name!r}")

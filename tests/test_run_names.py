@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, tiny_overrides
+from learngene_ea.api.run import new_run_dir
 from learngene_ea.cli import run as run_cli
 from learngene_ea import transfer
 from learngene_ea.config.loading import load_config
@@ -75,10 +76,10 @@ def test_a_batch_larger_than_a_task_is_one_warning_and_recorded_in_the_summary(u
 
 def test_a_named_run_keeps_its_name_and_an_image_folder_is_called_by_its_folder(tmp_path):
     named = load_config(None, ["name=mine"])
-    assert re.fullmatch(r"runs/mine-\d{8}-\d{6}", run_cli.new_run_dir(named, None, "default"))
+    assert re.fullmatch(r"runs/mine-\d{8}-\d{6}", new_run_dir(named, None, "default"))
     folder = load_config(None, ["data.name=imagefolder", f"data.root={tmp_path / 'omniglot'}"])
-    assert re.fullmatch(r"runs/default-omniglot-\d{8}-\d{6}", run_cli.new_run_dir(folder, None, "default"))
-    assert run_cli.new_run_dir(folder, str(tmp_path / "here"), "default") == str(tmp_path / "here")  # --run-dir
+    assert re.fullmatch(r"runs/default-omniglot-\d{8}-\d{6}", new_run_dir(folder, None, "default"))
+    assert new_run_dir(folder, str(tmp_path / "here"), "default") == str(tmp_path / "here")  # --run-dir
     assert load_config(None).name is None  # not set unless a recipe sets it
 
 

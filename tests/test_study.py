@@ -11,8 +11,10 @@ import pytest
 
 from conftest import ROOT, tiny_overrides
 from conftest import run_module as run_python
-from learngene_ea.cli import run as run_module
+from learngene_ea.api import run as run_module
+from learngene_ea.api import study as study_api
 from learngene_ea.cli import study
+from learngene_ea.config import load_config
 from learngene_ea.errors import UserError
 from learngene_ea.reports.study import pool
 
@@ -41,7 +43,7 @@ def run_study(argv, interrupt_seed=None):
     ``interrupt_seed``: a kill (KeyboardInterrupt) right after that seed's generation 1 is saved.
     """
     evolved, computed, out = [], [], io.StringIO()
-    evolve, transfer_after_run, save = run_module.evolve, study.transfer_after_run, run_module.RunOutputs.__call__
+    evolve, transfer_after_run, save = run_module.evolve, study_api.transfer_after_run, run_module.RunOutputs.__call__
 
     def counting_evolve(cfg, *args, **kwargs):
         evolved.append(cfg.seed)
@@ -58,7 +60,7 @@ def run_study(argv, interrupt_seed=None):
 
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
         patch.setattr(run_module, "evolve", counting_evolve)
-        patch.setattr(study, "transfer_after_run", counting_transfer)
+        patch.setattr(study_api, "transfer_after_run", counting_transfer)
         patch.setattr(run_module.RunOutputs, "__call__", save_then_stop)
         status = study.main(argv)
     return status, out.getvalue(), evolved, computed
@@ -316,21 +318,21 @@ def test_other_architectures_are_keyed_apart_and_rows_missing_somewhere_are_left
 
 def test_a_seed_folder_is_new_resumed_or_kept_by_what_it_holds(tmp_path):
     folder = tmp_path / "seed-0"
-    assert study.seed_state(str(folder)) == "new"
+    assert study_api.seed_state(str(folder)) == "new"
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "config.yaml").write_text("seed: 0\n")
     (folder / "checkpoints" / ".gen_0000.pkl.x.tmp").write_bytes(b"half")
-    assert study.seed_state(str(folder)) == "new"  # killed before its first checkpoint: started again
+    assert study_api.seed_state(str(folder)) == "new"  # killed before its first checkpoint: started again
     (folder / "checkpoints" / "gen_0000.pkl").write_bytes(b"x")
-    assert study.seed_state(str(folder)) == "resume"
+    assert study_api.seed_state(str(folder)) == "resume"
     (folder / "summary.json").write_text('{"best": {}}')
-    assert study.seed_state(str(folder)) == "resume"
+    assert study_api.seed_state(str(folder)) == "resume"
     (folder / "summary.json").write_text('{"best": {}, "finished": true}')
-    assert study.seed_state(str(folder)) == "finished"
+    assert study_api.seed_state(str(folder)) == "finished"
     (tmp_path / "seed-1").mkdir()
     (tmp_path / "seed-1" / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="holds files but no run checkpoint"):
-        study.seed_state(str(tmp_path / "seed-1"))
+        study_api.seed_state(str(tmp_path / "seed-1"))
 
 
 @pytest.mark.parametrize("make", [lambda p: os.mkfifo(p), lambda p: p.write_text("[1, 2]"),
@@ -340,14 +342,14 @@ def test_a_summary_that_is_a_fifo_or_no_json_object_leaves_the_seed_to_resume(tm
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "gen_0000.pkl").write_bytes(b"x")
     make(folder / "summary.json")  # a fifo used to block the open for ever; a list was an AttributeError
-    assert study.seed_state(str(folder)) == "resume"
+    assert study_api.seed_state(str(folder)) == "resume"
 
 
 def test_a_seed_folder_of_another_seed_or_recipe_is_refused(study_a):
     folder = str(study_a["out"] / "seed-0")
     overrides = study_overrides(**{"transfer.after_run": "true"})
-    study.check_seed_recipe(folder, 0, RECIPE, overrides)
+    study_api.check_seed_recipe(folder, 0, load_config(RECIPE, overrides))
     with pytest.raises(UserError, match="seed is 0 there"):
-        study.check_seed_recipe(folder, 1, RECIPE, overrides)
+        study_api.check_seed_recipe(folder, 1, load_config(RECIPE, overrides))
     with pytest.raises(UserError, match="task.steps is 4 there but 5 here"):
-        study.check_seed_recipe(folder, 0, RECIPE, overrides + ["task.steps=5"])
+        study_api.check_seed_recipe(folder, 0, load_config(RECIPE, overrides + ["task.steps=5"]))

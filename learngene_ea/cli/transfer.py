@@ -17,6 +17,7 @@ from ..io.paths import file_problem, folder_problem
 from ..config.checks import check_device
 from ..transfer.pipeline import run_transfer
 from ..transfer.report import markdown_table
+from .common import run_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,41 +76,33 @@ def check_paths(args) -> None:
                         "file of a trained network.")
 
 
+def transfer_command(args) -> int:
+    """The transfer the options ask for: one learngene, or a run's pareto/ folder in one table; exit status 0."""
+    check_paths(args)
+    cfg = resolve_config(args)
+    check_device(cfg.runtime)
+    if os.path.isdir(args.learngene):  # a run's pareto/ folder: every learngene of its front
+        from ..transfer.front import front_markdown, run_front_transfer
+
+        results = run_front_transfer(cfg, args.learngene, args.out, log=print,
+                                     allow_seen_classes=args.allow_seen_classes,
+                                     pretrained_path=args.pretrained, keep_earlier=True)
+        print(front_markdown(results))
+        return 0
+    progress = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        def progress(iterable, total, desc):
+            return tqdm(iterable, total=total, desc=desc, unit="episode", leave=False, file=sys.stderr)
+    results = run_transfer(cfg, args.learngene, args.out, args.descendants, log=print, progress=progress,
+                           allow_seen_classes=args.allow_seen_classes, pretrained_path=args.pretrained,
+                           keep_earlier=True)
+    print(markdown_table(results))
+    return 0
+
+
 def main(argv=None) -> int:
     """Run the command line; return the exit status (0; 2 for a user error; 130 when interrupted)."""
-    argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
-    try:
-        args = parse_args(argv)
-        check_paths(args)
-        if os.path.isdir(args.learngene):  # a run's pareto/ folder: every learngene of its front
-            from ..transfer.front import front_markdown, run_front_transfer
-
-            cfg = resolve_config(args)
-            check_device(cfg.runtime)
-            results = run_front_transfer(cfg, args.learngene, args.out, log=print,
-                                         allow_seen_classes=args.allow_seen_classes,
-                                         pretrained_path=args.pretrained, keep_earlier=True)
-            print(front_markdown(results))
-            return 0
-        cfg = resolve_config(args)
-        check_device(cfg.runtime)
-        progress = None
-        if not args.quiet:
-            from tqdm import tqdm
-
-            def progress(iterable, total, desc):
-                return tqdm(iterable, total=total, desc=desc, unit="episode", leave=False, file=sys.stderr)
-        results = run_transfer(cfg, args.learngene, args.out, args.descendants, log=print, progress=progress,
-                               allow_seen_classes=args.allow_seen_classes, pretrained_path=args.pretrained,
-                               keep_earlier=True)
-        print(markdown_table(results))
-        return 0
-    except UserError as err:
-        if debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: no transfer report was written.", file=sys.stderr)
-        return 130
+    return run_main(lambda argv: transfer_command(parse_args(argv)), argv,
+                    interrupted="no transfer report was written.")

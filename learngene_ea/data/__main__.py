@@ -14,7 +14,6 @@ import sys
 import time
 
 from ..config.loading import load_config
-from ..errors import UserError
 from . import load_dataset
 
 
@@ -55,16 +54,16 @@ def main(argv=None) -> int:
                         help="override one recipe key (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
-    args = parser.parse_args(argv)
-    try:
+
+    def body(argv):
+        args = parser.parse_args(argv)
         info = summary(load_config(args.config, args.overrides))
-    except UserError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    print(json.dumps(info, indent=2) if args.json else format_summary(info))
-    return 0
+        print(json.dumps(info, indent=2) if args.json else format_summary(info))
+        return 0
+
+    from ..cli.common import run_main
+
+    return run_main(body, argv, interrupted="nothing was written.")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,311 @@
+"""One GTL run from Python: :func:`evolve_run` (a new run), :func:`resume_run`; what they return, :class:`RunResult`.
+
+A run builds the toolbox, runs :func:`learngene_ea.ea.evolve.evolve`, and after every generation
+writes the run directory (:class:`RunOutputs`): ``config.yaml``, ``logbook.jsonl``,
+``checkpoints/gen_NNNN.pkl`` + ``latest.pkl``, ``learngene.pt``, ``evolution.png``, ``summary.json``,
+the Pareto front and the lineage; at the end the product is rescored on fresh validation episodes
+and, with ``transfer.after_run``, evaluated on the test classes. ``python -m learngene_ea.run`` is a
+thin command line over these functions (:mod:`learngene_ea.cli.run`).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from ..config.checks import check_run_fits, silent_caps
+from ..config.loading import (Config, apply_overrides, dataset_label, from_dict, parse_override, read_recipe,
+                              recipe_name, save_config)
+from ..data import load_dataset
+from ..ea.evolve import EvolutionState, build_toolbox, evolve, new_state, product_learngene
+from ..ea.fitness import rescore
+from ..ea.state import checkpoint_payload, compatibility_problems, read_checkpoint, state_from_checkpoint
+from ..errors import UserError
+from ..io.checkpoint import CheckpointError, save_checkpoint
+from ..parallel.engines import start_engine
+from ..reports.files import plot_evolution, write_json, write_logbook
+from ..reports.lineage import write_lineage
+from ..reports.pareto import write_front
+from ..reports.pool import write_pool_report
+from ..reports.tensorboard_log import TensorBoardLog, require_tensorboard
+
+
+@dataclass
+class RunResult:
+    """What a finished run wrote: its folder, config and recipe name, the product, ``summary.json``'s record.
+
+    ``summary`` is exactly what ``summary.json`` holds (``summary["best"]``: the product's figures,
+    ``["fresh_validation"]`` once rescored); ``transfer`` what ``transfer.json`` holds (``None``
+    without ``transfer.after_run``); ``state`` the final evolution state (population, hall of fame,
+    logbook).
+    """
+
+    run_dir: str
+    config: Config
+    recipe: str
+    summary: dict
+    state: EvolutionState
+    transfer: dict | None = None
+
+    @property
+    def learngene_path(self) -> str:
+        """The product, ``<run_dir>/learngene.pt``."""
+        return os.path.join(self.run_dir, "learngene.pt")
+
+
+def run_title(cfg: Config, recipe: str) -> str:
+    """``default on synthetic``: the recipe and the dataset, as plots and summaries name a run."""
+    return f"{recipe} on {dataset_label(cfg.data)}"
+
+
+def new_run_dir(cfg: Config, requested: str | None, recipe: str | None = None) -> str:
+    """A fresh run directory's path (made later); an existing run is never reused or overwritten.
+
+    Unless ``requested`` says where: ``runs/<name>-<timestamp>`` when the recipe sets ``name``, else
+    ``runs/<recipe>-<dataset>-<timestamp>`` (``recipe``: the recipe file's name).
+    """
+    if requested:
+        if os.path.isdir(requested) and os.listdir(requested):
+            raise UserError(f"run directory {requested!r} already exists and is not empty; resume it with "
+                            f"--resume {requested} or pass another --run-dir.")
+        return requested
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    prefix = cfg.name or f"{recipe or 'defaults'}-{dataset_label(cfg.data)}"
+    path = os.path.join("runs", f"{prefix}-{stamp}")
+    suffix = 1
+    while os.path.exists(path):
+        suffix += 1
+        path = os.path.join("runs", f"{prefix}-{stamp}-{suffix}")
+    return path
+
+
+def make_run_dir(path: str) -> None:
+    """Create the run directory and its checkpoints folder (once every input has been checked)."""
+    try:
+        os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create run directory {path!r} ({err.strerror}); pass a writable --run-dir.") from err
+
+
+def keep_layout(saved: dict, cfg: Config, overrides: list[str], log) -> None:
+    """A resumed run keeps the memory layout it was run in, unless an override says otherwise.
+
+    Float sums differ between layouts, so only the recorded one continues bit for bit (a
+    recipe whose default changed since, e.g. genomes/default.yaml, must not switch it).
+    """
+    recorded = bool(saved.get("runtime", {}).get("channels_last", False))
+    if cfg.runtime.channels_last != recorded and not any(
+            parse_override(text)[0] == ["runtime", "channels_last"] for text in overrides):
+        cfg.runtime.channels_last = recorded
+        log(f"resuming in the layout the run was started with (runtime.channels_last={str(recorded).lower()})")
+
+
+@dataclass
+class Resumed:
+    """A checkpoint made ready to continue: its config (overrides applied), state, run folder and recipe name."""
+
+    config: Config
+    state: EvolutionState
+    run_dir: str
+    recipe: str
+
+
+def resumed(path: str, overrides: list[str] = (), recipe_path: str | None = None, run_dir: str | None = None,
+            log=print, config: Config | None = None) -> Resumed:
+    """Read the newest valid checkpoint of run folder ``path`` (or the ``.pkl`` file ``path``) to continue it.
+
+    The checkpoint's own config, or the recipe at ``recipe_path``, with ``overrides`` applied; a
+    change that a population cannot survive (model, dataset, split) is refused. ``run_dir``: where
+    to go on writing (default: the checkpoint's run folder). ``config``: the config to go on with,
+    instead of one built from the recipe and ``overrides`` (which then only say whether
+    ``runtime.channels_last`` was asked for).
+    """
+    overrides = list(overrides)
+    payload, source = read_checkpoint(path, log)
+    saved = payload["config"]
+    if config is None:
+        base = read_recipe(recipe_path) if recipe_path else saved
+        config = from_dict(apply_overrides(base, overrides))
+    cfg = config
+    problems = compatibility_problems(saved, cfg)
+    if problems:
+        raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + ".")
+    recipe = cfg.name or payload.get("recipe") or recipe_name(cfg, recipe_path)
+    keep_layout(saved, cfg, overrides, log)
+    check_run_fits(cfg, load_dataset(cfg.data))
+    run_dir = run_dir or (path if os.path.isdir(path) else os.path.dirname(os.path.dirname(os.path.abspath(source))))
+    log(f"resuming {source} after generation {payload['generation']}")
+    return Resumed(cfg, state_from_checkpoint(payload), run_dir, recipe)
+
+
+class RunOutputs:
+    """Writes every output file after each generation (checkpoint first: it is what resumes)."""
+
+    def __init__(self, run_dir: str, cfg: Config, recipe: str, log=print, caps=()):
+        self.run_dir = run_dir
+        self.cfg = cfg
+        self.recipe = recipe  # the run's name (the recipe file's, or the recipe's ``name``)
+        self.log = log
+        self.caps = list(caps)  # the warnings of recipe values the run lowers (config.checks.silent_caps)
+        self.title = run_title(cfg, recipe)
+        self.started = time.perf_counter()
+        self.checkpoint_bytes = 0
+        self.checkpoint_seconds = 0.0
+        self.final_summary: dict = {}
+        save_config(cfg, self.path("config.yaml"))
+
+    def path(self, *parts) -> str:
+        return os.path.join(self.run_dir, *parts)
+
+    def __call__(self, state: EvolutionState) -> None:
+        start = time.perf_counter()
+        payload = checkpoint_payload(state, self.cfg, self.recipe)
+        self.checkpoint_bytes = save_checkpoint(payload, self.path("checkpoints", f"gen_{state.generation:04d}.pkl"))
+        save_checkpoint(payload, self.path("checkpoints", "latest.pkl"))
+        self.checkpoint_seconds = time.perf_counter() - start
+        write_logbook(state.logbook, self.path("logbook.jsonl"))
+        learngene, individual, reached = product_learngene(state, self.cfg)
+        learngene.meta["recipe"] = self.recipe
+        learngene.save(self.path("learngene.pt"))
+        plot_evolution(state.logbook, self.path("evolution.png"), f"GTL: {self.title}")
+        write_front(state, self.cfg, self.run_dir, f"Pareto front: {self.title} ({self.cfg.ea.selection})")
+        write_lineage(state.lineage, individual.id, self.run_dir, f"Lineage of #{individual.id}: {self.title}")
+        if state.pool is not None:
+            write_pool_report(state.pool, self.run_dir, f"Learngene scores of the gene pool: {self.title}")
+        write_json(self.summary(state, learngene, individual, reached), self.path("summary.json"))
+
+    def finish(self, state: EvolutionState, fresh: dict | None) -> None:
+        """The evolution is over: learngene.pt and summary.json with the product's score on fresh
+        validation episodes (``None``: not rescored), and ``"finished": true`` in the summary,
+        which tells a study never to run this seed again."""
+        learngene, individual, reached = product_learngene(state, self.cfg)
+        if fresh is not None:
+            learngene.meta["fresh_validation"] = fresh
+        learngene.meta["recipe"] = self.recipe
+        learngene.save(self.path("learngene.pt"))
+        summary = self.summary(state, learngene, individual, reached)
+        if fresh is not None:
+            summary["best"]["fresh_validation"] = fresh
+        self.final_summary = {**summary, "finished": True}
+        write_json(self.final_summary, self.path("summary.json"))
+
+    def summary(self, state, learngene, individual, reached) -> dict:
+        generations = len(state.logbook)
+        return {
+            "run_dir": self.run_dir,
+            "title": self.title, "recipe": self.recipe, "dataset": dataset_label(self.cfg.data),
+            "caps": self.caps,
+            "generations_run": generations,
+            "last_generation": state.generation,
+            "best": {
+                "id": individual.id,
+                # the score it was selected on: the best of every evaluation on the run's fixed
+                # validation episodes, so biased upward (fresh_validation is not)
+                "accuracy": float(individual.fitness.values[0]),
+                "ci95": float(individual.evaluation.get("ci95", 0.0)),
+                "selected_among_evaluations": sum(record["evals"] for record in state.logbook),
+                "fraction": float(learngene.fraction),
+                "num_params": int(learngene.num_params),
+                "born": individual.born,
+                "reached_target": reached,
+            },
+            "target_fraction": self.cfg.ea.target_fraction,
+            "wall_seconds": state.seconds,
+            "seconds_per_generation": state.seconds / max(1, generations),
+            "checkpoint_bytes": self.checkpoint_bytes,
+            "checkpoint_bytes_per_individual": self.checkpoint_bytes / max(1, len(state.population)),
+            "failed_evaluations": len(state.errors),
+            "numerics": {key: getattr(self.cfg.runtime, key) for key in ("device", "deterministic", "tf32")},
+        }
+
+
+def _progress_bars(quiet: bool):
+    """A tqdm progress bar per generation on stderr, or ``None`` (``quiet``)."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    def progress(iterable, total, desc):
+        return tqdm(iterable, total=total, desc=desc, unit="descendant", leave=False, file=sys.stderr)
+
+    return progress
+
+
+def _log_product(state: EvolutionState, cfg: Config, path: str, log) -> None:
+    learngene, individual, reached = product_learngene(state, cfg)
+    note = "" if reached else f" (target {cfg.ea.target_fraction} not reached: best overall saved)"
+    evaluations = sum(record["evals"] for record in state.logbook)
+    log(f"learngene: {path} | fraction {learngene.fraction:.3f} "
+        f"({learngene.num_params} parameters) | val accuracy {individual.fitness.values[0]:.3f}"
+        f"±{individual.evaluation.get('ci95', 0.0):.3f} as selected (best of {evaluations} evaluations on "
+        f"the same episodes: biased upward){note}")
+
+
+def _finish(state: EvolutionState, cfg: Config, outputs: RunOutputs, board, log) -> dict | None:
+    """Rescore the product on fresh episodes, write the final files, run the transfer if the recipe asks."""
+    _log_product(state, cfg, outputs.path("learngene.pt"), log)
+    _, individual, _ = product_learngene(state, cfg)
+    fresh = rescore(individual, cfg, cfg.fitness.rescore_episodes) if cfg.fitness.rescore_episodes else None
+    outputs.finish(state, fresh)
+    if fresh is not None:
+        log(f"learngene rescored: val accuracy {fresh['accuracy']:.3f}±{fresh['ci95']:.3f} on "
+            f"{fresh['episodes']} fresh validation episodes, with a fresh descendant (unbiased)")
+    results = None
+    if cfg.transfer.after_run:
+        from ..transfer import transfer_after_run
+
+        results = transfer_after_run(cfg, outputs.run_dir, log=log)
+        if board is not None:
+            board.transfer(results)
+    return results
+
+
+def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState | None = None,
+               recipe: str | None = None, log=print, quiet: bool = True) -> RunResult:
+    """Evolve a learngene with ``cfg`` and write the run folder; return what was written.
+
+    ``run_dir``: the folder (default ``runs/<recipe>-<dataset>-<timestamp>``; an existing non-empty
+    one is refused unless ``state`` continues it). ``state``: where to start (default: a new
+    generation 0; :func:`resumed` and :func:`learngene_ea.ea.state.seeded_state` give others).
+    ``recipe``: the run's name in titles (default: ``cfg.name`` or ``defaults``). ``quiet=False``
+    shows a progress bar per generation. Every input is checked before the folder is made.
+    """
+    recipe = recipe or cfg.name or "defaults"
+    if state is None:
+        check_run_fits(cfg, load_dataset(cfg.data))  # before the run folder exists
+        state, run_dir = new_state(cfg), new_run_dir(cfg, run_dir, recipe)
+    elif run_dir is None:
+        run_dir = new_run_dir(cfg, None, recipe)
+    workers = start_engine(cfg.runtime)  # a backend it cannot give (no Ray, no cluster): stop now
+    toolbox = build_toolbox(cfg)  # users' operators are checked before the run folder exists
+    if cfg.runtime.tensorboard:
+        require_tensorboard()
+    make_run_dir(run_dir)
+    board = TensorBoardLog(run_dir) if cfg.runtime.tensorboard else None
+    log(f"run directory: {run_dir} | {recipe}: {cfg.model.family} x{cfg.model.width} on "
+        f"{dataset_label(cfg.data)} | population {cfg.ea.population_size}, generations "
+        f"{cfg.ea.generations} | {workers}")
+    caps = silent_caps(cfg)
+    for line in caps:
+        log(line)
+    outputs = RunOutputs(run_dir, cfg, recipe, log, caps)
+
+    def on_generation(state):
+        outputs(state)
+        if board is not None:
+            board.generation(state.logbook[-1])
+
+    state = evolve(cfg, toolbox, state, on_generation=on_generation, progress=_progress_bars(quiet), log=log)
+    transfer = _finish(state, cfg, outputs, board, log)
+    if board is not None:
+        board.close()
+    return RunResult(run_dir, cfg, recipe, outputs.final_summary, state, transfer)
+
+
+def resume_run(path: str, overrides: list[str] = (), *, recipe_path: str | None = None, run_dir: str | None = None,
+               log=print, quiet: bool = True) -> RunResult:
+    """Continue the run in folder ``path`` (or from the checkpoint file ``path``); see :func:`resumed`."""
+    start = resumed(path, overrides, recipe_path, run_dir, log)
+    return evolve_run(start.config, start.run_dir, state=start.state, recipe=start.recipe, log=log, quiet=quiet)

@@ -1,0 +1,51 @@
+"""The one error handling of every command line's ``main()`` (run, study, transfer, data).
+
+A mistake the user can fix (:class:`~learngene_ea.errors.UserError`, config errors included) is
+one sentence on stderr and exit status 2 (``--debug``: the traceback instead); a run stopped by
+its fitness or an operator is exit status 1 with a sentence; Ctrl-C is 130 with what is kept.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+
+from ..ea.evolve import EvaluationFailure, OperatorFailure
+from ..errors import UserError
+
+
+def report_failure(err: EvaluationFailure | OperatorFailure, debug: bool, then: str = "") -> int:
+    """A run stopped by its fitness or an operator: the sentence (+ ``then``) on stderr; exit status 1.
+
+    An operator's traceback is always shown (the bug is in the user's code, here); a failing
+    evaluation's, from its worker, under ``--debug``. ``--debug`` re-raises an operator failure.
+    """
+    if isinstance(err, OperatorFailure):
+        if debug:
+            raise err
+        print("".join(traceback.format_exception(err.error)).rstrip(), file=sys.stderr)
+    elif debug:
+        print(err.traceback_text.rstrip(), file=sys.stderr)
+    print(f"error: {err}{then}", file=sys.stderr)
+    return 1
+
+
+def run_main(body, argv=None, interrupted: str = "", failed_then: str = "") -> int:
+    """``body(argv)``'s exit status, with every command's error handling around it.
+
+    ``argv`` defaults to ``sys.argv[1:]``; ``interrupted`` is what Ctrl-C prints after
+    ``interrupted:``; ``failed_then`` ends the sentence of a failed evolution.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        return body(argv)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except (EvaluationFailure, OperatorFailure) as err:
+        return report_failure(err, debug, failed_then)
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130

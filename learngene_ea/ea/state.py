@@ -1,0 +1,92 @@
+"""What a checkpoint holds: the evolution state as a payload, and back; seeding a population from one.
+
+A payload is a plain dict (generation, population, hall of fame, logbook, RNG states, the resolved
+config, the recipe's name, the Pareto front, the lineage, the gene pool), pickled by
+:mod:`learngene_ea.io.checkpoint`. A payload written before a field existed still loads: the
+front and the lineage are rebuilt from the population and the hall of fame.
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+from ..config.loading import Config, to_dict
+from ..core.individual import same_individual
+from ..io.checkpoint import CheckpointError, load_checkpoint, load_latest_valid
+from ..reports.lineage import record_lineage
+from ..reports.pareto import rebuilt_front
+from .evolve import EvolutionState, new_state
+from .gene_pool import GenePool
+
+# a population cannot survive a change of these keys; data.name, root, seed and split decide which
+# classes are training, validation and test classes: a resumed population must never meet another split's
+FIXED_KEYS = [("model", "family"), ("model", "width"), ("data", "name"), ("data", "channels"),
+              ("data", "image_size"), ("data", "root"), ("data", "seed"), ("data", "split"),
+              ("data", "images_per_class")]
+
+
+def checkpoint_payload(state: EvolutionState, cfg: Config, recipe: str) -> dict:
+    """The checkpoint of ``state`` (``recipe``: the run's name, what titles call it)."""
+    return {
+        "generation": state.generation, "population": state.population, "halloffame": state.halloffame,
+        "logbook": state.logbook, "next_id": state.next_id, "best_at_target": state.best_at_target,
+        "stale_generations": state.stale_generations, "errors": state.errors, "rng": state.rng,
+        "seconds": state.seconds, "config": to_dict(cfg), "recipe": recipe,
+        "pareto": state.pareto, "lineage": state.lineage,
+        "pool": state.pool.to_payload() if state.pool is not None else None,
+    }
+
+
+def state_from_checkpoint(payload: dict) -> EvolutionState:
+    """The evolution state a checkpoint payload holds (older payloads: front and lineage rebuilt)."""
+    state = EvolutionState(population=payload["population"], halloffame=payload["halloffame"],
+                           logbook=payload["logbook"])
+    for key in ("generation", "next_id", "best_at_target", "stale_generations",
+                "errors", "rng", "seconds"):
+        setattr(state, key, payload[key])
+    # older checkpoints compared masks, which dropped more accurate learngenes with equal masks
+    state.halloffame.similar = same_individual
+    # checkpoints written before the front and the lineage were kept: rebuilt from what they hold
+    state.pareto = payload.get("pareto") or rebuilt_front(state.population, state.halloffame, [state.best_at_target])
+    state.lineage = payload.get("lineage") or {}
+    state.pool = GenePool.from_payload(payload["pool"]) if payload.get("pool") else None
+    record_lineage(state.lineage, [*state.halloffame, *state.population])  # adds nothing to a full lineage
+    return state
+
+
+def read_checkpoint(path: str, log=print) -> tuple[dict, str]:
+    """The payload of a run folder's newest valid checkpoint, or of a ``.pkl`` file; and its file's path."""
+    if os.path.isdir(path):
+        return load_latest_valid(path, warn=log)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path!r} does not exist; pass a run directory (runs/<name>) or a checkpoint .pkl.")
+    return load_checkpoint(path), path
+
+
+def compatibility_problems(saved: dict, cfg: Config) -> list[str]:
+    """What differs between a checkpoint's recipe and ``cfg`` in ways a population cannot survive."""
+    problems = []
+    for section, key in FIXED_KEYS:
+        old = saved.get(section, {}).get(key)
+        new = getattr(getattr(cfg, section), key)
+        if old != new:
+            problems.append(f"{section}.{key} is {old!r} in the checkpoint but {new!r} here")
+    return problems
+
+
+def seeded_state(cfg: Config, path: str, best_k: int = 0, log=print) -> EvolutionState:
+    """A new run's state whose generation 0 is the (best ``best_k``) evaluated individuals of a checkpoint."""
+    payload, source = read_checkpoint(path, log)
+    problems = compatibility_problems(payload["config"], cfg)
+    if problems:
+        raise CheckpointError(f"cannot seed from {source!r}: " + "; ".join(problems) + ".")
+    population = [ind for ind in payload["population"] if ind.fitness.valid]
+    population.sort(key=lambda ind: (-ind.fitness.values[0], ind.fitness.values[1]))
+    if best_k:
+        population = population[: best_k]
+    if not population:
+        raise CheckpointError(f"{source!r} holds no evaluated individuals to seed from.")
+    # fill up to the population size by cycling through the seeds
+    population = [copy.deepcopy(population[i % len(population)]) for i in range(cfg.ea.population_size)]
+    log(f"seeding generation 0 with {len(population)} individuals from {source}")
+    return new_state(cfg, population)
