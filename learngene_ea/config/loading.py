@@ -23,6 +23,7 @@ from .schema import (DATASETS, MODEL_FAMILIES, Config, ConfigError, DataConfig, 
                             FitnessConfig, ModelConfig, OperatorsConfig, OperatorSpec, PoolConfig,
                             RuntimeConfig,
                             TaskConfig, TransferConfig)
+from ..data import DATASETS as DATASET_KINDS
 from ..errors import UserError
 from ..io.paths import decode_utf8, file_problem
 
@@ -154,7 +155,7 @@ def _validate_whole(cfg: Config) -> Config:
         raise ConfigError("'pool.warm_start_fraction' starts the gene pool from a trained network: set "
                           "'fitness.inheritance' to pool, or leave it at 0.")
     for key, data in (("data", cfg.data), ("transfer.target", cfg.transfer.target)):
-        if data is not None and data.name != "synthetic" and not data.root:
+        if data is not None and DATASET_KINDS[data.name].needs_root and not data.root:
             raise ConfigError(f"'{key}.root' is required for {key}.name '{data.name}': "
                               "set it to the folder holding the dataset files.")
     # what depends on the dataset (classes and images of each split) is checked once it is
@@ -168,10 +169,17 @@ def _validate_whole(cfg: Config) -> Config:
         raise ConfigError(f"'transfer.shots' must be a non-empty list of positive integers, not {shots!r}.")
     for op_name in ("select", "mutate", "mate", "evaluate"):
         spec = getattr(cfg.operators, op_name)
-        if spec is not None and ":" not in spec.function:
-            raise ConfigError(f"'operators.{op_name}.function' must look like 'package.module:function', "
-                              f"not {spec.function!r}.")
+        if spec is not None:
+            split_function_name(spec.function, f"operators.{op_name}.function")
     return cfg
+
+
+def split_function_name(name: str, key: str) -> tuple[str, str]:
+    """``"package.module:function"`` as ``(module, function)``; :class:`ConfigError` naming ``key`` otherwise."""
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"'{key}' must look like 'package.module:function', not {name!r}.")
+    return module_name, attr
 
 
 def from_dict(values: dict | None) -> Config:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..core.models import FAMILIES
+from ..data import DATASETS as DATASET_KINDS
 from ..errors import UserError
 
 # the generators take any seed below 2**32 distinctly (sampling.mix_seed keeps 32 bits of each part)
 MAX_SEED = 2**32 - 1
-MODEL_FAMILIES = ("conv4", "conv6", "vgg11", "vgg13", "vgg16", "resnet12", "resnet24")
-DATASETS = ("synthetic", "cifarfs", "miniimagenet", "imagefolder")
+# the choices of model.family and data.name: the registries' names (core.models.FAMILIES, data.DATASETS)
+MODEL_FAMILIES = tuple(FAMILIES)
+DATASETS = tuple(DATASET_KINDS)
 
 
 class ConfigError(UserError):

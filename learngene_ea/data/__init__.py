@@ -12,7 +12,7 @@ import functools
 
 from .base import SPLITS, FewShotDataset
 
-__all__ = ["FewShotDataset", "SPLITS", "load_dataset"]
+__all__ = ["FewShotDataset", "SPLITS", "DATASETS", "DatasetKind", "load_dataset"]
 
 
 def _freeze(value):
@@ -31,34 +31,66 @@ def load_dataset(data_cfg, target: bool = False) -> FewShotDataset:
     return _load_cached(_freeze(dataclasses.asdict(data_cfg)), target)
 
 
+def _synthetic(cfg: dict, key: str) -> FewShotDataset:
+    from .synthetic import make_synthetic
+
+    return make_synthetic(seed=cfg["seed"], images_per_class=cfg["images_per_class"], image_size=cfg["image_size"])
+
+
+def _cifarfs(cfg: dict, key: str) -> FewShotDataset:
+    from .cifarfs import load_cifarfs
+
+    return load_cifarfs(cfg["root"], cache_dir=cfg["cache_dir"], key=key)
+
+
+def _miniimagenet(cfg: dict, key: str) -> FewShotDataset:
+    from .miniimagenet import load_miniimagenet
+
+    return load_miniimagenet(cfg["root"], image_size=cfg["image_size"], cache_dir=cfg["cache_dir"], key=key)
+
+
+def _imagefolder(cfg: dict, key: str, target: bool = False) -> FewShotDataset:
+    from .imagefolder import load_imagefolder
+
+    return load_imagefolder(cfg["root"], image_size=cfg["image_size"], channels=cfg["channels"],
+                            split=cfg["split"] or None, split_seed=cfg["seed"],
+                            cache_dir=cfg["cache_dir"], key=key, all_test=target)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetKind:
+    """One ``data.name``: its loader ``load(section, key)`` and what it needs.
+
+    ``needs_root``: ``data.root`` must be set; ``splits_target``: the loader splits a transfer
+    target itself (``load(section, key, target=True)``) instead of the packaged split giving way.
+    """
+
+    load: object
+    needs_root: bool = True
+    splits_target: bool = False
+
+
+# The registry of datasets: a dataset is added here and nowhere else (the recipe's choices come from it).
+DATASETS: dict[str, DatasetKind] = {
+    "synthetic": DatasetKind(_synthetic, needs_root=False),
+    "cifarfs": DatasetKind(_cifarfs),
+    "miniimagenet": DatasetKind(_miniimagenet),
+    "imagefolder": DatasetKind(_imagefolder, splits_target=True),
+}
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cached(frozen, target: bool = False) -> FewShotDataset:
     cfg = {k: (dict(v) if k == "split" else v) for k, v in frozen}
     if cfg.get("split"):
         cfg["split"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg["split"].items()}
     key = "transfer.target" if target else "data"
-    name = cfg["name"]
-    if name == "imagefolder":
-        from .imagefolder import load_imagefolder
-
-        return load_imagefolder(cfg["root"], image_size=cfg["image_size"], channels=cfg["channels"],
-                                split=cfg["split"] or None, split_seed=cfg["seed"],
-                                cache_dir=cfg["cache_dir"], key=key, all_test=target)
-    if name == "synthetic":
-        from .synthetic import make_synthetic
-
-        dataset = make_synthetic(seed=cfg["seed"], images_per_class=cfg["images_per_class"],
-                                 image_size=cfg["image_size"])
-    elif name == "cifarfs":
-        from .cifarfs import load_cifarfs
-
-        dataset = load_cifarfs(cfg["root"], cache_dir=cfg["cache_dir"], key=key)
-    elif name == "miniimagenet":
-        from .miniimagenet import load_miniimagenet
-
-        dataset = load_miniimagenet(cfg["root"], image_size=cfg["image_size"], cache_dir=cfg["cache_dir"], key=key)
-    else:
-        raise ValueError(f"unknown dataset {name!r}")
+    kind = DATASETS.get(cfg["name"])
+    if kind is None:
+        raise ValueError(f"unknown dataset {cfg['name']!r}")
+    if kind.splits_target:
+        return kind.load(cfg, key, target=target)
+    dataset = kind.load(cfg, key)
     if target:  # the packaged split gives way to the target's: all classes test, unless split says otherwise
         from .imagefolder import ALL_TEST, resolve_split
 

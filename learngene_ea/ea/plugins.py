@@ -11,7 +11,7 @@ import functools
 import importlib
 import inspect
 
-from ..config.loading import ConfigError
+from ..config.loading import ConfigError, split_function_name
 from ..data import load_dataset
 
 # positional arguments the evolution loop passes to each operator
@@ -33,9 +33,7 @@ def resolve_operator(role: str, name: str, kwargs: dict | None = None, config=No
     """
     key = f"operators.{role}.function"
     kwargs = dict(kwargs or {})
-    module_name, _, attr = name.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"'{key}' must look like 'package.module:function', not {name!r}.")
+    module_name, attr = split_function_name(name, key)
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # ImportError, or an error raised while importing the user's module

@@ -37,15 +37,22 @@ def json_default(value):
     return str(value)
 
 
+def pyplot():
+    """``matplotlib.pyplot`` set up once for every figure of the package: the Agg backend (files, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_evolution(logbook, path: str | os.PathLike, title: str = "GTL evolution") -> None:
     """Per generation: learngene fraction as bars, population accuracy min/avg/max as curves.
 
     The same view as the paper's evolution figure: size shrinks while accuracy holds or rises.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     records = list(logbook)
     gens = [r["gen"] for r in records]
@@ -71,8 +78,7 @@ def plot_evolution(logbook, path: str | os.PathLike, title: str = "GTL evolution
 
 def save_figure(fig, path: str | os.PathLike) -> None:
     """Lay ``fig`` out, write it as a PNG atomically and close it (every plot of the package)."""
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

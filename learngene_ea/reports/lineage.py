@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .files import save_figure, write_json
+from .files import pyplot, save_figure, write_json
 
 
 def mark_operator(function, name: str):
@@ -78,11 +78,9 @@ OPERATOR_STYLE = {"mutation": ("#2c7fb8", "-"), "crossover": ("#d95f0e", "--"),
 def plot_lineage(data: dict, path: str, title: str = "lineage") -> None:
     """The product's ancestry: generation across, learngene fraction up, accuracy as colour and
     label; each edge drawn and labelled with the operator that made the child."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+
+    plt = pyplot()
 
     nodes = {r["id"]: r for r in data["ancestry"]}
     fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)

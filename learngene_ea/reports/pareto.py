@@ -14,7 +14,7 @@ from deap import tools
 
 from ..ea.evolve import EvolutionState, individual_learngene, product_individual
 from ..core.individual import same_individual
-from .files import save_figure, write_json
+from .files import pyplot, save_figure, write_json
 
 FOLDER = "pareto"
 
@@ -64,10 +64,7 @@ def write_front(state: EvolutionState, cfg, run_dir: str, title: str = "Pareto f
 
 def plot_front(data: dict, path: str, title: str = "Pareto front") -> None:
     """Accuracy against fraction of every evaluated individual, the front as a highlighted staircase."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 4.4), dpi=110)
     evaluated = data["evaluated"]

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .files import write_json
+from .files import pyplot, write_json
 
 
 def write_pool_report(pool, run_dir: str, title: str) -> None:
@@ -21,10 +21,7 @@ def write_pool_report(pool, run_dir: str, title: str) -> None:
 
 def plot_scores(history: list, path: str, title: str) -> None:
     """Heat map of the learngene scores: generation x channel, mask groups side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     groups = list(history[0]["scores"])
     rows = np.array([np.concatenate([record["scores"][g] for g in groups]) for record in history])

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from .files import save_figure, write_report_files
+from .files import pyplot, save_figure, write_report_files
 from ..fewshot.sampling import mean_and_ci95
 from ..transfer.descendants import arch_label
 
@@ -183,10 +183,7 @@ def markdown_table(study: dict) -> str:
 def plot_study(study: dict, path: str | os.PathLike) -> None:
     """Left: every row's pooled accuracy with 95% CI per setting. Right: paired differences, the pooled
     mean with its CI and each seed's mean as a point (Agg backend, atomic write)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     settings, labels, rows, paired = study["settings"], study["setting_labels"], study["rows"], study["paired"]
     fig, (ax_rows, ax_diff) = plt.subplots(1, 2, figsize=(12, 4.4), dpi=110,

@@ -19,7 +19,7 @@ import time
 from ..errors import UserError
 from ..parallel.process import configure_memory, set_threads
 from ..core.learngene import load_learngene
-from ..reports.files import save_figure, write_report_files
+from ..reports.files import pyplot, save_figure, write_report_files
 from ..fewshot.training import resolve_device
 from .baselines import baseline_methods
 from .episodes import make_settings
@@ -128,10 +128,7 @@ def front_markdown(results: dict) -> str:
 def plot_front_transfer(results: dict, path: str) -> None:
     """Test accuracy against learngene fraction: the learngenes, their l1-learngene baselines, and
     the shared scratch and pre-trained rows as horizontal lines (first setting)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     name = results["settings"][0]
     members = results["members"]

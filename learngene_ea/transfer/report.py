@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ..reports.files import plural, save_figure, write_report_files
+from ..reports.files import plural, pyplot, save_figure, write_report_files
 from ..fewshot.sampling import mean_and_ci95
 
 
@@ -116,10 +116,7 @@ def markdown_table(results: dict) -> str:
 
 def plot_transfer(results: dict, path: str | os.PathLike) -> None:
     """Grouped bar chart: one group per setting, one bar per row, 95% CI error bars (Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     settings = results["settings"]
     rows = results["rows"]

@@ -1,0 +1,78 @@
+"""The Python API under the command lines: the README's "From Python" example runs, results are typed records."""
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from conftest import ROOT, tiny_overrides
+
+# what makes the README's example take seconds here (its own overrides still apply after these)
+FAST = tiny_overrides(**{"runtime.backend": "serial", "fitness.rescore_episodes": 0, "transfer.episodes": 2,
+                         "transfer.steps": 2, "transfer.shots": "[1]", "transfer.limited_data": 0,
+                         "transfer.n_query": 5, "transfer.pretrain_epochs": 1, "task.batch_size": 64})
+
+
+def readme_example() -> str:
+    """The first Python code block of the README's "From Python" section."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = text.split("## From Python", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_example_is_at_most_ten_lines():
+    assert len(readme_example().strip().splitlines()) <= 10
+
+
+def test_the_readme_example_runs_and_writes_what_the_command_line_writes(tmp_path, monkeypatch):
+    import learngene_ea as lg
+    from learngene_ea.config import loading
+
+    shutil.copytree(os.path.join(ROOT, "genomes"), tmp_path / "genomes")
+    monkeypatch.chdir(tmp_path)
+    load = loading.load_config
+    monkeypatch.setattr(loading, "load_config", lambda path=None, overrides=(): load(path, [*FAST, *(overrides or [])]))
+    monkeypatch.setattr("learngene_ea.api.load_config", loading.load_config)
+    namespace = {}
+    exec(compile(readme_example(), "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    run, transfer = namespace["run"], namespace["transfer"]
+    assert isinstance(run, lg.RunResult) and isinstance(transfer, lg.TransferResult)
+    with open(os.path.join(run.run_dir, "summary.json"), encoding="utf-8") as f:
+        assert json.load(f) == json.loads(json.dumps(run.summary))
+    with open(os.path.join(transfer.out_dir, "transfer.json"), encoding="utf-8") as f:
+        assert json.load(f)["rows"] == json.loads(json.dumps(transfer.results["rows"]))
+    assert 0.0 <= transfer.accuracy("learngene") <= 1.0
+    assert transfer.table.startswith("|") or "learngene" in transfer.table
+
+
+def test_a_run_from_python_equals_the_command_line_run(tmp_path):
+    """``evolve_run`` writes the logbook ``python -m learngene_ea.run`` writes, to the last digit."""
+    import learngene_ea as lg
+    from learngene_ea.cli import run as run_cli
+
+    overrides = tiny_overrides(**{"runtime.backend": "serial", "fitness.rescore_episodes": 0})
+    result = lg.evolve_run(lg.load_config(None, overrides), str(tmp_path / "api"), log=lambda *a: None)
+    argv = ["--run-dir", str(tmp_path / "cli"), "--quiet"] + [a for o in overrides for a in ("--set", o)]
+    os.chdir(tmp_path)  # no genomes/default.yaml here: the built-in defaults, as load_config(None, ...)
+    try:
+        assert run_cli.main(argv) == 0
+    finally:
+        os.chdir(ROOT)
+
+    def logbook(folder):
+        lines = [json.loads(line) for line in open(os.path.join(folder, "logbook.jsonl"), encoding="utf-8")]
+        return [{k: v for k, v in line.items() if k != "seconds"} for line in lines]
+
+    assert logbook(result.run_dir) == logbook(tmp_path / "cli")
+    assert result.summary["finished"] is True and result.recipe == "defaults"
+
+
+def test_the_api_is_importable_from_the_package():
+    import learngene_ea as lg
+
+    for name in ("load_config", "evolve_run", "resume_run", "evaluate_learngene", "run_study",
+                 "RunResult", "TransferResult", "StudyResult"):
+        assert callable(getattr(lg, name))
+    with pytest.raises(AttributeError):
+        lg.no_such_thing  # noqa: B018
