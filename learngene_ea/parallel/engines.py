@@ -1,21 +1,103 @@
-"""Which engine spreads the work, chosen in one place: SCOOP, Ray, or none (one process).
+"""Which engine spreads the work, chosen in one place: one :class:`Engine` per backend.
 
 ``runtime.backend`` says which: ``auto`` (SCOOP when launched under ``python -m scoop``, else
-one process), ``scoop``, ``ray`` or ``serial``. DEAP's toolbox gets :func:`parallel_map`; the
-transfer evaluation sends its context once with :func:`share_constant` and workers read it
-back with :func:`shared_constant`. SCOOP's plumbing is in :mod:`learngene_ea.parallel.scoop_engine`, Ray's in
-:mod:`learngene_ea.parallel.ray_engine` (imported only when Ray is chosen: Ray is an optional extra).
+one process), ``scoop``, ``ray`` or ``serial``; :func:`engine_for` gives its :class:`Engine`.
+DEAP's toolbox gets the engine's ``map`` (:func:`parallel_map`: the evolution loop never sees
+which); the transfer evaluation sends its context once with :func:`share_constant` and workers
+read it back with :func:`shared_constant`. SCOOP's plumbing is in
+:mod:`learngene_ea.parallel.scoop_engine`, Ray's in :mod:`learngene_ea.parallel.ray_engine`
+(imported only when Ray is chosen: Ray is an optional extra); every evaluating process sets
+itself up with :mod:`learngene_ea.parallel.process`.
 """
 from __future__ import annotations
 
 import functools
 
-from . import scoop_engine as workers
+from . import scoop_engine
 from ..errors import UserError
 from .scoop_engine import RESUME_HINT, scoop_running, watched_scoop_map
 
-__all__ = ["backend_of", "start_engine", "parallel_map", "process_count", "spreads", "share_constant",
-           "shared_constant", "forget_constant"]
+__all__ = ["Engine", "SerialEngine", "ScoopEngine", "RayEngine", "ENGINES", "engine_for", "backend_of",
+           "start_engine", "parallel_map", "process_count", "spreads", "share_constant", "shared_constant",
+           "forget_constant"]
+
+
+class Engine:
+    """One process, no engine: the builtin ``map``. Subclasses spread the work over other processes."""
+
+    name = "serial"
+    spreads = False  # work goes to other processes, which need share()'d values
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def start(self) -> str:
+        """Start or join what the engine needs; a phrase for the log line."""
+        return "one process (no SCOOP)"
+
+    def map(self, hint: str = RESUME_HINT):
+        """The ``map`` for ``toolbox.map`` (``hint``: what a stalled map's message tells the user)."""
+        return map
+
+    def process_count(self) -> int:
+        """Processes that evaluate at once."""
+        return 1
+
+    def share(self, key: str, value) -> None:
+        """Send ``value`` once to every worker under ``key`` (nothing to send in one process)."""
+
+
+SerialEngine = Engine
+
+
+class ScoopEngine(Engine):
+    """SCOOP's map with a stall watchdog; the origin evaluates too."""
+
+    name = "scoop"
+    spreads = True
+
+    def start(self) -> str:
+        return f"{scoop_engine.worker_count()} SCOOP processes"
+
+    def map(self, hint: str = RESUME_HINT):
+        return functools.partial(watched_scoop_map, stall_timeout=self.runtime.stall_timeout, hint=hint)
+
+    def process_count(self) -> int:
+        return scoop_engine.worker_count()
+
+    def share(self, key: str, value) -> None:
+        scoop_engine.share_constant(key, value)
+
+
+class RayEngine(Engine):
+    """Each evaluation a Ray task (a task whose worker died is rerun)."""
+
+    name = "ray"
+    spreads = True
+
+    def start(self) -> str:
+        from .ray_engine import start_ray
+
+        return start_ray(self.runtime)
+
+    def map(self, hint: str = RESUME_HINT):
+        from .ray_engine import ray_map
+
+        return functools.partial(ray_map, runtime=self.runtime, hint=hint)
+
+    def process_count(self) -> int:
+        from .ray_engine import task_slots
+
+        return task_slots(self.runtime)
+
+    def share(self, key: str, value) -> None:
+        from .ray_engine import share
+
+        share(key, value)
+
+
+# The registry of engines: a backend is added here (and to runtime.backend's choices).
+ENGINES = {"serial": SerialEngine, "scoop": ScoopEngine, "ray": RayEngine}
 
 
 def backend_of(runtime) -> str:
@@ -35,19 +117,17 @@ def backend_of(runtime) -> str:
     return chosen
 
 
+def engine_for(runtime) -> Engine:
+    """The :class:`Engine` of ``runtime.backend`` in this process (:class:`UserError` if it cannot be had)."""
+    return ENGINES[backend_of(runtime)](runtime)
+
+
 def start_engine(runtime) -> str:
     """Check the backend (starting or joining Ray when it is chosen); a phrase for the log line.
 
     Called before any compute, so that a bad setting ends the run with one sentence (exit 2).
     """
-    backend = backend_of(runtime)
-    if backend == "ray":
-        from .ray_engine import start_ray
-
-        return start_ray(runtime)
-    if backend == "scoop":
-        return f"{workers.worker_count()} SCOOP processes"
-    return "one process (no SCOOP)"
+    return engine_for(runtime).start()
 
 
 def parallel_map(runtime, hint: str = RESUME_HINT):
@@ -55,42 +135,22 @@ def parallel_map(runtime, hint: str = RESUME_HINT):
 
     ``hint`` ends the message of a stalled map: what the user still has and how to go on.
     """
-    backend = backend_of(runtime)
-    if backend == "scoop":
-        return functools.partial(watched_scoop_map, stall_timeout=runtime.stall_timeout, hint=hint)
-    if backend == "ray":
-        from .ray_engine import ray_map
-
-        return functools.partial(ray_map, runtime=runtime, hint=hint)
-    return map
+    return engine_for(runtime).map(hint)
 
 
 def process_count(runtime) -> int:
     """Processes that evaluate at once: SCOOP's size, the Ray cluster's task slots, or 1."""
-    backend = backend_of(runtime)
-    if backend == "scoop":
-        return workers.worker_count()
-    if backend == "ray":
-        from .ray_engine import task_slots
-
-        return task_slots(runtime)
-    return 1
+    return engine_for(runtime).process_count()
 
 
 def spreads(runtime) -> bool:
     """True when work goes to other processes (which need :func:`share_constant`'s values)."""
-    return backend_of(runtime) != "serial"
+    return engine_for(runtime).spreads
 
 
 def share_constant(runtime, key: str, value) -> None:
     """Send ``value`` once to every worker of ``runtime``'s backend under ``key``."""
-    backend = backend_of(runtime)
-    if backend == "scoop":
-        workers.share_constant(key, value)
-    elif backend == "ray":
-        from .ray_engine import share
-
-        share(key, value)
+    engine_for(runtime).share(key, value)
 
 
 def shared_constant(key: str, timeout: float = 600.0):
@@ -98,7 +158,7 @@ def shared_constant(key: str, timeout: float = 600.0):
     from .ray_engine import shared_here
 
     found, value = shared_here(key)
-    return value if found else workers.shared_constant(key, timeout)
+    return value if found else scoop_engine.shared_constant(key, timeout)
 
 
 def forget_constant(key: str) -> None:
