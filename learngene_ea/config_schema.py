@@ -78,6 +78,10 @@ class FitnessConfig:
                              "retried before it gets the worst fitness; other failures stop the run", min=0)
     rescore_episodes: int = _field(100, "fresh validation episodes the product is scored on again after the "
                                         "run, free of the selection's bias (0: off)", min=0)
+    speed_points: int = _field(0, "validation scores taken at evenly spaced points of the descendant's task, the "
+                                  "last at its end; fitness is their mean (the area under its learning curve: "
+                                  "learngenes that let descendants learn fast score higher); 0: the end only",
+                               min=0)
     population_batch: int = _field(1, "descendants a worker trains at once as one grouped network "
                                       "(1: one by one)", min=1)
 
