@@ -156,6 +156,9 @@ def _validate_whole(cfg: Config) -> Config:
     if cfg.fitness.speed_points > cfg.task.steps:
         raise ConfigError(f"'fitness.speed_points' ({cfg.fitness.speed_points}) must not exceed 'task.steps' "
                           f"({cfg.task.steps}): a descendant is scored at most once a step.")
+    if cfg.transfer.classes == "val" and cfg.transfer.target is not None:
+        raise ConfigError("'transfer.classes' val evaluates on the source's validation classes: leave "
+                          "'transfer.target' null, or set transfer.classes=test.")
     for key, data in (("data", cfg.data), ("transfer.target", cfg.transfer.target)):
         if data is not None and data.name != "synthetic" and not data.root:
             raise ConfigError(f"'{key}.root' is required for {key}.name '{data.name}': "

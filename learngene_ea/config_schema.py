@@ -166,6 +166,9 @@ class TransferConfig:
     pretrain_epochs: int = _field(3, "epochs of the pre-trained baseline for a learngene that does not record "
                                      "its compute (and pretrain_images 0)", min=1)
     descendants: list = _field([], "extra descendants for scalability rows, e.g. ['conv4@2.0', 'vgg11']")
+    classes: str = _field("test", "the split the episodes come from: test (the report), or val (validation "
+                                  "classes: choosing between recipes without looking at the test classes)",
+                          choices=("test", "val"))
     target: DataConfig | None = _field(None, "the data the test episodes come from, with the keys of data "
                                              "(every class a test class unless its split names test); null: "
                                              "the test split of data")
