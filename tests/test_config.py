@@ -207,3 +207,10 @@ def test_undecodable_command_line_bytes_in_a_string_key_are_refused_at_load():
         from_dict({"data": {"split": {"train": ["\udcff"], "val": 1, "test": 1}}})
     cfg = from_dict({"operators": {"mutate": {"function": "m:f", "kwargs": {"x": "\udcff"}}}})
     assert cfg.operators.mutate.kwargs == {"x": "\udcff"}  # an operator's own arguments are its business
+
+
+def test_transfer_on_validation_classes_is_refused_with_a_target():
+    from learngene_ea.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="'transfer.classes' val evaluates on the source's validation classes"):
+        load_config(None, ["transfer.classes=val", "transfer.target.name=synthetic"])

@@ -97,3 +97,43 @@ def test_fitness_score_decides_what_is_scored(score):
     descendant_cfg = load_config(None, tiny_overrides(**{"ea.init_fraction": 0.5}))
     scored, whole = evaluate(ind, cfg).fitness[0], evaluate(ind, descendant_cfg).fitness[0]
     assert scored != whole  # the same trained descendant (same seeds), another score
+
+
+# ------------------------------------------------------------------ learning speed (fitness.speed_points)
+
+def test_curve_points_are_evenly_spaced_and_end_at_the_last_step():
+    from learngene_ea.ea.fitness import curve_points
+
+    assert curve_points(150, 4) == [38, 75, 112, 150]
+    assert curve_points(4, 1) == [4]
+    assert curve_points(3, 3) == [1, 2, 3]
+
+
+def test_learning_speed_fitness_is_the_mean_of_the_curve_whose_end_is_the_final_accuracy():
+    final = accuracy()  # fitness.speed_points 0: the accuracy after the task
+    ind, cfg = first_of_generation_0(**{"fitness.speed_points": 2})
+    result = evaluate(ind, cfg)
+    curve = result.info["curve"]
+    assert [step for step, _ in curve] == [2, 4]  # task.steps 4
+    # scoring between steps leaves the training as it was: the curve ends at the final accuracy
+    assert curve[-1][1] == pytest.approx(final, abs=1e-12)
+    assert result.fitness[0] == pytest.approx(np.mean([a for _, a in curve]), abs=1e-12)
+    assert result.fitness[0] != final  # the earlier point counts: how fast it learned
+
+
+def test_speed_points_beyond_the_task_steps_are_refused():
+    from learngene_ea.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'fitness.speed_points' \(5\) must not exceed 'task.steps' \(4\)"):
+        load_config(None, tiny_overrides(**{"fitness.speed_points": 5}))
+
+
+def test_a_chunk_measuring_learning_curves_is_evaluated_one_by_one():
+    from learngene_ea.ea.fitness import evaluate_chunk
+
+    cfg = load_config(None, tiny_overrides(**{"fitness.speed_points": 2, "fitness.population_batch": 2}))
+    population = new_state(cfg).population[:2]
+    chunk = evaluate_chunk(population, cfg)
+    alone = [evaluate(ind, cfg) for ind in population]
+    assert [e.fitness for e in chunk] == [e.fitness for e in alone]
+    assert all("stacked" not in e.info and len(e.info["curve"]) == 2 for e in chunk)

@@ -205,6 +205,24 @@ def test_other_transfer_settings_are_evaluated_again(study_b):
     assert read_json(out / "seed-0" / "transfer.json")["evaluation"]["steps"] == 4
 
 
+def test_a_study_on_validation_classes_reuses_the_evolutions_and_never_samples_a_test_class(study_b, tmp_path):
+    import shutil
+
+    out = tmp_path / "val"
+    shutil.copytree(study_b["out"], out)
+    status, log, evolved, computed = run_study(study_argv(out, [0, 1], **{"transfer.classes": "val"}))
+    assert status == 0 and evolved == [] and computed == [0, 1]
+    transfer = read_json(out / "seed-0" / "transfer.json")
+    from learngene_ea.config import load_config
+    from learngene_ea.data import load_dataset
+
+    splits = load_dataset(load_config(RECIPE, study_overrides()).data).splits
+    classes = {c for setting in transfer["settings"] for e in setting["episodes"] for c in e["classes"]}
+    assert classes and classes <= set(splits["val"]) and not classes & set(splits["test"])
+    assert "Transfer to validation classes" in (out / "seed-0" / "transfer.md").read_text()
+    assert "same episodes of validation classes" in (out / "study.md").read_text()
+
+
 def test_a_seed_reuses_another_seeds_pretrained_network_when_its_key_matches(study_b):
     _, log, _, computed = study_b["steps"][2]
     assert computed == [0]  # seed 1's transfer was computed by the first invocation, alone

@@ -113,14 +113,15 @@ def check_fitness_fits(cfg, dataset: FewShotDataset) -> None:
 
 
 def check_transfer_fits(tcfg, dataset: FewShotDataset) -> None:
-    """Every transfer setting's episodes fit the test classes (``transfer`` config ``tcfg``)."""
-    _check_ways("transfer.n_way", tcfg.n_way, dataset, "test")
+    """Every transfer setting's episodes fit the classes of ``transfer.classes`` (``transfer`` config ``tcfg``)."""
+    split = tcfg.classes
+    _check_ways("transfer.n_way", tcfg.n_way, dataset, split)
     shots = max(tcfg.shots)
     _check_images(f"'transfer.shots' ({shots}) + 'transfer.n_query' ({tcfg.n_query})", shots + tcfg.n_query,
-                  dataset, "test", "transfer.shots or transfer.n_query")
+                  dataset, split, "transfer.shots or transfer.n_query")
     if tcfg.limited_data:
         _check_images(f"'transfer.limited_data' ({tcfg.limited_data}) + 'transfer.n_query' ({tcfg.n_query})",
-                      tcfg.limited_data + tcfg.n_query, dataset, "test", "transfer.limited_data or transfer.n_query")
+                      tcfg.limited_data + tcfg.n_query, dataset, split, "transfer.limited_data or transfer.n_query")
 
 
 def check_run_fits(cfg, dataset: FewShotDataset) -> None:

@@ -154,6 +154,12 @@ def _validate_whole(cfg: Config) -> Config:
     if cfg.pool.warm_start_fraction and cfg.fitness.inheritance != "pool":
         raise ConfigError("'pool.warm_start_fraction' starts the gene pool from a trained network: set "
                           "'fitness.inheritance' to pool, or leave it at 0.")
+    if cfg.fitness.speed_points > cfg.task.steps:
+        raise ConfigError(f"'fitness.speed_points' ({cfg.fitness.speed_points}) must not exceed 'task.steps' "
+                          f"({cfg.task.steps}): a descendant is scored at most once a step.")
+    if cfg.transfer.classes == "val" and cfg.transfer.target is not None:
+        raise ConfigError("'transfer.classes' val evaluates on the source's validation classes: leave "
+                          "'transfer.target' null, or set transfer.classes=test.")
     for key, data in (("data", cfg.data), ("transfer.target", cfg.transfer.target)):
         if data is not None and DATASET_KINDS[data.name].needs_root and not data.root:
             raise ConfigError(f"'{key}.root' is required for {key}.name '{data.name}': "

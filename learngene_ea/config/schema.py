@@ -81,6 +81,10 @@ class FitnessConfig:
                              "retried before it gets the worst fitness; other failures stop the run", min=0)
     rescore_episodes: int = _field(100, "fresh validation episodes the product is scored on again after the "
                                         "run, free of the selection's bias (0: off)", min=0)
+    speed_points: int = _field(0, "validation scores taken at evenly spaced points of the descendant's task, the "
+                                  "last at its end; fitness is their mean (the area under its learning curve: "
+                                  "learngenes that let descendants learn fast score higher); 0: the end only",
+                               min=0)
     population_batch: int = _field(1, "descendants a worker trains at once as one grouped network "
                                       "(1: one by one)", min=1)
 
@@ -165,6 +169,9 @@ class TransferConfig:
     pretrain_epochs: int = _field(3, "epochs of the pre-trained baseline for a learngene that does not record "
                                      "its compute (and pretrain_images 0)", min=1)
     descendants: list = _field([], "extra descendants for scalability rows, e.g. ['conv4@2.0', 'vgg11']")
+    classes: str = _field("test", "the split the episodes come from: test (the report), or val (validation "
+                                  "classes: choosing between recipes without looking at the test classes)",
+                          choices=("test", "val"))
     target: DataConfig | None = _field(None, "the data the test episodes come from, with the keys of data "
                                              "(every class a test class unless its split names test); null: "
                                              "the test split of data")

@@ -13,6 +13,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..data import load_dataset
@@ -22,7 +23,7 @@ from ..core.learngene import Learngene, extract_learngene, inherit_learngene, le
 from ..core.models import build_model
 from ..fewshot.sampling import mix_seed, sample_episodes, sample_task
 from ..fewshot.training import (DivergedError, finetune_head_accuracies, learngene_channels_only, mean_and_ci95,
-                       prototype_accuracies, train_on_task, train_stacked)
+                       prototype_accuracies, train_stacked)
 from ..parallel.process import configure_process
 from ..parallel.scoop_engine import worker_device
 
@@ -70,16 +71,60 @@ def inflate_descendant(individual, cfg, dataset, generation: int, device, attemp
     return model, task, seed
 
 
-def train_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0, salt: int = 0):
-    """Build the descendant of ``individual``, let it learn its own task; return (model, loss)."""
+def train_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0, salt: int = 0,
+                     curve: "LearningCurve | None" = None):
+    """Build the descendant of ``individual``, let it learn its own task; return (model, loss).
+
+    With a ``curve``, the descendant is scored at the curve's points while it learns.
+    """
     model, task, seed = inflate_descendant(individual, cfg, dataset, generation, device, attempt, salt)
-    loss = train_on_task(model, dataset, task, cfg.task.steps, cfg.task.batch_size, cfg.task.lr,
-                         cfg.task.weight_decay, cfg.data.augment, seed, device)
+    observe = None if curve is None else curve.watch(model)
+    loss = train_stacked([model], dataset, [task], cfg.task.steps, cfg.task.batch_size, cfg.task.lr,
+                         cfg.task.weight_decay, cfg.data.augment, [seed], device, observe)[0]
     return model, loss
 
 
+def curve_points(steps: int, points: int) -> list[int]:
+    """The steps after which a learning curve is measured: ``points`` evenly spaced, the last at the end."""
+    return sorted({max(1, round(steps * i / points)) for i in range(1, points + 1)})
+
+
+class LearningCurve:
+    """A descendant's accuracy on the run's validation episodes at ``fitness.speed_points`` points of its
+    task (:func:`curve_points`). Its :meth:`area` is the mean over the points, per episode: the area
+    under the learning curve, higher for a learngene its descendants learn fast from."""
+
+    def __init__(self, cfg, dataset, device, masks):
+        self.cfg, self.dataset, self.device, self.masks = cfg, dataset, device, masks
+        self.points = curve_points(cfg.task.steps, cfg.fitness.speed_points)
+        self.episodes = validation_episodes(cfg, dataset)
+        self.accuracies: dict[int, np.ndarray] = {}  # steps done -> accuracy per episode
+
+    def watch(self, model):
+        """The ``observe`` callback of :func:`~learngene_ea.training.train_stacked` for ``model``."""
+        def observe(steps_done: int) -> None:
+            if steps_done in self.points:
+                self.accuracies[steps_done] = episode_accuracies(model, self.cfg, self.dataset, self.device,
+                                                                 self.episodes, self.masks)
+        self.accuracies.clear()  # a retried attempt measures its own curve
+        return observe
+
+    def area(self) -> tuple[float, float]:
+        """Mean accuracy over the curve's points, and its 95% CI half-width over the episodes."""
+        return mean_and_ci95(np.mean([self.accuracies[p] for p in self.points], axis=0))
+
+    def record(self) -> list[list[float]]:
+        """``[steps done, mean accuracy]`` per point, for the evaluation's info."""
+        return [[p, float(np.mean(self.accuracies[p]))] for p in self.points]
+
+
 def score_descendant(model, cfg, dataset, device, episodes=None, masks=None, score=None) -> tuple[float, float]:
-    """Few-shot accuracy on validation episodes (prototype classifier, or a fine-tuned head).
+    """Few-shot accuracy on validation episodes and its 95% CI half-width (:func:`episode_accuracies`)."""
+    return mean_and_ci95(episode_accuracies(model, cfg, dataset, device, episodes, masks, score))
+
+
+def episode_accuracies(model, cfg, dataset, device, episodes=None, masks=None, score=None) -> np.ndarray:
+    """Few-shot accuracy on each validation episode (prototype classifier, or a fine-tuned head).
 
     ``episodes`` defaults to the run's fixed validation episodes. ``fitness.score`` says what is
     scored: the whole trained descendant, its learngene sub-network alone (``masks``), or the
@@ -94,12 +139,12 @@ def score_descendant(model, cfg, dataset, device, episodes=None, masks=None, sco
         return prototype_accuracies(model, dataset, episodes, cfg.fitness.metric, device)
 
     if score == "descendant" or masks is None:
-        return mean_and_ci95(accuracies())
+        return accuracies()
     with learngene_channels_only(model, masks):
         inherited = accuracies()
     if score == "learngene":
-        return mean_and_ci95(inherited)
-    return mean_and_ci95((accuracies() + inherited) / 2)
+        return inherited
+    return (accuracies() + inherited) / 2
 
 
 def can_pass_on_retry(error: BaseException) -> bool:
@@ -135,10 +180,11 @@ def evaluate(individual, config) -> Evaluation:
     device = worker_device(config.runtime.device)
     dataset = load_dataset(config.data)
     errors = []
+    curve = LearningCurve(config, dataset, device, masks) if config.fitness.speed_points else None
     for attempt in range(config.fitness.retries + 1):
         try:
-            model, loss = train_descendant(individual, config, dataset, generation, device, attempt)
-            return _finish(individual, model, loss, config, dataset, device, start, attempt + 1)
+            model, loss = train_descendant(individual, config, dataset, generation, device, attempt, curve=curve)
+            return _finish(individual, model, loss, config, dataset, device, start, attempt + 1, curve)
         except Exception as err:  # recorded: retried when it may pass, else reported as fatal
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -177,14 +223,19 @@ def rescore(individual, config, episodes: int) -> dict:
             "episodes": episodes, "seed": RESCORE_SEED}
 
 
-def _finish(individual, model, loss, config, dataset, device, start, attempts=1) -> Evaluation:
-    """Score a trained descendant and package its evaluation."""
+def _finish(individual, model, loss, config, dataset, device, start, attempts=1, curve=None) -> Evaluation:
+    """Score a trained descendant (the area under its ``curve`` when it has one) and package its evaluation."""
     masks = masks_of(individual)
-    accuracy, ci95 = score_descendant(model, config, dataset, device, masks=masks)
+    if curve is None:
+        accuracy, ci95 = score_descendant(model, config, dataset, device, masks=masks)
+    else:
+        accuracy, ci95 = curve.area()
     keep = config.fitness.inheritance == "lamarckian" or individual.learngene is None
     learngene = extract_learngene(model, masks, meta={"id": individual.id}) if keep else None
     info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": attempts,
             "seconds": time.perf_counter() - start, "device": str(device)}
+    if curve is not None:
+        info["curve"] = curve.record()  # its last point is the final accuracy
     return Evaluation((accuracy, learngene_fraction(individual_spec(individual), masks)), learngene, info)
 
 
@@ -193,10 +244,11 @@ def evaluate_chunk(individuals, config) -> list[Evaluation]:
 
     Gives the same results as :func:`evaluate` on each (up to float summation order). Falls
     back to one-by-one evaluation when the descendants differ in shape, when the chunk has a
-    single individual, or when the batched training fails (each then gets its own retries).
+    single individual, when fitness measures learning curves (``fitness.speed_points``), or when the batched training fails (each then gets its own retries).
     """
     individuals = list(individuals)
-    if len(individuals) < 2 or len({ind.arch for ind in individuals}) > 1:
+    # a learning curve is measured on one network (scores between steps): one by one
+    if len(individuals) < 2 or len({ind.arch for ind in individuals}) > 1 or config.fitness.speed_points:
         return [evaluate(ind, config) for ind in individuals]
     configure_process(config.runtime)
     start = time.perf_counter()

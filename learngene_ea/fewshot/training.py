@@ -169,14 +169,17 @@ def stacked_layout(device: torch.device) -> torch.memory_format:
 
 def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[Task], steps: int,
                   batch_size: int, lr: float, weight_decay: float = 5e-4, augment: bool = True,
-                  seeds: list[int] = (0,), device: torch.device | str = "cpu") -> list[float]:
+                  seeds: list[int] = (0,), device: torch.device | str = "cpu", observe=None) -> list[float]:
     """Train each model on its own task; several same-shape models train as one grouped network.
 
     With one model this is plain training. With several, they are stacked
     (:class:`~learngene_ea.core.batched.StackedDescendants`), trained together, and their weights
     are written back. Returns each model's final mean loss; raises :class:`DivergedError` if
-    any loss is not finite.
+    any loss is not finite. ``observe(steps_done)``, for one model only, is called after every
+    step (the model back in training mode after it): a learning curve is measured there.
     """
+    if observe is not None and len(models) != 1:
+        raise ValueError("observe watches one model's training; stacked models are observed after splitting")
     device = torch.device(device)
     images = images_on(dataset, device)
     mean, std = normalisation(dataset, device)
@@ -207,6 +210,9 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
         optimizer.step()
         schedule.step()
         losses[step] = per_model.detach()
+        if observe is not None:
+            observe(step + 1)
+            network.train()
     if stacked is not None:
         stacked.split()
     if not torch.isfinite(losses).all():

@@ -17,6 +17,7 @@ import numpy as np
 from .files import pyplot, save_figure, write_report_files
 from ..fewshot.sampling import mean_and_ci95
 from ..transfer.descendants import arch_label
+from ..transfer.report import split_words
 
 FORMAT = "learngene-ea/study-v1"
 
@@ -141,7 +142,8 @@ def markdown_table(study: dict) -> str:
         f"### Study `{study_title(study)}`: {study['architecture']} learngenes of "
         f"{len(seeds)} evolution seeds ({', '.join(map(str, seeds))})",
         "",
-        f"Every seed's learngene on the same test episodes (`{study['dataset']}`, {evaluation['n_way']}-way, "
+        f"Every seed's learngene on the same episodes of {split_words(study['transfer'].get('classes', 'test'))} "
+        f"(`{study['dataset']}`, {evaluation['n_way']}-way, "
         f"{evaluation['episodes']} episodes per setting, transfer seed {evaluation['seed']}); pooled over every "
         f"(seed, episode) pair: mean query accuracy (%) ± 95% CI (1.96 · sd / √n, n = seeds × episodes). "
         f"{study['launch']['processes']} process(es), {study['launch']['threads']} torch thread(s) each.",

@@ -75,7 +75,7 @@ def make_settings(tcfg, dataset: FewShotDataset) -> list[Setting]:
     for kind, k, name, label in kinds:
         seed = mix_seed(tcfg.seed, kind, k)
         seeds = [mix_seed(seed, i) for i in range(tcfg.episodes)]
-        episodes = [sample_episode(dataset, s, tcfg.n_way, k, tcfg.n_query, "test") for s in seeds]
+        episodes = [sample_episode(dataset, s, tcfg.n_way, k, tcfg.n_query, tcfg.classes) for s in seeds]
         settings.append(Setting(name, label, tcfg.n_way, k, tcfg.n_query, seed, seeds, episodes))
     return settings
 

@@ -27,7 +27,7 @@ from .descendants import arch_label, check_descendant, parse_descendant
 from .episodes import episode_digest, make_settings
 from .jobs import evaluate_transfer, forget_transfer_context, new_context_key, share_transfer_context
 from .pretrain import given_pretrained, load_or_pretrain
-from .report import markdown_table, write_reports
+from .report import markdown_table, split_words, write_reports
 from .target import (describe_data, differences_from_source, load_target, match_channels, source_data, target_data,
                      with_resolved_augment)
 
@@ -167,8 +167,9 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     differences = differences_from_source(learngene, source, data, data_key)
     if differences:
         log("note: the test images are not those the learngene was evolved on: " + ", ".join(differences))
-    seen = seen_test_classes(learngene, data, dataset)
-    if not allow_seen_classes:
+    # validation classes (transfer.classes val) are seen by design: selection looked at them, never at the test
+    seen = seen_test_classes(learngene, data, dataset) if tcfg.classes == "test" else []
+    if not allow_seen_classes and tcfg.classes == "test":
         check_unseen_classes(learngene, data, dataset, learngene_path, data_key)
     elif seen:
         log(f"warning: {len(seen)} test classes were seen by the learngene's evolution (--allow-seen-classes)")
@@ -183,7 +184,7 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
     methods = baseline_methods(learngene, pretrained, extra)
     processes, engine = process_count(cfg.runtime), {"scoop": "SCOOP", "ray": "Ray"}.get(backend_of(cfg.runtime))
     log(f"transfer: {plural(len(methods), 'row')} x {plural(len(settings), 'setting')} x "
-        f"{plural(tcfg.episodes, 'episode')} on test classes "
+        f"{plural(tcfg.episodes, 'episode')} on {split_words(tcfg.classes)} "
         f"({device}" + (f", spread over {processes} {engine} processes)" if processes > 1 else ")"))
     t = time.perf_counter()
     map_function, key, threads = None, None, torch.get_num_threads()

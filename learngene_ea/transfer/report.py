@@ -58,6 +58,11 @@ def _label(entry: dict | None, fallback: str) -> str:
     return entry.get("name") or fallback
 
 
+def split_words(split: str) -> str:
+    """``test classes`` or ``validation classes`` (``transfer.classes``)."""
+    return "validation classes" if split == "val" else "test classes"
+
+
 def transfer_title(results: dict) -> str:
     """``recipe `default`, evolved on synthetic, tested on digits``: what the table and chart are about."""
     lg = results["learngene"]
@@ -78,7 +83,7 @@ def markdown_table(results: dict) -> str:
                   "target": "; pre-trained baselines trained on the target",
                   "given": "; pre-trained baselines from the given network"}.get(trained_on, "")
     lines = [
-        f"### Transfer to test classes: {lg['family']} x{lg['width']:g} learngene "
+        f"### Transfer to {split_words(info.get('classes', 'test'))}: {lg['family']} x{lg['width']:g} learngene "
         f"({lg['num_params']:,} parameters, {100 * lg['fraction']:.1f}% of its gene layers), "
         f"{transfer_title(results)}",
         "",
