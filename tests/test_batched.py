@@ -14,7 +14,7 @@ from learngene_ea.core.individual import make_individual
 from learngene_ea.core.learngene import full_masks
 from learngene_ea.core.models import arch_spec, build_model
 from learngene_ea.fewshot.sampling import sample_task
-from learngene_ea.fewshot.training import train_on_task, train_stacked
+from learngene_ea.fewshot.training import TrainSettings, train_on_task, train_stacked
 
 # Float summation order differs between a grouped convolution and separate ones. Training
 # amplifies it (measured on ResNet12 x0.25, batch 16: 2e-5 after 1 step, 3e-4 after 2, 2e-3
@@ -54,9 +54,9 @@ def test_stacked_training_matches_one_by_one_including_batchnorm(family, tiny_da
     models = [build_model(family, 0.25, num_classes=5, seed=i, device=device) for i in range(3)]
     alone = [copy.deepcopy(m) for m in models]
     tasks = [sample_task(tiny_dataset, 100 + i, 5, 8) for i in range(3)]
-    losses = train_stacked(models, tiny_dataset, tasks, 2, 16, 0.01, seeds=[0, 1, 2], device=device)
+    losses = train_stacked(models, tiny_dataset, tasks, TrainSettings(2, 16, 0.01), seeds=[0, 1, 2], device=device)
     for i, (model, task) in enumerate(zip(alone, tasks)):
-        loss = train_on_task(model, tiny_dataset, task, 2, 16, 0.01, seed=i, device=device)
+        loss = train_on_task(model, tiny_dataset, task, TrainSettings(2, 16, 0.01), seed=i, device=device)
         assert loss == pytest.approx(losses[i], abs=WEIGHT_TOLERANCE)
     for a, b in zip(models, alone):
         for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
@@ -79,7 +79,7 @@ def test_on_a_cpu_the_stacked_network_runs_channels_last(tiny_dataset, monkeypat
     monkeypatch.setattr(batched, "StackedDescendants", RecordingStack)
     models = [build_model("conv4", 0.25, num_classes=5, seed=i) for i in range(2)]
     tasks = [sample_task(tiny_dataset, 100 + i, 5, 8) for i in range(2)]
-    train_stacked(models, tiny_dataset, tasks, 1, 16, 0.01, seeds=[0, 1])
+    train_stacked(models, tiny_dataset, tasks, TrainSettings(1, 16, 0.01), seeds=[0, 1])
     assert stack_layouts == [True]
     assert all(m.gene_module(m.spec.layers[0].name).conv.weight.is_contiguous() for m in models)
 
@@ -114,8 +114,13 @@ def test_batched_fitness_gives_the_same_accuracies_as_one_by_one(device, monkeyp
 
 def test_descendants_of_different_shapes_fall_back_to_one_by_one(monkeypatch):
     cfg = load_config(None, tiny_overrides())
-    calls = []
-    monkeypatch.setattr(fitness, "train_stacked", lambda *a, **k: calls.append(1))
+    calls, train_stacked = [], fitness.train_stacked
+
+    def counting(models, *args, **kwargs):  # one model at a time is one-by-one training (train_descendant)
+        calls.extend([1] if len(models) > 1 else [])
+        return train_stacked(models, *args, **kwargs)
+
+    monkeypatch.setattr(fitness, "train_stacked", counting)
     results = fitness.evaluate_chunk(_population(cfg, 2, widths=[0.25, 0.5]), cfg)
     assert not calls and len(results) == 2 and all(r.learngene is not None for r in results)
 
@@ -123,8 +128,12 @@ def test_descendants_of_different_shapes_fall_back_to_one_by_one(monkeypatch):
 def test_a_failing_batch_falls_back_to_individual_evaluations(monkeypatch):
     cfg = load_config(None, tiny_overrides())
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("grouped convolution failed")
+    train_stacked = fitness.train_stacked
+
+    def broken(models, *args, **kwargs):  # the stacked network fails; one model at a time still trains
+        if len(models) > 1:
+            raise RuntimeError("grouped convolution failed")
+        return train_stacked(models, *args, **kwargs)
 
     monkeypatch.setattr(fitness, "train_stacked", broken)
     results = fitness.evaluate_chunk(_population(cfg, 2), cfg)
@@ -156,9 +165,9 @@ def _train_and_state(family, tiny_dataset, stacked):
     models = [build_model(family, 0.25, num_classes=5, seed=i) for i in range(2)]
     tasks = [sample_task(tiny_dataset, 100 + i, 5, 8) for i in range(2)]
     if stacked:
-        losses = train_stacked(models, tiny_dataset, tasks, 2, 16, 0.01, seeds=[0, 1])
+        losses = train_stacked(models, tiny_dataset, tasks, TrainSettings(2, 16, 0.01), seeds=[0, 1])
     else:
-        losses = [train_on_task(m, tiny_dataset, t, 2, 16, 0.01, seed=i) for i, (m, t) in enumerate(zip(models, tasks))]
+        losses = [train_on_task(m, tiny_dataset, t, TrainSettings(2, 16, 0.01), seed=i) for i, (m, t) in enumerate(zip(models, tasks))]
     return models, losses
 
 

@@ -87,7 +87,7 @@ def test_failed_evaluation_is_retried_then_gets_the_worst_fitness(tiny_cfg, monk
         calls.append(1)
         raise DivergedError("loss is nan")
 
-    monkeypatch.setattr(fitness, "train_on_task", diverge)
+    monkeypatch.setattr(fitness, "train_stacked", diverge)
     result = fitness.evaluate(fresh_individual(tiny_cfg, ident=7), tiny_cfg)
     assert len(calls) == 2  # one try + fitness.retries (1) retry
     assert result.fitness[0] == fitness.WORST_ACCURACY and result.learngene is None
@@ -95,7 +95,7 @@ def test_failed_evaluation_is_retried_then_gets_the_worst_fitness(tiny_cfg, monk
 
 
 def test_a_retry_that_succeeds_counts(tiny_cfg, monkeypatch):
-    real = fitness.train_on_task
+    real = fitness.train_stacked
     calls = []
 
     def flaky(*args, **kwargs):
@@ -104,13 +104,13 @@ def test_a_retry_that_succeeds_counts(tiny_cfg, monkeypatch):
             raise RuntimeError("CUDA out of memory")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fitness, "train_on_task", flaky)
+    monkeypatch.setattr(fitness, "train_stacked", flaky)
     result = fitness.evaluate(fresh_individual(tiny_cfg), tiny_cfg)
     assert result.info["attempts"] == 2 and "error" not in result.info and result.learngene is not None
 
 
 def test_nan_loss_is_detected():
-    from learngene_ea.fewshot.training import train_on_task
+    from learngene_ea.fewshot.training import TrainSettings, train_on_task
     from learngene_ea.data.synthetic import make_synthetic
     from learngene_ea.core.models import build_model
     from learngene_ea.fewshot.sampling import sample_task
@@ -119,7 +119,7 @@ def test_nan_loss_is_detected():
     model = build_model("conv4", 0.25, num_classes=5, seed=0)
     task = sample_task(data, 0, 5, 4)
     with pytest.raises(DivergedError):
-        train_on_task(model, data, task, steps=3, batch_size=8, lr=1e30)
+        train_on_task(model, data, task, TrainSettings(steps=3, batch_size=8, lr=1e30))
 
 
 def test_evolution_shrinks_toward_the_target_and_keeps_elites(tiny_cfg):
@@ -169,7 +169,7 @@ def test_a_failure_that_cannot_pass_on_retry_is_not_retried_and_stops_the_run(ti
         calls.append(1)
         raise ValueError("20-way episodes need more than the 16 val classes")
 
-    monkeypatch.setattr(fitness, "train_on_task", bad_setting)
+    monkeypatch.setattr(fitness, "train_stacked", bad_setting)
     result = fitness.evaluate(fresh_individual(tiny_cfg, ident=3), tiny_cfg)
     assert len(calls) == 1 and result.info["error"]["fatal"] is True
     assert "bad_setting" in result.info["error"]["traceback"]
@@ -183,13 +183,13 @@ def test_a_generation_whose_every_evaluation_failed_stops_the_run(tiny_cfg, monk
     def diverge(*args, **kwargs):
         raise DivergedError("loss is nan")
 
-    monkeypatch.setattr(fitness, "train_on_task", diverge)
+    monkeypatch.setattr(fitness, "train_stacked", diverge)
     with pytest.raises(EvaluationFailure, match="every evaluation of generation 0 failed"):
         evolve(tiny_cfg, build_toolbox(tiny_cfg), new_state(tiny_cfg), log=lambda *a: None)
 
 
 def test_one_unlucky_evaluation_is_penalised_and_the_run_goes_on(tiny_cfg, monkeypatch):
-    real = fitness.train_on_task
+    real = fitness.train_stacked
     calls = []
 
     def first_two_diverge(*args, **kwargs):  # individual 0: its try and its retry
@@ -198,7 +198,7 @@ def test_one_unlucky_evaluation_is_penalised_and_the_run_goes_on(tiny_cfg, monke
             raise DivergedError("loss is nan")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fitness, "train_on_task", first_two_diverge)
+    monkeypatch.setattr(fitness, "train_stacked", first_two_diverge)
     cfg = load_config(None, tiny_overrides(**{"ea.generations": 0}))
     state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *a: None)
     assert [e["id"] for e in state.errors] == [0] and state.population[0].fitness.values[0] == fitness.WORST_ACCURACY

@@ -12,7 +12,7 @@ from learngene_ea.fewshot import training
 from learngene_ea.config.loading import TransferConfig
 from learngene_ea.core.models import build_model
 from learngene_ea.fewshot.sampling import sample_episode, sample_episodes, sample_task
-from learngene_ea.fewshot.training import draw_crops, make_batch, train_on_task, train_stacked
+from learngene_ea.fewshot.training import TrainSettings, draw_crops, make_batch, train_on_task, train_stacked
 
 # Tensor methods that move data between host and device or read a value back to the host:
 # each one per step on a GPU is a copy and a stream synchronisation.
@@ -53,7 +53,7 @@ def test_descendant_training_makes_no_host_device_call_per_step(tiny_dataset, mo
 
     def train(steps, count=1):
         models = [build_model("conv4", 0.25, num_classes=5, seed=i) for i in range(count)]
-        return lambda: train_stacked(models, tiny_dataset, [task] * count, steps, 16, 0.01, seeds=list(range(count)))
+        return lambda: train_stacked(models, tiny_dataset, [task] * count, TrainSettings(steps, 16, 0.01), seeds=list(range(count)))
 
     for count in (1, 3):  # alone and as a stacked network
         assert host_device_calls(monkeypatch, train(2, count)) == host_device_calls(monkeypatch, train(9, count))
@@ -101,7 +101,7 @@ def test_batches_do_not_depend_on_how_steps_are_blocked(tiny_dataset, monkeypatc
     def trained(block):
         monkeypatch.setattr(training, "PLAN_BLOCK", block)
         model = build_model("conv4", 0.25, num_classes=5, seed=0)
-        loss = train_on_task(model, tiny_dataset, task, 5, 16, 0.01, augment=augment, seed=7)
+        loss = train_on_task(model, tiny_dataset, task, TrainSettings(5, 16, 0.01, augment=augment), seed=7)
         return loss, model.state_dict()
 
     loss, state = trained(128)
@@ -161,7 +161,7 @@ def test_on_a_gpu_training_synchronises_once_per_block_not_per_step(tiny_dataset
     models = [build_model("conv4", 0.25, num_classes=5, seed=i, device="cuda") for i in range(3)]
 
     def train(steps):
-        return lambda: train_stacked(models, tiny_dataset, [task] * 3, steps, 16, 0.01, seeds=[0, 1, 2],
+        return lambda: train_stacked(models, tiny_dataset, [task] * 3, TrainSettings(steps, 16, 0.01), seeds=[0, 1, 2],
                                      device="cuda")
 
     train(1)()  # warm-up

@@ -170,7 +170,6 @@ def test_pretraining_touches_only_training_class_images(monkeypatch, tiny_datase
 def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transfer(monkeypatch, tmp_path,
                                                                                     tiny_dataset):
     from learngene_ea.ea import fitness
-from learngene_ea.parallel import process
     from learngene_ea.cli import run
 
     touched, task_splits, phase = set(), [], {"transfer": False}

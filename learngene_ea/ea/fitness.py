@@ -23,7 +23,7 @@ from ..core.learngene import Learngene, extract_learngene, inherit_learngene, le
 from ..core.models import build_model
 from ..fewshot.sampling import mix_seed, sample_episodes, sample_task
 from ..fewshot.training import (DivergedError, finetune_head_accuracies, learngene_channels_only, mean_and_ci95,
-                       prototype_accuracies, train_stacked)
+                       prototype_accuracies, train_stacked, TrainSettings)
 from ..parallel.process import configure_process
 from ..parallel.scoop_engine import worker_device
 
@@ -79,8 +79,7 @@ def train_descendant(individual, cfg, dataset, generation: int, device, attempt:
     """
     model, task, seed = inflate_descendant(individual, cfg, dataset, generation, device, attempt, salt)
     observe = None if curve is None else curve.watch(model)
-    loss = train_stacked([model], dataset, [task], cfg.task.steps, cfg.task.batch_size, cfg.task.lr,
-                         cfg.task.weight_decay, cfg.data.augment, [seed], device, observe)[0]
+    loss = train_stacked([model], dataset, [task], TrainSettings.of_task(cfg), [seed], device, observe)[0]
     return model, loss
 
 
@@ -260,9 +259,8 @@ def evaluate_chunk(individuals, config) -> list[Evaluation]:
         if len({len(task.indices) for _, task, _ in inflated}) > 1:  # unequal tasks cannot share steps
             return [evaluate(ind, config) for ind in individuals]
         models = [model for model, _, _ in inflated]
-        losses = train_stacked(models, dataset, [task for _, task, _ in inflated], config.task.steps,
-                               config.task.batch_size, config.task.lr, config.task.weight_decay,
-                               config.data.augment, [seed for _, _, seed in inflated], device)
+        losses = train_stacked(models, dataset, [task for _, task, _ in inflated], TrainSettings.of_task(config),
+                               [seed for _, _, seed in inflated], device)
         evaluations = [_finish(ind, model, loss, config, dataset, device, start)
                        for ind, model, loss in zip(individuals, models, losses)]
         for evaluation in evaluations:

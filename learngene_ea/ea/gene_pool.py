@@ -104,7 +104,7 @@ def warm_start(cfg, images: int, device):
     """Train one whole network on every training class for ``images`` images (the task optimiser)."""
     from ..data import load_dataset
     from ..fewshot.sampling import training_classes_task
-    from ..fewshot.training import train_on_task
+    from ..fewshot.training import TrainSettings, train_on_task
 
     dataset = load_dataset(cfg.data)
     task = training_classes_task(dataset)
@@ -113,8 +113,7 @@ def warm_start(cfg, images: int, device):
     model = build_model(spec.family, spec.width, spec.in_channels, len(task.class_ids),
                         seed=mix_seed(cfg.seed, POOL_SEED), device=device)
     steps = images // cfg.task.batch_size
-    loss = train_on_task(model, dataset, task, steps, cfg.task.batch_size,
-                         cfg.task.lr, cfg.task.weight_decay, cfg.data.augment, seed, device)
+    loss = train_on_task(model, dataset, task, TrainSettings.of_task(cfg, steps), seed, device)
     return model, {"kind": "warm_start", "images": images, "steps": steps, "final_loss": float(loss),
                    "classes": len(task.class_ids)}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -150,15 +151,31 @@ def _optimizer(params, lr, weight_decay, steps):
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
-def train_on_task(model: nn.Module, dataset: FewShotDataset, task: Task, steps: int, batch_size: int,
-                  lr: float, weight_decay: float = 5e-4, augment: bool = True, seed: int = 0,
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a network learns a task: ``steps`` SGD steps (momentum 0.9, cosine decay) of ``batch_size``
+    images at learning rate ``lr`` with ``weight_decay``, crop + flip augmented when ``augment``."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 5e-4
+    augment: bool = True
+
+    @classmethod
+    def of_task(cls, cfg, steps: int | None = None, augment: bool | None = None) -> "TrainSettings":
+        """The recipe's ``task`` section (and ``data.augment``); ``steps``/``augment`` replace its own."""
+        return cls(cfg.task.steps if steps is None else steps, cfg.task.batch_size, cfg.task.lr,
+                   cfg.task.weight_decay, cfg.data.augment if augment is None else augment)
+
+
+def train_on_task(model: nn.Module, dataset: FewShotDataset, task: Task, settings: TrainSettings, seed: int = 0,
                   device: torch.device | str = "cpu") -> float:
     """Train ``model`` (head sized to the task) with SGD + cosine decay; return the final mean loss.
 
     Raises :class:`DivergedError` when the loss is not finite (checked once, after training).
     """
-    return train_stacked([model], dataset, [task], steps, batch_size, lr, weight_decay, augment, [seed],
-                         device)[0]
+    return train_stacked([model], dataset, [task], settings, [seed], device)[0]
 
 
 def stacked_layout(device: torch.device) -> torch.memory_format:
@@ -167,8 +184,7 @@ def stacked_layout(device: torch.device) -> torch.memory_format:
     return torch.channels_last if torch.device(device).type == "cpu" else memory_format()
 
 
-def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[Task], steps: int,
-                  batch_size: int, lr: float, weight_decay: float = 5e-4, augment: bool = True,
+def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[Task], settings: TrainSettings,
                   seeds: list[int] = (0,), device: torch.device | str = "cpu", observe=None) -> list[float]:
     """Train each model on its own task; several same-shape models train as one grouped network.
 
@@ -180,6 +196,7 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
     """
     if observe is not None and len(models) != 1:
         raise ValueError("observe watches one model's training; stacked models are observed after splitting")
+    steps, batch_size, augment = settings.steps, settings.batch_size, settings.augment
     device = torch.device(device)
     images = images_on(dataset, device)
     mean, std = normalisation(dataset, device)
@@ -190,7 +207,7 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
         from ..core.batched import StackedDescendants
 
         network = stacked = StackedDescendants(models, stacked_layout(device))
-    optimizer, schedule = _optimizer(network.parameters(), lr, weight_decay, steps)
+    optimizer, schedule = _optimizer(network.parameters(), settings.lr, settings.weight_decay, steps)
     losses = torch.zeros(steps, len(models), device=device)
     network.train()
     for step in range(steps):

@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..core.models import Backbone, build_model
 from ..reports.files import plural
 from ..fewshot.sampling import training_classes_task
-from ..fewshot.training import train_on_task
+from ..fewshot.training import TrainSettings, train_on_task
 from .cache import cache_file, find_cached, write_cached
 from .descendants import arch_label
 from .episodes import pretrain_seed
@@ -83,8 +83,7 @@ def pretrain_network(cfg: Config, dataset: FewShotDataset, family: str, width: f
     classes, indices = task.class_ids, task.indices
     seed = pretrain_seed(cfg.transfer.seed)
     model = build_model(family, width, in_channels, len(classes), seed=seed, device=device)
-    loss = train_on_task(model, dataset, task, steps, cfg.task.batch_size, cfg.task.lr, cfg.task.weight_decay,
-                         augment, seed, device)
+    loss = train_on_task(model, dataset, task, TrainSettings.of_task(cfg, steps, augment), seed, device)
     chance = math.log(len(classes))
     info = {"classes": len(classes), "images": int(len(indices)), "steps": steps,
             "training_images": steps * cfg.task.batch_size, "epochs": steps * cfg.task.batch_size / len(indices),
