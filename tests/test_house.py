@@ -1,4 +1,5 @@
-"""The house stays small-roomed: no import cycle in the package, no module past 400 lines, a short README."""
+"""The house stays small-roomed: no import cycle in the package, no module past 400 lines, no function past
+60 lines or 7 parameters, at most 8 modules at the package's top (the rest in one folder per stage), a short README."""
 import ast
 import os
 
@@ -7,6 +8,9 @@ import pytest
 from conftest import ROOT
 
 MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+MAX_PARAMETERS = 7  # not counting a method's self or cls
+MAX_TOP_MODULES = 8
 MAX_README_CHARS = 20_000
 
 
@@ -100,3 +104,43 @@ def test_no_module_is_longer_than_400_lines(package):
 def test_the_readme_is_a_guide_of_at_most_20000_characters():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         assert len(f.read()) <= MAX_README_CHARS
+
+
+def functions(package):
+    """``(where, name, lines, parameters)`` of every function and method of a top-level folder."""
+    found = []
+    for dotted, path in modules(package).items():
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args
+                names = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+                count = len(names) + bool(args.vararg) + bool(args.kwarg) - (names[:1] in (["self"], ["cls"]))
+                found.append((f"{dotted}:{node.lineno}", node.name, node.end_lineno - node.lineno + 1, count))
+    return found
+
+
+def test_no_function_is_longer_than_60_lines():
+    assert [(where, name, n) for where, name, n, _ in functions("learngene_ea") if n > MAX_FUNCTION_LINES] == []
+
+
+def test_no_function_takes_more_than_7_parameters():
+    assert [(where, name, p) for where, name, _, p in functions("learngene_ea") if p > MAX_PARAMETERS] == []
+
+
+def test_the_function_rules_see_a_long_and_a_wide_function(tmp_path, monkeypatch):
+    import conftest
+
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    body = "\n".join(f"    x{i} = {i}" for i in range(60))
+    (folder / "mod.py").write_text(f"def wide(a, b, c, d, e, f, g, *h):\n    pass\n\n\ndef long():\n{body}\n"
+                                   "\n\nclass C:\n    def method(self, a, b, c, d, e, f, g):\n        pass\n")
+    monkeypatch.setattr(conftest, "ROOT", str(tmp_path))
+    monkeypatch.setitem(globals(), "ROOT", str(tmp_path))
+    found = {name: (n, p) for _, name, n, p in functions("pkg")}
+    assert found["wide"][1] == 8 and found["long"][0] == 61 and found["method"][1] == 7
+
+
+def test_at_most_8_modules_sit_at_the_top_of_the_package():
+    top = sorted(n for n in os.listdir(os.path.join(ROOT, "learngene_ea")) if n.endswith(".py"))
+    assert len(top) <= MAX_TOP_MODULES, top

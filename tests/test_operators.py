@@ -60,7 +60,7 @@ def test_statistics_and_logbook_accept_the_population():
 def test_varAnd_applies_our_operators_unchanged():
     random.seed(0)
     toolbox = base.Toolbox()
-    toolbox.register("mutate", operators.mut_learngene, target_fraction=0.3, schedule="none")
+    toolbox.register("mutate", operators.mut_learngene, schedule=0.3)
     toolbox.register("mate", operators.cx_channels)
     pop = [individual(ident=i) for i in range(4)]
     for ind in pop:
@@ -158,7 +158,7 @@ def test_shrink_reaches_the_goal_and_keeps_circuits(criterion):
     lambda ind: operators.mut_shrink(ind, 1.0, "l1"),  # nothing to drop
     lambda ind: operators.mut_grow(ind, 0.5),
     lambda ind: operators.mut_flip(ind, 0.2),
-    lambda ind: operators.mut_learngene(ind, 0.3, grow_fraction=0.1, flip_prob=0.1),
+    lambda ind: operators.mut_learngene(ind, operators.ShrinkSchedule(0.3), grow_fraction=0.1, flip_prob=0.1),
 ], ids=["shrink", "shrink-nothing-to-drop", "grow", "flip", "learngene"])
 def test_every_mutation_returns_a_1_tuple_of_the_same_individual_with_its_fitness_invalidated(mutate):
     random.seed(0)
@@ -288,7 +288,7 @@ def test_mutation_follows_the_schedule_over_generations():
     fractions = []
     for gen in range(1, 6):
         ind.born = gen
-        operators.mut_learngene(ind, 0.2, "geometric", 4, "l1", grow_fraction=0.1)
+        operators.mut_learngene(ind, operators.ShrinkSchedule(0.2, "geometric", 4), "l1", grow_fraction=0.1)
         fractions.append(fraction_of(ind))
     assert fractions[-1] <= 0.2 + 1e-9
     assert fractions[0] > 0.5  # generation 1 shrinks only part of the way
@@ -304,7 +304,7 @@ def test_regrown_channels_survive_the_shrink_of_the_same_mutation():
     regrown = {g: m & ~before[g] for g, m in masks_of(replay).items()}
     random.seed(0)
     ind.born = 10
-    operators.mut_learngene(ind, goal, "none", 4, "l1", grow_fraction=0.3)
+    operators.mut_learngene(ind, operators.ShrinkSchedule(goal, "none", 4), "l1", grow_fraction=0.3)
     after = masks_of(ind)
     for group in after:
         assert int(regrown[group].sum()) == REGROWN[group]

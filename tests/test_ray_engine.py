@@ -124,7 +124,7 @@ def test_gpus_the_cluster_does_not_have_are_refused(cluster, tmp_path, capsys):
 @pytest.mark.slow
 def test_transfer_episodes_on_ray_give_the_numbers_of_one_process(cluster, serial_run_dir, tmp_path):
     """The transfer's context goes to the object store once; every (method, setting, episode) is a task."""
-    from learngene_ea.transfer import run_transfer
+    from learngene_ea.transfer import TransferOptions, run_transfer
     from test_scoop_launch import _episode_numbers
 
     def table(backend):
@@ -133,7 +133,7 @@ def test_transfer_episodes_on_ray_give_the_numbers_of_one_process(cluster, seria
             "transfer.n_query=5", "transfer.pretrain_epochs=1", "task.batch_size=64"]
         lines = []
         results = run_transfer(load_config(RECIPE, overrides), str(serial_run_dir / "learngene.pt"),
-                               tmp_path / backend, log=lines.append, write=False)
+                               tmp_path / backend, TransferOptions(write=False), log=lines.append)
         return results, lines
 
     alone, _ = table("serial")

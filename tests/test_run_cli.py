@@ -228,10 +228,10 @@ def test_an_evaluation_error_that_would_repeat_stops_with_exit_1_keeping_the_che
 
     real = fitness.train_descendant
 
-    def fail_in_generation_1(individual, cfg, dataset, generation, *args, **kwargs):
-        if generation == 1:
+    def fail_in_generation_1(individual, cfg, dataset, draw, *args, **kwargs):
+        if draw.generation == 1:
             raise ValueError("a bad setting")
-        return real(individual, cfg, dataset, generation, *args, **kwargs)
+        return real(individual, cfg, dataset, draw, *args, **kwargs)
 
     monkeypatch.setattr(fitness, "train_descendant", fail_in_generation_1)
     run_dir = tmp_path / "r"

@@ -115,7 +115,7 @@ def test_counts_in_logs_and_tables_are_pluralised(tiny_dataset, tmp_path):
                                                                                         "1 query"]
     logs = []
     cfg = load_config(None, tiny_overrides(**{"transfer.pretrain_images": 16, "runtime.device": "cpu"}))
-    transfer.load_or_pretrain(cfg, tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu", logs.append)
+    transfer.load_or_pretrain(cfg, tiny_dataset, transfer.Arch("conv4", 0.25, 3), str(tmp_path), "cpu", logs.append)
     assert "for 1 step (16 images" in logs[0] and "1 steps" not in " ".join(logs)
     results = {"settings": [], "rows": [], "dataset": {"name": "synthetic", "test_classes": 20},
                "learngene": {"family": "conv4", "width": 0.25, "num_params": 10, "fraction": 0.5, "meta": {}},

@@ -20,6 +20,8 @@ from learngene_ea.core.learngene import extract_learngene, load_learngene
 from learngene_ea.core.models import build_model
 from learngene_ea.fewshot.sampling import mean_and_ci95
 
+CONV4 = transfer.Arch("conv4", 0.25, 3)  # the pre-trained baseline of the tests' learngenes
+
 METHODS = ["scratch", "scratch-instincts", "pretrained", "random-learngene", "l1-learngene", "layerwise",
            "layerwise-equal-size", "instincts", "learngene"]
 FINE_TUNED = set(METHODS) - {"scratch-instincts", "instincts"}
@@ -71,7 +73,8 @@ def transfer_run(tmp_path_factory):
     patch.setattr(transfer.finetune, "finetune_and_score", recording_finetune)
     patch.setattr(process, "keep_freed_memory", lambda: kept_memory.append(True) or True)
     try:
-        results = transfer.run_transfer(cfg, path, str(folder / "out"), descendants=["conv4@0.5"], log=logs.append)
+        results = transfer.run_transfer(cfg, path, str(folder / "out"), transfer.TransferOptions(["conv4@0.5"]),
+                                         log=logs.append)
     finally:
         patch.undo()
     return {"results": results, "seen": seen, "logs": logs, "folder": folder, "cfg": cfg, "path": path,
@@ -161,7 +164,7 @@ def test_pretraining_touches_only_training_class_images(monkeypatch, tiny_datase
     monkeypatch.setattr(training, "make_batch", recording_make_batch)
     cfg = load_config(None, transfer_overrides())
     steps, _ = transfer.pretrain.pretrain_steps(cfg, tiny_dataset, None)  # transfer.pretrain_epochs: 1
-    transfer.pretrain_network(cfg, tiny_dataset, "conv4", 0.25, 3, "cpu", steps)
+    transfer.pretrain_network(cfg, tiny_dataset, CONV4, "cpu", steps)
     assert touched and touched <= _train_indices(tiny_dataset)
     assert len(touched) == len(_train_indices(tiny_dataset))  # every training image, one epoch
     assert not touched & _test_indices(tiny_dataset)
@@ -195,8 +198,8 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
     monkeypatch.setattr(fitness, "sample_task", recording_sample_task)
     monkeypatch.setattr(transfer, "transfer_after_run", flagged_transfer_after_run)  # run.py imports it from here
     monkeypatch.setattr(transfer.pretrain, "pretrain_network",  # pre-training has its own test; keep this one fast
-                        lambda cfg, dataset, family, width, in_channels, device, steps, augment=None: (
-                            build_model(family, width, in_channels, 64, seed=0), {"steps": steps, "epochs": 0.1,
+                        lambda cfg, dataset, arch, device, steps, augment=None: (
+                            build_model(arch.family, arch.width, arch.in_channels, 64, seed=0), {"steps": steps, "epochs": 0.1,
                                                                                    "final_loss": 0.0, "seconds": 0.0}))
     overrides = tiny_overrides(**{"ea.population_size": 2, "ea.generations": 1, "ea.tournsize": 2,
                                   "transfer.after_run": "true", "transfer.episodes": 1, "transfer.steps": 2,
@@ -352,25 +355,25 @@ def test_the_pretrained_network_is_cached_under_its_key_and_another_key_never_re
     first = tmp_path / os.path.basename(info["path"])
     first.write_bytes(open(info["path"], "rb").read())
     logs = []
-    _, info = transfer.load_or_pretrain(transfer_run["cfg"], tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu",
+    _, info = transfer.load_or_pretrain(transfer_run["cfg"], tiny_dataset, CONV4, str(tmp_path), "cpu",
                                         logs.append)
     assert info["reused"] and "reusing" in logs[0]
     calls = []
 
     def fake_pretrain(*args, **kwargs):
         calls.append(args)
-        return build_model("conv4", 0.25, 3, 64), {"steps": args[6], "epochs": 1.0, "final_loss": 0.0,
+        return build_model("conv4", 0.25, 3, 64), {"steps": args[4], "epochs": 1.0, "final_loss": 0.0,
                                                      "seconds": 0.0}
 
     monkeypatch.setattr(transfer.pretrain, "pretrain_network", fake_pretrain)
     other = load_config(None, transfer_overrides(**{"transfer.pretrain_epochs": 2}))
     before = first.read_bytes()
-    _, info = transfer.load_or_pretrain(other, tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu", logs.append)
+    _, info = transfer.load_or_pretrain(other, tiny_dataset, CONV4, str(tmp_path), "cpu", logs.append)
     assert len(calls) == 1 and not info["reused"] and info["path"] != str(first)
     assert first.read_bytes() == before  # the other key's network is still there
-    _, info = transfer.load_or_pretrain(other, tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu", logs.append)
+    _, info = transfer.load_or_pretrain(other, tiny_dataset, CONV4, str(tmp_path), "cpu", logs.append)
     assert len(calls) == 1 and info["reused"]
-    _, info = transfer.load_or_pretrain(transfer_run["cfg"], tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu",
+    _, info = transfer.load_or_pretrain(transfer_run["cfg"], tiny_dataset, CONV4, str(tmp_path), "cpu",
                                         logs.append)
     assert len(calls) == 1 and info["reused"] and info["path"] == str(first)
 
@@ -403,7 +406,7 @@ def test_the_transfer_report_records_the_pretraining_compute_and_warns_near_chan
 def test_a_pretrained_network_that_learned_nothing_is_flagged(tiny_dataset, tmp_path):
     cfg = load_config(None, transfer_overrides(**{"transfer.pretrain_images": 64}))  # one step
     logs = []
-    _, info = transfer.load_or_pretrain(cfg, tiny_dataset, "conv4", 0.25, 3, str(tmp_path), "cpu",
+    _, info = transfer.load_or_pretrain(cfg, tiny_dataset, CONV4, str(tmp_path), "cpu",
                                         logs.append)
     assert info["steps"] == 1 and info["near_chance"]
     assert any(line.startswith("warning: the pre-trained baseline's final loss") for line in logs)
@@ -622,16 +625,17 @@ def _numbers(rows):
 def test_episode_jobs_in_any_order_give_the_rows_of_the_serial_loop(job_setup):
     cfg, learngene, dataset, settings, pretrained, methods = job_setup
     quiet = lambda *_: None  # noqa: E731
-    serial = transfer.evaluate_transfer(methods, dataset, settings, cfg.transfer, 3, "cpu", log=quiet)
+    bench = transfer.Bench(dataset, cfg.transfer, 3, "cpu")
+    serial = transfer.evaluate_transfer(methods, bench, settings, log=quiet)
     transfer.share_transfer_context("jobs-test", cfg, learngene, pretrained, [],
-                                    (cfg, dataset, settings, methods, torch.device("cpu"), 3))
+                                    (settings, methods, transfer.Bench(dataset, cfg.transfer, 3, torch.device("cpu"))))
 
     def backwards_map(function, jobs):  # another process would take them in another order
         jobs = list(jobs)
         return list(reversed([function(job) for job in reversed(jobs)]))
 
-    jobs = transfer.evaluate_transfer(methods, dataset, settings, cfg.transfer, 3, "cpu", log=quiet,
-                                      map_function=backwards_map, context_key="jobs-test")
+    jobs = transfer.evaluate_transfer(methods, bench, settings, log=quiet, map_function=backwards_map,
+                                      context_key="jobs-test")
     assert _numbers(jobs) == _numbers(serial)
     assert [r["results"][s.name]["paired"] for r in jobs for s in settings] == \
         [r["results"][s.name]["paired"] for r in serial for s in settings]
@@ -648,7 +652,7 @@ def test_a_worker_rebuilds_the_methods_from_the_shared_context(job_setup, monkey
     monkeypatch.setattr(scoop.shared, "getConst", lambda name, timeout=0.1: sent if name == "worker-test" else None)
     for m, method in enumerate(methods):
         worker = transfer.evaluate_episode_job(("worker-test", m, 1, 0))
-        origin = transfer.evaluate_episode(method, dataset, settings[1], 0, cfg.transfer, 3, "cpu")
+        origin = transfer.evaluate_episode(method, transfer.Bench(dataset, cfg.transfer, 3, "cpu"), settings[1], 0)
         for record in (worker, origin):
             record.pop("seconds")
         assert worker == origin, method.name

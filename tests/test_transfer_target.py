@@ -319,7 +319,7 @@ def test_a_scoop_worker_rebuilds_the_target_as_the_origin_does(grey_digits, monk
     monkeypatch.setattr(scoop.shared, "getConst", lambda name, timeout=0.1: sent if name == "target-test" else None)
     for m, method in enumerate(methods):
         worker = transfer.evaluate_episode_job(("target-test", m, 0, 0))
-        origin = transfer.evaluate_episode(method, dataset, settings[0], 0, cfg.transfer, 3, "cpu")
+        origin = transfer.evaluate_episode(method, transfer.Bench(dataset, cfg.transfer, 3, "cpu"), settings[0], 0)
         worker.pop("seconds"), origin.pop("seconds")
         assert worker == origin, method.name
 

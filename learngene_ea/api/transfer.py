@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 
 from ..config.schema import Config
-from ..transfer.pipeline import run_transfer
+from ..transfer.pipeline import TransferOptions, run_transfer
 from ..transfer.report import markdown_table
 
 
@@ -40,6 +40,6 @@ def evaluate_learngene(cfg: Config, learngene: str | os.PathLike, out_dir: str |
     ``descendants``: extra ``family@width`` rows (default ``cfg.transfer.descendants``).
     """
     path = os.fspath(learngene)
-    results = run_transfer(cfg, path, out_dir, descendants, log=log, write=write)
+    results = run_transfer(cfg, path, out_dir, TransferOptions(descendants, write=write), log=log)
     where = out_dir or os.path.dirname(os.path.abspath(path))
     return TransferResult(results, where if write else None)

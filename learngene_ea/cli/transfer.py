@@ -15,7 +15,7 @@ from ..config.loading import Config
 from ..errors import UserError
 from ..io.paths import file_problem, folder_problem
 from ..config.checks import check_device
-from ..transfer.pipeline import run_transfer
+from ..transfer.pipeline import TransferOptions, run_transfer
 from ..transfer.report import markdown_table
 from .common import run_main
 
@@ -81,12 +81,12 @@ def transfer_command(args) -> int:
     check_paths(args)
     cfg = resolve_config(args)
     check_device(cfg.runtime)
+    options = TransferOptions(args.descendants, allow_seen_classes=args.allow_seen_classes,
+                              pretrained_path=args.pretrained, keep_earlier=True)
     if os.path.isdir(args.learngene):  # a run's pareto/ folder: every learngene of its front
         from ..transfer.front import front_markdown, run_front_transfer
 
-        results = run_front_transfer(cfg, args.learngene, args.out, log=print,
-                                     allow_seen_classes=args.allow_seen_classes,
-                                     pretrained_path=args.pretrained, keep_earlier=True)
+        results = run_front_transfer(cfg, args.learngene, args.out, options, log=print)
         print(front_markdown(results))
         return 0
     progress = None
@@ -95,9 +95,7 @@ def transfer_command(args) -> int:
 
         def progress(iterable, total, desc):
             return tqdm(iterable, total=total, desc=desc, unit="episode", leave=False, file=sys.stderr)
-    results = run_transfer(cfg, args.learngene, args.out, args.descendants, log=print, progress=progress,
-                           allow_seen_classes=args.allow_seen_classes, pretrained_path=args.pretrained,
-                           keep_earlier=True)
+    results = run_transfer(cfg, args.learngene, args.out, options, log=print, progress=progress)
     print(markdown_table(results))
     return 0
 

@@ -54,7 +54,7 @@ def _imagefolder(cfg: dict, key: str, target: bool = False) -> FewShotDataset:
 
     return load_imagefolder(cfg["root"], image_size=cfg["image_size"], channels=cfg["channels"],
                             split=cfg["split"] or None, split_seed=cfg["seed"],
-                            cache_dir=cfg["cache_dir"], key=key, all_test=target)
+                            cache_dir=cfg["cache_dir"], target=target)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,13 +35,14 @@ ALL_TEST = {"test": 1.0}  # a transfer target's default: every class is a test c
 
 
 def load_imagefolder(root, image_size: int = 32, channels: int = 3, split=None, split_seed: int = 0,
-                     cache_dir=None, key: str = "data", all_test: bool = False) -> FewShotDataset:
+                     cache_dir=None, target: bool = False) -> FewShotDataset:
     """Load ``root/<class>/<images>`` as a few-shot dataset split by class (see module docstring).
 
-    ``key`` is the recipe section the arguments come from (``data`` or ``transfer.target``), so
-    that errors name the user's own keys. ``all_test``: a transfer target, whose split may give
-    only ``test`` and whose classes are all test classes when it gives none (:data:`ALL_TEST`).
+    ``target``: the arguments come from ``transfer.target`` (else ``data``; errors name the user's
+    own keys): a transfer target, whose split may give only ``test`` and whose classes are all
+    test classes when it gives none (:data:`ALL_TEST`).
     """
+    key, all_test = ("transfer.target" if target else "data"), target
     if channels not in (1, 3):
         raise UserError(f"{key}.channels is {channels!r}; it must be 1 (grey) or 3 (RGB).")
     root = files.existing_root(root, "one sub-folder of images per class", key)
@@ -76,13 +77,8 @@ def _listed(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def resolve_split(names: list[str], split: dict, seed: int, key: str = "data.split",
-                  optional=()) -> dict[str, list[int]]:
-    """Class ids of every split from a ``data.split`` mapping (see module docstring).
-
-    ``key`` names the mapping in errors; the splits in ``optional`` may be left out (or given
-    0) and then get no classes (a transfer target needs only test classes).
-    """
+def _checked_split(split, key: str, optional) -> dict:
+    """``split`` without the optional splits left empty; :class:`UserError` for an unknown or missing key."""
     if not isinstance(split, dict):
         raise UserError(f"{key} is {split!r}; it must map train, val and test to class lists, counts or fractions.")
     split = {s: v for s, v in split.items() if not (s in optional and v in (0, None, []))}
@@ -93,13 +89,15 @@ def resolve_split(names: list[str], split: dict, seed: int, key: str = "data.spl
         must = "exactly train, val and test" if not optional else \
             "test, and optionally " + " and ".join(optional) + ", and nothing else"
         raise UserError(f"{key} has {what}; it must give {must}.")
-    given = [s for s in SPLITS if s in split]
-    kinds = {s: _kind(f"{key}.{s}", split[s]) for s in given}
+    return split
+
+
+def _named_classes(names: list[str], split: dict, kinds: dict, key: str) -> tuple[dict, dict]:
+    """The splits given as class-name lists: ``({split: class ids}, {class name: its split})``."""
     index = {n: i for i, n in enumerate(names)}
-    chosen: dict[str, list[int]] = {s: [] for s in SPLITS}
-    owner: dict[str, str] = {}
-    for s in given:
-        if kinds[s] != "names":
+    chosen, owner = {}, {}
+    for s, kind in kinds.items():
+        if kind != "names":
             continue
         for n in split[s]:
             if n not in index:
@@ -111,29 +109,51 @@ def resolve_split(names: list[str], split: dict, seed: int, key: str = "data.spl
                                 "each class may be in one split only.")
             owner[n] = s
         chosen[s] = [index[n] for n in split[s]]
+    return chosen, owner
 
-    rest = [i for i, n in enumerate(names) if n not in owner]
-    rest = [rest[j] for j in np.random.default_rng(seed).permutation(len(rest))]
-    counts = [s for s in given if kinds[s] == "count"]
+
+def _check_counts(split: dict, kinds: dict, key: str, available: int, named: tuple[int, bool]) -> int:
+    """The classes the counts ask for; :class:`UserError` when more than ``available`` are left
+    (``named``: the number of classes in all, whether some were named in lists)."""
+    counts = [s for s, kind in kinds.items() if kind == "count"]
     counted = sum(split[s] for s in counts)
-    if counted > len(rest):
+    if counted > available:
         # name each count the user wrote; their sum is ours, not theirs
         asked = _listed([f"{key}.{s} asks for {split[s]} classes" if i == 0 else f"{key}.{s} for {split[s]}"
                          for i, s in enumerate(counts)])
         total = f" ({counted} in all)" if len(counts) > 1 else ""
         root_key = key.rsplit(".", 1)[0] + ".root"
-        left = f"only {len(rest)} of the {len(names)} classes of {root_key} are left after the named lists" \
-            if owner else f"{root_key} has only {len(names)} classes"
+        classes, some_named = named
+        left = f"only {available} of the {classes} classes of {root_key} are left after the named lists" \
+            if some_named else f"{root_key} has only {classes} classes"
         raise UserError(f"{asked}{total}, but {left}; lower "
                         + ("that count." if len(counts) == 1 else "the counts."))
-    fractions = [s for s in given if kinds[s] == "fraction"]
+    fractions = [s for s, kind in kinds.items() if kind == "fraction"]
     total = sum(split[s] for s in fractions)
     if total > 1.0 + 1e-9:
         written = " + ".join(f"{key}.{s} {split[s]:g}" for s in fractions)
         raise UserError(f"{written} add up to {total:g}; the fractions must add up to at most 1.")
+    return counted
+
+
+def resolve_split(names: list[str], split: dict, seed: int, key: str = "data.split",
+                  optional=()) -> dict[str, list[int]]:
+    """Class ids of every split from a ``data.split`` mapping (see module docstring).
+
+    ``key`` names the mapping in errors; the splits in ``optional`` may be left out (or given
+    0) and then get no classes (a transfer target needs only test classes).
+    """
+    split = _checked_split(split, key, optional)
+    given = [s for s in SPLITS if s in split]
+    kinds = {s: _kind(f"{key}.{s}", split[s]) for s in given}
+    named, owner = _named_classes(names, split, kinds, key)
+    chosen: dict[str, list[int]] = {s: named.get(s, []) for s in SPLITS}
+    rest = [i for i, n in enumerate(names) if n not in owner]
+    rest = [rest[j] for j in np.random.default_rng(seed).permutation(len(rest))]
+    counted = _check_counts(split, kinds, key, len(rest), (len(names), bool(owner)))
     # fractions share what the counts leave, cut at rounded cumulative boundaries so they sum exactly
     left, cum, prev, take = len(rest) - counted, 0.0, 0, {}
-    for s in fractions:
+    for s in (s for s in given if kinds[s] == "fraction"):
         cum += split[s]
         bound = min(left, int(math.floor(cum * left + 0.5 + 1e-9)))
         take[s], prev = bound - prev, bound

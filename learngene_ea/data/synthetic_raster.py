@@ -34,13 +34,15 @@ def _plane(a, b, c, grid) -> torch.Tensor:
     return col(a) * x + (col(b) * y + col(c))
 
 
-def shape_alpha(params, cx, cy, part_size, aspect, rot, mirror, grid, size) -> torch.Tensor:
+def shape_alpha(params, centre, part_size, aspect, rot, mirror, raster) -> torch.Tensor:
     """Anti-aliased coverage [n, S, S] of one primitive per image.
 
     ``params`` is a row of the shape table, either as numbers (the same shape on every image:
     the parts of the formula it does not need are skipped) or as per-image arrays (then the
-    second box is ignored: only one-box shapes may vary per image).
+    second box is ignored: only one-box shapes may vary per image). ``centre``: ``(cx, cy)``;
+    ``raster``: ``(grid, size)``, the :func:`pixel_grid` of ``size`` pixels.
     """
+    (cx, cy), (grid, size) = centre, raster
     w1, h1, ox1, oy1, w2, h2, ox2, oy2, r, t, nx, ny, c = params
     same = isinstance(w1, float)
     # pixel-scaled local coordinates: u = k * mirror * (R(-rot) (p - centre)).x / sx, with

@@ -44,20 +44,46 @@ def render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator) 
     """Draw ``n`` images of one class; returns uint8 [n, 3, S, S].
 
     ``grid`` is :func:`.synthetic_raster.pixel_grid` of ``size``; ``rng`` is the class's own
-    random stream, so the images depend only on it and on ``spec``.
+    random stream, so the images depend only on it and on ``spec`` (every draw below is made in
+    the same order, image by image in numpy arrays).
     """
-    # Lighting (contrast around grey, per-channel gain, brightness) is affine per image and
-    # channel, so it is applied to every colour before painting instead of to the canvas
-    # (painting interpolates colours; interpolation commutes with affine maps). The canvas
-    # is on the 0..255 scale, offset by +0.5 (rounding) and by the noise offset.
+    gain, bias, noise_scale = _lighting(n, rng)
+    canvas, paint = _background(spec, n, size, grid, rng, (gain, bias))
+    # distractors below the object
+    for _ in range(_DISTRACTORS - 1):
+        _draw_distractor(paint, n, grid, size, rng)
+    _draw_composition(spec["parts"], paint, n, grid, size, rng)
+    # one distractor on top, occluding the object now and then
+    _draw_distractor(paint, n, grid, size, rng)
+
+    # sensor noise: uniform, from random bytes (an order of magnitude cheaper than Gaussian
+    # draws); the +0.5 in the bias and truncation to uint8 round to the nearest level
+    noise = torch.frombuffer(bytearray(rng.bytes(n * 3 * size * size)), dtype=torch.uint8)
+    canvas.add_(noise.view(n, 3, size, size), alpha=noise_scale)
+    return canvas.clamp_(0.0, 255.0).to(torch.uint8)
+
+
+def _lighting(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Per image and channel: the gain and bias that map a colour to the canvas, and the noise scale.
+
+    Lighting (contrast around grey, per-channel gain, brightness) is affine per image and
+    channel, so it is applied to every colour before painting instead of to the canvas
+    (painting interpolates colours; interpolation commutes with affine maps). The canvas
+    is on the 0..255 scale, offset by +0.5 (rounding) and by the noise offset.
+    """
     contrast = rng.uniform(*_CONTRAST, (n, 1))
     gain = rng.uniform(*_GAIN, (n, 3)) * contrast * 255.0
     bias = (rng.uniform(-_BRIGHTNESS, _BRIGHTNESS, (n, 1)) + 0.5 * (1.0 - contrast)) * 255.0
     noise_scale = _NOISE * math.sqrt(3) / 127.5 * 255.0  # uniform noise from bytes 0..255
     bias = bias + 0.5 - 127.5 * noise_scale
     gain, bias = (torch.as_tensor(a, dtype=torch.float32) for a in (gain, bias))
+    return gain, bias, noise_scale
 
-    # background texture (with some images getting random background colours)
+
+def _background(spec: dict, n: int, size: int, grid, rng: np.random.Generator, light: tuple):
+    """The canvas with the background texture (some images get random colours) and smooth clutter,
+    and ``paint(colour, alpha)``, which paints lit colours over it."""
+    gain, bias = light
     bg1 = np.repeat(spec["bg_colour"][None], n, 0)
     bg2 = np.repeat(spec["bg_colour2"][None], n, 0)
     swap = rng.random(n) < _BG_SWAP
@@ -81,18 +107,16 @@ def render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator) 
     rows, cols = (_smooth_profiles(rng.standard_normal((n * 3, 1, 4)), size) for _ in range(2))
     canvas.addcmul_(rows.view(n, 3, 1, size) * gain.view(n, 3, 1, 1), cols.view(n, 3, size, 1),
                     value=_CLUTTER)
+    return canvas, paint
 
-    # distractors below the object
-    for _ in range(_DISTRACTORS - 1):
-        _draw_distractor(paint, n, grid, size, rng)
 
-    # the class composition, moved as a whole
+def _draw_composition(parts: list, paint, n: int, grid, size: int, rng: np.random.Generator) -> None:
+    """The class's primitives, moved, scaled, turned and mirrored as a whole, each jittered (one may be missing)."""
     shift = rng.uniform(-_LAYOUT_SHIFT, _LAYOUT_SHIFT, (n, 2))
     scale = rng.uniform(*_LAYOUT_SCALE, n)
     turn = rng.uniform(-_LAYOUT_ROT, _LAYOUT_ROT, n)
     cos, sin = np.cos(turn), np.sin(turn)
     mirror = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    parts = spec["parts"]
     missing = np.where(rng.random(n) < _PART_DROP, rng.integers(len(parts), size=n), -1)
     for i, part in enumerate(parts):
         ox = (part["offset"][0] + rng.normal(0, _PART_SHIFT, n)) * mirror
@@ -102,24 +126,15 @@ def render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator) 
         part_size = part["size"] * scale * rng.uniform(*_PART_SCALE, n)
         rot = part["rot"] * mirror + turn + rng.uniform(-_PART_ROT, _PART_ROT, n)
         cx[missing == i] = _AWAY
-        alpha = shape_alpha([float(p) for p in SHAPE_TABLE[part["shape"]]], cx, cy,
+        alpha = shape_alpha([float(p) for p in SHAPE_TABLE[part["shape"]]], (cx, cy),
                             part_size, part["aspect"],
-                            rot + SHAPE_BASE_ROT[part["shape"]], mirror, grid, size)
+                            rot + SHAPE_BASE_ROT[part["shape"]], mirror, (grid, size))
         colour = _jitter(_swap_some(part["colour"], n, rng), rng)
         pattern = fill_pattern(part["fill"], cx, cy, part["fill_rot"] + rot,
                                np.full(n, part["freq"]), grid, rng)
         paint(colour, alpha)
         if pattern is not None:  # the texture's second colour where the texture is "on"
             paint(_jitter(_swap_some(part["colour2"], n, rng), rng), pattern.mul_(alpha))
-
-    # one distractor on top, occluding the object now and then
-    _draw_distractor(paint, n, grid, size, rng)
-
-    # sensor noise: uniform, from random bytes (an order of magnitude cheaper than Gaussian
-    # draws); the +0.5 in the bias and truncation to uint8 round to the nearest level
-    noise = torch.frombuffer(bytearray(rng.bytes(n * 3 * size * size)), dtype=torch.uint8)
-    canvas.add_(noise.view(n, 3, size, size), alpha=noise_scale)
-    return canvas.clamp_(0.0, 255.0).to(torch.uint8)
 
 
 def _smooth_profiles(values: np.ndarray, size: int) -> torch.Tensor:
@@ -136,8 +151,8 @@ def _draw_distractor(paint, n, grid, size, rng):
     part_size = rng.uniform(0.12, 0.34, n)
     aspect = rng.choice([1.0, 0.7, 1.4], n)
     rot = rng.uniform(0, math.pi, n) + SHAPE_BASE_ROT[shape]
-    alpha = shape_alpha(list(SHAPE_TABLE[shape].T), cx, cy, part_size, aspect, rot,
-                        np.ones(n), grid, size)
+    alpha = shape_alpha(list(SHAPE_TABLE[shape].T), (cx, cy), part_size, aspect, rot,
+                        np.ones(n), (grid, size))
     paint(_jitter(PALETTE[rng.integers(len(PALETTE), size=n)], rng), alpha)
 
 

@@ -53,12 +53,24 @@ def validation_episodes(cfg, dataset, salt: int = VALIDATION_SEED, count: int | 
     return sample_episodes(dataset, mix_seed(cfg.seed, salt), count, f.n_way, f.k_shot, f.n_query, "val")
 
 
-def inflate_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0, salt: int = 0):
+@dataclass(frozen=True)
+class Draw:
+    """Which descendant of an individual: the ``generation`` it is evaluated in, the ``attempt`` (a retry
+    draws anew) and a ``salt`` (non-zero: a fresh draw, e.g. the product's rescoring)."""
+
+    generation: int
+    attempt: int = 0
+    salt: int = 0
+
+
+def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device):
     """The descendant of ``individual`` (learngene written in) and its own task and seed.
 
-    The seed is ``(run seed, generation, id, attempt)``; a non-zero ``salt`` gives a fresh one.
+    The seed is ``(run seed, generation, id, attempt)``; a non-zero ``salt`` gives a fresh one
+    (``draw``: a :class:`Draw`, or the generation).
     """
-    parts = (cfg.seed, generation, individual.id, attempt) + ((salt,) if salt else ())
+    draw = draw if isinstance(draw, Draw) else Draw(int(draw))
+    parts = (cfg.seed, draw.generation, individual.id, draw.attempt) + ((draw.salt,) if draw.salt else ())
     seed = mix_seed(*parts)
     spec = individual_spec(individual)
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes, seed=seed, device=device)
@@ -71,13 +83,13 @@ def inflate_descendant(individual, cfg, dataset, generation: int, device, attemp
     return model, task, seed
 
 
-def train_descendant(individual, cfg, dataset, generation: int, device, attempt: int = 0, salt: int = 0,
-                     curve: "LearningCurve | None" = None):
+def train_descendant(individual, cfg, dataset, draw: Draw | int, device, curve: "LearningCurve | None" = None):
     """Build the descendant of ``individual``, let it learn its own task; return (model, loss).
 
-    With a ``curve``, the descendant is scored at the curve's points while it learns.
+    ``draw``: a :class:`Draw`, or the generation. With a ``curve``, the descendant is scored at
+    the curve's points while it learns.
     """
-    model, task, seed = inflate_descendant(individual, cfg, dataset, generation, device, attempt, salt)
+    model, task, seed = inflate_descendant(individual, cfg, dataset, draw, device)
     observe = None if curve is None else curve.watch(model)
     loss = train_stacked([model], dataset, [task], TrainSettings.of_task(cfg), [seed], device, observe)[0]
     return model, loss
@@ -182,8 +194,8 @@ def evaluate(individual, config) -> Evaluation:
     curve = LearningCurve(config, dataset, device, masks) if config.fitness.speed_points else None
     for attempt in range(config.fitness.retries + 1):
         try:
-            model, loss = train_descendant(individual, config, dataset, generation, device, attempt, curve=curve)
-            return _finish(individual, model, loss, config, dataset, device, start, attempt + 1, curve)
+            trained = train_descendant(individual, config, dataset, Draw(generation, attempt), device, curve)
+            return _finish(individual, trained, config, (dataset, device, start), attempt + 1, curve)
         except Exception as err:  # recorded: retried when it may pass, else reported as fatal
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -212,7 +224,7 @@ def rescore(individual, config, episodes: int) -> dict:
     device = worker_device(config.runtime.device)
     dataset = load_dataset(config.data)
     generation = getattr(individual, "evaluated_in", individual.born)
-    model, _ = train_descendant(individual, config, dataset, generation, device, salt=RESCORE_SEED)
+    model, _ = train_descendant(individual, config, dataset, Draw(generation, salt=RESCORE_SEED), device)
     fresh = validation_episodes(config, dataset, salt=RESCORE_SEED, count=episodes)
     # whatever fitness.score selected on, the figure is the whole fresh descendant's (comparable
     # across variants); the learngene sub-network's own accuracy is given beside it
@@ -222,8 +234,12 @@ def rescore(individual, config, episodes: int) -> dict:
             "episodes": episodes, "seed": RESCORE_SEED}
 
 
-def _finish(individual, model, loss, config, dataset, device, start, attempts=1, curve=None) -> Evaluation:
-    """Score a trained descendant (the area under its ``curve`` when it has one) and package its evaluation."""
+def _finish(individual, trained: tuple, config, where: tuple, attempts=1, curve=None) -> Evaluation:
+    """Score a trained descendant (the area under its ``curve`` when it has one) and package its evaluation.
+
+    ``trained``: ``(model, final loss)``; ``where``: ``(dataset, device, start time)`` of the evaluation.
+    """
+    (model, loss), (dataset, device, start) = trained, where
     masks = masks_of(individual)
     if curve is None:
         accuracy, ci95 = score_descendant(model, config, dataset, device, masks=masks)
@@ -261,8 +277,8 @@ def evaluate_chunk(individuals, config) -> list[Evaluation]:
         models = [model for model, _, _ in inflated]
         losses = train_stacked(models, dataset, [task for _, task, _ in inflated], TrainSettings.of_task(config),
                                [seed for _, _, seed in inflated], device)
-        evaluations = [_finish(ind, model, loss, config, dataset, device, start)
-                       for ind, model, loss in zip(individuals, models, losses)]
+        evaluations = [_finish(ind, trained, config, (dataset, device, start))
+                       for ind, trained in zip(individuals, zip(models, losses))]
         for evaluation in evaluations:
             evaluation.info["stacked"] = len(models)  # trained as one network of this many descendants
         return evaluations

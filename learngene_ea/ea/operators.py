@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 import numpy as np
 from deap import tools
@@ -184,15 +185,31 @@ def mut_flip(individual, indpb, min_channels=1):
     return (individual,)
 
 
-def mut_learngene(individual, target_fraction, schedule="geometric", schedule_generations=4,
-                  criterion="l1", min_channels=1, grow_fraction=0.0, flip_prob=0.0):
+@dataclass(frozen=True)
+class ShrinkSchedule:
+    """Where the shrink goes: ``target_fraction`` after ``generations`` generations, along ``kind``
+    (``geometric``, ``linear`` or ``none``; see :func:`shrink_schedule`)."""
+
+    target_fraction: float
+    kind: str = "geometric"
+    generations: int = 4
+
+    def goal(self, generation: int) -> float:
+        """The fraction a mutation aims for in ``generation``."""
+        return shrink_schedule(generation, self.target_fraction, self.generations, self.kind)
+
+
+def mut_learngene(individual, schedule, criterion="l1", min_channels=1, grow_fraction=0.0, flip_prob=0.0):
     """GTL's learngene mutation: grow, flip, then shrink to this generation's scheduled fraction.
 
-    The goal comes from :func:`shrink_schedule` at ``individual.born`` (the generation the
-    offspring is made for). Re-added channels are never dropped by the shrink of the same
-    mutation, so growing swaps a few old channels for fresh ones. Returns a 1-tuple.
+    The goal comes from ``schedule`` (a :class:`ShrinkSchedule`; a number is a target fraction
+    reached at once) at ``individual.born`` (the generation the offspring is made for).
+    Re-added channels are never dropped by the shrink of the same mutation, so growing swaps a
+    few old channels for fresh ones. Returns a 1-tuple.
     """
-    goal = shrink_schedule(individual.born, target_fraction, schedule_generations, schedule)
+    if not isinstance(schedule, ShrinkSchedule):
+        schedule = ShrinkSchedule(float(schedule), "none")
+    goal = schedule.goal(individual.born)
     if grow_fraction > 0:
         mut_grow(individual, grow_fraction)
     if flip_prob > 0:

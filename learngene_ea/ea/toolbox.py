@@ -27,10 +27,9 @@ def build_toolbox(cfg: Config) -> base.Toolbox:
     else:
         toolbox.register("select", operators.sel_parsimony_tournament, tournsize=ea.tournsize,
                          tolerance=ea.parsimony_tolerance)
-    toolbox.register("mutate", operators.mut_learngene, target_fraction=ea.target_fraction,
-                     schedule=ea.schedule, schedule_generations=ea.schedule_generations,
-                     criterion=ea.criterion, min_channels=ea.min_channels,
-                     grow_fraction=ea.grow_fraction, flip_prob=ea.flip_prob)
+    schedule = operators.ShrinkSchedule(ea.target_fraction, ea.schedule, ea.schedule_generations)
+    toolbox.register("mutate", operators.mut_learngene, schedule=schedule, criterion=ea.criterion,
+                     min_channels=ea.min_channels, grow_fraction=ea.grow_fraction, flip_prob=ea.flip_prob)
     toolbox.register("mate", operators.cx_channels, indpb=0.5)
     toolbox.register("evaluate", evaluate, config=cfg)
     for name in ("select", "mutate", "mate", "evaluate"):

@@ -61,10 +61,10 @@ from .baselines import Method, baseline_methods, layerwise_layers, random_masks_
 from ..cli.transfer import main
 from .descendants import build_descendant, check_descendant, copy_gene_layers, parse_descendant, transferred_params
 from .episodes import Setting, episode_digest, make_settings
-from .finetune import evaluate_episode, evaluate_method, finetune_and_score, summarise_episodes
+from .finetune import Bench, evaluate_episode, evaluate_method, finetune_and_score, summarise_episodes
 from .jobs import evaluate_episode_job, evaluate_transfer, share_transfer_context
-from .pipeline import run_transfer, transfer_after_run
-from .pretrain import given_pretrained, load_or_pretrain, pretrain_network
+from .pipeline import TransferOptions, run_transfer, transfer_after_run
+from .pretrain import Arch, PretrainSource, given_pretrained, load_or_pretrain, pretrain_network
 from .target import load_target, match_channels, source_data
 from .report import add_paired_differences, markdown_table, plot_transfer, write_reports
 
@@ -79,9 +79,9 @@ from .pretrain import (PRETRAINED_FILE, PRETRAINED_FORMAT, cpu_state, pretrain_k
 __all__ = [
     "load_learngene", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
     "copy_gene_layers", "layerwise_layers", "random_masks_like", "top_l1_masks_like", "Setting", "make_settings",
-    "episode_digest", "Method", "baseline_methods", "evaluate_episode", "summarise_episodes", "evaluate_method",
+    "episode_digest", "Method", "baseline_methods", "Bench", "evaluate_episode", "summarise_episodes", "evaluate_method",
     "evaluate_transfer", "share_transfer_context", "evaluate_episode_job", "add_paired_differences",
-    "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "given_pretrained",
-    "load_target", "match_channels", "source_data", "run_transfer",
+    "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "Arch", "PretrainSource", "given_pretrained",
+    "load_target", "match_channels", "source_data", "run_transfer", "TransferOptions",
     "transfer_after_run", "markdown_table", "plot_transfer", "write_reports", "main",
 ]

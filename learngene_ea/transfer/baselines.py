@@ -81,6 +81,55 @@ def random_masks_like(learngene: Learngene, seed: int) -> dict[str, np.ndarray]:
     return masks
 
 
+def _nothing(model, episode_seed):
+    return 0
+
+
+def _inherit_into(model, learngene: Learngene) -> int:
+    return transferred_params(model.spec, inherit_learngene(model, learngene))
+
+
+def _pretrained_methods(learngene: Learngene, pretrained: Backbone) -> list[Method]:
+    """The rows built on the pre-trained network: all of it, random or top-L1 channels, whole layers."""
+    family, width = learngene.family, learngene.width
+    all_layers = [layer.name for layer in pretrained.spec.layers]
+    budget_layers = layerwise_layers(pretrained.spec, learngene.num_params)
+    equal_size_layers = layerwise_layers(pretrained.spec, learngene.num_params, at_most=True)
+
+    def whole(model, episode_seed):
+        return copy_gene_layers(pretrained, model, all_layers)
+
+    def random_channels(model, episode_seed):
+        masks = random_masks_like(learngene, episode_mask_seed(episode_seed))
+        return _inherit_into(model, extract_learngene(pretrained, masks))
+
+    top_l1 = extract_learngene(pretrained, top_l1_masks_like(learngene, pretrained))
+
+    def l1_channels(model, episode_seed):
+        return _inherit_into(model, top_l1)
+
+    def layerwise(model, episode_seed):
+        return copy_gene_layers(pretrained, model, budget_layers)
+
+    def layerwise_equal_size(model, episode_seed):
+        return copy_gene_layers(pretrained, model, equal_size_layers)
+
+    methods = [
+        Method("pretrained", family, width, whole, note="all gene layers of the pre-trained network"),
+        Method("random-learngene", family, width, random_channels,
+               note="random pre-trained channels, as many per group as the learngene"),
+        Method("l1-learngene", family, width, l1_channels,
+               note="pre-trained channels of largest L1 norm, as many per group as the learngene"),
+        Method("layerwise", family, width, layerwise,
+               note="whole pre-trained gene layers from the input, closest in size: " + ", ".join(budget_layers)),
+    ]
+    if equal_size_layers and equal_size_layers != budget_layers:  # else the row above is this one
+        methods.append(Method("layerwise-equal-size", family, width, layerwise_equal_size,
+                              note="whole pre-trained gene layers from the input, no more parameters than "
+                                   "the learngene: " + ", ".join(equal_size_layers)))
+    return methods
+
+
 def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descendants=()) -> list[Method]:
     """The rows of a transfer table: baselines, learngene, and scalability descendants.
 
@@ -91,57 +140,19 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
     """
     family, width = learngene.family, learngene.width
 
-    def nothing(model, episode_seed):
-        return 0
+    def inherit(model, episode_seed):
+        return _inherit_into(model, learngene)
 
-    def inherit(model, episode_seed, lg=learngene):
-        written = inherit_learngene(model, lg)
-        return transferred_params(model.spec, written)
-
-    methods = [Method("scratch", family, width, nothing, note="random initialisation"),
-               Method("scratch-instincts", family, width, nothing, finetune=False,
+    methods = [Method("scratch", family, width, _nothing, note="random initialisation"),
+               Method("scratch-instincts", family, width, _nothing, finetune=False,
                       note="random initialisation, no update (prototypes of its random features)")]
     if pretrained is not None:
-        all_layers = [layer.name for layer in pretrained.spec.layers]
-        budget_layers = layerwise_layers(pretrained.spec, learngene.num_params)
-        equal_size_layers = layerwise_layers(pretrained.spec, learngene.num_params, at_most=True)
-
-        def whole(model, episode_seed):
-            return copy_gene_layers(pretrained, model, all_layers)
-
-        def random_channels(model, episode_seed):
-            masks = random_masks_like(learngene, episode_mask_seed(episode_seed))
-            return inherit(model, episode_seed, extract_learngene(pretrained, masks))
-
-        top_l1 = extract_learngene(pretrained, top_l1_masks_like(learngene, pretrained))
-
-        def l1_channels(model, episode_seed):
-            return inherit(model, episode_seed, top_l1)
-
-        def layerwise(model, episode_seed):
-            return copy_gene_layers(pretrained, model, budget_layers)
-
-        def layerwise_equal_size(model, episode_seed):
-            return copy_gene_layers(pretrained, model, equal_size_layers)
-
-        methods += [
-            Method("pretrained", family, width, whole, note="all gene layers of the pre-trained network"),
-            Method("random-learngene", family, width, random_channels,
-                   note="random pre-trained channels, as many per group as the learngene"),
-            Method("l1-learngene", family, width, l1_channels,
-                   note="pre-trained channels of largest L1 norm, as many per group as the learngene"),
-            Method("layerwise", family, width, layerwise,
-                   note="whole pre-trained gene layers from the input, closest in size: " + ", ".join(budget_layers)),
-        ]
-        if equal_size_layers and equal_size_layers != budget_layers:  # else the row above is this one
-            methods.append(Method("layerwise-equal-size", family, width, layerwise_equal_size,
-                                  note="whole pre-trained gene layers from the input, no more parameters than "
-                                       "the learngene: " + ", ".join(equal_size_layers)))
+        methods += _pretrained_methods(learngene, pretrained)
     methods += [
         Method("instincts", family, width, inherit, finetune=False, note="learngene descendant, no update"),
         Method("learngene", family, width, inherit, note="the learngene"),
     ]
     for d_family, d_width in descendants:
-        methods += [Method("scratch", d_family, d_width, nothing, note="scalability: random initialisation"),
+        methods += [Method("scratch", d_family, d_width, _nothing, note="scalability: random initialisation"),
                     Method("learngene", d_family, d_width, inherit, note="scalability: learngene inherited")]
     return methods

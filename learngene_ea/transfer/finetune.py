@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -72,13 +73,25 @@ def finetune_and_score(model: Backbone, dataset: FewShotDataset, episode: Episod
     return correct / len(query), loss_value
 
 
-def evaluate_episode(method: Method, dataset: FewShotDataset, setting: Setting, index: int, tcfg, in_channels: int,
-                     device, metric: str = "cosine") -> dict:
+@dataclass
+class Bench:
+    """What every episode of a transfer evaluation runs on: the test ``dataset``, the ``transfer``
+    section (``tcfg``), the learngene's image channels, the device and the prototype metric."""
+
+    dataset: FewShotDataset
+    tcfg: object
+    in_channels: int
+    device: object = "cpu"
+    metric: str = "cosine"
+
+
+def evaluate_episode(method: Method, bench: Bench, setting: Setting, index: int) -> dict:
     """Method ``method`` on episode ``index`` of ``setting``: a fresh descendant, transfer, fine-tune, score.
 
     Depends only on its arguments (seeds come from the episode), so any process may compute it.
     """
     start = time.perf_counter()
+    dataset, tcfg, in_channels, device, metric = bench.dataset, bench.tcfg, bench.in_channels, bench.device, bench.metric
     episode_seed, episode = setting.episode_seeds[index], setting.episodes[index]
     init_seed = episode_init_seed(episode_seed)
     model = build_model(method.family, method.width, in_channels, setting.n_way, seed=init_seed, device=device)
@@ -118,11 +131,9 @@ def summarise_episodes(records: list[dict], seconds: float | None = None) -> dic
     }
 
 
-def evaluate_method(method: Method, dataset: FewShotDataset, setting: Setting, tcfg, in_channels: int,
-                    device, metric: str = "cosine", progress=None) -> dict:
+def evaluate_method(method: Method, bench: Bench, setting: Setting, progress=None) -> dict:
     """Evaluate one method on every episode of ``setting`` in this process (see :func:`summarise_episodes`)."""
     start = time.perf_counter()
     indices = range(len(setting.episodes))
-    records = [evaluate_episode(method, dataset, setting, i, tcfg, in_channels, device, metric)
-               for i in (progress(indices) if progress else indices)]
+    records = [evaluate_episode(method, bench, setting, i) for i in (progress(indices) if progress else indices)]
     return summarise_episodes(records, time.perf_counter() - start)

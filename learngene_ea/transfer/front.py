@@ -17,14 +17,13 @@ import os
 import time
 
 from ..errors import UserError
-from ..parallel.process import configure_memory, set_threads
 from ..core.learngene import load_learngene
 from ..reports.files import pyplot, save_figure, write_report_files
-from ..fewshot.training import resolve_device
 from .baselines import baseline_methods
 from .episodes import make_settings
+from .finetune import Bench
 from .jobs import evaluate_transfer
-from .pipeline import check_compatible, check_unseen_classes, get_pretrained
+from .pipeline import TransferOptions, check_compatible, check_unseen_classes, get_pretrained, transfer_device
 from .report import difference_cell, paired_difference
 from .target import load_target, target_data, with_resolved_augment
 
@@ -42,12 +41,12 @@ def front_files(folder: str) -> list[str]:
     return sorted(paths, key=lambda p: (load_learngene(p).fraction, p))
 
 
-def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, progress=None,
-                       allow_seen_classes: bool = False, pretrained_path: str | None = None,
-                       keep_earlier: bool = False) -> dict:
+def run_front_transfer(cfg, folder: str, out_dir: str | None = None, options: TransferOptions | None = None,
+                       log=print, progress=None) -> dict:
     """Evaluate every learngene of ``folder`` on test episodes; write and return the front's table
-    (``keep_earlier``: beside an earlier one, as ``front-transfer-2.*``, ``-3``, ...)."""
-    started = time.perf_counter()
+    (``options.keep_earlier``: beside an earlier one, as ``front-transfer-2.*``, ``-3``, ...; see
+    :class:`~learngene_ea.transfer.pipeline.TransferOptions`; its descendants are not evaluated here)."""
+    started, options = time.perf_counter(), options or TransferOptions()
     paths = front_files(folder)
     learngenes = [load_learngene(p) for p in paths]
     first = learngenes[0]
@@ -58,22 +57,19 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, 
     dataset = load_target(cfg, first.in_channels, log)
     for learngene, path in zip(learngenes, paths):
         check_compatible(cfg, learngene, path)
-        if not allow_seen_classes:
+        if not options.allow_seen_classes:
             check_unseen_classes(learngene, data, dataset, path, data_key)
-    if cfg.runtime.threads > 0:
-        set_threads(cfg.runtime.threads)
-    configure_memory(cfg.runtime)
-    device = resolve_device(cfg.runtime.device)
+    device = transfer_device(cfg)
     settings = make_settings(cfg.transfer, dataset)
-    pretrained, pretrain_info = get_pretrained(cfg, first, dataset, run_dir, cfg.transfer.cache_dir or out_dir,
-                                               device, log, pretrained_path)
+    pretrained, pretrain_info = get_pretrained(cfg, first, dataset, (run_dir, cfg.transfer.cache_dir or out_dir),
+                                               device, log, options.pretrained_path)
     pretrained.eval()
     shared, members = {}, []
     for index, (learngene, path) in enumerate(zip(learngenes, paths)):
         log(f"front learngene {index + 1}/{len(paths)}: {os.path.basename(path)} (fraction {learngene.fraction:.3f})")
         methods = [m for m in baseline_methods(learngene, pretrained) if index == 0 or m.name in PER_LEARNGENE]
-        rows = evaluate_transfer(methods, dataset, settings, cfg.transfer, learngene.in_channels, device,
-                                 cfg.fitness.metric, log, progress)
+        rows = evaluate_transfer(methods, Bench(dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric),
+                                 settings, log, progress)
         own = {row["method"]: row["results"] for row in rows if row["method"] in PER_LEARNGENE}
         shared.update({row["method"]: row["results"] for row in rows if row["method"] not in PER_LEARNGENE})
         reference = {**shared, **own}
@@ -92,7 +88,7 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, log=print, 
                "seconds": time.perf_counter() - started}
     try:
         paths = write_report_files(results, out_dir, "front-transfer", front_markdown, plot_front_transfer,
-                                   keep_earlier)
+                                   options.keep_earlier)
     except OSError as err:
         raise UserError(f"Cannot write the front's transfer reports into {out_dir!r} ({err.strerror}); "
                         "pass a writable --out folder.") from err

@@ -12,7 +12,6 @@ import itertools
 import os
 
 from ..config.loading import Config
-from ..data.base import FewShotDataset
 from ..parallel.process import configure_process
 from ..core.learngene import Learngene
 from ..core.models import Backbone
@@ -20,13 +19,13 @@ from ..parallel.engines import forget_constant, share_constant, shared_constant,
 from ..parallel.scoop_engine import worker_device
 from .baselines import Method, baseline_methods
 from .episodes import Setting, make_settings
-from .finetune import evaluate_episode, evaluate_method, summarise_episodes
+from .finetune import Bench, evaluate_episode, evaluate_method, summarise_episodes
 from .pretrain import cpu_state, pretrained_from_state
 from .report import add_paired_differences
 from .target import load_target
 
 _CONTEXT_IDS = itertools.count()
-_CONTEXTS: dict = {}  # context key -> (cfg, dataset, settings, methods, device, in_channels) in this process
+_CONTEXTS: dict = {}  # context key -> (settings, methods, bench) in this process
 
 
 def _new_row(method: Method) -> dict:
@@ -41,8 +40,7 @@ def _record_result(row: dict, setting: Setting, result: dict, log) -> None:
         f"± {100 * result['ci95']:4.1f}  ({result['seconds']:.1f}s)")
 
 
-def evaluate_transfer(methods: list[Method], dataset: FewShotDataset, settings: list[Setting], tcfg,
-                      in_channels: int, device, metric: str = "cosine", log=print, progress=None,
+def evaluate_transfer(methods: list[Method], bench: Bench, settings: list[Setting], log=print, progress=None,
                       map_function=None, context_key: str | None = None) -> list[dict]:
     """Every method on every setting (the same episodes for all); one row dict per method.
 
@@ -60,8 +58,7 @@ def evaluate_transfer(methods: list[Method], dataset: FewShotDataset, settings: 
             if progress is not None:
                 def bar(items, _m=method, _s=setting):
                     return progress(items, total=len(_s.episodes), desc=f"{_m.name} [{_m.arch}] {_s.name}")
-            _record_result(row, setting, evaluate_method(method, dataset, setting, tcfg, in_channels, device,
-                                                         metric, bar), log)
+            _record_result(row, setting, evaluate_method(method, bench, setting, bar), log)
         rows.append(row)
     add_paired_differences(rows)
     return rows
@@ -102,16 +99,16 @@ def _context(key: str) -> tuple:
                                                learngene.in_channels, device).eval()
         methods = baseline_methods(learngene, pretrained, shared_context["descendants"])
         _CONTEXTS.clear()  # one transfer evaluation at a time: free the previous one
-        _CONTEXTS[key] = (cfg, dataset, make_settings(cfg.transfer, dataset), methods, device, learngene.in_channels)
+        bench = Bench(dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric)
+        _CONTEXTS[key] = (make_settings(cfg.transfer, dataset), methods, bench)
     return _CONTEXTS[key]
 
 
 def evaluate_episode_job(job: tuple) -> dict:
     """``(context key, method index, setting index, episode index)`` -> :func:`evaluate_episode`'s record."""
     key, m, s, e = job
-    cfg, dataset, settings, methods, device, in_channels = _context(key)
-    return evaluate_episode(methods[m], dataset, settings[s], e, cfg.transfer, in_channels, device,
-                            cfg.fitness.metric)
+    settings, methods, bench = _context(key)
+    return evaluate_episode(methods[m], bench, settings[s], e)
 
 
 def _evaluate_transfer_jobs(methods, settings, log, progress, map_function, key) -> list[dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -25,8 +26,9 @@ from ..parallel.process import available_cores, configure_memory, default_thread
 from .baselines import baseline_methods
 from .descendants import arch_label, check_descendant, parse_descendant
 from .episodes import episode_digest, make_settings
+from .finetune import Bench
 from .jobs import evaluate_transfer, forget_transfer_context, new_context_key, share_transfer_context
-from .pretrain import given_pretrained, load_or_pretrain
+from .pretrain import Arch, PretrainSource, given_pretrained, load_or_pretrain
 from .report import markdown_table, split_words, write_reports
 from .target import (describe_data, differences_from_source, load_target, match_channels, source_data, target_data,
                      with_resolved_augment)
@@ -78,16 +80,58 @@ def check_unseen_classes(learngene: Learngene, data_cfg, dataset: FewShotDataset
                           f"measure unseen classes; {fix} or pass --allow-seen-classes.")
 
 
-def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, run_dir: str, cache_dir: str,
-                   device, log, pretrained_path: str | None = None):
+@dataclass
+class TransferOptions:
+    """What a transfer evaluation does beyond the recipe's ``transfer`` section.
+
+    ``descendants``: ``family@width`` rows (default ``transfer.descendants``); ``write``: the
+    reports (else only the returned dict); ``allow_seen_classes``: test classes the evolution saw;
+    ``pretrained_path``: a network of the user's for the pre-trained rows; ``keep_earlier``: an
+    earlier report in the folder stays, the new one is ``transfer-2.*`` (``-3``, ...).
+    """
+
+    descendants: list[str] | None = None
+    write: bool = True
+    allow_seen_classes: bool = False
+    pretrained_path: str | None = None
+    keep_earlier: bool = False
+
+
+@dataclass
+class EpisodeData:
+    """The episodes' data: its section and key, the dataset, the line saying its channels were converted
+    (if they were), the source the learngene evolved on, how they differ, test classes the evolution saw."""
+
+    data: object
+    key: str
+    dataset: FewShotDataset
+    conversion: list
+    source: object
+    source_found_in: str
+    differences: list
+    seen: list
+
+
+def transfer_device(cfg: Config):
+    """This process set up for a transfer evaluation (threads when ``runtime.threads`` says, memory); its device."""
+    if cfg.runtime.threads > 0:
+        set_threads(cfg.runtime.threads)
+    configure_memory(cfg.runtime)  # threads: set above, else all cores for the origin's pre-training
+    return resolve_device(cfg.runtime.device)
+
+
+def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: tuple[str, str], device,
+                   log, pretrained_path: str | None = None):
     """The pre-trained network of the baselines and its info: given, or trained on the source or the target.
 
     Trained on the source's training classes (``transfer.pretrain_on: source``) or the target's
-    (``target``); cached in ``cache_dir``, and reused from the run folder only when its key matches.
+    (``target``); cached in ``cache_dir``, and reused from the run folder only when its key matches
+    (``folders``: ``(run_dir, cache_dir)``).
     """
-    family, width, channels = learngene.family, learngene.width, learngene.in_channels
+    run_dir, cache_dir = folders
     if pretrained_path:
-        model, info = given_pretrained(pretrained_path, family, width, channels, device)
+        model, info = given_pretrained(pretrained_path, learngene.family, learngene.width, learngene.in_channels,
+                                       device)
         log(f"pre-trained baseline: the given network {pretrained_path}")
         return model, info
     on = cfg.transfer.pretrain_on
@@ -101,35 +145,140 @@ def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, ru
     else:
         data, found_in = source_data(cfg, learngene, run_dir)
         try:
-            dataset = match_channels(load_dataset(data), channels)
+            dataset = match_channels(load_dataset(data), learngene.in_channels)
         except UserError as err:  # its keys are the source's, not the user's: say whose they are
             where = f"{found_in}: {data.name}" + (f" at {data.root!r}" if data.root else "")
             raise UserError(f"The source data the pre-trained baseline trains on ({where}) cannot be loaded "
                             f"({str(err).rstrip('.')}); pass --pretrained FILE or set "
                             "transfer.pretrain_on=target.") from err
-    others = [run_dir] if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else []
-    return load_or_pretrain(cfg, dataset, family, width, channels, cache_dir, device, log,
-                            learngene.meta.get("training_images"), data_cfg=data, trained_on=on,
-                            also_look_in=others)
+    others = (run_dir,) if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else ()
+    return load_or_pretrain(cfg, dataset, Arch.of(learngene), cache_dir, device, log,
+                            PretrainSource(data, on, learngene.meta.get("training_images"), others))
 
 
-def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, descendants=None,
-                 log=print, progress=None, write=True, allow_seen_classes: bool = False,
-                 pretrained_path: str | None = None, keep_earlier: bool = False) -> dict:
+def extra_descendants(learngene: Learngene, texts: list[str], log) -> list[tuple[str, float]]:
+    """The ``family@width`` descendants to evaluate besides the learngene's own architecture, checked."""
+    seen, extra = {(learngene.family, float(learngene.width))}, []
+    for family, width in [parse_descendant(d, learngene.width) for d in texts]:
+        if (family, width) in seen:
+            log(f"descendant {arch_label(family, width)}: already evaluated, skipped")
+            continue
+        seen.add((family, width))
+        written = check_descendant(learngene, family, width)
+        log(f"descendant {arch_label(family, width)}: inherits into {len(written)} gene layers")
+        extra.append((family, width))
+    return extra
+
+
+def episode_data(cfg: Config, learngene: Learngene, path: str, allow_seen_classes: bool, log) -> EpisodeData:
+    """The episodes' data, loaded and checked: unseen test classes unless allowed, differences noted."""
+    data, data_key = target_data(cfg)
+    conversion = []  # the line saying that the images are converted to the learngene's channels, if they are
+    dataset = load_target(cfg, learngene.in_channels, conversion.append)
+    for line in conversion:
+        log(line)
+    source, source_found_in = source_data(cfg, learngene, os.path.dirname(os.path.abspath(path)))
+    differences = differences_from_source(learngene, source, data, data_key)
+    if differences:
+        log("note: the test images are not those the learngene was evolved on: " + ", ".join(differences))
+    # validation classes (transfer.classes val) are seen by design: selection looked at them, never at the test
+    classes = cfg.transfer.classes
+    seen = seen_test_classes(learngene, data, dataset) if classes == "test" else []
+    if not allow_seen_classes and classes == "test":
+        check_unseen_classes(learngene, data, dataset, path, data_key)
+    elif seen:
+        log(f"warning: {len(seen)} test classes were seen by the learngene's evolution (--allow-seen-classes)")
+    return EpisodeData(data, data_key, dataset, conversion, source, source_found_in, differences, seen)
+
+
+def evaluate_rows(cfg: Config, learngene: Learngene, table: "Rows", bench: Bench, settings, log, progress=None):
+    """Every row on every setting, spread over the engine's processes when there are several."""
+    processes = process_count(cfg.runtime)
+    engine = {"scoop": "SCOOP", "ray": "Ray"}.get(backend_of(cfg.runtime))
+    log(f"transfer: {plural(len(table.methods), 'row')} x {plural(len(settings), 'setting')} x "
+        f"{plural(cfg.transfer.episodes, 'episode')} on {split_words(cfg.transfer.classes)} "
+        f"({bench.device}" + (f", spread over {processes} {engine} processes)" if processes > 1 else ")"))
+    map_function, key, threads = None, None, torch.get_num_threads()
+    if processes > 1:
+        key = new_context_key()
+        share_transfer_context(key, cfg, learngene, table.pretrained, table.descendants,
+                               (settings, table.methods, bench))
+        map_function = parallel_map(cfg.runtime, hint="no transfer report was written; run the "
+                                    f"transfer again (the pre-trained baseline is cached in {table.cache_dir}).")
+        # the workers are busy now too: the origin goes back to its share of the cores
+        set_threads(cfg.runtime.threads if cfg.runtime.threads > 0 else default_threads())
+    try:
+        return evaluate_transfer(table.methods, bench, settings, log, progress, map_function, key)
+    finally:
+        set_threads(threads)
+        forget_transfer_context(key)
+
+
+@dataclass
+class Rows:
+    """The rows of a transfer table (``methods``) and what they stand on: the pre-trained network, its
+    cache folder, the extra descendants' architectures."""
+
+    methods: list
+    pretrained: object
+    cache_dir: str
+    descendants: list
+
+
+def results_record(cfg: Config, learngene: Learngene, path: str, test: EpisodeData, parts: dict) -> dict:
+    """What ``transfer.json`` holds (``parts``: settings, rows, pretrained info, descendants, device,
+    augment_from, timings)."""
+    pretrain_info, dataset, data = parts["pretrained"], test.dataset, test.data
+    return {
+        "format": FORMAT,
+        "learngene": {"path": os.path.abspath(path), "family": learngene.family,
+                      "width": learngene.width, "in_channels": learngene.in_channels,
+                      "num_params": int(learngene.num_params), "fraction": float(learngene.fraction),
+                      "num_gene_params": int(learngene.spec.num_gene_params()),
+                      "channels_kept": {g: int(m.sum()) for g, m in learngene.masks.items()},
+                      "meta": learngene.meta},
+        "evaluation": {**dataclasses.asdict(cfg.transfer), "descendants": [arch_label(*d) for d in parts["extra"]],
+                       "augment_from": parts["augment_from"],
+                       "metric": cfg.fitness.metric, "batchnorm": "training mode while fine-tuning",
+                       "trained_parameters": "all (new N-way head)", "lr_schedule": "constant"},
+        "source": {**describe_data(test.source, None, test.source_found_in),
+                   "train_classes": pretrain_info.get("classes") if pretrain_info["trained_on"] == "source" else None,
+                   "evolution_classes": {split: len(names) for split, names in
+                                         (learngene.meta.get("classes") or {}).items()}},
+        "target": {**describe_data(data, dataset, test.key), "channels_converted_to": learngene.in_channels
+                   if test.conversion else None, "differences_from_source": test.differences},
+        "dataset": {"name": dataset.name, "config": dataclasses.asdict(data), "images": int(dataset.images.shape[0]),
+                    "image_size": dataset.image_size, "channels": dataset.channels,
+                    "train_classes": len(dataset.splits["train"]), "val_classes": len(dataset.splits["val"]),
+                    "test_classes": len(dataset.splits["test"]), "test_class_ids": list(dataset.splits["test"]),
+                    "test_classes_seen_by_learngene": test.seen},
+        "device": str(parts["device"]),
+        "pretrained": pretrain_info,
+        "settings": [{"name": s.name, "label": s.label, "n_way": s.n_way, "k_shot": s.k_shot, "n_query": s.n_query,
+                      "seed": s.seed, "episode_seeds": s.episode_seeds,
+                      "episodes": [{"seed": seed, "digest": episode_digest(e), "classes": list(e.class_ids),
+                                    "support": e.support.tolist(), "query": e.query.tolist()}
+                                   for seed, e in zip(s.episode_seeds, s.episodes)]}
+                     for s in parts["settings"]],
+        "rows": parts["rows"],
+        "timings": parts["timings"],
+    }
+
+
+def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, options: TransferOptions | None = None,
+                 log=print, progress=None) -> dict:
     """Evaluate the learngene at ``learngene_path`` and every baseline on test episodes.
 
     The episodes come from ``transfer.target`` (else the recipe data's test split), the
     pre-trained baseline from the source or the target (``transfer.pretrain_on``) or the file
-    ``pretrained_path``. ``descendants``: ``family@width`` strings (default
-    ``cfg.transfer.descendants``). ``out_dir`` (default: the learngene's folder, or its sub-folder
-    ``transfer-<target>`` for a target) receives
-    ``transfer.json``/``.md``/``.png`` unless ``write`` is false, and the pre-trained cache unless
-    ``transfer.cache_dir`` is set; nothing else is written (``keep_earlier``: an earlier report there
-    is kept, these are ``transfer-2.*``, ``-3``, ...). Returns the results dict written to
+    ``options.pretrained_path``. ``out_dir`` (default: the learngene's folder, or its sub-folder
+    ``transfer-<target>`` for a target) receives ``transfer.json``/``.md``/``.png`` unless
+    ``options.write`` is false, and the pre-trained cache unless ``transfer.cache_dir`` is set;
+    nothing else is written (see :class:`TransferOptions`). Returns the results dict written to
     ``transfer.json``. Under SCOOP with several processes, pre-training runs here and the
     episodes are spread over every process.
     """
-    started = time.perf_counter()
+    started, options = time.perf_counter(), options or TransferOptions()
     learngene_path = os.fspath(learngene_path)
     learngene = load_learngene(learngene_path)
     run_dir = os.path.dirname(os.path.abspath(learngene_path))
@@ -138,110 +287,31 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, d
                           os.path.join(run_dir, f"transfer-{dataset_label(cfg.transfer.target)}"))
     cache_dir = cfg.transfer.cache_dir or out_dir
     cfg, augment_from = with_resolved_augment(cfg)
-    tcfg = cfg.transfer
-    device = resolve_device(cfg.runtime.device)
-    if cfg.runtime.threads > 0:
-        set_threads(cfg.runtime.threads)
-    configure_memory(cfg.runtime)  # threads: set above, all cores for the origin's pre-training
+    device = transfer_device(cfg)
     check_compatible(cfg, learngene, learngene_path)
-    specs = [parse_descendant(d, learngene.width) for d in (tcfg.descendants if descendants is None else descendants)]
-    seen, extra = {(learngene.family, float(learngene.width))}, []
-    for family, width in specs:
-        if (family, width) in seen:
-            log(f"descendant {arch_label(family, width)}: already evaluated, skipped")
-            continue
-        seen.add((family, width))
-        written = check_descendant(learngene, family, width)
-        log(f"descendant {arch_label(family, width)}: inherits into {len(written)} gene layers")
-        extra.append((family, width))
-
-    timings = {}
+    extra = extra_descendants(learngene, cfg.transfer.descendants if options.descendants is None
+                              else options.descendants, log)
     t = time.perf_counter()
-    data, data_key = target_data(cfg)
-    conversion = []  # the line saying that the images are converted to the learngene's channels, if they are
-    dataset = load_target(cfg, learngene.in_channels, conversion.append)
-    for line in conversion:
-        log(line)
-    timings["load_dataset"] = time.perf_counter() - t
-    source, source_found_in = source_data(cfg, learngene, run_dir)
-    differences = differences_from_source(learngene, source, data, data_key)
-    if differences:
-        log("note: the test images are not those the learngene was evolved on: " + ", ".join(differences))
-    # validation classes (transfer.classes val) are seen by design: selection looked at them, never at the test
-    seen = seen_test_classes(learngene, data, dataset) if tcfg.classes == "test" else []
-    if not allow_seen_classes and tcfg.classes == "test":
-        check_unseen_classes(learngene, data, dataset, learngene_path, data_key)
-    elif seen:
-        log(f"warning: {len(seen)} test classes were seen by the learngene's evolution (--allow-seen-classes)")
-    settings = make_settings(tcfg, dataset)
-
+    test = episode_data(cfg, learngene, learngene_path, options.allow_seen_classes, log)
+    timings = {"load_dataset": time.perf_counter() - t}
+    settings = make_settings(cfg.transfer, test.dataset)
     t = time.perf_counter()
-    pretrained, pretrain_info = get_pretrained(cfg, learngene, dataset, run_dir, cache_dir, device, log,
-                                               pretrained_path)
+    pretrained, pretrain_info = get_pretrained(cfg, learngene, test.dataset, (run_dir, cache_dir), device, log,
+                                               options.pretrained_path)
     pretrained.eval()
     timings["pretrained"] = time.perf_counter() - t
-
-    methods = baseline_methods(learngene, pretrained, extra)
-    processes, engine = process_count(cfg.runtime), {"scoop": "SCOOP", "ray": "Ray"}.get(backend_of(cfg.runtime))
-    log(f"transfer: {plural(len(methods), 'row')} x {plural(len(settings), 'setting')} x "
-        f"{plural(tcfg.episodes, 'episode')} on {split_words(tcfg.classes)} "
-        f"({device}" + (f", spread over {processes} {engine} processes)" if processes > 1 else ")"))
     t = time.perf_counter()
-    map_function, key, threads = None, None, torch.get_num_threads()
-    if processes > 1:
-        key = new_context_key()
-        share_transfer_context(key, cfg, learngene, pretrained, extra,
-                               (cfg, dataset, settings, methods, device, learngene.in_channels))
-        map_function = parallel_map(cfg.runtime, hint="no transfer report was written; run the "
-                                    f"transfer again (the pre-trained baseline is cached in {cache_dir}).")
-        # the workers are busy now too: the origin goes back to its share of the cores
-        set_threads(cfg.runtime.threads if cfg.runtime.threads > 0 else default_threads())
-    try:
-        rows = evaluate_transfer(methods, dataset, settings, tcfg, learngene.in_channels, device,
-                                 cfg.fitness.metric, log, progress, map_function, key)
-    finally:
-        set_threads(threads)
-        forget_transfer_context(key)
+    table = Rows(baseline_methods(learngene, pretrained, extra), pretrained, cache_dir, extra)
+    bench = Bench(test.dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric)
+    rows = evaluate_rows(cfg, learngene, table, bench, settings, log, progress)
     timings["evaluation"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
-
-    results = {
-        "format": FORMAT,
-        "learngene": {"path": os.path.abspath(learngene_path), "family": learngene.family,
-                      "width": learngene.width, "in_channels": learngene.in_channels,
-                      "num_params": int(learngene.num_params), "fraction": float(learngene.fraction),
-                      "num_gene_params": int(learngene.spec.num_gene_params()),
-                      "channels_kept": {g: int(m.sum()) for g, m in learngene.masks.items()},
-                      "meta": learngene.meta},
-        "evaluation": {**dataclasses.asdict(tcfg), "descendants": [arch_label(*d) for d in extra],
-                       "augment_from": augment_from,
-                       "metric": cfg.fitness.metric, "batchnorm": "training mode while fine-tuning",
-                       "trained_parameters": "all (new N-way head)", "lr_schedule": "constant"},
-        "source": {**describe_data(source, None, source_found_in),
-                   "train_classes": pretrain_info.get("classes") if pretrain_info["trained_on"] == "source" else None,
-                   "evolution_classes": {split: len(names) for split, names in
-                                         (learngene.meta.get("classes") or {}).items()}},
-        "target": {**describe_data(data, dataset, data_key), "channels_converted_to": learngene.in_channels
-                   if conversion else None, "differences_from_source": differences},
-        "dataset": {"name": dataset.name, "config": dataclasses.asdict(data), "images": int(dataset.images.shape[0]),
-                    "image_size": dataset.image_size, "channels": dataset.channels,
-                    "train_classes": len(dataset.splits["train"]), "val_classes": len(dataset.splits["val"]),
-                    "test_classes": len(dataset.splits["test"]), "test_class_ids": list(dataset.splits["test"]),
-                    "test_classes_seen_by_learngene": seen},
-        "device": str(device),
-        "pretrained": pretrain_info,
-        "settings": [{"name": s.name, "label": s.label, "n_way": s.n_way, "k_shot": s.k_shot, "n_query": s.n_query,
-                      "seed": s.seed, "episode_seeds": s.episode_seeds,
-                      "episodes": [{"seed": seed, "digest": episode_digest(e), "classes": list(e.class_ids),
-                                    "support": e.support.tolist(), "query": e.query.tolist()}
-                                   for seed, e in zip(s.episode_seeds, s.episodes)]}
-                     for s in settings],
-        "rows": rows,
-        "timings": timings,
-    }
-    if write:
+    results = results_record(cfg, learngene, learngene_path, test, {
+        "settings": settings, "rows": rows, "pretrained": pretrain_info, "extra": extra, "device": device,
+        "augment_from": augment_from, "timings": timings})
+    if options.write:
         try:
-            paths = write_reports(results, out_dir, keep_earlier)
+            paths = write_reports(results, out_dir, options.keep_earlier)
         except OSError as err:
             raise UserError(f"Cannot write the transfer reports into {out_dir!r} ({err.strerror}); "
                             "pass a writable --out folder.") from err

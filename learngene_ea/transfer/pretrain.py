@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -69,8 +70,36 @@ def pretrain_key(cfg: Config, family: str, width: float, in_channels: int, steps
     }
 
 
-def pretrain_network(cfg: Config, dataset: FewShotDataset, family: str, width: float, in_channels: int,
-                     device, steps: int, augment: bool | None = None) -> tuple[Backbone, dict]:
+@dataclass(frozen=True)
+class Arch:
+    """A network's family, width and image channels: the pre-trained baseline is the learngene's own."""
+
+    family: str
+    width: float
+    in_channels: int = 3
+
+    @classmethod
+    def of(cls, learngene) -> "Arch":
+        return cls(learngene.family, learngene.width, learngene.in_channels)
+
+
+@dataclass
+class PretrainSource:
+    """What a pre-trained network learns from and where its cache is looked for besides ``cache_dir``.
+
+    ``data_cfg``: the data section describing its dataset (default ``cfg.data``); ``trained_on``:
+    ``source`` or ``target``; ``evolution_images``: the evolution's training images (equal
+    compute, see :func:`pretrain_steps`); ``also_look_in``: folders read for a cached copy.
+    """
+
+    data_cfg: object = None
+    trained_on: str = "source"
+    evolution_images: int | None = None
+    also_look_in: tuple = ()
+
+
+def pretrain_network(cfg: Config, dataset: FewShotDataset, arch: Arch, device, steps: int,
+                     augment: bool | None = None) -> tuple[Backbone, dict]:
     """Supervised training of the full network on ALL training classes (never val/test images).
 
     The same optimiser as the descendants' tasks (``task.lr``, ``task.batch_size``,
@@ -82,7 +111,7 @@ def pretrain_network(cfg: Config, dataset: FewShotDataset, family: str, width: f
     task = training_classes_task(dataset)
     classes, indices = task.class_ids, task.indices
     seed = pretrain_seed(cfg.transfer.seed)
-    model = build_model(family, width, in_channels, len(classes), seed=seed, device=device)
+    model = build_model(arch.family, arch.width, arch.in_channels, len(classes), seed=seed, device=device)
     loss = train_on_task(model, dataset, task, TrainSettings.of_task(cfg, steps, augment), seed, device)
     chance = math.log(len(classes))
     info = {"classes": len(classes), "images": int(len(indices)), "steps": steps,
@@ -104,22 +133,22 @@ def pretrained_from_state(state_dict: dict, family: str, width: float, in_channe
     return model
 
 
-def load_or_pretrain(cfg: Config, dataset: FewShotDataset, family: str, width: float, in_channels: int,
-                     cache_dir: str, device, log=print, evolution_images: int | None = None, data_cfg=None,
-                     trained_on: str = "source", also_look_in=()) -> tuple[Backbone, dict]:
+def load_or_pretrain(cfg: Config, dataset: FewShotDataset, arch: Arch, cache_dir: str, device, log=print,
+                     source: PretrainSource | None = None) -> tuple[Backbone, dict]:
     """The cached pre-trained network whose key matches, else train it and cache it in ``cache_dir``.
 
-    ``dataset`` (described by ``data_cfg``, default ``cfg.data``) gives the training classes;
-    ``evolution_images``: the training images of the evolution that made the learngene (equal
-    compute, see :func:`pretrain_steps`). The cache is looked up in ``cache_dir``, then in the
-    folders ``also_look_in`` (read only; see :mod:`.cache`). The returned info says how long it
-    trained and why, and where it is cached.
+    ``dataset`` (described by ``source.data_cfg``, default ``cfg.data``) gives the training
+    classes; see :class:`PretrainSource`. The cache is looked up in ``cache_dir``, then in the
+    folders ``source.also_look_in`` (read only; see :mod:`.cache`). The returned info says how
+    long it trained and why, and where it is cached.
     """
-    data_cfg = data_cfg or cfg.data
+    source = source or PretrainSource()
+    family, width, in_channels = arch.family, arch.width, arch.in_channels
+    data_cfg, trained_on, evolution_images = source.data_cfg or cfg.data, source.trained_on, source.evolution_images
     steps, decided_by = pretrain_steps(cfg, dataset, evolution_images)
     budget = {"evolution_training_images": evolution_images, "steps_decided_by": decided_by, "trained_on": trained_on}
     key = pretrain_key(cfg, family, width, in_channels, steps, data_cfg, trained_on)
-    found = find_cached(key, [cache_dir, *also_look_in], log)
+    found = find_cached(key, [cache_dir, *source.also_look_in], log)
     if found is not None:
         state, path = found
         model = pretrained_from_state(state["state_dict"], family, width, in_channels, device)
@@ -131,7 +160,7 @@ def load_or_pretrain(cfg: Config, dataset: FewShotDataset, family: str, width: f
     log(f"pre-trained baseline: training {arch_label(family, width)} on all {classes} training "
         f"{'class' if classes == 1 else 'classes'} of the {trained_on} for {plural(steps, 'step')} "
         f"({steps * cfg.task.batch_size:,} images; {decided_by})")
-    model, info = pretrain_network(cfg, dataset, family, width, in_channels, device, steps, data_cfg.augment)
+    model, info = pretrain_network(cfg, dataset, arch, device, steps, data_cfg.augment)
     images = sum(len(dataset.indices_of_class(c)) for c in dataset.splits["train"])
     if images < cfg.task.batch_size:
         log(f"warning: the pre-trained baseline's batches hold its {images} training images, fewer than "
