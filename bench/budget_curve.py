@@ -67,10 +67,9 @@ def markdown(points: list[dict]) -> str:
 
 def plot(points: list[dict], path: str) -> None:
     """One panel per comparison: mean ± 95% CI against the compute multiplier, a line per recipe."""
-    import matplotlib
+    from learngene_ea.reports.files import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(COMPARISONS), figsize=(4 * len(COMPARISONS), 3.6), sharex=True)
     for ax, comparison in zip(axes, COMPARISONS):
