@@ -1,7 +1,7 @@
 """``python -m learngene_ea.run``: the evolution's command line, :mod:`learngene_ea.cli.run`."""
 import sys
 
-from .cli.run import main
+from learngene_ea.cli.run import main  # absolute: SCOOP also runs this file by path (python -m scoop learngene_ea/run.py)
 
 if __name__ == "__main__":
     status = main()

@@ -1,7 +1,7 @@
 """``python -m learngene_ea.study``: several seeds, one pooled table, :mod:`learngene_ea.cli.study`."""
 import sys
 
-from .cli.study import main
+from learngene_ea.cli.study import main  # absolute: SCOOP may run this file by path
 
 if __name__ == "__main__":
     status = main()

@@ -113,22 +113,18 @@ class Resumed:
 
 
 def resumed(path: str, overrides: list[str] = (), recipe_path: str | None = None, run_dir: str | None = None,
-            log=print, config: Config | None = None) -> Resumed:
+            log=print) -> Resumed:
     """Read the newest valid checkpoint of run folder ``path`` (or the ``.pkl`` file ``path``) to continue it.
 
     The checkpoint's own config, or the recipe at ``recipe_path``, with ``overrides`` applied; a
     change that a population cannot survive (model, dataset, split) is refused. ``run_dir``: where
-    to go on writing (default: the checkpoint's run folder). ``config``: the config to go on with,
-    instead of one built from the recipe and ``overrides`` (which then only say whether
-    ``runtime.channels_last`` was asked for).
+    to go on writing (default: the checkpoint's run folder).
     """
     overrides = list(overrides)
     payload, source = read_checkpoint(path, log)
     saved = payload["config"]
-    if config is None:
-        base = read_recipe(recipe_path) if recipe_path else saved
-        config = from_dict(apply_overrides(base, overrides))
-    cfg = config
+    base = read_recipe(recipe_path) if recipe_path else saved
+    cfg = from_dict(apply_overrides(base, overrides))
     problems = compatibility_problems(saved, cfg)
     if problems:
         raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + ".")
