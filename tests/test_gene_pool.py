@@ -192,6 +192,24 @@ def test_the_warm_start_trains_the_pool_first_and_counts_its_images(tmp_path):
     assert meta["training_images"] == evals * cfg.task.steps * cfg.task.batch_size + planned // 2
 
 
+def test_the_warm_start_takes_every_core_unless_runtime_threads_says_otherwise(monkeypatch):
+    seen = []
+    monkeypatch.setattr(gene_pool, "available_cores", lambda: 3)
+    real = gene_pool.threads_set_to
+
+    def watching(threads):
+        seen.append(threads)
+        return real(threads)
+
+    monkeypatch.setattr(gene_pool, "threads_set_to", watching)
+    before = torch.get_num_threads()
+    for threads, expected in ((0, 3), (1, 1)):
+        cfg = load_config(None, tiny_overrides(**POOL, **{"pool.warm_start_fraction": 0.5,
+                                                          "runtime.threads": threads}))
+        assert gene_pool.initial_pool(cfg).warm_start["threads"] == expected
+    assert seen == [3, 1] and torch.get_num_threads() == before  # the workers' share is restored
+
+
 @pytest.mark.slow
 def test_the_pool_run_is_the_same_under_two_scoop_workers(pool_run, tmp_path):
     """Results return in any order from two workers: the merge, and so the run, does not care."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..parallel import engines
+from ..parallel.process import available_cores, threads_set_to
 from ..core.learngene import WEIGHT_KEYS, Learngene, extract_learngene, full_masks, kept_indices
 from ..core.models import arch_spec, build_model
 from ..fewshot.sampling import mix_seed
@@ -113,9 +114,13 @@ def warm_start(cfg, images: int, device):
     model = build_model(spec.family, spec.width, spec.in_channels, len(task.class_ids),
                         seed=mix_seed(cfg.seed, POOL_SEED), device=device)
     steps = images // cfg.task.batch_size
-    loss = train_on_task(model, dataset, task, TrainSettings.of_task(cfg, steps), seed, device)
+    # before generation 0 every worker is idle: unless runtime.threads says otherwise, the origin
+    # takes every core of its host (as the transfer's pre-training does)
+    threads = cfg.runtime.threads if cfg.runtime.threads > 0 else available_cores()
+    with threads_set_to(threads):
+        loss = train_on_task(model, dataset, task, TrainSettings.of_task(cfg, steps), seed, device)
     return model, {"kind": "warm_start", "images": images, "steps": steps, "final_loss": float(loss),
-                   "classes": len(task.class_ids)}
+                   "classes": len(task.class_ids), "threads": threads}
 
 
 def given_pool(path: str, cfg) -> GenePool:
