@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny synthetic dataset and a CPU-sized config for fast tests."""
+import contextlib
 import os
 import sys
 
@@ -91,3 +92,28 @@ def read_logbook(run_dir):
 @pytest.fixture(scope="session")
 def serial_logbook(serial_run_dir):
     return read_logbook(serial_run_dir)
+
+
+def stopped_after(generation):
+    """A context in which a run is killed (KeyboardInterrupt) right after generation ``generation``
+    is saved: an interruption that leaves the recipe as it was (its budget, hence a gene pool's
+    warm start, included), unlike stopping it early with ``ea.generations``."""
+    from learngene_ea.api import run as run_api
+
+    save = run_api.RunOutputs.__call__
+
+    def save_then_stop(self, state):
+        save(self, state)
+        if state.generation == generation:
+            raise KeyboardInterrupt
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(run_api.RunOutputs, "__call__", save_then_stop)
+    return contextlib.closing(_Undoing(patch))
+
+
+class _Undoing:
+    """``close()`` undoes the patch (for :func:`contextlib.closing`)."""
+
+    def __init__(self, patch):
+        self.close = patch.undo

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_module, tiny_overrides
+from conftest import ROOT, run_module, stopped_after, tiny_overrides
 from learngene_ea.ea import gene_pool
 from learngene_ea.cli import run as run_cli
 from learngene_ea.io.checkpoint import load_checkpoint
@@ -168,8 +168,9 @@ def test_every_evaluated_descendant_trains_the_pool(pool_run):
 def test_a_resumed_pool_run_equals_the_uninterrupted_one_bit_for_bit(pool_run, tmp_path):
     run_dir = tmp_path / "run"
     extra = {"ea.criterion": "score", "ea.flip_prob": 0.1}
-    assert run_cli.main(_args(run_dir, **{**extra, "ea.generations": 1})) == 0
-    assert run_cli.main(["--resume", str(run_dir), "--set", "ea.generations=2", "--quiet"]) == 0
+    with stopped_after(1):  # the recipe unchanged: its warm start too
+        assert run_cli.main(_args(run_dir, **extra)) == 130
+    assert run_cli.main(["--resume", str(run_dir), "--quiet"]) == 0
     assert _logbook(run_dir) == _logbook(pool_run)
     (wa, sa, ha), (wb, sb, hb) = _pool_weights(run_dir), _pool_weights(pool_run)
     assert all(np.array_equal(wa[n][k], wb[n][k]) for n in wa for k in wa[n])
@@ -222,7 +223,7 @@ def test_the_pool_run_is_the_same_under_two_scoop_workers(pool_run, tmp_path):
     assert all(np.array_equal(wa[n][k], wb[n][k]) for n in wa for k in wa[n])
 
 
-def test_from_pretrained_starts_the_pool_from_the_given_network(tmp_path):
+def test_from_pretrained_starts_the_pool_from_the_given_network(tmp_path, capsys):
     cfg = load_config(None, tiny_overrides(**POOL))
     network = build_model(cfg.model.family, cfg.model.width, cfg.data.channels, 7, seed=5)
     torch.save(network.state_dict(), tmp_path / "net.pt")
@@ -234,6 +235,8 @@ def test_from_pretrained_starts_the_pool_from_the_given_network(tmp_path):
     run_dir = tmp_path / "run"
     assert run_cli.main(_args(run_dir, **{"ea.generations": 0}) + ["--from-pretrained", str(tmp_path / "net.pt")]) == 0
     assert load_checkpoint(run_dir / "checkpoints" / "latest.pkl")["pool"]["warm_start"]["kind"] == "given"
+    # genomes/default.yaml asks for a warm start, which the given network replaces: said once
+    assert capsys.readouterr().out.count("pool.warm_start_fraction (1) trains no warm start") == 1
 
 
 @pytest.mark.parametrize("problem", ["wrong width", "no pool", "with resume"])
@@ -244,7 +247,7 @@ def test_from_pretrained_refuses_in_one_sentence_before_any_compute(tmp_path, ca
     run_dir = tmp_path / "run"
     args = _args(run_dir) + ["--from-pretrained", str(tmp_path / "net.pt")]
     if problem == "no pool":
-        args += ["--set", "fitness.inheritance=lamarckian"]
+        args += ["--set", "fitness.inheritance=lamarckian", "--set", "pool.warm_start_fraction=0"]
     if problem == "with resume":
         args += ["--resume", str(tmp_path)]
     assert run_cli.main(args) == 2
@@ -255,5 +258,6 @@ def test_from_pretrained_refuses_in_one_sentence_before_any_compute(tmp_path, ca
 
 def test_a_pool_run_writes_its_history_and_the_plot_of_its_scores(pool_run):
     report = json.loads((pool_run / "gene_pool.json").read_text())
-    assert [h["gen"] for h in report["history"]] == [0, 1, 2] and report["warm_start"]["kind"] == "init"
+    # genomes/default.yaml starts the pool from a warm start
+    assert [h["gen"] for h in report["history"]] == [0, 1, 2] and report["warm_start"]["kind"] == "warm_start"
     assert (pool_run / "gene_pool.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

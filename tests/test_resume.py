@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_module, tiny_overrides
+from conftest import ROOT, run_module, stopped_after, tiny_overrides
 from learngene_ea.cli import run as run_cli
 from learngene_ea.io.checkpoint import CheckpointError, load_checkpoint, load_latest_valid
 
@@ -58,8 +58,9 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("stop_after", [0, 1])
 def test_resumed_run_equals_the_uninterrupted_run(uninterrupted, tmp_path, stop_after):
     run_dir = tmp_path / "run"
-    assert run_cli.main([*sets(**{"ea.generations": stop_after}), "--run-dir", str(run_dir), "--quiet"]) == 0
-    assert run_cli.main(["--resume", str(run_dir), "--set", f"ea.generations={GENERATIONS}", "--quiet"]) == 0
+    with stopped_after(stop_after):  # killed after that generation's checkpoint
+        assert run_cli.main([*sets(), "--run-dir", str(run_dir), "--quiet"]) == 130
+    assert run_cli.main(["--resume", str(run_dir), "--quiet"]) == 0
     assert comparable_logbook(run_dir) == comparable_logbook(uninterrupted)
     assert hall_of_fame(run_dir) == hall_of_fame(uninterrupted)
     assert same_learngene(run_dir, uninterrupted)

@@ -263,7 +263,8 @@ def test_the_learngene_records_its_data_recipe_and_the_classes_it_saw(finished_r
     assert meta["data"]["name"] == "synthetic" and meta["data"]["images_per_class"] == 30
     assert meta["classes"]["train"] == [f"synth-{i:03d}" for i in range(64)]
     assert meta["classes"]["val"] == [f"synth-{i:03d}" for i in range(64, 80)]
-    assert meta["training_images"] == (4 + 3 + 3) * 4 * 16  # evaluations x task.steps x task.batch_size
+    # evaluations x task.steps x task.batch_size, and as many again for genomes/default.yaml's warm start
+    assert meta["training_images"] == 2 * (4 + 3 + 3) * 4 * 16
 
 
 def test_debug_flag_shows_the_traceback(tmp_path):

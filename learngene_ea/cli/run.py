@@ -84,6 +84,9 @@ def run(args) -> int:
     else:
         state = new_state(cfg)
         state.pool = given_pool(args.from_pretrained, cfg)
+        if cfg.pool.warm_start_fraction:
+            log(f"note: --from-pretrained starts the gene pool; pool.warm_start_fraction "
+                f"({cfg.pool.warm_start_fraction:g}) trains no warm start.")
     evolve_run(cfg, new_run_dir(cfg, args.run_dir, recipe), state=state, recipe=recipe, log=log, quiet=quiet)
     return 0
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..parallel import engines
-from ..parallel.process import available_cores, threads_set_to
+from ..parallel.process import available_cores, configure_memory, threads_set_to
 from ..core.learngene import WEIGHT_KEYS, Learngene, extract_learngene, full_masks, kept_indices
 from ..core.models import arch_spec, build_model
 from ..fewshot.sampling import mix_seed
@@ -107,6 +107,7 @@ def warm_start(cfg, images: int, device):
     from ..fewshot.sampling import training_classes_task
     from ..fewshot.training import TrainSettings, train_on_task
 
+    configure_memory(cfg.runtime)  # the run's layout (channels-last or not) before its first network
     dataset = load_dataset(cfg.data)
     task = training_classes_task(dataset)
     seed = mix_seed(cfg.seed, WARM_START_SEED)
