@@ -7,6 +7,10 @@ each descendant's own BatchNorm (statistics are per channel), the heads are a ba
 product, and SGD is element-wise, so training the stack is mathematically the same as training
 the descendants one by one on their own batches; only float summation order differs. The
 backbones' own ``forward_features`` code runs unchanged on the stacked tensor.
+
+:class:`PlannedBatches` builds every step's input of all P descendants at once: one gather from
+the dataset's uint8 images (crop, flip and the stack's channel layout are in the indices), then one
+normalisation, the same few operations for any P.
 """
 from __future__ import annotations
 
@@ -113,3 +117,53 @@ class StackedDescendants(nn.Module):
             self.stack.get_submodule(layer.name).split_into([m.gene_module(layer.name) for m in self.models])
         self.stack.head.split_into([m.head for m in self.models])
         return self.models
+
+
+def reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
+    """Indices into a dimension of ``size`` of ``positions`` in its reflect padding (``-1`` is ``1``,
+    ``size`` is ``size - 2``), as :func:`torch.nn.functional.pad` with ``mode="reflect"`` reads them."""
+    return (size - 1) - ((size - 1) - positions.abs()).abs()
+
+
+class PlannedBatches:
+    """A block of steps' batches of P descendants on the device, as gather indices.
+
+    ``draws``: ``[S, P, 5, B]`` (each descendant's :meth:`~learngene_ea.training.TaskBatches.plan`,
+    stacked). :meth:`batch` gives step ``t``'s input ``[B, P*C, H, W]`` (descendant ``p``'s images in
+    channels ``p*C..``) in ``layout``: exactly the images that
+    :func:`~learngene_ea.training.make_batch` builds for each descendant, side by side.
+    """
+
+    def __init__(self, draws: torch.Tensor, image_shape, augment: bool, layout: torch.memory_format):
+        c, h, w = image_shape
+        device = draws.device
+        self.labels = draws[:, :, 1]  # [S, P, B]
+        image = draws[:, :, 0].transpose(1, 2)  # [S, B, P]
+        if augment:  # a crop at (dy, dx) of the 4-pixel padded image, read through the padding
+            dy, dx, flip = (draws[:, :, k].transpose(1, 2).unsqueeze(3) for k in (2, 3, 4))
+            cols = torch.arange(w, device=device)
+            rows = reflect(dy - 4 + torch.arange(h, device=device), h)  # [S, B, P, H]
+            cols = reflect(dx - 4 + torch.where(flip.bool(), w - 1 - cols, cols), w)  # [S, B, P, W]
+        else:
+            steps = draws.shape[0]
+            rows = torch.arange(h, device=device).view(1, 1, 1, h).expand(steps, 1, 1, h)
+            cols = torch.arange(w, device=device).view(1, 1, 1, w).expand(steps, 1, 1, w)
+        self.channels_last = layout == torch.channels_last
+        if self.channels_last:  # gathered as [B, H, W, P, C]
+            self.image, self.channel = image[:, :, None, None, :, None], torch.arange(c, device=device)
+            self.rows, self.cols = rows.transpose(2, 3)[:, :, :, None, :, None], cols.transpose(2, 3)[:, :, None, :, :, None]
+        else:  # gathered as [B, P, C, H, W]
+            self.image, self.channel = image[..., None, None, None], torch.arange(c, device=device).view(c, 1, 1)
+            self.rows, self.cols = rows[:, :, :, None, :, None], cols[:, :, :, None, None, :]
+        # contiguous in the gathered order: the gather's output follows its indices' strides
+        self.image, self.rows, self.cols = (v.contiguous() for v in (self.image, self.rows, self.cols))
+
+    def batch(self, images: torch.Tensor, t: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """Step ``t``'s normalised float input ``[B, P*C, H, W]``; ``mean``, ``std``: ``[C]``."""
+        x = images[self.image[t], self.channel, self.rows[t], self.cols[t]].float().div_(255.0)
+        if self.channels_last:
+            x = (x - mean) / std
+            b, h, w = x.shape[:3]
+            return x.view(b, h, w, -1).permute(0, 3, 1, 2)
+        x = (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
+        return x.view(x.shape[0], -1, *x.shape[3:])

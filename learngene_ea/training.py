@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from .batched import PlannedBatches
 from .data.base import FewShotDataset
 from .models import memory_format
 from .sampling import Episode, Task, mean_and_ci95, prototype_predict
@@ -145,8 +147,71 @@ class TaskBatches:
         return torch.stack(rows)
 
 
+@dataclass(frozen=True)
+class StepSettings:
+    """What a training step needs besides the network and its batches."""
+
+    lr: float
+    weight_decay: float = 5e-4
+    augment: bool = True
+
+
+_PRECISION = ["fp32"]
+
+
+def use_precision(name: str) -> None:
+    """Train in ``name`` (``fp32`` or ``bf16``, ``runtime.precision``) in this process from now on."""
+    _PRECISION[0] = name
+
+
+def autocast(device: torch.device):
+    """bf16 autocast of the forward pass on a CUDA device when this process trains in bf16; nothing
+    elsewhere (a CPU always trains in fp32: see ``runtime.precision``)."""
+    if _PRECISION[0] == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class PopulationTrainer:
+    """SGD steps of one descendant or of P stacked ones: each step is the same operations for any P
+    (one gather builds all P batches, one forward and backward pass, one optimiser update)."""
+
+    def __init__(self, network: nn.Module, dataset: FewShotDataset, device: torch.device, steps: int,
+                 settings: StepSettings):
+        self.network, self.device, self.augment = network, torch.device(device), settings.augment
+        self.stacked = hasattr(network, "split")  # a StackedDescendants
+        self.layout = network.layout if self.stacked else memory_format()
+        self.images = images_on(dataset, self.device)
+        self.mean, self.std = (v.view(-1) for v in normalisation(dataset, self.device))
+        self.optimizer, self.schedule = _optimizer(network.parameters(), settings.lr, settings.weight_decay, steps)
+
+    def plan(self, streams: list[TaskBatches], steps: int) -> PlannedBatches:
+        """The next ``steps`` batches of every stream, copied to the device in one transfer."""
+        draws = torch.stack([stream.plan(steps, self.augment) for stream in streams], dim=1)  # [S, P, 5, B]
+        return PlannedBatches(draws.to(self.device), self.images.shape[1:], self.augment, self.layout)
+
+    def step(self, block: PlannedBatches, t: int) -> torch.Tensor:
+        """One SGD step on ``block``'s batch ``t``; returns each descendant's loss ``[P]`` (on the device)."""
+        x, labels = block.batch(self.images, t, self.mean, self.std), block.labels[t]  # labels [P, B]
+        with autocast(self.device):
+            logits = self.network(x)
+        if _PRECISION[0] != "fp32":
+            logits = logits.float()
+        if self.stacked:  # logits [B, P, K]
+            per_model = nn.functional.cross_entropy(logits.permute(0, 2, 1), labels.T, reduction="none").mean(0)
+        else:
+            per_model = nn.functional.cross_entropy(logits, labels[0]).unsqueeze(0)
+        self.optimizer.zero_grad(set_to_none=True)
+        per_model.sum().backward()  # parameters are disjoint: each descendant gets its own gradient
+        self.optimizer.step()
+        self.schedule.step()
+        return per_model.detach()
+
+
 def _optimizer(params, lr, weight_decay, steps):
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    # foreach: one operation per update for all parameters (the default on a GPU; on a CPU the same
+    # arithmetic, element for element, as the per-parameter loop)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True, foreach=True)
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
@@ -178,37 +243,29 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
     any loss is not finite.
     """
     device = torch.device(device)
-    images = images_on(dataset, device)
-    mean, std = normalisation(dataset, device)
     streams = [TaskBatches(task, batch_size, seed) for task, seed in zip(tasks, seeds)]
     if len(models) == 1:
-        network, stacked = models[0], None
-    else:
-        from .batched import StackedDescendants
+        return train_network(models[0], dataset, streams, steps, StepSettings(lr, weight_decay, augment), device)
+    from .batched import StackedDescendants
 
-        network = stacked = StackedDescendants(models, stacked_layout(device))
-    optimizer, schedule = _optimizer(network.parameters(), lr, weight_decay, steps)
-    losses = torch.zeros(steps, len(models), device=device)
+    stacked = StackedDescendants(models, stacked_layout(device))
+    losses = train_network(stacked, dataset, streams, steps, StepSettings(lr, weight_decay, augment), device)
+    stacked.split()
+    return losses
+
+
+def train_network(network: nn.Module, dataset: FewShotDataset, streams: list[TaskBatches], steps: int,
+                  settings: StepSettings, device: torch.device) -> list[float]:
+    """Train ``network``: one descendant (one stream) or a stack of P (P streams, descendant ``p``
+    learning from ``streams[p]``); each block of steps' draws goes to the device in one transfer.
+    Returns each descendant's final mean loss; raises :class:`DivergedError` if any is not finite."""
+    trainer = PopulationTrainer(network, dataset, device, steps, settings)
+    losses = torch.zeros(steps, len(streams), device=device)
     network.train()
     for step in range(steps):
         if step % PLAN_BLOCK == 0:
-            plans = [stream.plan(min(PLAN_BLOCK, steps - step), augment).to(device) for stream in streams]
-        draws = [plan[step % PLAN_BLOCK] for plan in plans]  # [5, batch] each, on the device
-        xs = [make_batch(images, d[0], mean, std, d[2:] if augment else None) for d in draws]
-        ys = [d[1] for d in draws]
-        if stacked is None:
-            per_model = nn.functional.cross_entropy(network(xs[0]), ys[0]).unsqueeze(0)
-        else:
-            logits = network(torch.cat(xs, dim=1).contiguous(memory_format=stacked.layout))  # [B, P, K]
-            target = torch.stack(ys, dim=1)  # [B, P]
-            per_model = nn.functional.cross_entropy(logits.permute(0, 2, 1), target, reduction="none").mean(0)
-        optimizer.zero_grad(set_to_none=True)
-        per_model.sum().backward()  # parameters are disjoint: each model gets its own gradient
-        optimizer.step()
-        schedule.step()
-        losses[step] = per_model.detach()
-    if stacked is not None:
-        stacked.split()
+            block = trainer.plan(streams, min(PLAN_BLOCK, steps - step))
+        losses[step] = trainer.step(block, step % PLAN_BLOCK)
     if not torch.isfinite(losses).all():
         raise DivergedError("training loss became NaN or infinite")
     tail = losses[-max(1, steps // 10):].mean(0)
