@@ -163,10 +163,11 @@ def print_table(r):
             lines.append(f"growth       {label}: {row['seconds']:.2f}s ({row['ratio']:.2f}x)")
     if "population_step" in r:
         for label, row in r["population_step"]["training_step"].items():
-            lines.append(f"step         {label}: aten ops per step {row['before_aten_ops_per_step']:.0f} -> "
-                         f"{row['after_aten_ops_per_step']:.0f} (outermost {row['before_outermost_aten_ops_per_step']:.0f}"
-                         f" -> {row['after_outermost_aten_ops_per_step']:.0f}); {row['before_images_per_second']:.0f} -> "
-                         f"{row['after_images_per_second']:.0f} img/s ({row['speedup']:.2f}x)")
+            ops = {k: row[f"{k}_aten_ops_per_step"] for k in ("before", "after", "before_outermost", "after_outermost")}
+            lines.append(f"step         {label}: aten ops per step {ops['before']:.0f} -> {ops['after']:.0f} (outermost "
+                         f"{ops['before_outermost']:.0f} -> {ops['after_outermost']:.0f}); "
+                         f"{row['before_images_per_second']:.0f} -> {row['after_images_per_second']:.0f} img/s "
+                         f"({row['speedup']:.2f}x)")
         e = r["population_step"]["evaluate_chunk"]
         lines.append(f"step         evaluate_chunk of 4: {e['before_seconds']:.2f}s -> {e['after_seconds']:.2f}s "
                      f"({e['speedup']:.2f}x)")

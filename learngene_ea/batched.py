@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
+from .learngene import WEIGHT_KEYS, gene_tensors, host_arrays
 from .models import Backbone, ConvBN, memory_format
 
 
@@ -111,6 +113,18 @@ class StackedDescendants(nn.Module):
         features = self.stack.forward_features(x)
         return features.view(features.shape[0], self.size, -1)
 
+    def gene_weights(self) -> list[dict]:
+        """Each descendant's gene layers' weights, as :func:`~learngene_ea.learngene.gene_weights` gives
+        them for one model, all copied to the host in one transfer."""
+        layers = self.models[0].spec.layers
+        arrays = host_arrays([t for layer in layers for t in gene_tensors(self.stack.get_submodule(layer.name))])
+        weights = [{} for _ in range(self.size)]
+        for k, layer in enumerate(layers):
+            for key, array in zip(WEIGHT_KEYS, arrays[5 * k:5 * k + 5]):
+                for own, part in zip(weights, np.split(array, self.size)):
+                    own.setdefault(layer.name, {})[key] = part
+        return weights
+
     def split(self) -> list[Backbone]:
         """Write every descendant's trained weights back into its own model; return the models."""
         for layer in self.models[0].spec.layers:
@@ -151,7 +165,8 @@ class PlannedBatches:
         self.channels_last = layout == torch.channels_last
         if self.channels_last:  # gathered as [B, H, W, P, C]
             self.image, self.channel = image[:, :, None, None, :, None], torch.arange(c, device=device)
-            self.rows, self.cols = rows.transpose(2, 3)[:, :, :, None, :, None], cols.transpose(2, 3)[:, :, None, :, :, None]
+            self.rows = rows.transpose(2, 3)[:, :, :, None, :, None]
+            self.cols = cols.transpose(2, 3)[:, :, None, :, :, None]
         else:  # gathered as [B, P, C, H, W]
             self.image, self.channel = image[..., None, None, None], torch.arange(c, device=device).view(c, 1, 1)
             self.rows, self.cols = rows[:, :, :, None, :, None], cols[:, :, :, None, None, :]

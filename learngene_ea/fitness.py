@@ -13,16 +13,20 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .data import load_dataset
 from .gene_pool import pool_for
 from .individual import individual_spec, masks_of
-from .learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction
+from .batched import StackedDescendants
+from .learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction, learngene_from_weights
 from .models import build_model, use_channels_last
 from .sampling import mix_seed, sample_episodes, sample_task
-from .training import (DivergedError, finetune_head_accuracies, learngene_channels_only, mean_and_ci95,
-                       prototype_accuracies, train_on_task, train_stacked)
+from .stacked_scoring import stacked_prototype_accuracies
+from .training import (DivergedError, StepSettings, TaskBatches, finetune_head_accuracies, learngene_channels_only,
+                       mean_and_ci95, prototype_accuracies, stacked_layout, train_network, train_on_task,
+                       use_precision)
 from .workers import configure_threads, keep_freed_memory, worker_device
 
 WORST_ACCURACY = 0.0
@@ -46,6 +50,7 @@ def configure_process(runtime) -> None:
 def configure_memory(runtime) -> None:
     """This process's memory format, its malloc and its GPU numerics, from ``runtime`` (threads left alone)."""
     use_channels_last(runtime.channels_last)
+    use_precision(runtime.precision)
     if runtime.keep_freed_memory:
         keep_freed_memory()
     configure_numerics(runtime)
@@ -218,8 +223,53 @@ def _finish(individual, model, loss, config, dataset, device, start, attempts=1)
     return Evaluation((accuracy, learngene_fraction(individual_spec(individual), masks)), learngene, info)
 
 
+def score_stacked(stack: StackedDescendants, cfg, dataset, device, masks: list) -> list[tuple[float, float]] | None:
+    """:func:`score_descendant` of every descendant of ``stack`` (with its ``masks``) in one stacked pass
+    on the run's validation episodes; None for ``fitness.classifier: finetune`` (scored one by one)."""
+    if cfg.fitness.classifier == "finetune":
+        return None
+    episodes = validation_episodes(cfg, dataset)
+
+    def accuracies():  # [P, episodes]
+        return stacked_prototype_accuracies(stack, dataset, episodes, cfg.fitness.metric, device)
+
+    if cfg.fitness.score == "descendant":
+        return [mean_and_ci95(row) for row in accuracies()]
+    together = {group: np.concatenate([m[group] for m in masks]) for group in masks[0]}
+    with learngene_channels_only(stack.stack, together):
+        inherited = accuracies()
+    chosen = inherited if cfg.fitness.score == "learngene" else (accuracies() + inherited) / 2
+    return [mean_and_ci95(row) for row in chosen]
+
+
+def _train_and_score_stacked(individuals, inflated, config, dataset, device, start) -> list[Evaluation]:
+    """Train the inflated descendants as one stack, score them together and extract their learngenes
+    from one copy of the stack's weights (the models themselves are left untrained)."""
+    models = [model for model, _, _ in inflated]
+    stack = StackedDescendants(models, stacked_layout(device))
+    t = config.task
+    streams = [TaskBatches(task, t.batch_size, seed) for _, task, seed in inflated]
+    losses = train_network(stack, dataset, streams, t.steps, StepSettings(t.lr, t.weight_decay, config.data.augment),
+                           device)
+    masks = [masks_of(ind) for ind in individuals]
+    scores = score_stacked(stack, config, dataset, device, masks)
+    if scores is None:
+        scores = [score_descendant(m, config, dataset, device, masks=mk) for m, mk in zip(stack.split(), masks)]
+    weights = stack.gene_weights()
+    evaluations = []
+    for ind, own_masks, loss, (accuracy, ci95), own_weights in zip(individuals, masks, losses, scores, weights):
+        keep = config.fitness.inheritance == "lamarckian" or ind.learngene is None
+        spec = stack.models[0].spec
+        learngene = learngene_from_weights(spec, own_weights, own_masks, {"id": ind.id}) if keep else None
+        info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": 1, "stacked": len(models),
+                "seconds": time.perf_counter() - start, "device": str(device)}
+        evaluations.append(Evaluation((accuracy, learngene_fraction(individual_spec(ind), own_masks)), learngene, info))
+    return evaluations
+
+
 def evaluate_chunk(individuals, config) -> list[Evaluation]:
-    """Evaluate several individuals at once, training their descendants as one grouped network.
+    """Evaluate several individuals at once: their descendants trained, scored and read as one grouped
+    network (each step, the scoring and the extraction are one pass for all of them).
 
     Gives the same results as :func:`evaluate` on each (up to float summation order). Falls
     back to one-by-one evaluation when the descendants differ in shape, when the chunk has a
@@ -237,14 +287,6 @@ def evaluate_chunk(individuals, config) -> list[Evaluation]:
                     for ind in individuals]
         if len({len(task.indices) for _, task, _ in inflated}) > 1:  # unequal tasks cannot share steps
             return [evaluate(ind, config) for ind in individuals]
-        models = [model for model, _, _ in inflated]
-        losses = train_stacked(models, dataset, [task for _, task, _ in inflated], config.task.steps,
-                               config.task.batch_size, config.task.lr, config.task.weight_decay,
-                               config.data.augment, [seed for _, _, seed in inflated], device)
-        evaluations = [_finish(ind, model, loss, config, dataset, device, start)
-                       for ind, model, loss in zip(individuals, models, losses)]
-        for evaluation in evaluations:
-            evaluation.info["stacked"] = len(models)  # trained as one network of this many descendants
-        return evaluations
+        return _train_and_score_stacked(individuals, inflated, config, dataset, device, start)
     except Exception:  # one bad descendant spoils the batch: evaluate each on its own
         return [evaluate(ind, config) for ind in individuals]

@@ -114,7 +114,7 @@ def test_batched_fitness_gives_the_same_accuracies_as_one_by_one(device, monkeyp
 def test_descendants_of_different_shapes_fall_back_to_one_by_one(monkeypatch):
     cfg = load_config(None, tiny_overrides())
     calls = []
-    monkeypatch.setattr(fitness, "train_stacked", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(fitness, "train_network", lambda *a, **k: calls.append(1))
     results = fitness.evaluate_chunk(_population(cfg, 2, widths=[0.25, 0.5]), cfg)
     assert not calls and len(results) == 2 and all(r.learngene is not None for r in results)
 
@@ -125,7 +125,7 @@ def test_a_failing_batch_falls_back_to_individual_evaluations(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("grouped convolution failed")
 
-    monkeypatch.setattr(fitness, "train_stacked", broken)
+    monkeypatch.setattr(fitness, "train_network", broken)
     results = fitness.evaluate_chunk(_population(cfg, 2), cfg)
     assert all("error" not in r.info for r in results)
 
