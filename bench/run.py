@@ -188,10 +188,13 @@ def print_table(r):
                 lines.append(f"gpu          stacked {row['model']} {label}: {row['images_per_second']:.0f} img/s, "
                              f"{row['step_ms']:.2f} ms/step{share}")
             b = g["population_batching"]
+            bf16 = "" if "batched_bf16_seconds" not in b else \
+                f"; bf16 {b['batched_bf16_seconds']:.2f}s ({b['bf16_speedup']:.2f}x over fp32, accuracies within " \
+                f"{b['largest_bf16_accuracy_difference']:.3f} of fp32's)"
             lines.append(f"gpu          batching {b['descendants']} {b['model']} descendants: one-by-one "
                          f"{b['one_by_one_seconds']:.2f}s, batched {b['batched_seconds']:.2f}s -> {b['speedup']:.2f}x "
                          f"(accuracies within {b['largest_accuracy_difference']:.3f}"
-                         f"{'' if b['batched_ran_stacked'] else '; the stack FELL BACK to one by one'})")
+                         f"{'' if b['batched_ran_stacked'] else '; the stack FELL BACK to one by one'}){bf16}")
     print("\n".join(lines))
 
 
