@@ -3,16 +3,20 @@ descendants (the default recipe's model, batch and layout), counted in aten oper
 torch's profiler and timed in images/second, for this working tree and for a baseline commit side by
 side, plus the whole fitness evaluation of 4 descendants (``evaluate_chunk``) in both.
 
-The baseline's package is unpacked from git (``git archive``) into a temporary folder; each side is
-measured in its own fresh process (``python bench/population_step.py --code DIR``), the sides taking
-turns, so both see the same machine. Operations per step are counted as the difference between
-``train_stacked`` over 16 and over 8 steps (one block of planned draws either way), with the host's
-random draws (``TaskBatches.plan``) answered from a cache: what is left is the step itself.
+The baseline's package is unpacked from git (``git archive``) into a temporary folder under another
+name (``learngene_ea_before``: the package imports itself relatively) and imported beside this tree's,
+so both run in this one process, on the same descendants, tasks, dataset and config, taking turns
+round after round: a machine whose speed drifts (shared cores) slows both alike. Operations per step
+are counted as the difference between ``train_stacked`` over 16 and over 8 steps (one block of planned
+draws either way), with the host's random draws (``TaskBatches.plan``) answered from a cache: what is
+left is the step itself.
 """
 from __future__ import annotations
 
-import json
+import contextlib
+import importlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,66 +25,104 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = (1, 4, 16)
+BEFORE = "learngene_ea_before"
 
 
-def bench_population_step(baseline: str, repeats: int, sizes=SIZES, steps: int = 40) -> dict:
-    """Op counts and images/second of the step for ``sizes`` stacked descendants, this tree vs
-    ``baseline`` (a git commit), medians of ``repeats`` fresh processes per side taken in turns."""
-    with tempfile.TemporaryDirectory() as old:
+@contextlib.contextmanager
+def baseline_package(baseline: str):
+    """The package at git commit ``baseline``, importable as ``learngene_ea_before``, while inside."""
+    folder = tempfile.mkdtemp()
+    try:
         archive = subprocess.run(["git", "archive", baseline, "learngene_ea"], cwd=ROOT, capture_output=True,
                                  check=True).stdout
-        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
-        sides = {"before": old, "after": ROOT}
-        runs = {side: [] for side in sides}
-        for turn in range(repeats):
-            for side, code in sides.items():
-                runs[side].append(_measure_in_a_fresh_process(code, sizes, steps, count_ops=turn == 0))
-    return {"baseline": baseline, "steps": steps, **_summary(runs, sizes)}
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        os.rename(os.path.join(folder, "learngene_ea"), os.path.join(folder, BEFORE))
+        sys.path.insert(0, folder)
+        yield {"before": importlib.import_module(f"{BEFORE}.fitness"),
+               "after": importlib.import_module("learngene_ea.fitness")}
+    finally:
+        sys.path.remove(folder) if folder in sys.path else None
+        for name in [n for n in sys.modules if n == BEFORE or n.startswith(BEFORE + ".")]:
+            del sys.modules[name]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _measure_in_a_fresh_process(code: str, sizes, steps: int, count_ops: bool) -> dict:
-    args = [sys.executable, os.path.abspath(__file__), "--code", code, "--sizes", *map(str, sizes),
-            "--steps", str(steps)] + (["--count-ops"] if count_ops else [])
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def bench_population_step(baseline: str, repeats: int, sizes=SIZES, steps: int = 12,
+                          overrides: tuple = (), threads: int = 1) -> dict:
+    """Op counts and images/second of the step for ``sizes`` stacked descendants, this tree vs
+    ``baseline`` (a git commit), and one ``evaluate_chunk`` of 4 descendants in both: medians (and
+    minima) of ``repeats`` + 2 rounds taken in turns (after one untimed round), on ``threads`` torch
+    threads (1: on shared cores, several threads' barriers make a step's time jump tenfold)."""
+    import torch
+
+    from bench.common import fresh_population
+    from learngene_ea.config import load_config
+    from learngene_ea.data import load_dataset
+
+    cfg = load_config(os.path.join(ROOT, "genomes", "default.yaml"),
+                      ["transfer.after_run=false", "ea.population_size=4", "task.steps=60", *overrides])
+    dataset = load_dataset(cfg.data)
+    rounds = repeats + 2
+    with baseline_package(baseline) as fitness:
+        for side in fitness.values():
+            side.configure_process(cfg.runtime)
+        torch.set_num_threads(threads)
+        rows = {}
+        for p in sizes:
+            row = {f"{side}_{kind}": value for side, module in fitness.items()
+                   for kind, value in zip(("aten_ops_per_step", "outermost_aten_ops_per_step"),
+                                          ops_per_step(module, cfg, dataset, p))}
+            runs = {side: _train(module, cfg, dataset, p, steps) for side, module in fitness.items()}
+            median, times = _medians_in_turns(runs, rounds)
+            for side in fitness:
+                row[f"{side}_images_per_second"] = p * cfg.task.batch_size * steps / median[side]
+                row[f"{side}_seconds"] = times[side]
+            row["speedup"] = median["before"] / median["after"]
+            row["speedup_of_fastest_rounds"] = min(times["before"]) / min(times["after"])
+            rows[f"P={p}"] = row
+        population = fresh_population(cfg)
+        chunks = {side: (lambda m=module: m.evaluate_chunk(population, cfg)) for side, module in fitness.items()}
+        median, times, last = _medians_in_turns(chunks, max(1, repeats), keep_last=True)
+    evaluation = {f"{side}_seconds": median[side] for side in median}
+    evaluation.update(speedup=median["before"] / median["after"], rounds=times,
+                      speedup_of_fastest_rounds=min(times["before"]) / min(times["after"]),
+                      accuracies={side: [e.fitness[0] for e in last[side]] for side in last},
+                      stacked={side: [e.info.get("stacked") for e in last[side]] for side in last})
+    return {"baseline": baseline, "steps": steps, "batch": cfg.task.batch_size,
+            "model": f"{cfg.model.family}x{cfg.model.width}", "channels_last": cfg.runtime.channels_last,
+            "threads": torch.get_num_threads(), "training_step": rows, "evaluate_chunk": evaluation}
 
 
-def _summary(runs: dict, sizes) -> dict:
-    """Per P: both sides' op counts and median images/second, and their ratio."""
-    rows = {}
-    for p in sizes:
-        row = {}
-        for side, measured in runs.items():
-            row[f"{side}_aten_ops_per_step"] = measured[0]["ops"][str(p)]["all"]
-            row[f"{side}_outermost_aten_ops_per_step"] = measured[0]["ops"][str(p)]["outermost"]
-            row[f"{side}_images_per_second"] = statistics.median(m["images_per_second"][str(p)] for m in measured)
-        row["speedup"] = row["after_images_per_second"] / row["before_images_per_second"]
-        rows[f"P={p}"] = row
-    evaluation = {f"{side}_seconds": statistics.median(m["evaluate_chunk_seconds"] for m in measured)
-                  for side, measured in runs.items()}
-    evaluation["speedup"] = evaluation["before_seconds"] / evaluation["after_seconds"]
-    evaluation["accuracies"] = {side: measured[-1]["accuracies"] for side, measured in runs.items()}
-    return {"training_step": rows, "evaluate_chunk": evaluation}
+def _medians_in_turns(runs: dict, rounds: int, keep_last: bool = False):
+    """Every function of ``runs`` once per round, in turns, after one untimed round: median seconds
+    and every round's seconds per key (and each key's last return value with ``keep_last``)."""
+    times, last = {key: [] for key in runs}, {}
+    for round_ in range(rounds + 1):
+        for key, fn in runs.items():
+            start = time.perf_counter()
+            last[key] = fn()
+            if round_:
+                times[key].append(time.perf_counter() - start)
+    median = {key: statistics.median(values) for key, values in times.items()}
+    return (median, times, last) if keep_last else (median, times)
 
 
-# ------------------------------------------------------------------ in the measuring process
-
-def _setup(p: int, cfg, dataset):
-    from learngene_ea.models import build_model
-    from learngene_ea.sampling import sample_task
-
-    models = [build_model(cfg.model.family, cfg.model.width, 3, cfg.task.num_classes, seed=i) for i in range(p)]
-    tasks = [sample_task(dataset, 100 + i, cfg.task.num_classes, cfg.task.images_per_class) for i in range(p)]
-    return models, tasks
-
-
-def _train(cfg, dataset, p: int, steps: int):
-    from learngene_ea.training import train_stacked
-
-    models, tasks = _setup(p, cfg, dataset)
+def _train(fitness, cfg, dataset, p: int, steps: int):
+    """A function that trains fresh copies of ``p`` descendants with ``fitness``' package."""
+    package = sys.modules[fitness.__name__.rpartition(".")[0]]
+    models = importlib.import_module(package.__name__ + ".models")
+    sampling = importlib.import_module(package.__name__ + ".sampling")
+    training = importlib.import_module(package.__name__ + ".training")
     t = cfg.task
-    return lambda: train_stacked(models, dataset, tasks, steps, t.batch_size, t.lr, t.weight_decay,
-                                 cfg.data.augment, list(range(p)), "cpu")
+    tasks = [sampling.sample_task(dataset, 100 + i, t.num_classes, t.images_per_class) for i in range(p)]
+
+    def train():
+        descendants = [models.build_model(cfg.model.family, cfg.model.width, 3, t.num_classes, seed=i)
+                       for i in range(p)]
+        return training.train_stacked(descendants, dataset, tasks, steps, t.batch_size, t.lr, t.weight_decay,
+                                      cfg.data.augment, list(range(p)), "cpu")
+
+    return train
 
 
 def aten_ops(work) -> tuple[int, int]:
@@ -95,11 +137,10 @@ def aten_ops(work) -> tuple[int, int]:
     return len(aten), len(outer)
 
 
-def ops_per_step(cfg, dataset, p: int) -> dict:
-    """aten ops of ``train_stacked`` over 16 steps minus over 8, per step, with planned draws cached:
-    all of them and the outermost ones (:func:`aten_ops`)."""
-    from learngene_ea import training
-
+def ops_per_step(fitness, cfg, dataset, p: int) -> tuple[float, float]:
+    """aten ops of ``train_stacked`` (of ``fitness``' package) over 16 steps minus over 8, per step,
+    with planned draws cached: all of them and the outermost ones (:func:`aten_ops`)."""
+    training = importlib.import_module(fitness.__name__.rpartition(".")[0] + ".training")
     real_plan, cache = training.TaskBatches.plan, {}
 
     def cached_plan(self, steps, augment):
@@ -110,58 +151,8 @@ def ops_per_step(cfg, dataset, p: int) -> dict:
     training.TaskBatches.plan = cached_plan
     try:
         for steps in (8, 16):  # warm-up, fills the cache
-            _train(cfg, dataset, p, steps)()
-        counts = {steps: aten_ops(_train(cfg, dataset, p, steps)) for steps in (8, 16)}
+            _train(fitness, cfg, dataset, p, steps)()
+        counts = {steps: aten_ops(_train(fitness, cfg, dataset, p, steps)) for steps in (8, 16)}
     finally:
         training.TaskBatches.plan = real_plan
-    return {"all": (counts[16][0] - counts[8][0]) / 8, "outermost": (counts[16][1] - counts[8][1]) / 8}
-
-
-def measure(sizes, steps: int, count_ops: bool) -> dict:
-    """This process's ``learngene_ea``: op counts, images/second per P, one ``evaluate_chunk``."""
-    import torch
-
-    from bench.common import fresh_population
-    from learngene_ea.config import load_config
-    from learngene_ea.data import load_dataset
-    from learngene_ea.fitness import configure_process, evaluate_chunk
-
-    cfg = load_config(os.path.join(ROOT, "genomes", "default.yaml"),
-                      ["transfer.after_run=false", "ea.population_size=4", "task.steps=60"])
-    configure_process(cfg.runtime)
-    torch.set_num_threads(os.cpu_count() or 1)
-    dataset = load_dataset(cfg.data)
-    result = {"ops": {}, "images_per_second": {}}
-    for p in sizes:
-        if count_ops:
-            result["ops"][str(p)] = ops_per_step(cfg, dataset, p)
-        _train(cfg, dataset, p, 4)()  # warm-up
-        work = _train(cfg, dataset, p, steps)
-        start = time.perf_counter()
-        work()
-        result["images_per_second"][str(p)] = p * cfg.task.batch_size * steps / (time.perf_counter() - start)
-    population = fresh_population(cfg)
-    start = time.perf_counter()
-    evaluations = evaluate_chunk(population, cfg)
-    result["evaluate_chunk_seconds"] = time.perf_counter() - start
-    result["accuracies"] = [e.fitness[0] for e in evaluations]
-    result["stacked"] = [e.info.get("stacked") for e in evaluations]
-    return result
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="measure one side of the population_step row (a fresh process)")
-    parser.add_argument("--code", required=True, help="folder whose learngene_ea is measured")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--count-ops", action="store_true")
-    args = parser.parse_args(argv)
-    sys.path[:0] = [os.path.abspath(args.code), ROOT]  # that learngene_ea, this bench package
-    print(json.dumps(measure(args.sizes, args.steps, args.count_ops)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return tuple((counts[16][k] - counts[8][k]) / 8 for k in (0, 1))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batched import PlannedBatches
+from .batched import PlannedBatches, StackedDescendants
 from .data.base import FewShotDataset
 from .models import memory_format
 from .sampling import Episode, Task, mean_and_ci95, prototype_predict
@@ -179,7 +179,7 @@ class PopulationTrainer:
     def __init__(self, network: nn.Module, dataset: FewShotDataset, device: torch.device, steps: int,
                  settings: StepSettings):
         self.network, self.device, self.augment = network, torch.device(device), settings.augment
-        self.stacked = hasattr(network, "split")  # a StackedDescendants
+        self.stacked = isinstance(network, StackedDescendants)
         self.layout = network.layout if self.stacked else memory_format()
         self.images = images_on(dataset, self.device)
         self.mean, self.std = (v.view(-1) for v in normalisation(dataset, self.device))
@@ -246,8 +246,6 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
     streams = [TaskBatches(task, batch_size, seed) for task, seed in zip(tasks, seeds)]
     if len(models) == 1:
         return train_network(models[0], dataset, streams, steps, StepSettings(lr, weight_decay, augment), device)
-    from .batched import StackedDescendants
-
     stacked = StackedDescendants(models, stacked_layout(device))
     losses = train_network(stacked, dataset, streams, steps, StepSettings(lr, weight_decay, augment), device)
     stacked.split()
