@@ -162,23 +162,15 @@ class PlannedBatches:
             steps = draws.shape[0]
             rows = torch.arange(h, device=device).view(1, 1, 1, h).expand(steps, 1, 1, h)
             cols = torch.arange(w, device=device).view(1, 1, 1, w).expand(steps, 1, 1, w)
-        self.channels_last = layout == torch.channels_last
-        if self.channels_last:  # gathered as [B, H, W, P, C]
-            self.image, self.channel = image[:, :, None, None, :, None], torch.arange(c, device=device)
-            self.rows = rows.transpose(2, 3)[:, :, :, None, :, None]
-            self.cols = cols.transpose(2, 3)[:, :, None, :, :, None]
-        else:  # gathered as [B, P, C, H, W]
-            self.image, self.channel = image[..., None, None, None], torch.arange(c, device=device).view(c, 1, 1)
-            self.rows, self.cols = rows[:, :, :, None, :, None], cols[:, :, :, None, None, :]
-        # contiguous in the gathered order: the gather's output follows its indices' strides
-        self.image, self.rows, self.cols = (v.contiguous() for v in (self.image, self.rows, self.cols))
+        self.layout = layout
+        # gathered as [B, P, C, H, W] (rows of pixels read in order), indices contiguous in that order:
+        # the gather's output follows its indices' strides
+        self.image = image[..., None, None, None].contiguous()
+        self.channel = torch.arange(c, device=device).view(c, 1, 1)
+        self.rows, self.cols = rows[:, :, :, None, :, None].contiguous(), cols[:, :, :, None, None, :].contiguous()
 
     def batch(self, images: torch.Tensor, t: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-        """Step ``t``'s normalised float input ``[B, P*C, H, W]``; ``mean``, ``std``: ``[C]``."""
+        """Step ``t``'s normalised float input ``[B, P*C, H, W]``; ``mean``, ``std``: ``[C, 1, 1]``."""
         x = images[self.image[t], self.channel, self.rows[t], self.cols[t]].float().div_(255.0)
-        if self.channels_last:
-            x = (x - mean) / std
-            b, h, w = x.shape[:3]
-            return x.view(b, h, w, -1).permute(0, 3, 1, 2)
-        x = (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
-        return x.view(x.shape[0], -1, *x.shape[3:])
+        x = (x - mean) / std  # normalised in rows of pixels, then laid out once
+        return x.view(x.shape[0], -1, *x.shape[3:]).contiguous(memory_format=self.layout)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .batched import StackedDescendants
 from .data import load_dataset
 from .gene_pool import pool_for
 from .individual import individual_spec, masks_of
-from .batched import StackedDescendants
 from .learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction, learngene_from_weights
 from .models import build_model, use_channels_last
 from .sampling import mix_seed, sample_episodes, sample_task

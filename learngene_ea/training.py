@@ -4,7 +4,8 @@ Batches are built by indexing the dataset's uint8 tensor (already on the trainin
 then normalised and augmented in torch. The training loop never synchronises with the host
 per step: each block of steps' random draws (image order, crops, flips) is made on the CPU and
 copied to the device in one transfer (:meth:`TaskBatches.plan`), and losses stay on the device
-until they are checked once at the end.
+until they are checked once at the end. A step is the same operations for one descendant or P
+stacked ones (:class:`PopulationTrainer`): one gather builds every descendant's batch.
 """
 from __future__ import annotations
 
@@ -182,7 +183,7 @@ class PopulationTrainer:
         self.stacked = isinstance(network, StackedDescendants)
         self.layout = network.layout if self.stacked else memory_format()
         self.images = images_on(dataset, self.device)
-        self.mean, self.std = (v.view(-1) for v in normalisation(dataset, self.device))
+        self.mean, self.std = (v.view(-1, 1, 1) for v in normalisation(dataset, self.device))
         self.optimizer, self.schedule = _optimizer(network.parameters(), settings.lr, settings.weight_decay, steps)
 
     def plan(self, streams: list[TaskBatches], steps: int) -> PlannedBatches:

@@ -45,7 +45,7 @@ def test_one_gather_builds_every_descendants_batch_exactly(tiny_dataset, augment
     block = PlannedBatches(draws, tiny_dataset.images.shape[1:], augment, layout)
     mean, std = normalisation(tiny_dataset, "cpu")
     for t in range(2):
-        together = block.batch(tiny_dataset.images, t, mean.view(-1), std.view(-1))
+        together = block.batch(tiny_dataset.images, t, mean.view(-1, 1, 1), std.view(-1, 1, 1))
         each = [make_batch(tiny_dataset.images, d[0], mean, std, d[2:] if augment else None) for d in draws[t]]
         assert torch.equal(together, torch.cat(each, dim=1))
         assert together.is_contiguous(memory_format=layout)
