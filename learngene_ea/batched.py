@@ -9,8 +9,8 @@ the descendants one by one on their own batches; only float summation order diff
 backbones' own ``forward_features`` code runs unchanged on the stacked tensor.
 
 :class:`PlannedBatches` builds every step's input of all P descendants at once: one gather from
-the dataset's uint8 images (crop, flip and the stack's channel layout are in the indices), then one
-normalisation, the same few operations for any P.
+the dataset's uint8 images (crop and flip are in the indices), one normalisation and one copy into
+the stack's memory layout, the same few operations for any P.
 """
 from __future__ import annotations
 

@@ -166,10 +166,9 @@ def use_precision(name: str) -> None:
 
 
 def autocast(device: torch.device):
-    """bf16 autocast of the forward pass on a CUDA device when this process trains in bf16; nothing
-    elsewhere (a CPU always trains in fp32: see ``runtime.precision``)."""
-    if _PRECISION[0] == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast of the forward pass (CUDA or CPU) when this process trains in bf16, else nothing."""
+    if _PRECISION[0] == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -199,14 +199,15 @@ def test_stacked_evaluations_equal_one_by_one_evaluations_within_the_tolerance()
         assert isinstance(t.learngene, Learngene)
 
 
-def test_runtime_precision_is_fp32_by_default_and_bf16_autocasts_only_on_cuda():
+def test_runtime_precision_is_fp32_by_default_and_bf16_autocasts_the_forward_pass():
     cfg = load_config(None, tiny_overrides(**{"runtime.precision": "bf16"}))
     assert load_config(None, tiny_overrides()).runtime.precision == "fp32" and cfg.runtime.precision == "bf16"
+    with training.autocast(torch.device("cpu")):
+        assert not torch.is_autocast_enabled("cpu")  # fp32: nothing
     try:
         fitness.configure_process(cfg.runtime)
-        assert torch.is_autocast_enabled("cuda") is False
         with training.autocast(torch.device("cpu")):
-            assert not torch.is_autocast_enabled("cpu")
+            assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
         if torch.cuda.is_available():
             with training.autocast(torch.device("cuda")):
                 assert torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.bfloat16
@@ -214,15 +215,23 @@ def test_runtime_precision_is_fp32_by_default_and_bf16_autocasts_only_on_cuda():
         training.use_precision("fp32")
 
 
-@CUDA
-def test_on_a_gpu_bf16_training_stays_close_to_fp32(tiny_dataset):
+def test_a_network_pre_trained_in_bf16_is_cached_apart_from_fp32s():
+    from learngene_ea.transfer.pretrain import pretrain_key
+
+    fp32, bf16 = (load_config(None, tiny_overrides(**{"runtime.precision": p})) for p in ("fp32", "bf16"))
+    assert "precision" not in pretrain_key(fp32, "conv4", 0.25, 3, 10)  # earlier caches stay valid
+    assert pretrain_key(bf16, "conv4", 0.25, 3, 10)["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_training_stays_close_to_fp32(tiny_dataset, device):
     tasks = [sample_task(tiny_dataset, 100 + i, 5, 8) for i in range(3)]
     losses = {}
     for precision in ("fp32", "bf16"):
         training.use_precision(precision)
         try:
-            models = [build_model("conv4", 0.25, num_classes=5, seed=i, device="cuda") for i in range(3)]
-            losses[precision] = train_stacked(models, tiny_dataset, tasks, 4, 16, 0.05, seeds=[0, 1, 2], device="cuda")
+            models = [build_model("conv4", 0.25, num_classes=5, seed=i, device=device) for i in range(3)]
+            losses[precision] = train_stacked(models, tiny_dataset, tasks, 4, 16, 0.05, seeds=[0, 1, 2], device=device)
         finally:
             training.use_precision("fp32")
     assert all(np.isfinite(losses["bf16"]))
