@@ -65,7 +65,7 @@ def test_stacked_training_matches_one_by_one_including_batchnorm(family, tiny_da
 
 def test_on_a_cpu_the_stacked_network_runs_channels_last(tiny_dataset, monkeypatch):
     """Its grouped convolutions are faster so (bench: 1.3-1.8x); the descendants keep their layout."""
-    from learngene_ea import batched
+    from learngene_ea import batched, training
 
     stack_layouts = []
 
@@ -75,7 +75,7 @@ def test_on_a_cpu_the_stacked_network_runs_channels_last(tiny_dataset, monkeypat
             first = self.stack.get_submodule(models[0].spec.layers[0].name)
             stack_layouts.append(first.conv.weight.is_contiguous(memory_format=torch.channels_last))
 
-    monkeypatch.setattr(batched, "StackedDescendants", RecordingStack)
+    monkeypatch.setattr(training, "StackedDescendants", RecordingStack)
     models = [build_model("conv4", 0.25, num_classes=5, seed=i) for i in range(2)]
     tasks = [sample_task(tiny_dataset, 100 + i, 5, 8) for i in range(2)]
     train_stacked(models, tiny_dataset, tasks, 1, 16, 0.01, seeds=[0, 1])
