@@ -249,6 +249,14 @@ def bench_population_batching(device: torch.device, overrides: list[str], descen
             "largest_bf16_accuracy_difference": bf16_gap, "batched_ran_stacked": stacked}
 
 
+def bf16_note(row: dict) -> str:
+    """The bf16 part of the printed population batching line (nothing for results without it)."""
+    if "batched_bf16_seconds" not in row:
+        return ""
+    return (f"; bf16 {row['batched_bf16_seconds']:.2f}s ({row['bf16_speedup']:.2f}x over fp32, accuracies within "
+            f"{row['largest_bf16_accuracy_difference']:.3f} of fp32's)")
+
+
 def bench_gpu(overrides: list[str], repeats: int, peak_override: list[float] | None = None) -> dict:
     """The GPU rows on ``cuda:0``, or why they were not measured."""
     if not torch.cuda.is_available():

@@ -93,6 +93,21 @@ def bench_population_step(baseline: str, repeats: int, sizes=SIZES, steps: int =
             "threads": torch.get_num_threads(), "training_step": rows, "evaluate_chunk": evaluation}
 
 
+def population_step_lines(result: dict) -> list[str]:
+    """The printed table's lines of :func:`bench_population_step`'s ``result``."""
+    lines = []
+    for label, row in result["training_step"].items():
+        ops = {k: row[f"{k}_aten_ops_per_step"] for k in ("before", "after", "before_outermost", "after_outermost")}
+        lines.append(f"step         {label}: aten ops per step {ops['before']:.0f} -> {ops['after']:.0f} (outermost "
+                     f"{ops['before_outermost']:.0f} -> {ops['after_outermost']:.0f}); "
+                     f"{row['before_images_per_second']:.0f} -> {row['after_images_per_second']:.0f} img/s "
+                     f"({row['speedup']:.2f}x)")
+    e = result["evaluate_chunk"]
+    lines.append(f"step         evaluate_chunk of 4: {e['before_seconds']:.2f}s -> {e['after_seconds']:.2f}s "
+                 f"({e['speedup']:.2f}x)")
+    return lines
+
+
 def _medians_in_turns(runs: dict, rounds: int, keep_last: bool = False):
     """Every function of ``runs`` once per round, in turns, after one untimed round: median seconds
     and every round's seconds per key (and each key's last return value with ``keep_last``)."""

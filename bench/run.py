@@ -47,11 +47,11 @@ sys.path.insert(0, ROOT)
 
 from bench.batching import batching_from_channels_last, bench_batching, bench_channels_last  # noqa: E402
 from bench.checkpoint_io import bench_checkpoint  # noqa: E402
-from bench.gpu import bench_gpu  # noqa: E402
+from bench.gpu import bench_gpu, bf16_note  # noqa: E402
 from bench.growth import bench_growth  # noqa: E402
 from bench.overhead import bench_overhead  # noqa: E402
 from bench.pipeline import bench_pipeline  # noqa: E402
-from bench.population_step import bench_population_step  # noqa: E402
+from bench.population_step import bench_population_step, population_step_lines  # noqa: E402
 from bench.processes import bench_host_memory, bench_workers  # noqa: E402
 from learngene_ea.config import load_config  # noqa: E402
 
@@ -162,15 +162,7 @@ def print_table(r):
         for label, row in r["growth"].items():
             lines.append(f"growth       {label}: {row['seconds']:.2f}s ({row['ratio']:.2f}x)")
     if "population_step" in r:
-        for label, row in r["population_step"]["training_step"].items():
-            ops = {k: row[f"{k}_aten_ops_per_step"] for k in ("before", "after", "before_outermost", "after_outermost")}
-            lines.append(f"step         {label}: aten ops per step {ops['before']:.0f} -> {ops['after']:.0f} (outermost "
-                         f"{ops['before_outermost']:.0f} -> {ops['after_outermost']:.0f}); "
-                         f"{row['before_images_per_second']:.0f} -> {row['after_images_per_second']:.0f} img/s "
-                         f"({row['speedup']:.2f}x)")
-        e = r["population_step"]["evaluate_chunk"]
-        lines.append(f"step         evaluate_chunk of 4: {e['before_seconds']:.2f}s -> {e['after_seconds']:.2f}s "
-                     f"({e['speedup']:.2f}x)")
+        lines += population_step_lines(r["population_step"])
     if "gpu" in r:
         g = r["gpu"]
         if "skipped" in g:
@@ -188,13 +180,10 @@ def print_table(r):
                 lines.append(f"gpu          stacked {row['model']} {label}: {row['images_per_second']:.0f} img/s, "
                              f"{row['step_ms']:.2f} ms/step{share}")
             b = g["population_batching"]
-            bf16 = "" if "batched_bf16_seconds" not in b else \
-                f"; bf16 {b['batched_bf16_seconds']:.2f}s ({b['bf16_speedup']:.2f}x over fp32, accuracies within " \
-                f"{b['largest_bf16_accuracy_difference']:.3f} of fp32's)"
             lines.append(f"gpu          batching {b['descendants']} {b['model']} descendants: one-by-one "
                          f"{b['one_by_one_seconds']:.2f}s, batched {b['batched_seconds']:.2f}s -> {b['speedup']:.2f}x "
                          f"(accuracies within {b['largest_accuracy_difference']:.3f}"
-                         f"{'' if b['batched_ran_stacked'] else '; the stack FELL BACK to one by one'}){bf16}")
+                         f"{'' if b['batched_ran_stacked'] else '; the stack FELL BACK to one by one'}){bf16_note(b)}")
     print("\n".join(lines))
 
 
