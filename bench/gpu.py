@@ -1,6 +1,6 @@
-"""The GPU rows of ``python -m bench``: training throughput, fraction of peak FLOP/s, the training step
-of P = 1, 16, 64 stacked Conv4 descendants (each with and without bf16 and channels-last), and
-population batching of 16 Conv4 descendants' whole evaluations.
+"""The GPU rows of ``python -m bench``: training throughput, fraction of peak FLOP/s, the library's training
+step of P = 1, 16, 64 stacked Conv4 descendants (each with and without bf16 and channels-last), and
+population batching of 16 Conv4 descendants' whole evaluations (fp32 and ``runtime.precision: bf16``).
 
 Every function takes the device, so the test suite runs the same code on a CPU with tiny sizes;
 :func:`bench_gpu` is what the suite runs on a CUDA device, and says why it skipped otherwise.
@@ -124,37 +124,54 @@ def training_throughput(family: str, size: int, batch: int, bf16: bool, channels
 def stacked_throughput(descendants: int, batch: int, bf16: bool, channels_last: bool, device: torch.device,
                        width: float = 0.5, steps: int = 20, warmup: int = 3) -> dict:
     """Images/second and FLOP/s of the training step of ``descendants`` Conv4 x``width`` descendants
-    stacked as one grouped network (:class:`StackedDescendants`, as ``fitness.population_batch``
-    trains them), each on its own ``batch`` random 32x32 images (5 classes), SGD as in training."""
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    models = [build_model("conv4", width, num_classes=5, seed=p, device=device) for p in range(descendants)]
-    network = StackedDescendants(models, layout) if descendants > 1 else models[0].to(memory_format=layout)
-    x = torch.randn(batch, 3 * descendants, 32, 32, device=device).contiguous(memory_format=layout)
-    y = torch.randint(0, 5, (batch, descendants), device=device)
-    optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    stacked as one grouped network, as ``fitness.population_batch`` trains them: the library's own step
+    (:class:`~learngene_ea.fewshot.training.PopulationTrainer`: one gather builds every descendant's augmented
+    batch of ``batch`` images of its own 5-class task, then one forward, backward and SGD update),
+    ``runtime.precision`` bf16 or fp32."""
+    from learngene_ea.core.models import memory_format, use_channels_last
+    from learngene_ea.fewshot.batches import TaskBatches
+    from learngene_ea.fewshot.sampling import sample_task
+    from learngene_ea.fewshot.training import PopulationTrainer, TrainSettings, use_precision
 
-    def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = network(x)
-            logits = logits.view(batch, descendants, -1)  # one descendant: [B, K] -> [B, 1, K]
-            loss = nn.functional.cross_entropy(logits.permute(0, 2, 1).float(), y, reduction="none").mean(0).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    dataset = _step_dataset()
+    saved_layout = memory_format()
+    use_channels_last(channels_last)  # the layout of a single descendant and of the stack
+    use_precision("bf16" if bf16 else "fp32")
+    try:
+        models = [build_model("conv4", width, num_classes=5, seed=p, device=device) for p in range(descendants)]
+        network = StackedDescendants(models, memory_format()) if descendants > 1 else models[0]
+        streams = [TaskBatches(sample_task(dataset, p, 5, batch), batch, p) for p in range(descendants)]
+        trainer = PopulationTrainer(network, dataset, device, TrainSettings(warmup + steps, batch, 0.01))
+        block = trainer.plan(streams, warmup + steps)
+        network.train()
+        for t in range(warmup):
+            trainer.step(block, t)
+        synchronize(device)
+        start = time.perf_counter()
+        for t in range(warmup, warmup + steps):
+            trainer.step(block, t)
+        synchronize(device)
+        seconds = (time.perf_counter() - start) / steps
+    finally:
+        use_precision("fp32")
+        use_channels_last(saved_layout == torch.channels_last)
     flops_per_step = descendants * descendant_step_flops(width, batch, device)
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / steps
     return {"descendants": descendants, "images_per_second": batch * descendants / seconds,
             "step_ms": 1e3 * seconds, "tflops": flops_per_step / seconds / 1e12,
             "flops_per_image": flops_per_step / (batch * descendants),
             "precision": step_precision(bf16), "batch_per_descendant": batch, "model": f"conv4x{width}"}
+
+
+_STEP_DATASET = []
+
+
+def _step_dataset():
+    """A small built-in dataset (64 training classes of 64 images) the stacked steps draw from."""
+    if not _STEP_DATASET:
+        from learngene_ea.data.synthetic import make_synthetic
+
+        _STEP_DATASET.append(make_synthetic(seed=0, images_per_class=64))
+    return _STEP_DATASET[0]
 
 
 def descendant_step_flops(width: float, batch: int, device: torch.device) -> int:
@@ -206,10 +223,12 @@ def bench_training_throughput(device: torch.device, peaks: dict[str, float] | No
 
 def bench_population_batching(device: torch.device, overrides: list[str], descendants: int = 16,
                               repeats: int = 3) -> dict:
-    """``descendants`` Conv4 fitness evaluations on ``device``, one by one vs as one stacked chunk
-    (after one untimed round of each), medians of ``repeats`` rounds taken in turns."""
-    cfg = load_config("genomes/default.yaml", overrides + [f"ea.population_size={descendants}", "model.family=conv4",
-                                                           f"runtime.device={device}"])
+    """``descendants`` Conv4 fitness evaluations on ``device``, one by one vs as one stacked chunk, and
+    as one stacked chunk with ``runtime.precision: bf16`` (after one untimed round of each), medians of
+    ``repeats`` rounds taken in turns."""
+    settings = overrides + [f"ea.population_size={descendants}", "model.family=conv4", f"runtime.device={device}"]
+    cfg = load_config("genomes/default.yaml", settings)
+    bf16 = load_config("genomes/default.yaml", settings + ["runtime.precision=bf16"])
     load_dataset(cfg.data)
     population = fresh_population(cfg)
 
@@ -218,14 +237,25 @@ def bench_population_batching(device: torch.device, overrides: list[str], descen
         return evaluations
 
     median, last = medians_in_turns({"one_by_one": lambda: finished([evaluate(ind, cfg) for ind in population]),
-                                     "batched": lambda: finished(evaluate_chunk(population, cfg))}, repeats)
+                                     "batched": lambda: finished(evaluate_chunk(population, cfg)),
+                                     "batched_bf16": lambda: finished(evaluate_chunk(population, bf16))}, repeats)
     largest_gap = max(abs(a.fitness[0] - b.fitness[0]) for a, b in zip(last["one_by_one"], last["batched"]))
+    bf16_gap = max(abs(a.fitness[0] - b.fitness[0]) for a, b in zip(last["batched"], last["batched_bf16"]))
     # A failing stack falls back to one by one, and the row would then say nothing.
-    stacked = all(e.info.get("stacked") == descendants for e in last["batched"])
+    stacked = all(e.info.get("stacked") == descendants for e in last["batched"] + last["batched_bf16"])
     return {"descendants": descendants, "model": f"conv4x{cfg.model.width}", "steps": cfg.task.steps,
             "one_by_one_seconds": median["one_by_one"], "batched_seconds": median["batched"],
             "speedup": median["one_by_one"] / median["batched"], "largest_accuracy_difference": largest_gap,
-            "batched_ran_stacked": stacked}
+            "batched_bf16_seconds": median["batched_bf16"], "bf16_speedup": median["batched"] / median["batched_bf16"],
+            "largest_bf16_accuracy_difference": bf16_gap, "batched_ran_stacked": stacked}
+
+
+def bf16_note(row: dict) -> str:
+    """The bf16 part of the printed population batching line (nothing for results without it)."""
+    if "batched_bf16_seconds" not in row:
+        return ""
+    return (f"; bf16 {row['batched_bf16_seconds']:.2f}s ({row['bf16_speedup']:.2f}x over fp32, accuracies within "
+            f"{row['largest_bf16_accuracy_difference']:.3f} of fp32's)")
 
 
 def bench_gpu(overrides: list[str], repeats: int, peak_override: list[float] | None = None) -> dict:

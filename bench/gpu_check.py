@@ -9,8 +9,10 @@ runs, each step time-boxed and every failure recorded (the next step still runs)
 - ``resume``: that run resumed for one more generation vs the same run made in one go: the
   logbooks must be identical (deterministic kernels);
 - ``batched``: the tiny run with ``fitness.population_batch=4``: every evaluation stacked (a
-  generation's 3 offspring, or 4 at the start), generation 0's accuracies within 0.02 of one-by-one
-  training (``tests/test_batched.py``'s tolerance);
+  generation's 3 offspring, or 4 at the start; the vectorised step, stacked scoring and extraction),
+  generation 0's accuracies within 0.02 of one-by-one training (``tests/test_batched.py``'s
+  tolerance); then the same with ``runtime.precision=bf16``: stacked, recorded in the summary, its
+  generation 0 within 0.1 of fp32's (bf16 keeps 8 mantissa bits);
 - ``scoop``: ``python -m scoop -n WORKERS -m learngene_ea.run`` on one device: the logbook of one process;
 - ``transfer``: the tiny run's learngene through ``python -m learngene_ea.transfer`` on ``--device``
   and on the CPU: the largest difference of a row's mean accuracy;
@@ -37,8 +39,8 @@ RECIPE = os.path.join(ROOT, "genomes", "default.yaml")
 STEPS = ("environment", "cuda_tests", "tiny_run", "resume", "batched", "scoop", "transfer", "bench")
 # Test files with tests that skip without CUDA (or run on CUDA when it is there: test_resume compares
 # weights bit for bit on runtime.device auto).
-CUDA_TEST_FILES = ("tests/test_training.py", "tests/test_batched.py", "tests/test_resume.py",
-                   "tests/test_bench_gpu.py", "tests/test_devices.py", "tests/test_numerics.py")
+CUDA_TEST_FILES = ("tests/test_training.py", "tests/test_batched.py", "tests/test_vectorised.py",
+                   "tests/test_resume.py", "tests/test_bench_gpu.py", "tests/test_devices.py", "tests/test_numerics.py")
 TINY = {"data.images_per_class": 30, "model.width": 0.25, "task.num_classes": 5, "task.images_per_class": 8,
         "task.steps": 4, "task.batch_size": 16, "fitness.episodes": 3, "fitness.n_query": 5,
         "ea.population_size": 4, "ea.tournsize": 2, "ea.schedule_generations": 2, "ea.target_fraction": 0.3,
@@ -46,6 +48,7 @@ TINY = {"data.images_per_class": 30, "model.width": 0.25, "task.num_classes": 5,
 TINY_TRANSFER = {"transfer.episodes": 3, "transfer.steps": 3, "transfer.shots": "[1]", "transfer.limited_data": 0,
                  "transfer.n_query": 5, "transfer.pretrain_epochs": 1, "task.batch_size": 64, "runtime.threads": 1}
 BATCHED_TOLERANCE = 0.02
+BF16_TOLERANCE = 0.1
 
 
 def sets(values: dict, **extra) -> list[str]:
@@ -162,16 +165,24 @@ class Check:
                 "logbooks_identical": identical}
 
     def batched(self) -> dict:
-        done = self.run_evolution(self.path("runs", "batched"), 120,
-                                  **{"ea.generations": 2, "fitness.population_batch": 4})
-        result = {"ok": False, "exit": done.returncode}
-        if done.returncode == 0:
-            stacked = _evaluation_values(self.path("runs", "batched"), "stacked")
-            first = _logbook(self.path("runs", "batched"))[0]
-            alone = _logbook(self.path("runs", "tiny"))[0]  # generation 0: the same individuals
-            gap = max(abs(first[k] - alone[k]) for k in ("acc_min", "acc_avg", "acc_max"))
-            result.update(stacked=sorted(stacked, key=str), generation0_accuracy_gap=gap,
-                          ok=None not in stacked and min(stacked) > 1 and gap <= BATCHED_TOLERANCE)
+        result = {"ok": False}
+        for precision in ("fp32", "bf16"):
+            name = "batched" if precision == "fp32" else "batched-bf16"
+            settings = {"ea.generations": 2, "fitness.population_batch": 4, "runtime.precision": precision}
+            done = self.run_evolution(self.path("runs", name), 120, **settings)
+            result[f"{precision}_exit"] = done.returncode
+            if done.returncode != 0:
+                return result
+            result[f"{precision}_stacked"] = sorted(_evaluation_values(self.path("runs", name), "stacked"), key=str)
+            result[f"{precision}_numerics"] = _json(self.path("runs", name, "summary.json")).get("numerics")
+        first, bf16 = (_logbook(self.path("runs", name))[0] for name in ("batched", "batched-bf16"))
+        alone = _logbook(self.path("runs", "tiny"))[0]  # generation 0: the same individuals
+        gap = max(abs(first[k] - alone[k]) for k in ("acc_min", "acc_avg", "acc_max"))
+        bf16_gap = max(abs(first[k] - bf16[k]) for k in ("acc_min", "acc_avg", "acc_max"))
+        stacked = result["fp32_stacked"] + result["bf16_stacked"]
+        result.update(generation0_accuracy_gap=gap, bf16_generation0_accuracy_gap_vs_fp32=bf16_gap,
+                      ok=None not in stacked and min(stacked) > 1 and gap <= BATCHED_TOLERANCE
+                      and bf16_gap <= BF16_TOLERANCE and result["bf16_numerics"]["precision"] == "bf16")
         return result
 
     def scoop(self) -> dict:

@@ -11,7 +11,7 @@ from learngene_ea.core.models import build_model
 
 def bench_pipeline(cfg, repeats):
     """Images/second of building batches (index, augment, normalise) vs of a training step."""
-    from learngene_ea.fewshot.training import draw_crops, images_on, make_batch, normalisation
+    from learngene_ea.fewshot.batches import draw_crops, images_on, make_batch, normalisation
 
     dataset = load_dataset(cfg.data)
     device = torch.device("cpu")

@@ -16,6 +16,8 @@ Measures side by side, in one run, on this machine:
 - pipeline: images/second of building batches (indexing, crop+flip, normalising) vs of the
   training step;
 - growth: generation time as population size, image size and width double;
+- population_step (bench/population_step.py): aten operations per training step and images/second of
+  P = 1, 4, 16 stacked descendants, and one ``evaluate_chunk``, this tree vs ``--baseline`` side by side;
 - gpu (bench/gpu.py): training images/second with/without bf16 autocast and channels-last, the
   fraction of peak FLOP/s, the step of P = 1, 16, 64 stacked descendants, and population batching
   of 16 Conv4 descendants on the GPU (skipped with a message when there is no GPU).
@@ -45,10 +47,11 @@ sys.path.insert(0, ROOT)
 
 from bench.batching import batching_from_channels_last, bench_batching, bench_channels_last  # noqa: E402
 from bench.checkpoint_io import bench_checkpoint  # noqa: E402
-from bench.gpu import bench_gpu  # noqa: E402
+from bench.gpu import bench_gpu, bf16_note  # noqa: E402
 from bench.growth import bench_growth  # noqa: E402
 from bench.overhead import bench_overhead  # noqa: E402
 from bench.pipeline import bench_pipeline  # noqa: E402
+from bench.population_step import bench_population_step, population_step_lines  # noqa: E402
 from bench.processes import bench_host_memory, bench_workers  # noqa: E402
 from learngene_ea.config.loading import load_config  # noqa: E402
 
@@ -62,7 +65,9 @@ def main(argv=None):
     parser.add_argument("--name", default=None, help="results file name (default: machine + date)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="subset of: overhead workers host_memory batching channels_last checkpoint pipeline "
-                             "growth gpu")
+                             "growth population_step gpu")
+    parser.add_argument("--baseline", default="6e427de",
+                        help="git commit the population_step row compares this tree with (default: before #25.2)")
     parser.add_argument("--peak-tflops", nargs=3, type=float, metavar=("FP32", "TF32", "BF16"), default=None,
                         help="the GPU's dense peak TFLOP/s, for a GPU not in bench/gpu.py's table")
     args = parser.parse_args(argv)
@@ -76,7 +81,7 @@ def main(argv=None):
     base = ["ea.generations=0"] + sizes
     cfg = load_config("genomes/default.yaml", base)
     wanted = set(args.only or ["overhead", "workers", "host_memory", "batching", "channels_last", "checkpoint",
-                               "pipeline", "growth", "gpu"])
+                               "pipeline", "growth", "population_step", "gpu"])
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                            "cuda": torch.cuda.is_available()},
                "settings": {"quick": args.quick, "overrides": base, "repeats": repeats}}
@@ -90,6 +95,7 @@ def main(argv=None):
              ("checkpoint", lambda: bench_checkpoint(cfg)),
              ("pipeline", lambda: bench_pipeline(cfg, repeats)),
              ("growth", lambda: bench_growth(sizes, repeats)),
+             ("population_step", lambda: bench_population_step(args.baseline, repeats)),
              ("gpu", lambda: bench_gpu(sizes, repeats, args.peak_tflops))]
     for name, fn in steps:
         if name in wanted:
@@ -155,6 +161,8 @@ def print_table(r):
     if "growth" in r:
         for label, row in r["growth"].items():
             lines.append(f"growth       {label}: {row['seconds']:.2f}s ({row['ratio']:.2f}x)")
+    if "population_step" in r:
+        lines += population_step_lines(r["population_step"])
     if "gpu" in r:
         g = r["gpu"]
         if "skipped" in g:
@@ -175,7 +183,7 @@ def print_table(r):
             lines.append(f"gpu          batching {b['descendants']} {b['model']} descendants: one-by-one "
                          f"{b['one_by_one_seconds']:.2f}s, batched {b['batched_seconds']:.2f}s -> {b['speedup']:.2f}x "
                          f"(accuracies within {b['largest_accuracy_difference']:.3f}"
-                         f"{'' if b['batched_ran_stacked'] else '; the stack FELL BACK to one by one'})")
+                         f"{'' if b['batched_ran_stacked'] else '; the stack FELL BACK to one by one'}){bf16_note(b)}")
     print("\n".join(lines))
 
 

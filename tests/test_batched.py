@@ -66,17 +66,17 @@ def test_stacked_training_matches_one_by_one_including_batchnorm(family, tiny_da
 
 def test_on_a_cpu_the_stacked_network_runs_channels_last(tiny_dataset, monkeypatch):
     """Its grouped convolutions are faster so (bench: 1.3-1.8x); the descendants keep their layout."""
-    from learngene_ea.core import batched
+    from learngene_ea.fewshot import training
 
     stack_layouts = []
 
-    class RecordingStack(batched.StackedDescendants):
+    class RecordingStack(StackedDescendants):
         def __init__(self, models, layout=None):
             super().__init__(models, layout)
             first = self.stack.get_submodule(models[0].spec.layers[0].name)
             stack_layouts.append(first.conv.weight.is_contiguous(memory_format=torch.channels_last))
 
-    monkeypatch.setattr(batched, "StackedDescendants", RecordingStack)
+    monkeypatch.setattr(training, "StackedDescendants", RecordingStack)
     models = [build_model("conv4", 0.25, num_classes=5, seed=i) for i in range(2)]
     tasks = [sample_task(tiny_dataset, 100 + i, 5, 8) for i in range(2)]
     train_stacked(models, tiny_dataset, tasks, TrainSettings(1, 16, 0.01), seeds=[0, 1])
@@ -114,13 +114,8 @@ def test_batched_fitness_gives_the_same_accuracies_as_one_by_one(device, monkeyp
 
 def test_descendants_of_different_shapes_fall_back_to_one_by_one(monkeypatch):
     cfg = load_config(None, tiny_overrides())
-    calls, train_stacked = [], fitness.train_stacked
-
-    def counting(models, *args, **kwargs):  # one model at a time is one-by-one training (train_descendant)
-        calls.extend([1] if len(models) > 1 else [])
-        return train_stacked(models, *args, **kwargs)
-
-    monkeypatch.setattr(fitness, "train_stacked", counting)
+    calls = []
+    monkeypatch.setattr(fitness, "train_network", lambda *a, **k: calls.append(1))
     results = fitness.evaluate_chunk(_population(cfg, 2, widths=[0.25, 0.5]), cfg)
     assert not calls and len(results) == 2 and all(r.learngene is not None for r in results)
 
@@ -128,14 +123,10 @@ def test_descendants_of_different_shapes_fall_back_to_one_by_one(monkeypatch):
 def test_a_failing_batch_falls_back_to_individual_evaluations(monkeypatch):
     cfg = load_config(None, tiny_overrides())
 
-    train_stacked = fitness.train_stacked
+    def broken(*args, **kwargs):  # the stacked network fails; one by one, descendants train (train_stacked)
+        raise RuntimeError("grouped convolution failed")
 
-    def broken(models, *args, **kwargs):  # the stacked network fails; one model at a time still trains
-        if len(models) > 1:
-            raise RuntimeError("grouped convolution failed")
-        return train_stacked(models, *args, **kwargs)
-
-    monkeypatch.setattr(fitness, "train_stacked", broken)
+    monkeypatch.setattr(fitness, "train_network", broken)
     results = fitness.evaluate_chunk(_population(cfg, 2), cfg)
     assert all("error" not in r.info for r in results)
 

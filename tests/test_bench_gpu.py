@@ -71,6 +71,8 @@ def test_population_batching_row_times_both_paths_and_compares_their_accuracies(
     assert row["one_by_one_seconds"] > 0 and row["batched_seconds"] > 0
     assert row["speedup"] == pytest.approx(row["one_by_one_seconds"] / row["batched_seconds"])
     assert row["largest_accuracy_difference"] <= 0.02  # test_batched.py's tolerance
+    # runtime.precision bf16: the same evaluations within bf16's tolerance (the GPU check's)
+    assert row["batched_bf16_seconds"] > 0 and row["largest_bf16_accuracy_difference"] <= 0.1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -5,7 +5,7 @@ import gc
 
 import torch
 
-from learngene_ea.fewshot import training
+from learngene_ea.fewshot import batches
 from learngene_ea.data.base import FewShotDataset
 
 
@@ -16,19 +16,19 @@ def dataset_of(n: int) -> FewShotDataset:
 
 def test_the_device_copy_is_kept_once_per_dataset_and_device():
     dataset = dataset_of(3)
-    copy = training.images_on(dataset, "meta")
+    copy = batches.images_on(dataset, "meta")
     assert copy.device.type == "meta" and copy.shape == dataset.images.shape
-    assert training.images_on(dataset, torch.device("meta")) is copy
+    assert batches.images_on(dataset, torch.device("meta")) is copy
 
 
 def test_the_device_copy_is_freed_with_its_dataset():
     dataset = dataset_of(3)
-    training.images_on(dataset, "meta")
+    batches.images_on(dataset, "meta")
     key = id(dataset)
-    assert key in training._DEVICE_IMAGES
+    assert key in batches._DEVICE_IMAGES
     del dataset
     gc.collect()
-    assert key not in training._DEVICE_IMAGES
+    assert key not in batches._DEVICE_IMAGES
 
 
 def test_a_dataset_that_gets_a_dead_datasets_id_gets_its_own_images():
@@ -39,7 +39,7 @@ def test_a_dataset_that_gets_a_dead_datasets_id_gets_its_own_images():
         dataset = dataset_of(size)
         reused += id(dataset) in seen
         seen.add(id(dataset))
-        assert training.images_on(dataset, "meta").shape[0] == size
+        assert batches.images_on(dataset, "meta").shape[0] == size
         del dataset
         gc.collect()
     assert reused  # the case was exercised
@@ -47,16 +47,16 @@ def test_a_dataset_that_gets_a_dead_datasets_id_gets_its_own_images():
 
 def test_replaced_images_are_copied_again():
     dataset = dataset_of(3)
-    training.images_on(dataset, "meta")
+    batches.images_on(dataset, "meta")
     dataset.images = torch.zeros(7, 3, 4, 4, dtype=torch.uint8)
-    assert training.images_on(dataset, "meta").shape[0] == 7
+    assert batches.images_on(dataset, "meta").shape[0] == 7
 
 
 def test_cuda_and_cuda_0_are_one_device(monkeypatch):
     """``cuda`` is the current CUDA device: one key for ``cuda`` and ``cuda:0``, one copy on the GPU."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    assert training.canonical_device("cuda") == training.canonical_device("cuda:0") == torch.device("cuda:0")
-    assert training.resolve_device("cuda") == torch.device("cuda:0")
-    assert training.canonical_device("cuda:1") == torch.device("cuda:1")
-    assert training.canonical_device("cpu") == torch.device("cpu")
+    assert batches.canonical_device("cuda") == batches.canonical_device("cuda:0") == torch.device("cuda:0")
+    assert batches.resolve_device("cuda") == torch.device("cuda:0")
+    assert batches.canonical_device("cuda:1") == torch.device("cuda:1")
+    assert batches.canonical_device("cpu") == torch.device("cpu")

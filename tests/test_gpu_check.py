@@ -105,6 +105,10 @@ def test_the_check_runs_through_on_the_cpu_and_writes_its_json_and_log(tmp_path)
     assert list(steps) == ["environment", "tiny_run", "resume", "batched", "transfer"]
     assert all(step["ok"] and step["seconds"] > 0 for step in steps.values())
     assert steps["resume"]["logbooks_identical"] is True
+    # the batched runs (fp32 and runtime.precision bf16) stacked every evaluation
+    assert min(steps["batched"]["fp32_stacked"]) > 1 and min(steps["batched"]["bf16_stacked"]) > 1
+    assert steps["batched"]["bf16_numerics"]["precision"] == "bf16"
+    assert steps["batched"]["bf16_generation0_accuracy_gap_vs_fp32"] <= 0.1
     assert steps["tiny_run"]["devices"] == ["cpu"] and steps["tiny_run"]["numerics"]["deterministic"] is True
     assert steps["transfer"]["means"]["cpu"]
     log = (out / "gpu-check.log").read_text()

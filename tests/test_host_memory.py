@@ -59,7 +59,7 @@ def test_the_recipe_decides_whether_an_evaluating_process_keeps_freed_memory(kee
     monkeypatch.setattr(process, "keep_freed_memory", lambda: calls.append("kept") or True)
     monkeypatch.setattr(process, "_THREADS_SET", True)  # leave this process's thread count alone
     process.configure_process(SimpleNamespace(threads=1, channels_last=False, keep_freed_memory=keep,
-                                              deterministic=True, tf32=False))
+                                              deterministic=True, tf32=False, precision="fp32"))
     assert calls == (["kept"] if keep else [])
 
 

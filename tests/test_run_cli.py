@@ -44,9 +44,9 @@ def test_saved_config_is_the_resolved_one(finished_run):
 def test_the_gpu_numerics_are_recorded_in_the_config_and_the_summary(finished_run):
     run_dir, _ = finished_run
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())["runtime"]
-    assert (saved["deterministic"], saved["tf32"]) == (True, False)  # the defaults
+    assert (saved["deterministic"], saved["tf32"], saved["precision"]) == (True, False, "fp32")  # the defaults
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["numerics"] == {"device": "auto", "deterministic": True, "tf32": False}
+    assert summary["numerics"] == {"device": "auto", "deterministic": True, "tf32": False, "precision": "fp32"}
 
 
 def test_logbook_has_one_line_per_generation_with_the_fields(finished_run):

@@ -12,7 +12,8 @@ from learngene_ea.fewshot import training
 from learngene_ea.config.loading import TransferConfig
 from learngene_ea.core.models import build_model
 from learngene_ea.fewshot.sampling import sample_episode, sample_episodes, sample_task
-from learngene_ea.fewshot.training import TrainSettings, draw_crops, make_batch, train_on_task, train_stacked
+from learngene_ea.fewshot.batches import draw_crops, make_batch
+from learngene_ea.fewshot.training import TrainSettings, train_on_task, train_stacked
 
 # Tensor methods that move data between host and device or read a value back to the host:
 # each one per step on a GPU is a copy and a stream synchronisation.

@@ -155,13 +155,13 @@ def _train_indices(dataset):
 
 def test_pretraining_touches_only_training_class_images(monkeypatch, tiny_dataset):
     touched = set()
-    make_batch = training.make_batch
 
-    def recording_make_batch(images, indices, *args, **kwargs):
-        touched.update(indices.tolist())
-        return make_batch(images, indices, *args, **kwargs)
+    class RecordingBatches(training.PlannedBatches):  # every training batch is gathered here
+        def batch(self, images, t, *args):
+            touched.update(self.image[t].flatten().tolist())
+            return super().batch(images, t, *args)
 
-    monkeypatch.setattr(training, "make_batch", recording_make_batch)
+    monkeypatch.setattr(training, "PlannedBatches", RecordingBatches)
     cfg = load_config(None, transfer_overrides())
     steps, _ = transfer.pretrain.pretrain_steps(cfg, tiny_dataset, None)  # transfer.pretrain_epochs: 1
     transfer.pretrain_network(cfg, tiny_dataset, CONV4, "cpu", steps)
@@ -184,6 +184,12 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
             touched.update(indices.tolist())
         return make_batch(images, indices, *args, **kwargs)
 
+    class RecordingBatches(training.PlannedBatches):  # the training steps' batches
+        def batch(self, images, t, *args):
+            if not phase["transfer"]:
+                touched.update(self.image[t].flatten().tolist())
+            return super().batch(images, t, *args)
+
     def recording_sample_task(dataset, seed, num_classes, images_per_class, split="train"):
         task_splits.append(split)
         task = sample_task(dataset, seed, num_classes, images_per_class, split)
@@ -194,7 +200,8 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
         phase["transfer"] = True
         return transfer_after_run(*args, **kwargs)
 
-    monkeypatch.setattr(training, "make_batch", recording_make_batch)
+    monkeypatch.setattr(training, "make_batch", recording_make_batch)  # scoring's batches
+    monkeypatch.setattr(training, "PlannedBatches", RecordingBatches)
     monkeypatch.setattr(fitness, "sample_task", recording_sample_task)
     monkeypatch.setattr(transfer, "transfer_after_run", flagged_transfer_after_run)  # run.py imports it from here
     monkeypatch.setattr(transfer.pretrain, "pretrain_network",  # pre-training has its own test; keep this one fast

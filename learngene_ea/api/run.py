@@ -213,7 +213,7 @@ class RunOutputs:
             "checkpoint_bytes": self.checkpoint_bytes,
             "checkpoint_bytes_per_individual": self.checkpoint_bytes / max(1, len(state.population)),
             "failed_evaluations": len(state.errors),
-            "numerics": {key: getattr(self.cfg.runtime, key) for key in ("device", "deterministic", "tf32")},
+            "numerics": {key: getattr(self.cfg.runtime, key) for key in ("device", "deterministic", "tf32", "precision")},
         }
 
 

@@ -195,6 +195,10 @@ class RuntimeConfig:
     tf32: bool = _field(False, "let CUDA matrix products and cuDNN convolutions use TF32 (10-bit mantissa "
                                "inputs on tensor cores): faster on Ampere and later, results differ from "
                                "FP32 in the third digit (no effect on a CPU)")
+    precision: str = _field("fp32", "what networks train in: fp32, or bf16 (the forward pass under bf16 "
+                                    "autocast on CUDA or the CPU, loss and weights in fp32; accuracies within "
+                                    "0.01 of fp32's, 1.4-2x faster on a CPU with AVX-512 BF16, slower on one "
+                                    "without: docs/measurements.md)", choices=("fp32", "bf16"))
     keep_freed_memory: bool = _field(True, "keep freed host memory for reuse (glibc malloc) instead of page-"
                                           "faulting every step's tensors in again: 1.13-1.20x faster CPU "
                                           "training in `python -m bench --only host_memory`; a process "

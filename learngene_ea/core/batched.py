@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
+from .learngene import WEIGHT_KEYS, gene_tensors, host_arrays
 from .models import Backbone, ConvBN, memory_format
 
 
@@ -106,6 +108,18 @@ class StackedDescendants(nn.Module):
         """Features ``[B, P, F]``."""
         features = self.stack.forward_features(x)
         return features.view(features.shape[0], self.size, -1)
+
+    def gene_weights(self) -> list[dict]:
+        """Each descendant's gene layers' weights, as :func:`~learngene_ea.core.learngene.gene_weights` gives
+        them for one model, all copied to the host in one transfer."""
+        layers = self.models[0].spec.layers
+        arrays = host_arrays([t for layer in layers for t in gene_tensors(self.stack.get_submodule(layer.name))])
+        weights = [{} for _ in range(self.size)]
+        for k, layer in enumerate(layers):
+            for key, array in zip(WEIGHT_KEYS, arrays[5 * k:5 * k + 5]):
+                for own, part in zip(weights, np.split(array, self.size)):
+                    own.setdefault(layer.name, {})[key] = part
+        return weights
 
     def split(self) -> list[Backbone]:
         """Write every descendant's trained weights back into its own model; return the models."""

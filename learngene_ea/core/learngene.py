@@ -183,26 +183,47 @@ def load_learngene(path: str | os.PathLike) -> Learngene:
 # ------------------------------------------------------------------------ tensor side
 
 def extract_learngene(model: Backbone, masks: dict[str, np.ndarray], meta: dict | None = None) -> Learngene:
-    """Read the kept sub-kernels (and BatchNorm state) of ``model`` under ``masks``."""
-    spec = model.spec
-    weights = {}
+    """Read the kept sub-kernels (and BatchNorm state) of ``model`` under ``masks``: every gene layer
+    copied to the host in one transfer (:func:`gene_weights`)."""
+    return learngene_from_weights(model.spec, gene_weights(model), masks, meta)
+
+
+def gene_tensors(module) -> tuple[torch.Tensor, ...]:
+    """A gene layer's (or a stack's grouped gene layer's) tensors, in :data:`WEIGHT_KEYS` order."""
+    bn = module.bn
+    return module.conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var
+
+
+def host_arrays(tensors: list[torch.Tensor]) -> list[np.ndarray]:
+    """float32 numpy copies of ``tensors`` (same shapes), copied to the host in one transfer."""
     with torch.no_grad():
-        for layer in spec.layers:
-            module = model.gene_module(layer.name)
-            out_idx = torch.from_numpy(kept_indices(masks[layer.group]))
-            conv = module.conv.weight.detach().cpu()[out_idx]
-            if layer.in_group is not None:
-                conv = conv[:, torch.from_numpy(kept_indices(masks[layer.in_group]))]
-            bn = module.bn
-            weights[layer.name] = {
-                "conv": conv.numpy().astype(np.float32).copy(),
-                "bn_weight": bn.weight.detach().cpu()[out_idx].numpy().astype(np.float32).copy(),
-                "bn_bias": bn.bias.detach().cpu()[out_idx].numpy().astype(np.float32).copy(),
-                "bn_mean": bn.running_mean.detach().cpu()[out_idx].numpy().astype(np.float32).copy(),
-                "bn_var": bn.running_var.detach().cpu()[out_idx].numpy().astype(np.float32).copy(),
-            }
+        flat = torch.cat([t.detach().float().reshape(-1) for t in tensors]).cpu().numpy()
+    sizes = np.cumsum([t.numel() for t in tensors])[:-1]
+    return [part.reshape(t.shape) for part, t in zip(np.split(flat, sizes), tensors)]
+
+
+def gene_weights(model: Backbone) -> dict[str, dict[str, np.ndarray]]:
+    """Every gene layer's whole conv weight and BatchNorm state (:data:`WEIGHT_KEYS`), on the host."""
+    layers = model.spec.layers
+    arrays = host_arrays([t for layer in layers for t in gene_tensors(model.gene_module(layer.name))])
+    return {layer.name: dict(zip(WEIGHT_KEYS, arrays[5 * k:5 * k + 5])) for k, layer in enumerate(layers)}
+
+
+def learngene_from_weights(spec: ArchSpec, weights: dict[str, dict[str, np.ndarray]], masks: dict[str, np.ndarray],
+                           meta: dict | None = None) -> Learngene:
+    """The learngene under ``masks`` of a network of ``spec`` whose gene layers hold ``weights``
+    (:func:`gene_weights`): the kept sub-kernels and the kept channels' BatchNorm state."""
+    kept = {}
+    for layer in spec.layers:
+        w = weights[layer.name]
+        out_idx = kept_indices(masks[layer.group])
+        conv = w["conv"][out_idx]
+        if layer.in_group is not None:
+            conv = conv[:, kept_indices(masks[layer.in_group])]
+        kept[layer.name] = {"conv": np.ascontiguousarray(conv, dtype=np.float32),
+                            **{key: np.array(w[key][out_idx], dtype=np.float32) for key in WEIGHT_KEYS[1:]}}
     return Learngene(spec.family, spec.width, spec.in_channels,
-                     {g: np.asarray(m, dtype=bool).copy() for g, m in masks.items()}, weights, dict(meta or {}))
+                     {g: np.asarray(m, dtype=bool).copy() for g, m in masks.items()}, kept, dict(meta or {}))
 
 
 def match_layers(source: ArchSpec, target: ArchSpec) -> dict[str, GeneLayer]:
@@ -228,37 +249,51 @@ def inherit_learngene(model: Backbone, learngene: Learngene) -> dict[str, tuple[
 
     Channels keep their index; in a narrower descendant channels beyond its width are left out,
     in a wider or deeper one the extra channels and layers keep their fresh initialisation.
+    Everything written goes to the model's device in one host-to-device transfer (:func:`packed_copy`).
     Returns, per written layer, the (out, in) channel indices written (for tests and reports).
     """
-    source = learngene.spec
     target = model.spec
-    written = {}
+    written, arrays = {}, []
+    for name, src in match_layers(learngene.spec, target).items():
+        if src.name not in learngene.weights:
+            continue
+        dst = target.layer(name)
+        w = learngene.weights[src.name]
+        out_idx = kept_indices(learngene.masks[src.group])
+        out_sel = out_idx < dst.out_channels
+        in_idx = np.arange(src.in_channels) if src.in_group is None else kept_indices(learngene.masks[src.in_group])
+        in_sel = in_idx < dst.in_channels
+        if not out_sel.any() or not in_sel.any():
+            continue
+        written[name] = (out_idx[out_sel], in_idx[in_sel])
+        arrays += [out_idx[out_sel].astype(np.int64), in_idx[in_sel].astype(np.int64), w["conv"][out_sel][:, in_sel],
+                   *(w[key][out_sel] for key in WEIGHT_KEYS[1:])]
+    if not written:
+        return written
+    tensors = packed_copy(arrays, next(model.parameters()).device)
     with torch.no_grad():
-        for name, src in match_layers(source, target).items():
-            if src.name not in learngene.weights:
-                continue
-            dst = target.layer(name)
-            w = learngene.weights[src.name]
-            out_idx = kept_indices(learngene.masks[src.group])
-            out_sel = out_idx < dst.out_channels
-            if src.in_group is None:
-                in_idx = np.arange(src.in_channels)
-            else:
-                in_idx = kept_indices(learngene.masks[src.in_group])
-            in_sel = in_idx < dst.in_channels
-            if not out_sel.any() or not in_sel.any():
-                continue
+        for k, name in enumerate(written):
+            o, i, conv, *bn = tensors[7 * k:7 * k + 7]
             module = model.gene_module(name)
-            device = module.conv.weight.device
-            o = torch.from_numpy(out_idx[out_sel]).to(device)
-            i = torch.from_numpy(in_idx[in_sel]).to(device)
-            conv = torch.from_numpy(w["conv"][out_sel][:, in_sel]).to(device, module.conv.weight.dtype)
-            module.conv.weight[o.unsqueeze(1), i.unsqueeze(0)] = conv
-            for key, tensor in (("bn_weight", module.bn.weight), ("bn_bias", module.bn.bias),
-                                ("bn_mean", module.bn.running_mean), ("bn_var", module.bn.running_var)):
-                tensor[o] = torch.from_numpy(w[key][out_sel]).to(device, tensor.dtype)
-            written[name] = (out_idx[out_sel], in_idx[in_sel])
+            module.conv.weight[o.unsqueeze(1), i.unsqueeze(0)] = conv  # (cast to the weights' dtype)
+            for tensor, value in zip(gene_tensors(module)[1:], bn):
+                tensor[o] = value
     return written
+
+
+def packed_copy(arrays: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """``arrays`` (int64 or float32) as tensors on ``device``, copied in one transfer: their bytes are
+    packed into one buffer (each part 8-byte aligned), copied, and viewed back as each array."""
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    parts, starts, end = [], [], 0
+    for a in arrays:
+        raw = a.reshape(-1).view(np.uint8)
+        starts.append(end)
+        parts += [raw, np.zeros(-raw.size % 8, dtype=np.uint8)]
+        end += raw.size + (-raw.size % 8)
+    buffer = torch.from_numpy(np.concatenate(parts)).to(device)
+    dtypes = [torch.from_numpy(a[:0].reshape(-1)).dtype for a in arrays]
+    return [buffer[start:start + a.nbytes].view(dtype).view(a.shape) for a, start, dtype in zip(arrays, starts, dtypes)]
 
 
 def channel_importance(learngene: Learngene, criterion: str = "l1") -> dict[str, np.ndarray]:

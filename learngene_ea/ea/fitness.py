@@ -8,7 +8,6 @@ only ever see copies.
 """
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -16,16 +15,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data import load_dataset
-from .gene_pool import pool_for
+from ..core.batched import StackedDescendants
 from ..core.individual import individual_spec, masks_of
-from ..core.learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction
+from ..core.learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction, learngene_from_weights
 from ..core.models import build_model
+from ..data import load_dataset
+from ..fewshot.batches import TaskBatches
 from ..fewshot.sampling import mix_seed, sample_episodes, sample_task
-from ..fewshot.training import (DivergedError, finetune_head_accuracies, learngene_channels_only, mean_and_ci95,
-                       prototype_accuracies, train_stacked, TrainSettings)
+from ..fewshot.stacked_scoring import stacked_prototype_accuracies
+from ..fewshot.training import (DivergedError, TrainSettings, finetune_head_accuracies, learngene_channels_only,
+                                mean_and_ci95, prototype_accuracies, stacked_layout, train_network, train_stacked)
 from ..parallel.process import configure_process
 from ..parallel.scoop_engine import worker_device
+from .gene_pool import pool_for
 
 WORST_ACCURACY = 0.0
 
@@ -112,7 +114,7 @@ class LearningCurve:
         self.accuracies: dict[int, np.ndarray] = {}  # steps done -> accuracy per episode
 
     def watch(self, model):
-        """The ``observe`` callback of :func:`~learngene_ea.training.train_stacked` for ``model``."""
+        """The ``observe`` callback of :func:`~learngene_ea.fewshot.training.train_stacked` for ``model``."""
         def observe(steps_done: int) -> None:
             if steps_done in self.points:
                 self.accuracies[steps_done] = episode_accuracies(model, self.cfg, self.dataset, self.device,
@@ -254,12 +256,58 @@ def _finish(individual, trained: tuple, config, where: tuple, attempts=1, curve=
     return Evaluation((accuracy, learngene_fraction(individual_spec(individual), masks)), learngene, info)
 
 
+def score_stacked(stack: StackedDescendants, cfg, dataset, device, masks: list) -> list[tuple[float, float]] | None:
+    """:func:`score_descendant` of every descendant of ``stack`` (with its ``masks``) in one stacked pass
+    on the run's validation episodes; None for ``fitness.classifier: finetune`` (scored one by one)."""
+    if cfg.fitness.classifier == "finetune":
+        return None
+    episodes = validation_episodes(cfg, dataset)
+
+    def accuracies():  # [P, episodes]
+        return stacked_prototype_accuracies(stack, dataset, episodes, cfg.fitness.metric, device)
+
+    if cfg.fitness.score == "descendant":
+        return [mean_and_ci95(row) for row in accuracies()]
+    together = {group: np.concatenate([m[group] for m in masks]) for group in masks[0]}
+    with learngene_channels_only(stack.stack, together):
+        inherited = accuracies()
+    chosen = inherited if cfg.fitness.score == "learngene" else (accuracies() + inherited) / 2
+    return [mean_and_ci95(row) for row in chosen]
+
+
+def _train_and_score_stacked(individuals, inflated, config, where: tuple) -> list[Evaluation]:
+    """Train the inflated descendants as one stack, score them together and extract their learngenes
+    from one copy of the stack's weights (the models themselves are left untrained).
+
+    ``inflated``: :func:`inflate_descendant`'s ``(model, task, seed)`` of each individual; ``where``:
+    ``(dataset, device, start time)`` of the evaluation.
+    """
+    dataset, device, start = where
+    stack = StackedDescendants([model for model, _, _ in inflated], stacked_layout(device))
+    streams = [TaskBatches(task, config.task.batch_size, seed) for _, task, seed in inflated]
+    losses = train_network(stack, dataset, streams, TrainSettings.of_task(config), device)
+    masks = [masks_of(ind) for ind in individuals]
+    scores = score_stacked(stack, config, dataset, device, masks)
+    if scores is None:
+        scores = [score_descendant(m, config, dataset, device, masks=mk) for m, mk in zip(stack.split(), masks)]
+    evaluations = []
+    for ind, own_masks, loss, (accuracy, ci95), weights in zip(individuals, masks, losses, scores, stack.gene_weights()):
+        keep = config.fitness.inheritance == "lamarckian" or ind.learngene is None
+        learngene = learngene_from_weights(stack.models[0].spec, weights, own_masks, {"id": ind.id}) if keep else None
+        info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": 1, "stacked": stack.size,
+                "seconds": time.perf_counter() - start, "device": str(device)}
+        evaluations.append(Evaluation((accuracy, learngene_fraction(individual_spec(ind), own_masks)), learngene, info))
+    return evaluations
+
+
 def evaluate_chunk(individuals, config) -> list[Evaluation]:
-    """Evaluate several individuals at once, training their descendants as one grouped network.
+    """Evaluate several individuals at once: their descendants trained, scored and read as one grouped
+    network (each step, the scoring and the extraction are one pass for all of them).
 
     Gives the same results as :func:`evaluate` on each (up to float summation order). Falls
     back to one-by-one evaluation when the descendants differ in shape, when the chunk has a
-    single individual, when fitness measures learning curves (``fitness.speed_points``), or when the batched training fails (each then gets its own retries).
+    single individual, when fitness measures learning curves (``fitness.speed_points``), or when the
+    batched training fails (each then gets its own retries).
     """
     individuals = list(individuals)
     # a learning curve is measured on one network (scores between steps): one by one
@@ -274,13 +322,6 @@ def evaluate_chunk(individuals, config) -> list[Evaluation]:
                     for ind in individuals]
         if len({len(task.indices) for _, task, _ in inflated}) > 1:  # unequal tasks cannot share steps
             return [evaluate(ind, config) for ind in individuals]
-        models = [model for model, _, _ in inflated]
-        losses = train_stacked(models, dataset, [task for _, task, _ in inflated], TrainSettings.of_task(config),
-                               [seed for _, _, seed in inflated], device)
-        evaluations = [_finish(ind, trained, config, (dataset, device, start))
-                       for ind, trained in zip(individuals, zip(models, losses))]
-        for evaluation in evaluations:
-            evaluation.info["stacked"] = len(models)  # trained as one network of this many descendants
-        return evaluations
+        return _train_and_score_stacked(individuals, inflated, config, (dataset, device, start))
     except Exception:  # one bad descendant spoils the batch: evaluate each on its own
         return [evaluate(ind, config) for ind in individuals]

@@ -1,154 +1,29 @@
 """Training and scoring descendants: the tensor work inside fitness and transfer.
 
-Batches are built by indexing the dataset's uint8 tensor (already on the training device),
-then normalised and augmented in torch. The training loop never synchronises with the host
-per step: each block of steps' random draws (image order, crops, flips) is made on the CPU and
-copied to the device in one transfer (:meth:`TaskBatches.plan`), and losses stay on the device
-until they are checked once at the end.
+The training loop never synchronises with the host per step: each block of steps' random draws is
+copied to the device in one transfer (:mod:`~learngene_ea.fewshot.batches`), and losses stay on the
+device until they are checked once at the end. A step is the same operations for one descendant or P
+stacked ones (:class:`PopulationTrainer`): one gather builds every descendant's batch, one forward
+and backward pass and one foreach SGD update train them all.
 """
 from __future__ import annotations
 
 import contextlib
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..data.base import FewShotDataset
+from ..core.batched import StackedDescendants
 from ..core.models import memory_format
+from ..data.base import FewShotDataset
+from .batches import PLAN_BLOCK, PlannedBatches, TaskBatches, images_on, make_batch, normalisation
 from .sampling import Episode, Task, mean_and_ci95, prototype_predict
-
-# id(dataset) -> (weak reference to it, {device: its images there}). The weak reference's callback
-# drops the entry when the dataset goes away, so a later dataset that gets the same id never sees
-# another's images, and the device memory is freed with the dataset.
-_DEVICE_IMAGES: dict = {}
-
-# Steps whose draws are copied to the device at once: one host-device transfer (and sync) per
-# block, and a bounded amount of device memory however long the training.
-PLAN_BLOCK = 128
-
-
-def resolve_device(name: str = "auto", worker_index: int = 0) -> torch.device:
-    """``auto``: ``cuda:{worker_index % device_count}`` when GPUs exist, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device(f"cuda:{worker_index % torch.cuda.device_count()}")
-        return torch.device("cpu")
-    return canonical_device(name)
-
-
-def canonical_device(device) -> torch.device:
-    """``device`` with its index filled in: ``cuda`` is the current CUDA device (``cuda:0`` unless
-    set otherwise), so that ``cuda`` and ``cuda:0`` name one device (and one cached copy)."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def images_on(dataset: FewShotDataset, device: torch.device) -> torch.Tensor:
-    """The dataset's uint8 images on ``device``: copied once per dataset and device, the copy freed
-    with the dataset (on a CPU, the dataset's own tensor)."""
-    device = canonical_device(device)
-    if device.type == "cpu":
-        return dataset.images
-    entry = _DEVICE_IMAGES.get(id(dataset))
-    if entry is None or entry[0]() is not dataset:
-        key = id(dataset)
-        entry = (weakref.ref(dataset, lambda _, key=key: _DEVICE_IMAGES.pop(key, None)), {})
-        _DEVICE_IMAGES[key] = entry
-    copies = entry[1]
-    source, copy = copies.get(device, (None, None))
-    if source is not dataset.images:  # first use here, or the dataset's images were replaced
-        source, copy = dataset.images, dataset.images.to(device)
-        copies[device] = (source, copy)
-    return copy
-
-
-def draw_crops(n: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Random augmentation of ``n`` images, drawn on the CPU: a long tensor ``[3, n]`` of crop
-    offsets ``dy``, ``dx`` (0-8 into the 4-pixel-padded image) and horizontal flips (0/1)."""
-    dy = torch.randint(0, 9, (n,), generator=generator)
-    dx = torch.randint(0, 9, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5
-    return torch.stack([dy, dx, flip.long()])
-
-
-def make_batch(images: torch.Tensor, indices: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-               crops: torch.Tensor | None = None) -> torch.Tensor:
-    """Float batch from uint8 ``images[indices]``, normalised; with ``crops`` (:func:`draw_crops`,
-    on the images' device) each image is cropped from its 4-pixel reflect padding and flipped.
-
-    In the process's memory format (:func:`~learngene_ea.core.models.use_channels_last`).
-    """
-    batch = images.index_select(0, indices).float().div_(255.0)
-    if crops is not None:
-        n, _, h, w = batch.shape
-        dy, dx, flip = crops
-        padded = nn.functional.pad(batch, (4, 4, 4, 4), mode="reflect")
-        rows = (dy.view(n, 1) + torch.arange(h, device=batch.device).view(1, h))  # [n, h]
-        cols = (dx.view(n, 1) + torch.arange(w, device=batch.device).view(1, w))  # [n, w]
-        batch = padded[torch.arange(n, device=batch.device).view(n, 1, 1, 1),
-                       torch.arange(batch.shape[1], device=batch.device).view(1, -1, 1, 1),
-                       rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
-        batch = torch.where(flip.bool().view(n, 1, 1, 1), batch.flip(3), batch)
-    return ((batch - mean) / std).contiguous(memory_format=memory_format())
-
-
-def normalisation(dataset: FewShotDataset, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The dataset's per-channel mean and std on ``device``, shaped to broadcast over a batch."""
-    mean = torch.tensor(dataset.mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(dataset.std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
-    return mean, std
 
 
 class DivergedError(RuntimeError):
     """Training produced a NaN or infinite loss."""
-
-
-class TaskBatches:
-    """Endless mini-batches over one task's images: reshuffled every epoch, full batches only.
-
-    All randomness (order, crops, flips) comes from one generator seeded with ``seed``, in a
-    fixed order of draws, so a descendant sees the same batches whether it trains alone or
-    stacked with others (:func:`train_stacked`), and whatever the block size of :meth:`plan`.
-    """
-
-    def __init__(self, task: Task, batch_size: int, seed: int):
-        self.generator = torch.Generator().manual_seed(seed)
-        self.indices = torch.as_tensor(task.indices, dtype=torch.long)
-        self.labels = torch.as_tensor(task.labels, dtype=torch.long)
-        self.batch_size = min(batch_size, len(self.indices))
-        self.order = torch.randperm(len(self.indices), generator=self.generator)
-        self.cursor = 0
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image indices and labels of the next batch."""
-        if self.cursor + self.batch_size > len(self.indices):  # next epoch over the task
-            self.order, self.cursor = torch.randperm(len(self.indices), generator=self.generator), 0
-        pick = self.order[self.cursor:self.cursor + self.batch_size]
-        self.cursor += self.batch_size
-        return self.indices[pick], self.labels[pick]
-
-    def plan(self, steps: int, augment: bool) -> torch.Tensor:
-        """The next ``steps`` batches as one long tensor ``[steps, 5, batch]``: image indices,
-        labels, then (with ``augment``, else zeros) the crops of :func:`draw_crops`."""
-        rows = []
-        for _ in range(steps):
-            indices, labels = self.next()
-            if augment:
-                crops = draw_crops(len(indices), self.generator)
-            else:
-                crops = torch.zeros(3, len(indices), dtype=torch.long)
-            rows.append(torch.cat([indices.view(1, -1), labels.view(1, -1), crops]))
-        return torch.stack(rows)
-
-
-def _optimizer(params, lr, weight_decay, steps):
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
 @dataclass(frozen=True)
@@ -167,6 +42,64 @@ class TrainSettings:
         """The recipe's ``task`` section (and ``data.augment``); ``steps``/``augment`` replace its own."""
         return cls(cfg.task.steps if steps is None else steps, cfg.task.batch_size, cfg.task.lr,
                    cfg.task.weight_decay, cfg.data.augment if augment is None else augment)
+
+
+_PRECISION = ["fp32"]
+
+
+def use_precision(name: str) -> None:
+    """Train in ``name`` (``fp32`` or ``bf16``, ``runtime.precision``) in this process from now on."""
+    _PRECISION[0] = name
+
+
+def autocast(device: torch.device):
+    """bf16 autocast of the forward pass (CUDA or CPU) when this process trains in bf16, else nothing."""
+    if _PRECISION[0] == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class PopulationTrainer:
+    """SGD steps of one descendant or of P stacked ones: each step is the same operations for any P
+    (one gather builds all P batches, one forward and backward pass, one optimiser update)."""
+
+    def __init__(self, network: nn.Module, dataset: FewShotDataset, device: torch.device, settings: TrainSettings):
+        self.network, self.device, self.augment = network, torch.device(device), settings.augment
+        self.stacked = isinstance(network, StackedDescendants)
+        self.layout = network.layout if self.stacked else memory_format()
+        self.images = images_on(dataset, self.device)
+        self.mean, self.std = (v.view(-1, 1, 1) for v in normalisation(dataset, self.device))
+        self.optimizer, self.schedule = _optimizer(network.parameters(), settings.lr, settings.weight_decay,
+                                                   settings.steps)
+
+    def plan(self, streams: list[TaskBatches], steps: int) -> PlannedBatches:
+        """The next ``steps`` batches of every stream, copied to the device in one transfer."""
+        draws = torch.stack([stream.plan(steps, self.augment) for stream in streams], dim=1)  # [S, P, 5, B]
+        return PlannedBatches(draws.to(self.device), self.images.shape[1:], self.augment, self.layout)
+
+    def step(self, block: PlannedBatches, t: int) -> torch.Tensor:
+        """One SGD step on ``block``'s batch ``t``; returns each descendant's loss ``[P]`` (on the device)."""
+        x, labels = block.batch(self.images, t, self.mean, self.std), block.labels[t]  # labels [P, B]
+        with autocast(self.device):
+            logits = self.network(x)
+        if _PRECISION[0] != "fp32":
+            logits = logits.float()
+        if self.stacked:  # logits [B, P, K]
+            per_model = nn.functional.cross_entropy(logits.permute(0, 2, 1), labels.T, reduction="none").mean(0)
+        else:
+            per_model = nn.functional.cross_entropy(logits, labels[0]).unsqueeze(0)
+        self.optimizer.zero_grad(set_to_none=True)
+        per_model.sum().backward()  # parameters are disjoint: each descendant gets its own gradient
+        self.optimizer.step()
+        self.schedule.step()
+        return per_model.detach()
+
+
+def _optimizer(params, lr, weight_decay, steps):
+    # foreach: one operation per update for all parameters (the default on a GPU; on a CPU the same
+    # arithmetic, element for element, as the per-parameter loop)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True, foreach=True)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
 def train_on_task(model: nn.Module, dataset: FewShotDataset, task: Task, settings: TrainSettings, seed: int = 0,
@@ -196,42 +129,33 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
     """
     if observe is not None and len(models) != 1:
         raise ValueError("observe watches one model's training; stacked models are observed after splitting")
-    steps, batch_size, augment = settings.steps, settings.batch_size, settings.augment
-    device = torch.device(device)
-    images = images_on(dataset, device)
-    mean, std = normalisation(dataset, device)
-    streams = [TaskBatches(task, batch_size, seed) for task, seed in zip(tasks, seeds)]
+    streams = [TaskBatches(task, settings.batch_size, seed) for task, seed in zip(tasks, seeds)]
     if len(models) == 1:
-        network, stacked = models[0], None
-    else:
-        from ..core.batched import StackedDescendants
+        return train_network(models[0], dataset, streams, settings, device, observe)
+    stacked = StackedDescendants(models, stacked_layout(device))
+    losses = train_network(stacked, dataset, streams, settings, device)
+    stacked.split()
+    return losses
 
-        network = stacked = StackedDescendants(models, stacked_layout(device))
-    optimizer, schedule = _optimizer(network.parameters(), settings.lr, settings.weight_decay, steps)
-    losses = torch.zeros(steps, len(models), device=device)
+
+def train_network(network: nn.Module, dataset: FewShotDataset, streams: list[TaskBatches], settings: TrainSettings,
+                  device: torch.device | str = "cpu", observe=None) -> list[float]:
+    """Train ``network``: one descendant (one stream) or a stack of P (P streams, descendant ``p``
+    learning from ``streams[p]``); each block of steps' draws goes to the device in one transfer.
+    Returns each descendant's final mean loss; raises :class:`DivergedError` if any is not finite.
+    ``observe(steps_done)`` is called after every step (the network back in training mode after it).
+    """
+    device, steps = torch.device(device), settings.steps
+    trainer = PopulationTrainer(network, dataset, device, settings)
+    losses = torch.zeros(steps, len(streams), device=device)
     network.train()
     for step in range(steps):
         if step % PLAN_BLOCK == 0:
-            plans = [stream.plan(min(PLAN_BLOCK, steps - step), augment).to(device) for stream in streams]
-        draws = [plan[step % PLAN_BLOCK] for plan in plans]  # [5, batch] each, on the device
-        xs = [make_batch(images, d[0], mean, std, d[2:] if augment else None) for d in draws]
-        ys = [d[1] for d in draws]
-        if stacked is None:
-            per_model = nn.functional.cross_entropy(network(xs[0]), ys[0]).unsqueeze(0)
-        else:
-            logits = network(torch.cat(xs, dim=1).contiguous(memory_format=stacked.layout))  # [B, P, K]
-            target = torch.stack(ys, dim=1)  # [B, P]
-            per_model = nn.functional.cross_entropy(logits.permute(0, 2, 1), target, reduction="none").mean(0)
-        optimizer.zero_grad(set_to_none=True)
-        per_model.sum().backward()  # parameters are disjoint: each model gets its own gradient
-        optimizer.step()
-        schedule.step()
-        losses[step] = per_model.detach()
+            block = trainer.plan(streams, min(PLAN_BLOCK, steps - step))
+        losses[step] = trainer.step(block, step % PLAN_BLOCK)
         if observe is not None:
             observe(step + 1)
             network.train()
-    if stacked is not None:
-        stacked.split()
     if not torch.isfinite(losses).all():
         raise DivergedError("training loss became NaN or infinite")
     tail = losses[-max(1, steps // 10):].mean(0)

@@ -1,4 +1,4 @@
-"""The one place that sets up a process: its torch threads, memory format, malloc and GPU numerics.
+"""The one place that sets up a process: its torch threads, memory format, precision, malloc and GPU numerics.
 
 Every evaluating process (SCOOP workers, Ray tasks, one-process runs) calls :func:`configure_process`
 before its first evaluation; the transfer evaluation calls :func:`configure_memory` and sets its
@@ -14,6 +14,7 @@ import os
 import torch
 
 from ..core.models import use_channels_last
+from ..fewshot.training import use_precision
 from .scoop_engine import worker_count
 
 __all__ = ["available_cores", "default_threads", "set_threads", "threads_set_to", "configure_threads",
@@ -106,8 +107,10 @@ def configure_process(runtime) -> None:
 
 
 def configure_memory(runtime) -> None:
-    """This process's memory format, its malloc and its GPU numerics, from ``runtime`` (threads left alone)."""
+    """This process's memory format, its training precision, its malloc and its GPU numerics, from ``runtime``
+    (threads left alone)."""
     use_channels_last(runtime.channels_last)
+    use_precision(runtime.precision)
     if runtime.keep_freed_memory:
         keep_freed_memory()
     configure_numerics(runtime)

@@ -110,7 +110,7 @@ def evaluating_on(device: str):
 def worker_device(device: str = "auto"):
     """This process's torch device: ``cuda:{worker index % GPUs}`` under SCOOP, else ``cuda:0`` or CPU;
     inside :func:`evaluating_on` (a Ray task) the device the engine reserved, unless ``device`` is ``cpu``."""
-    from ..fewshot.training import resolve_device
+    from ..fewshot.batches import resolve_device
 
     if _ENGINE_DEVICE and device != "cpu":
         return resolve_device(_ENGINE_DEVICE[-1])

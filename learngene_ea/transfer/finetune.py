@@ -16,7 +16,8 @@ from torch import nn
 from ..data.base import FewShotDataset
 from ..core.models import Backbone, build_model
 from ..fewshot.sampling import Episode, mean_and_ci95
-from ..fewshot.training import draw_crops, images_on, make_batch, normalisation, prototype_accuracies
+from ..fewshot.batches import draw_crops, images_on, make_batch, normalisation
+from ..fewshot.training import prototype_accuracies
 from .baselines import Method
 from .episodes import Setting, episode_digest, episode_finetune_seed, episode_init_seed
 

@@ -20,7 +20,7 @@ from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..core.learngene import Learngene, load_learngene
 from ..reports.files import plural
-from ..fewshot.training import resolve_device
+from ..fewshot.batches import resolve_device
 from ..parallel.engines import backend_of, parallel_map, process_count
 from ..parallel.process import available_cores, configure_memory, default_threads, set_threads
 from .baselines import baseline_methods

@@ -67,6 +67,8 @@ def pretrain_key(cfg: Config, family: str, width: float, in_channels: int, steps
         "data": data, "trained_on": trained_on,
         "steps": int(steps), "lr": cfg.task.lr, "batch_size": cfg.task.batch_size,
         "weight_decay": cfg.task.weight_decay, "augment": data["augment"], "seed": cfg.transfer.seed,
+        # bf16 training changes the weights beyond float noise (fp32 keys stay as they were)
+        **({"precision": cfg.runtime.precision} if cfg.runtime.precision != "fp32" else {}),
     }
 
 
