@@ -177,7 +177,7 @@ def test_a_resumed_pool_run_equals_the_uninterrupted_one_bit_for_bit(pool_run, t
     assert all(np.array_equal(sa[g], sb[g]) for g in sa) and ha == hb
 
 
-def test_the_warm_start_trains_the_pool_first_and_counts_its_images(tmp_path):
+def test_the_warm_start_trains_the_pool_first_and_counts_its_images(tmp_path, capsys):
     cfg = load_config(None, tiny_overrides(**POOL, **{"pool.warm_start_fraction": 0.5}))
     planned = gene_pool.planned_evaluations(cfg) * cfg.task.steps * cfg.task.batch_size
     assert gene_pool.planned_evaluations(cfg) == 4 + 2 * 3
@@ -188,6 +188,8 @@ def test_the_warm_start_trains_the_pool_first_and_counts_its_images(tmp_path):
     assert not np.array_equal(warm.learngene.weights["blocks.0"]["conv"], cold.learngene.weights["blocks.0"]["conv"])
     run_dir = tmp_path / "run"
     assert run_cli.main(_args(run_dir, **{"pool.warm_start_fraction": 0.5})) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("gene pool: warm start")]
+    assert len(said) == 2 and f"({planned // 2:,} images" in said[0] and "final loss" in said[1]
     meta = torch.load(run_dir / "learngene.pt", weights_only=True)["meta"]
     evals = sum(r["evals"] for r in _logbook(run_dir))
     assert meta["training_images"] == evals * cfg.task.steps * cfg.task.batch_size + planned // 2

@@ -276,16 +276,24 @@ def should_stop(state: EvolutionState, cfg: Config) -> bool:
     return state.best_at_target is not None and state.stale_generations >= cfg.ea.patience
 
 
-def lend_pool(state: EvolutionState, cfg: Config, generation: int) -> str | None:
+def lend_pool(state: EvolutionState, cfg: Config, generation: int, log=print) -> str | None:
     """With the gene pool: publish it once, and point every individual to be evaluated at it.
 
     Those individuals travel without their own learngene (the pool replaces it); the key is
-    all they carry. Generation 0 first makes the pool (a warm start trains here).
+    all they carry. Generation 0 first makes the pool (a warm start trains here, said in ``log``).
     """
     if cfg.fitness.inheritance != "pool":
         return None
     if state.pool is None:
+        images = gene_pool.warm_start_images(cfg)
+        if images:
+            log(f"gene pool: warm start, one network on every training class for {images // cfg.task.batch_size:,} "
+                f"steps ({images:,} images, counted in the equal-compute budget)")
+        start = time.perf_counter()
         state.pool = gene_pool.initial_pool(cfg, worker_device(cfg.runtime.device))
+        if images:
+            log(f"gene pool: warm start done, final loss {state.pool.warm_start['final_loss']:.3f}, "
+                f"{time.perf_counter() - start:.0f}s")
     key = gene_pool.publish(state.pool, cfg.runtime)
     for ind in state.population:
         if not ind.fitness.valid:
@@ -319,7 +327,7 @@ def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generat
         start = time.perf_counter()
         if generation > 0:
             state.population = next_generation(state.population, toolbox, cfg, state, generation)
-        pool_key = lend_pool(state, cfg, generation)
+        pool_key = lend_pool(state, cfg, generation, log)
         evaluated, errors = evaluate_population(state.population, toolbox, generation, progress)
         if pool_key is not None:
             absorb_generation(state, cfg, generation, evaluated, pool_key)
