@@ -16,7 +16,7 @@ import re
 
 from .atomic import atomic_write_bytes
 from ..errors import UserError
-from .paths import file_problem
+from .paths import read_bytes
 from .safe_pickle import NUMPY_ARRAY_GLOBALS, AllowListUnpickler
 
 MAGIC = b"LGEA-CKPT-1\n"
@@ -125,14 +125,7 @@ def save_checkpoint(payload: dict, path: str | os.PathLike) -> int:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read and verify one checkpoint file."""
     path = os.fspath(path)
-    problem = file_problem(path)
-    if problem:
-        raise CheckpointError(f"checkpoint {path!r} {problem}; pass a run directory or a checkpoint .pkl file.")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise CheckpointError(f"checkpoint {path!r} cannot be read ({err.strerror}).") from err
+    data = read_bytes(path, "checkpoint", "pass a run directory or a checkpoint .pkl file", CheckpointError)
     return loads_checkpoint(data, f"checkpoint {path!r}")
 
 

@@ -64,18 +64,24 @@ def decode_utf8(data: bytes, what: str) -> str:
                         "save it as UTF-8.") from None
 
 
+def read_bytes(path: str | os.PathLike, what: str, fix: str = "", error: type = UserError) -> bytes:
+    """A regular file's bytes; ``error("<what> <path> <problem>[; fix].")`` when it is not one or
+    cannot be read (a fifo, a link loop, a folder: :func:`file_problem`)."""
+    path = os.fspath(path)
+    problem = file_problem(path)
+    if problem:
+        raise error(f"{what} {path!r} {problem}{'; ' + fix if fix else ''}.")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise error(f"{what} {path!r} cannot be read ({err.strerror}).") from err
+
+
 def read_text(path: str | os.PathLike, what: str) -> str:
     """A regular file's text, UTF-8; :class:`UserError` ``"<what> <problem>"`` when it cannot be read.
 
     For files a tool reads without a fix of their own to suggest (a split list, a run's JSON).
     """
     path = os.fspath(path)
-    problem = file_problem(path)
-    if problem:
-        raise UserError(f"{what} {path!r} {problem}.")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise UserError(f"{what} {path!r} cannot be read ({err.strerror}).") from err
-    return decode_utf8(data, f"{what} {path!r}")
+    return decode_utf8(read_bytes(path, what), f"{what} {path!r}")
