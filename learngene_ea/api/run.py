@@ -23,6 +23,7 @@ from ..ea.evolve import EvolutionState, build_toolbox, evolve, new_state, produc
 from ..ea.fitness import rescore
 from ..ea.state import checkpoint_payload, compatibility_problems, read_checkpoint, state_from_checkpoint
 from ..errors import UserError
+from ..transfer.descendants import arch_label
 from ..io.checkpoint import CheckpointError, save_checkpoint
 from ..parallel.engines import start_engine
 from ..reports.files import plot_evolution, write_json, write_logbook
@@ -280,7 +281,7 @@ def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState
         require_tensorboard()
     make_run_dir(run_dir)
     board = TensorBoardLog(run_dir) if cfg.runtime.tensorboard else None
-    log(f"run directory: {run_dir} | {recipe}: {cfg.model.family} x{cfg.model.width} on "
+    log(f"run directory: {run_dir} | {recipe}: {arch_label(cfg.model.network, cfg.model.width)} on "
         f"{dataset_label(cfg.data)} | population {cfg.ea.population_size}, generations "
         f"{cfg.ea.generations} | {workers}")
     caps = silent_caps(cfg)

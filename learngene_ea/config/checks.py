@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from .loading import ConfigError
+from ..core.traced import arch_label
 from ..data import FewShotDataset, load_dataset
 
 
@@ -44,7 +45,7 @@ def smallest_fraction(cfg, min_channels: int | None = None) -> float:
     from ..core.models import arch_spec
 
     floor = cfg.ea.min_channels if min_channels is None else min_channels
-    spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
+    spec = arch_spec(cfg.model.network, cfg.model.width, cfg.data.channels)
     return learngene_fraction(spec, {g: np.arange(size) < floor for g, size in spec.groups})
 
 
@@ -58,14 +59,14 @@ def check_target_reachable(cfg) -> None:
         return
     from ..core.models import arch_spec
 
-    sizes = sorted({size for _, size in arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels).groups})
+    sizes = sorted({size for _, size in arch_spec(cfg.model.network, cfg.model.width, cfg.data.channels).groups})
     groups = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
     fits = [m for m in range(min(floor, sizes[-1]) - 1, 0, -1) if smallest_fraction(cfg, m) <= target][:1]
     fixes = [f"lower ea.min_channels to {fits[0]}"] if fits else []
     if smallest < 1.0:
         fixes.append(f"raise ea.target_fraction to {math.ceil(smallest * 1000) / 1000:.3f}")
     raise ConfigError(f"'ea.target_fraction' ({target:g}) cannot be reached: with 'ea.min_channels' {floor} the "
-                      f"smallest learngene of {cfg.model.family} x{cfg.model.width:g} (mask groups of {groups} "
+                      f"smallest learngene of {arch_label(cfg.model.network, cfg.model.width)} (mask groups of {groups} "
                       f"channels) has fraction {smallest:.3f}; {' or '.join(fixes) or 'lower ea.min_channels'}.")
 
 

@@ -24,6 +24,7 @@ from .schema import (DATASETS, MODEL_FAMILIES, Config, ConfigError, DataConfig, 
                             RuntimeConfig,
                             TaskConfig, TransferConfig)
 from ..data import DATASETS as DATASET_KINDS
+from ..core.traced import allow_module, is_traced
 from ..errors import UserError
 from ..io.paths import decode_utf8, file_problem
 
@@ -140,8 +141,28 @@ def _build(cls, values: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
+def _check_model(model) -> None:
+    """``model.family``/``module``/``kwargs``/``width`` name one network; a recipe's module may be imported."""
+    if model.module:
+        split_function_name(model.module, "model.module")
+        allow_module(model.module)
+    elif not is_traced(model.family) and model.family not in MODEL_FAMILIES:
+        close = difflib.get_close_matches(model.family, list(MODEL_FAMILIES), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"'model.family' is {model.family!r}{hint}; it must be one of: {', '.join(MODEL_FAMILIES)}, "
+                          "or torchvision:NAME (e.g. torchvision:resnet18), or set model.module.")
+    traced = model.module or is_traced(model.family)
+    if traced and model.width != 1.0:
+        raise ConfigError(f"'model.width' scales our families only; {model.network} takes its own width "
+                          "argument in model.kwargs (e.g. width_mult for MobileNetV2).")
+    if model.kwargs and not traced:
+        raise ConfigError(f"'model.kwargs' go to a torchvision network's or model.module's builder; {model.family} "
+                          "takes model.width.")
+
+
 def _validate_whole(cfg: Config) -> Config:
     """Checks that involve more than one key."""
+    _check_model(cfg.model)
     if cfg.ea.tournsize > cfg.ea.population_size:
         raise ConfigError(f"'ea.tournsize' ({cfg.ea.tournsize}) must not exceed "
                           f"'ea.population_size' ({cfg.ea.population_size}).")

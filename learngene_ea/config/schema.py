@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.models import FAMILIES
+from ..core.traced import is_traced, network_name
 from ..data import DATASETS as DATASET_KINDS
 from ..errors import UserError
 
@@ -31,8 +32,19 @@ def _field(default, doc: str, **checks):
 
 @dataclass
 class ModelConfig:
-    family: str = _field("conv4", "backbone family", choices=MODEL_FAMILIES)
-    width: float = _field(1.0, "width multiplier of every gene layer", gt=0.0, max=16.0)
+    family: str = _field("conv4", "backbone family: one of ours, or torchvision:NAME (any torchvision classifier)")
+    width: float = _field(1.0, "width multiplier of every gene layer (our families)", gt=0.0, max=16.0)
+    kwargs: dict = _field({}, "keyword arguments of a torchvision network's or model.module's builder")
+    module: str | None = _field(None, "your own network: 'package.module:factory' returning an nn.Module "
+                                      "(imported from this recipe only; overrides family)")
+
+    @property
+    def network(self) -> str:
+        """The architecture's one name (what learngenes and checkpoints record): ``family`` for ours,
+        else the traced network with its keyword arguments (:func:`~learngene_ea.core.traced.network_name`)."""
+        if self.module:
+            return network_name("module:" + self.module, self.kwargs)
+        return network_name(self.family, self.kwargs) if is_traced(self.family) else self.family
 
 
 @dataclass

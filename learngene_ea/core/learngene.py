@@ -22,7 +22,9 @@ import torch
 
 from ..errors import UserError
 from ..io.paths import file_problem
+from .backbone import input_mask, spec_from_state, spec_to_state
 from .models import ArchSpec, Backbone, GeneLayer, arch_spec
+from .traced import is_traced
 
 FORMAT = "learngene-ea/learngene-v1"
 WEIGHT_KEYS = ("conv", "bn_weight", "bn_bias", "bn_mean", "bn_var")
@@ -42,7 +44,8 @@ def learngene_size(spec: ArchSpec, masks: dict[str, np.ndarray]) -> int:
     total = 0
     for layer in spec.layers:
         kept_out = int(masks[layer.group].sum())
-        kept_in = layer.in_channels if layer.in_group is None else int(masks[layer.in_group].sum())
+        reads = input_mask(layer, masks)
+        kept_in = layer.in_channels if reads is None else int(reads.sum())
         total += layer.num_params(kept_out, kept_in)
     return total
 
@@ -71,6 +74,8 @@ class Learngene:
         weights: gene layer name -> {"conv", "bn_weight", "bn_bias", "bn_mean", "bn_var"}
             numpy float32 arrays over the kept channels only.
         meta: plain data: lineage (id, parents, generation born), fitness, dataset, ...
+        network: a traced network's :class:`ArchSpec` as it was traced (recorded in the file, so a
+            learngene of a user's network is read without importing its code); ``None`` for ours.
     """
 
     family: str
@@ -79,9 +84,12 @@ class Learngene:
     masks: dict[str, np.ndarray]
     weights: dict[str, dict[str, np.ndarray]]
     meta: dict = field(default_factory=dict)
+    network: ArchSpec | None = field(default=None, repr=False)
 
     @property
     def spec(self) -> ArchSpec:
+        if self.network is not None:
+            return self.network
         return arch_spec(self.family, self.width, self.in_channels)
 
     @property
@@ -109,7 +117,7 @@ class Learngene:
             out_sel = new_masks[layer.group][self.masks[layer.group]]
             conv = w["conv"][out_sel]
             if layer.in_group is not None:
-                conv = conv[:, new_masks[layer.in_group][self.masks[layer.in_group]]]
+                conv = conv[:, input_mask(layer, new_masks)[input_mask(layer, self.masks)]]
             weights[layer.name] = {"conv": np.ascontiguousarray(conv),
                                    **{k: w[k][out_sel].copy() for k in WEIGHT_KEYS[1:]}}
         return dataclasses.replace(self, masks=new_masks, weights=weights, meta=dict(self.meta))
@@ -128,6 +136,7 @@ class Learngene:
             "num_params": int(self.num_params),
             "fraction": float(self.fraction),
             "meta": _plain(self.meta),
+            **({"network": spec_to_state(self.network)} if self.network is not None else {}),
         }
 
     @classmethod
@@ -140,6 +149,7 @@ class Learngene:
             weights={name: {k: v.numpy().astype(np.float32) for k, v in w.items()}
                      for name, w in state["weights"].items()},
             meta=dict(state.get("meta", {})),
+            network=spec_from_state(state["network"]) if "network" in state else None,
         )
 
     def save(self, path: str | os.PathLike) -> None:
@@ -219,11 +229,12 @@ def learngene_from_weights(spec: ArchSpec, weights: dict[str, dict[str, np.ndarr
         out_idx = kept_indices(masks[layer.group])
         conv = w["conv"][out_idx]
         if layer.in_group is not None:
-            conv = conv[:, kept_indices(masks[layer.in_group])]
+            conv = conv[:, kept_indices(input_mask(layer, masks))]
         kept[layer.name] = {"conv": np.ascontiguousarray(conv, dtype=np.float32),
                             **{key: np.array(w[key][out_idx], dtype=np.float32) for key in WEIGHT_KEYS[1:]}}
     return Learngene(spec.family, spec.width, spec.in_channels,
-                     {g: np.asarray(m, dtype=bool).copy() for g, m in masks.items()}, kept, dict(meta or {}))
+                     {g: np.asarray(m, dtype=bool).copy() for g, m in masks.items()}, kept, dict(meta or {}),
+                     spec if is_traced(spec.family) else None)
 
 
 def match_layers(source: ArchSpec, target: ArchSpec) -> dict[str, GeneLayer]:
@@ -239,7 +250,7 @@ def match_layers(source: ArchSpec, target: ArchSpec) -> dict[str, GeneLayer]:
     matched = {}
     for layer in target.layers:
         src = positions.get((layer.stage, layer.index, layer.role))
-        if src is not None and src.kernel_size == layer.kernel_size:
+        if src is not None and src.kernel_size == layer.kernel_size and (src.in_channels == 1) == (layer.in_channels == 1):
             matched[layer.name] = src
     return matched
 
@@ -253,6 +264,9 @@ def inherit_learngene(model: Backbone, learngene: Learngene) -> dict[str, tuple[
     Returns, per written layer, the (out, in) channel indices written (for tests and reports).
     """
     target = model.spec
+    if learngene.network is not None and target.family == learngene.family and target != learngene.network:
+        raise UserError(f"{learngene.family} traces differently here than when its learngene was saved (another "
+                        "torchvision or factory version?); evolve the learngene again with this one.")
     written, arrays = {}, []
     for name, src in match_layers(learngene.spec, target).items():
         if src.name not in learngene.weights:
@@ -261,7 +275,8 @@ def inherit_learngene(model: Backbone, learngene: Learngene) -> dict[str, tuple[
         w = learngene.weights[src.name]
         out_idx = kept_indices(learngene.masks[src.group])
         out_sel = out_idx < dst.out_channels
-        in_idx = np.arange(src.in_channels) if src.in_group is None else kept_indices(learngene.masks[src.in_group])
+        reads = input_mask(src, learngene.masks)
+        in_idx = np.arange(src.in_channels) if reads is None else kept_indices(reads)
         in_sel = in_idx < dst.in_channels
         if not out_sel.any() or not in_sel.any():
             continue

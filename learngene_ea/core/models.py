@@ -11,64 +11,11 @@ gene layer, and the depth variants (conv6, vgg13, vgg16, resnet24) exist for sca
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class GeneLayer:
-    """One gene layer: where it is, which mask group it writes and which it reads.
-
-    ``stage``/``index``/``role`` locate the layer independently of the family's module names,
-    so a learngene can be inherited by a deeper or other-family descendant.
-    """
-
-    name: str
-    group: str
-    in_group: str | None  # None: reads the image
-    in_channels: int
-    out_channels: int
-    kernel_size: int
-    stage: int
-    index: int
-    role: str
-
-    def num_params(self, kept_out: int | None = None, kept_in: int | None = None) -> int:
-        """Conv weights + BatchNorm affine parameters for ``kept_out`` x ``kept_in`` channels."""
-        out = self.out_channels if kept_out is None else kept_out
-        inp = self.in_channels if kept_in is None else kept_in
-        return out * inp * self.kernel_size ** 2 + 2 * out
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """The gene layers and mask groups of one architecture, as plain picklable data."""
-
-    family: str
-    width: float
-    in_channels: int
-    layers: tuple[GeneLayer, ...]
-    groups: tuple[tuple[str, int], ...]  # (group name, channels), in network order
-
-    @property
-    def group_names(self) -> list[str]:
-        return [name for name, _ in self.groups]
-
-    @property
-    def group_sizes(self) -> dict[str, int]:
-        return dict(self.groups)
-
-    def layer(self, name: str) -> GeneLayer:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
-
-    def num_gene_params(self) -> int:
-        """Parameters of all gene layers (+ their BatchNorms): the denominator of a fraction."""
-        return sum(layer.num_params() for layer in self.layers)
+from .backbone import ArchSpec, Backbone, GeneLayer  # noqa: F401  (re-exported: where they always were)
+from .traced import TracedBackbone, is_traced, traced_spec
 
 
 class ConvBN(nn.Module):
@@ -85,36 +32,6 @@ class ConvBN(nn.Module):
 
 def _channels(base: int, width: float) -> int:
     return max(1, int(round(base * width)))
-
-
-class Backbone(nn.Module):
-    """Feature extractor + linear head; subclasses build ``self.features`` and ``self.spec``."""
-
-    feature_dim: int
-    spec: ArchSpec
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.num_classes = num_classes
-
-    def _make_head(self):
-        self.head = nn.Linear(self.feature_dim, self.num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``[B, feature_dim]`` (what prototype classifiers use)."""
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
-
-    def reset_head(self, num_classes: int) -> None:
-        """Replace the classifier with a fresh one for ``num_classes`` classes."""
-        self.num_classes = num_classes
-        device = next(self.parameters()).device
-        self.head = nn.Linear(self.feature_dim, num_classes).to(device)
-
-    def gene_module(self, name: str) -> ConvBN:
-        return self.get_submodule(name)
 
 
 class ConvNet(Backbone):
@@ -285,18 +202,28 @@ def memory_format() -> torch.memory_format:
 
 def build_model(family: str, width: float = 1.0, in_channels: int = 3, num_classes: int = 64,
                 seed: int | None = None, device: str | torch.device = "cpu") -> Backbone:
-    """A freshly initialised backbone; ``seed`` makes the initialisation reproducible."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
-    if seed is None:
-        model = FAMILIES[family](width, in_channels, num_classes)
-        _init_weights(model)
-    else:
-        with torch.random.fork_rng(devices=[]):
+    """A freshly initialised backbone; ``seed`` makes the initialisation reproducible.
+
+    ``family`` is one of ours (:data:`FAMILIES`, scaled by ``width``) or a traced network
+    (``torchvision:NAME``, ``module:pkg.mod:factory``, see :mod:`.traced`; initialised as its
+    builder does, ``width`` 1).
+    """
+    if family not in FAMILIES and not is_traced(family):
+        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}, "
+                         "torchvision:NAME or a recipe's model.module")
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
             torch.manual_seed(seed)
-            model = FAMILIES[family](width, in_channels, num_classes)
-            _init_weights(model)
+        model = _new_model(family, width, in_channels, num_classes)
     return model.to(device=device, memory_format=memory_format())
+
+
+def _new_model(family: str, width: float, in_channels: int, num_classes: int) -> Backbone:
+    if is_traced(family):
+        return TracedBackbone(family, in_channels, num_classes)
+    model = FAMILIES[family](width, in_channels, num_classes)
+    _init_weights(model)
+    return model
 
 
 _SPEC_CACHE: dict = {}
@@ -304,6 +231,8 @@ _SPEC_CACHE: dict = {}
 
 def arch_spec(family: str, width: float = 1.0, in_channels: int = 3) -> ArchSpec:
     """The :class:`ArchSpec` of a family/width without keeping a model around."""
+    if is_traced(family):
+        return traced_spec(family, in_channels)
     key = (family, float(width), in_channels)
     if key not in _SPEC_CACHE:
         with torch.device("meta"):

@@ -135,7 +135,7 @@ def new_state(cfg: Config, population: list | None = None) -> EvolutionState:
 
 def initial_population(cfg: Config, state: EvolutionState) -> list:
     """Generation 0: learngenes are the whole network, or random masks of ``ea.init_fraction``."""
-    spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
+    spec = arch_spec(cfg.model.network, cfg.model.width, cfg.data.channels)
     population = []
     for _ in range(cfg.ea.population_size):
         ind = make_individual(spec, full_masks(spec), state.next_id, born=0)

@@ -19,6 +19,7 @@ from ..core.batched import StackedDescendants
 from ..core.individual import individual_spec, masks_of
 from ..core.learngene import Learngene, extract_learngene, inherit_learngene, learngene_fraction, learngene_from_weights
 from ..core.models import build_model
+from ..core.traced import is_traced
 from ..data import load_dataset
 from ..fewshot.batches import TaskBatches
 from ..fewshot.sampling import mix_seed, sample_episodes, sample_task
@@ -184,7 +185,7 @@ def evaluate(individual, config) -> Evaluation:
     accuracy and the error is reported in ``info["error"]``. Any other failure is not retried:
     it is reported with ``"fatal": True`` and its traceback, and the loop stops the run.
     """
-    configure_process(config.runtime)
+    configure_process(config.runtime, config.model)
     start = time.perf_counter()
     generation = getattr(individual, "evaluated_in", individual.born)
     spec = individual_spec(individual)
@@ -222,7 +223,7 @@ def rescore(individual, config, episodes: int) -> dict:
     with a fresh seed learns a fresh task from the product's learngene (exactly what the next
     generation would do), scored on ``episodes`` fresh validation episodes.
     """
-    configure_process(config.runtime)
+    configure_process(config.runtime, config.model)
     device = worker_device(config.runtime.device)
     dataset = load_dataset(config.data)
     generation = getattr(individual, "evaluated_in", individual.born)
@@ -306,14 +307,17 @@ def evaluate_chunk(individuals, config) -> list[Evaluation]:
 
     Gives the same results as :func:`evaluate` on each (up to float summation order). Falls
     back to one-by-one evaluation when the descendants differ in shape, when the chunk has a
-    single individual, when fitness measures learning curves (``fitness.speed_points``), or when the
+    single individual, when fitness measures learning curves (``fitness.speed_points``), for traced
+    networks (``torchvision:``, ``module:``), or when the
     batched training fails (each then gets its own retries).
     """
     individuals = list(individuals)
-    # a learning curve is measured on one network (scores between steps): one by one
-    if len(individuals) < 2 or len({ind.arch for ind in individuals}) > 1 or config.fitness.speed_points:
+    # a learning curve is measured on one network (scores between steps); a traced network has layers
+    # that are not gene layers, which a stack cannot group: one by one
+    if (len(individuals) < 2 or len({ind.arch for ind in individuals}) > 1 or config.fitness.speed_points
+            or is_traced(individuals[0].arch[0])):
         return [evaluate(ind, config) for ind in individuals]
-    configure_process(config.runtime)
+    configure_process(config.runtime, config.model)
     start = time.perf_counter()
     device = worker_device(config.runtime.device)
     dataset = load_dataset(config.data)

@@ -27,6 +27,7 @@ import numpy as np
 from ..parallel import engines
 from ..parallel.process import available_cores, configure_memory, threads_set_to
 from ..core.learngene import WEIGHT_KEYS, Learngene, extract_learngene, full_masks, kept_indices
+from ..core.backbone import input_mask
 from ..core.models import arch_spec, build_model
 from ..fewshot.sampling import mix_seed
 
@@ -79,7 +80,7 @@ def initial_pool(cfg, device="cpu") -> GenePool:
     """Generation 0's pool: one fresh initialisation (every descendant starts from it), or a warm
     start trained here on the training classes for ``pool.warm_start_fraction`` of the evolution's
     planned images (``--from-pretrained`` gives a user's network instead: :func:`given_pool`)."""
-    spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
+    spec = arch_spec(cfg.model.network, cfg.model.width, cfg.data.channels)
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes,
                         seed=mix_seed(cfg.seed, POOL_SEED), device=device)
     images = warm_start_images(cfg)
@@ -111,7 +112,7 @@ def warm_start(cfg, images: int, device):
     dataset = load_dataset(cfg.data)
     task = training_classes_task(dataset)
     seed = mix_seed(cfg.seed, WARM_START_SEED)
-    spec = arch_spec(cfg.model.family, cfg.model.width, cfg.data.channels)
+    spec = arch_spec(cfg.model.network, cfg.model.width, cfg.data.channels)
     model = build_model(spec.family, spec.width, spec.in_channels, len(task.class_ids),
                         seed=mix_seed(cfg.seed, POOL_SEED), device=device)
     steps = images // cfg.task.batch_size
@@ -131,7 +132,7 @@ def given_pool(path: str, cfg) -> GenePool:
 
     if cfg.fitness.inheritance != "pool":
         raise UserError("--from-pretrained starts the gene pool: set fitness.inheritance=pool (--set).")
-    model, info = given_pretrained(path, cfg.model.family, cfg.model.width, cfg.data.channels, "cpu",
+    model, info = given_pretrained(path, cfg.model.network, cfg.model.width, cfg.data.channels, "cpu",
                                    "--from-pretrained")
     return pool_from_model(model, {"kind": "given", "images": 0, "path": info["path"]})
 
@@ -181,7 +182,8 @@ def merge(pool: GenePool, contributions: list, step: float = 1.0) -> dict:
             if layer.name not in trained.weights:
                 continue
             out = kept_indices(masks[layer.group])
-            inn = np.arange(layer.in_channels) if layer.in_group is None else kept_indices(masks[layer.in_group])
+            reads = input_mask(layer, masks)
+            inn = np.arange(layer.in_channels) if reads is None else kept_indices(reads)
             grid = np.ix_(out, inn)
             new = trained.weights[layer.name]
             sums["conv"][grid] += new["conv"].astype(np.float64) - current["conv"][grid]

@@ -259,12 +259,7 @@ def learngene_channels_only(model: nn.Module, masks: dict[str, np.ndarray]):
     kept layers read only kept input channels: exactly ``W[kept_out][:, kept_in]`` and the kept
     BatchNorms, the knowledge a descendant would inherit.
     """
-    handles = []
-    device = next(model.parameters()).device
-    for layer in model.spec.layers:
-        keep = torch.as_tensor(np.asarray(masks[layer.group]), dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        handles.append(model.gene_module(layer.name).register_forward_hook(
-            lambda module, inputs, output, keep=keep: output * keep))
+    handles = model.silence_dropped_channels(masks)
     try:
         yield model
     finally:

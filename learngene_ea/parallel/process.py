@@ -14,6 +14,7 @@ import os
 import torch
 
 from ..core.models import use_channels_last
+from ..core.traced import allow_module
 from ..fewshot.training import use_precision
 from .scoop_engine import worker_count
 
@@ -100,10 +101,13 @@ def keep_freed_memory() -> bool:
     return all([bool(mallopt(option, value)) for option, value in settings])
 
 
-def configure_process(runtime) -> None:
-    """This process's share of the cores, its memory format and its malloc, from ``runtime``."""
+def configure_process(runtime, model=None) -> None:
+    """This process's share of the cores, its memory format and its malloc, from ``runtime``; with the
+    run's ``model`` config, the network its recipe names may be imported here (``model.module``)."""
     configure_threads(runtime.threads)
     configure_memory(runtime)
+    if model is not None and model.module:
+        allow_module(model.module)
 
 
 def configure_memory(runtime) -> None:

@@ -15,13 +15,21 @@ import torch
 from ..errors import UserError
 from ..core.learngene import Learngene, inherit_learngene
 from ..core.models import FAMILIES, ArchSpec, Backbone, build_model
+from ..core.traced import arch_label, is_traced  # noqa: F401  (arch_label: re-exported)
 
 
 def parse_descendant(text: str, default_width: float) -> tuple[str, float]:
-    """``'vgg11@0.5'`` -> ``('vgg11', 0.5)``; ``'conv6'`` -> ``('conv6', default_width)``."""
+    """``'vgg11@0.5'`` -> ``('vgg11', 0.5)``; ``'conv6'`` -> ``('conv6', default_width)``;
+    ``'torchvision:resnet34'`` -> ``('torchvision:resnet34', 1.0)``."""
     text = str(text).strip()
     family, _, width_text = text.partition("@")
-    family = family.strip().lower()
+    family = family.strip()
+    if is_traced(family):
+        if width_text:
+            raise UserError(f"Descendant {text!r}: a traced network takes no @width; name its width argument "
+                            'in JSON, e.g. torchvision:mobilenet_v2{"width_mult": 1.0}.')
+        return family, 1.0
+    family = family.lower()
     if family not in FAMILIES:
         raise UserError(f"Descendant {text!r} names an unknown family {family!r}; "
                         f"choose one of {', '.join(FAMILIES)} (e.g. conv4@2.0).")
@@ -36,11 +44,6 @@ def parse_descendant(text: str, default_width: float) -> tuple[str, float]:
         raise UserError(f"Descendant {text!r} has width {width_text}; it must be greater than 0 and "
                         "at most 16.")
     return family, width
-
-
-def arch_label(family: str, width: float) -> str:
-    """``conv4 x0.5``: how a descendant architecture is named in tables."""
-    return f"{family} x{width:g}"
 
 
 def build_descendant(learngene: Learngene, family: str | None = None, width: float | None = None,

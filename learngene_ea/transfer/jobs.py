@@ -90,7 +90,7 @@ def _context(key: str) -> tuple:
     if key not in _CONTEXTS:
         shared_context = shared_constant(key)
         cfg, learngene = shared_context["config"], shared_context["learngene"]
-        configure_process(cfg.runtime)
+        configure_process(cfg.runtime, cfg.model)
         device = worker_device(cfg.runtime.device)
         dataset = load_target(cfg, learngene.in_channels)
         pretrained = None

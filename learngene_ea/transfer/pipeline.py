@@ -38,9 +38,9 @@ FORMAT = "learngene-ea/transfer-v1"
 
 def check_compatible(cfg: Config, learngene: Learngene, path: str) -> None:
     """A recipe whose model differs from the learngene's is a user error (image channels are converted)."""
-    if (cfg.model.family, float(cfg.model.width)) != (learngene.family, float(learngene.width)):
+    if (cfg.model.network, float(cfg.model.width)) != (learngene.family, float(learngene.width)):
         raise ConfigError(f"The learngene {path!r} is {arch_label(learngene.family, learngene.width)} but the "
-                          f"recipe's model is {arch_label(cfg.model.family, cfg.model.width)}; pass the run's "
+                          f"recipe's model is {arch_label(cfg.model.network, cfg.model.width)}; pass the run's "
                           "config.yaml (or fix model.family/model.width) and use --descendants for other "
                           "architectures.")
 

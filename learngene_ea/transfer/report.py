@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from ..core.traced import arch_label
 from ..reports.files import plural, pyplot, save_figure, write_report_files
 from ..fewshot.sampling import mean_and_ci95
 
@@ -83,7 +84,7 @@ def markdown_table(results: dict) -> str:
                   "target": "; pre-trained baselines trained on the target",
                   "given": "; pre-trained baselines from the given network"}.get(trained_on, "")
     lines = [
-        f"### Transfer to {split_words(info.get('classes', 'test'))}: {lg['family']} x{lg['width']:g} learngene "
+        f"### Transfer to {split_words(info.get('classes', 'test'))}: {arch_label(lg['family'], lg['width'])} learngene "
         f"({lg['num_params']:,} parameters, {100 * lg['fraction']:.1f}% of its gene layers), "
         f"{transfer_title(results)}",
         "",
@@ -143,7 +144,7 @@ def plot_transfer(results: dict, path: str | os.PathLike) -> None:
     ax.set_ylim(0, 100)
     lg = results["learngene"]
     ax.set_title(f"Transfer to test classes, {transfer_title(results).replace('`', '')}:\n"
-                 f"{lg['family']} x{lg['width']:g} learngene, {100 * lg['fraction']:.0f}% of parameters",
+                 f"{arch_label(lg['family'], lg['width'])} learngene, {100 * lg['fraction']:.0f}% of parameters",
                  fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     save_figure(fig, path)
