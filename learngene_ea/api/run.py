@@ -21,7 +21,7 @@ from ..config.loading import (Config, apply_overrides, dataset_label, from_dict,
 from ..data import load_dataset
 from ..ea.evolve import EvolutionState, build_toolbox, evolve, new_state, product_learngene
 from ..ea.fitness import rescore
-from ..ea.state import checkpoint_payload, compatibility_problems, read_checkpoint, state_from_checkpoint
+from ..ea.state import checkpoint_payload, compatibility_problems, network_problems, read_checkpoint, state_from_checkpoint
 from ..errors import UserError
 from ..transfer.descendants import arch_label
 from ..io.checkpoint import CheckpointError, save_checkpoint
@@ -126,7 +126,7 @@ def resumed(path: str, overrides: list[str] = (), recipe_path: str | None = None
     saved = payload["config"]
     base = read_recipe(recipe_path) if recipe_path else saved
     cfg = from_dict(apply_overrides(base, overrides))
-    problems = compatibility_problems(saved, cfg)
+    problems = compatibility_problems(saved, cfg) + network_problems(payload, cfg)
     if problems:
         raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + ".")
     recipe = cfg.name or payload.get("recipe") or recipe_name(cfg, recipe_path)

@@ -153,8 +153,8 @@ def _check_model(model) -> None:
                           "or torchvision:NAME (e.g. torchvision:resnet18), or set model.module.")
     traced = model.module or is_traced(model.family)
     if traced and model.width != 1.0:
-        raise ConfigError(f"'model.width' scales our families only; {model.network} takes its own width "
-                          "argument in model.kwargs (e.g. width_mult for MobileNetV2).")
+        raise ConfigError(f"'model.width' scales our families only: set it to 1 ({model.network} takes its own "
+                          "width argument in model.kwargs, e.g. width_mult for MobileNetV2).")
     if model.kwargs and not traced:
         raise ConfigError(f"'model.kwargs' go to a torchvision network's or model.module's builder; {model.family} "
                           "takes model.width.")

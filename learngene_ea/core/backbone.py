@@ -2,7 +2,7 @@
 (:class:`GeneLayer`, :class:`ArchSpec`) and a feature extractor with a replaceable head (:class:`Backbone`).
 
 Our hand-written families (:mod:`.models`) and networks found by tracing (:mod:`.traced`) are both
-:class:`Backbone`\ s with an :class:`ArchSpec`, so operators, checkpoints and transfer work on either.
+:class:`Backbone` objects with an :class:`ArchSpec`, so operators, checkpoints and transfer work on either.
 """
 from __future__ import annotations
 

@@ -92,6 +92,17 @@ class Learngene:
             return self.network
         return arch_spec(self.family, self.width, self.in_channels)
 
+    def __getstate__(self) -> dict:
+        # a traced network's spec pickles as plain data: checkpoints admit no other classes
+        state = dict(self.__dict__)
+        if state.get("network") is not None:
+            state["network"] = spec_to_state(state["network"])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        network = state.get("network")
+        self.__dict__.update({**state, "network": spec_from_state(network) if isinstance(network, dict) else network})
+
     @property
     def num_params(self) -> int:
         return learngene_size(self.spec, self.masks)

@@ -11,7 +11,10 @@ import copy
 import os
 
 from ..config.loading import Config, to_dict
+from ..core.backbone import spec_to_state
 from ..core.individual import same_individual
+from ..core.models import arch_spec
+from ..core.traced import is_traced
 from ..io.checkpoint import CheckpointError, load_checkpoint, load_latest_valid
 from ..reports.lineage import record_lineage
 from ..reports.pareto import rebuilt_front
@@ -20,9 +23,17 @@ from .gene_pool import GenePool
 
 # a population cannot survive a change of these keys; data.name, root, seed and split decide which
 # classes are training, validation and test classes: a resumed population must never meet another split's
-FIXED_KEYS = [("model", "family"), ("model", "width"), ("data", "name"), ("data", "channels"),
-              ("data", "image_size"), ("data", "root"), ("data", "seed"), ("data", "split"),
+FIXED_KEYS = [("model", "family"), ("model", "width"), ("model", "kwargs"), ("model", "module"), ("data", "name"),
+              ("data", "channels"), ("data", "image_size"), ("data", "root"), ("data", "seed"), ("data", "split"),
               ("data", "images_per_class")]
+ABSENT_MEANS = {("model", "kwargs"): {}, ("model", "module"): None}  # keys older checkpoints lack
+
+
+def traced_network(cfg: Config) -> dict | None:
+    """A traced network's spec as plain data (what checkpoints record); ``None`` for our families."""
+    if not is_traced(cfg.model.network):
+        return None
+    return spec_to_state(arch_spec(cfg.model.network, cfg.model.width, cfg.data.channels))
 
 
 def checkpoint_payload(state: EvolutionState, cfg: Config, recipe: str) -> dict:
@@ -34,6 +45,7 @@ def checkpoint_payload(state: EvolutionState, cfg: Config, recipe: str) -> dict:
         "seconds": state.seconds, "config": to_dict(cfg), "recipe": recipe,
         "pareto": state.pareto, "lineage": state.lineage,
         "pool": state.pool.to_payload() if state.pool is not None else None,
+        "network": traced_network(cfg),
     }
 
 
@@ -67,17 +79,26 @@ def compatibility_problems(saved: dict, cfg: Config) -> list[str]:
     """What differs between a checkpoint's recipe and ``cfg`` in ways a population cannot survive."""
     problems = []
     for section, key in FIXED_KEYS:
-        old = saved.get(section, {}).get(key)
+        old = saved.get(section, {}).get(key, ABSENT_MEANS.get((section, key)))
         new = getattr(getattr(cfg, section), key)
         if old != new:
             problems.append(f"{section}.{key} is {old!r} in the checkpoint but {new!r} here")
     return problems
 
 
+def network_problems(payload: dict, cfg: Config) -> list[str]:
+    """A traced network that traces differently now than when the checkpoint was written."""
+    recorded = payload.get("network")
+    if recorded is None or recorded == traced_network(cfg):
+        return []
+    return [f"{cfg.model.network} traces into other gene layers than when it was saved (another torchvision "
+            "or factory version?)"]
+
+
 def seeded_state(cfg: Config, path: str, best_k: int = 0, log=print) -> EvolutionState:
     """A new run's state whose generation 0 is the (best ``best_k``) evaluated individuals of a checkpoint."""
     payload, source = read_checkpoint(path, log)
-    problems = compatibility_problems(payload["config"], cfg)
+    problems = compatibility_problems(payload["config"], cfg) + network_problems(payload, cfg)
     if problems:
         raise CheckpointError(f"cannot seed from {source!r}: " + "; ".join(problems) + ".")
     population = [ind for ind in payload["population"] if ind.fitness.valid]
