@@ -90,7 +90,10 @@ def test_densenet121_concatenations_are_read_as_their_parts_in_order():
     assert spec.layer("features.denseblock1.denselayer1.conv1").num_params() == 128 * 64 + 2 * 128
 
 
-NETWORKS = ["torchvision:resnet18", "torchvision:resnet50", "torchvision:mobilenet_v2", "torchvision:densenet121"]
+NETWORKS = ["torchvision:resnet18", "torchvision:resnet50", "torchvision:mobilenet_v2", "torchvision:densenet121",
+            # squeeze-excitation (a product of two groups), grouped convs, channel shuffles (views): what is
+            # left out of the genome or pinned must not let a dropped channel through either
+            "torchvision:mobilenet_v3_small", "torchvision:regnet_y_400mf", "torchvision:shufflenet_v2_x1_0"]
 
 
 def random_masks(spec, seed, keep=0.4):

@@ -135,3 +135,17 @@ def test_a_tiny_resnet18_evolution_runs_resumes_and_transfers_to_resnet34_under_
         rows = json.load(f)["rows"]
     assert {(row["method"], row["arch"]) for row in rows} >= {("learngene", "torchvision:resnet18"),
                                                             ("learngene", "torchvision:resnet34")}
+
+
+def test_a_run_names_what_its_network_left_out_of_the_genome(tmp_path):
+    from learngene_ea.api.run import evolve_run
+
+    lines = []
+    cfg = load_config(None, [o for o in tiny_overrides() if not o.startswith("model.width")] + [
+        "model.family=torchvision:resnext50_32x4d", "ea.generations=0", "ea.population_size=2", "ea.tournsize=2",
+        "task.steps=1", "task.batch_size=4", "fitness.episodes=1", "runtime.backend=serial",
+        "fitness.rescore_episodes=0"])
+    evolve_run(cfg, str(tmp_path / "run"), log=lines.append, quiet=True)
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert "note: layer1.0.conv2: a grouped convolution (32 groups), left out of the genome (fresh in descendants)" in notes
+    assert len(notes) == 16  # the grouped conv2 of each of the 16 bottlenecks

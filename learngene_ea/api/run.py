@@ -23,7 +23,7 @@ from ..ea.evolve import EvolutionState, build_toolbox, evolve, new_state, produc
 from ..ea.fitness import rescore
 from ..ea.state import checkpoint_payload, compatibility_problems, network_problems, read_checkpoint, state_from_checkpoint
 from ..errors import UserError
-from ..transfer.descendants import arch_label
+from ..core.traced import arch_label, network_notes
 from ..io.checkpoint import CheckpointError, save_checkpoint
 from ..parallel.engines import start_engine
 from ..reports.files import plot_evolution, write_json, write_logbook
@@ -284,6 +284,8 @@ def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState
     log(f"run directory: {run_dir} | {recipe}: {arch_label(cfg.model.network, cfg.model.width)} on "
         f"{dataset_label(cfg.data)} | population {cfg.ea.population_size}, generations "
         f"{cfg.ea.generations} | {workers}")
+    for note in network_notes(cfg.model.network, cfg.data.channels):
+        log(f"note: {note}")
     caps = silent_caps(cfg)
     for line in caps:
         log(line)

@@ -118,7 +118,10 @@ def traced(family: str, in_channels: int) -> TraceResult:
     """The analysis of ``family`` reading ``in_channels`` channels (traced once per process, on ``meta``)."""
     key = (family, in_channels)
     if key not in _TRACES:
-        with torch.device("meta"):
+        try:
+            with torch.device("meta"):  # no memory, no initialisation
+                net = _build_network(family, in_channels)
+        except (NotImplementedError, RuntimeError):  # a builder that computes with tensors (RegNet's widths)
             net = _build_network(family, in_channels)
         try:
             _TRACES[key] = trace(net, in_channels)
@@ -128,6 +131,11 @@ def traced(family: str, in_channels: int) -> TraceResult:
             raise UserError(f"{family} has no convolution the analysis can put in a learngene "
                             f"({'; '.join(_TRACES[key].notes[:2])}).")
     return _TRACES[key]
+
+
+def network_notes(family: str, in_channels: int) -> tuple[str, ...]:
+    """What the analysis of a traced network left out of its genome, one line each (none for ours)."""
+    return traced(family, in_channels).notes if is_traced(family) else ()
 
 
 def traced_spec(family: str, in_channels: int) -> ArchSpec:

@@ -138,8 +138,8 @@ class _Pass:
 
     def visit_module(self, node, module, inputs):
         name = node.target
-        if isinstance(module, nn.Conv2d):
-            return self.visit_conv(node, name, module, inputs[0])
+        if isinstance(module, nn.Conv2d):  # an input of unknown channels reads as channels outside the groups
+            return self.visit_conv(node, name, module, inputs[0] if inputs else self.atoms.new(module.in_channels))
         if isinstance(module, nn.Linear) and inputs and len(inputs[0]) == module.in_features:
             self.readers.append((name, inputs[0]))
             if node is self.head_node:
@@ -170,7 +170,7 @@ class _Pass:
 
     def visit_function(self, node, function, inputs):
         if function in NO_CHANNELS and not (function == "getitem" and inputs):
-            return None
+            return self.fixed(node)  # a size, or an item of a tuple an unknown op returned
         if function in PASS_FUNCTIONS and len(inputs) == 1:
             return inputs[0]
         if function == "flatten" and len(inputs) == 1:
