@@ -149,3 +149,19 @@ def test_a_run_names_what_its_network_left_out_of_the_genome(tmp_path):
     notes = [line for line in lines if line.startswith("note: ")]
     assert "note: layer1.0.conv2: a grouped convolution (32 groups), left out of the genome (fresh in descendants)" in notes
     assert len(notes) == 16  # the grouped conv2 of each of the 16 bottlenecks
+
+
+def test_a_state_dict_as_torchvision_saves_it_is_a_pretrained_network(tmp_path):
+    import torch
+    import torchvision
+
+    from learngene_ea.transfer.pretrain import given_pretrained
+
+    trained = torchvision.models.resnet18(num_classes=7)
+    torch.save(trained.state_dict(), tmp_path / "resnet18.pt")
+    model, _ = given_pretrained(str(tmp_path / "resnet18.pt"), "torchvision:resnet18", 1.0, 3, "cpu")
+    assert torch.equal(model.gene_module("layer3.1.conv2").conv.weight, trained.layer3[1].conv2.weight)
+    assert torch.equal(model.gene_module("layer3.1.conv2").bn.running_var, trained.layer3[1].bn2.running_var)
+    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "resnet34.pt")
+    with pytest.raises(UserError, match="has 96 tensors a torchvision:resnet18 network reading 3-channel images does not have"):
+        given_pretrained(str(tmp_path / "resnet34.pt"), "torchvision:resnet18", 1.0, 3, "cpu")

@@ -25,6 +25,7 @@ from ..config.loading import Config
 from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..core.models import Backbone, build_model
+from ..core.traced import is_traced, traced
 from ..reports.files import plural
 from ..fewshot.sampling import training_classes_task
 from ..fewshot.training import TrainSettings, train_on_task
@@ -179,7 +180,7 @@ def given_pretrained(path: str, family: str, width: float, in_channels: int, dev
     """The network whose state dict is the file ``path`` (``--pretrained``), checked against the learngene's.
 
     The file holds a state dict (or a mapping with one under ``state_dict``, as cached networks
-    do), read with ``weights_only=True``; every backbone tensor of a ``family``/``width`` network
+    do; for a traced network also the network's own, as torchvision saves it), read with ``weights_only=True``; every backbone tensor of a ``family``/``width`` network
     reading ``in_channels``-channel images must be there with its shape. Its head, when it has
     one of the right width, is kept; the rows never use it. ``flag`` names the option in messages.
     """
@@ -196,6 +197,8 @@ def given_pretrained(path: str, family: str, width: float, in_channels: int, dev
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{flag} {path!r} does not hold a state dict (names to tensors); {fix}")
+    if is_traced(family) and not any(name.startswith("net.") for name in state):
+        state = {f"net.{name}": value for name, value in state.items()}  # the network's own (torchvision's) names
     expected = build_model(family, width, in_channels, 2).state_dict()
     backbone = [name for name in expected if not name.startswith("head.")]
     for name in backbone:
@@ -206,6 +209,10 @@ def given_pretrained(path: str, family: str, width: float, in_channels: int, dev
         if tuple(state[name].shape) != tuple(expected[name].shape):
             raise UserError(f"{flag} {path!r} does not fit a {arch}: its {name!r} is "
                             f"{list(state[name].shape)}, not {list(expected[name].shape)}; {fix}")
+    replaced_head = f"net.{traced(family, in_channels).head}." if is_traced(family) else "head."
+    extra = [name for name in state if name not in expected and not name.startswith(("head.", replaced_head))]
+    if extra:  # a deeper network's state dict holds every tensor of a shallower one
+        raise UserError(f"{flag} {path!r} has {len(extra)} tensors a {arch} does not have (e.g. {extra[0]!r}); {fix}")
     head, features = state.get("head.weight"), expected["head.weight"].shape[1]
     head_fits = head is not None and head.dim() == 2 and head.shape[1] == features and "head.bias" in state
     model = build_model(family, width, in_channels, int(head.shape[0]) if head_fits else 2, device=device)
