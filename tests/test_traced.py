@@ -214,3 +214,16 @@ def test_one_channel_images_are_read_by_a_stem_built_for_them():
     model = build_model("torchvision:resnet18", in_channels=1, num_classes=3, seed=0)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
     assert model.spec.layer("conv1").in_channels == 1
+
+
+def test_across_kinds_layers_match_where_stage_block_and_role_do_and_nothing_else_is_refused():
+    from learngene_ea.transfer.descendants import build_descendant
+
+    ancestor = build_model("torchvision:resnet18", num_classes=5, seed=0)
+    learngene = extract_learngene(ancestor, random_masks(ancestor.spec, 5))
+    ours = build_descendant(learngene, "resnet12", 0.5, num_classes=5)
+    # torchvision's layerS.B.conv1/conv2 are our stages.S-1.B.conv1/conv2 (3x3); its 7x7 stem and
+    # downsample have no counterpart (our shortcut is another role)
+    assert set(ours.inherited) == {f"stages.{s}.0.{role}" for s in range(4) for role in ("conv1", "conv2")}
+    with pytest.raises(UserError, match="cannot be inherited by a conv4 x0.5 descendant: no gene layer matches"):
+        build_descendant(learngene, "conv4", 0.5, num_classes=5)

@@ -262,8 +262,10 @@ def _result(walk: _Pass, excluded: dict[str, str]) -> TraceResult:
             notes.append(f"{name}: its channels do not line up with whole mask groups, left out of the genome")
             continue
         stage_key, block, role = _position(name)
+        # stages count from 0 over numbered containers (layer1.., features); the stem outside them is -1
+        stage = -1 if not stage_key else stages.setdefault(stage_key, len(stages))
         layers.append(GeneLayer(name, writes, reads or None, 1 if depthwise else conv.in_channels, conv.out_channels,
-                                _kernel(conv), stages.setdefault(stage_key, len(stages)), block, role,
+                                _kernel(conv), stage, block, role,
                                 "bn" if name in walk.bn_of else ("bias" if conv.bias is not None else "none")))
     written = {layer.group for layer in layers}
     groups = tuple((g, sizes[g]) for g in dict.fromkeys(layer.group for layer in layers) if g in written)
