@@ -227,3 +227,21 @@ def test_across_kinds_layers_match_where_stage_block_and_role_do_and_nothing_els
     assert set(ours.inherited) == {f"stages.{s}.0.{role}" for s in range(4) for role in ("conv1", "conv2")}
     with pytest.raises(UserError, match="cannot be inherited by a conv4 x0.5 descendant: no gene layer matches"):
         build_descendant(learngene, "conv4", 0.5, num_classes=5)
+
+
+class BranchesOnData(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if x.sum() > 0:  # control flow on values: torch.fx cannot follow it
+            x = x.relu()
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_network_fx_cannot_trace_is_refused_naming_why():
+    with pytest.raises(Exception, match=r"torch.fx cannot trace BranchesOnData \(TraceError: symbolically traced "
+                                        "variables cannot be used as inputs to control flow"):
+        trace(BranchesOnData(), 3, image_size=8)
