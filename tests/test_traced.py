@@ -245,3 +245,20 @@ def test_a_network_fx_cannot_trace_is_refused_naming_why():
     with pytest.raises(Exception, match=r"torch.fx cannot trace BranchesOnData \(TraceError: symbolically traced "
                                         "variables cannot be used as inputs to control flow"):
         trace(BranchesOnData(), 3, image_size=8)
+
+
+def test_in_a_wider_densenet_a_concatenated_input_channel_keeps_its_part_and_its_index_in_it(monkeypatch):
+    from learngene_ea.core import traced
+
+    monkeypatch.setattr(traced, "_ALLOWED_MODULES", {"torchvision.models.densenet:DenseNet"})
+    small = '{"block_config": [3, 2], "bn_size": 2, "growth_rate": %d, "num_init_features": 16}'
+    narrow = build_model("module:torchvision.models.densenet:DenseNet" + small % 8, num_classes=5, seed=0)
+    wide = build_model("module:torchvision.models.densenet:DenseNet" + small % 16, num_classes=5, seed=1)
+    masks = random_masks(narrow.spec, 6)
+    inherit_learngene(wide, extract_learngene(narrow, masks))
+    name = "features.denseblock1.denselayer3.conv1"  # reads conv0 (16) + layer1 (8 | 16) + layer2 (8 | 16)
+    assert narrow.spec.layer(name).in_group.count("+") == 2
+    out = np.flatnonzero(masks[narrow.spec.layer(name).group])[0]
+    for k in np.flatnonzero(masks["features.denseblock1.denselayer2.conv2"]):
+        assert torch.equal(wide.gene_module(name).conv.weight[out, 16 + 16 + k],
+                           narrow.gene_module(name).conv.weight[out, 16 + 8 + k])

@@ -139,6 +139,38 @@ class Backbone(nn.Module):
         return handles
 
 
+
+def _parts(in_group: str, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
+    """(part, first channel, channels) of each part of what a layer reads."""
+    parts, start = [], 0
+    for token in in_group.split("+"):
+        size = int(token[1:]) if token.startswith("*") else sizes[token]
+        parts.append((token, start, size))
+        start += size
+    return parts
+
+
+def input_places(src: GeneLayer, dst: GeneLayer, masks: dict[str, np.ndarray], src_sizes: dict[str, int],
+                 dst_sizes: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The kept input channels of ``src`` under ``masks`` (positions in its input) and where each lands in
+    ``dst``'s input (-1: nowhere). A channel keeps its index in the image or in one group; in a
+    concatenation it keeps its part and its index in the part, wherever the part starts in ``dst``."""
+    reads = input_mask(src, masks)
+    kept = np.arange(src.in_channels) if reads is None else np.flatnonzero(reads)
+    if reads is None or ("+" not in src.in_group and "+" not in (dst.in_group or "")):
+        return kept, np.where(kept < dst.in_channels, kept, -1)
+    places = np.full(len(kept), -1)
+    if dst.in_group is None:
+        return kept, places
+    targets = {token: (start, size) for token, start, size in _parts(dst.in_group, dst_sizes)
+               if not token.startswith("*")}
+    for token, start, size in _parts(src.in_group, src_sizes):
+        if token in targets:
+            inside = (kept >= start) & (kept < start + size)
+            index = kept[inside] - start
+            places[inside] = np.where(index < targets[token][1], targets[token][0] + index, -1)
+    return kept, places
+
 def spec_to_state(spec: ArchSpec) -> dict:
     """``spec`` as plain lists, strings and numbers (what learngene files and checkpoints record)."""
     layers = [{**vars(layer), "kernel_size": list(layer.kernel_size) if isinstance(layer.kernel_size, tuple)

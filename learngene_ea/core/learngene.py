@@ -22,7 +22,7 @@ import torch
 
 from ..errors import UserError
 from ..io.paths import file_problem
-from .backbone import input_mask, spec_from_state, spec_to_state
+from .backbone import input_mask, input_places, spec_from_state, spec_to_state
 from .models import ArchSpec, Backbone, GeneLayer, arch_spec
 from .traced import is_traced
 
@@ -286,9 +286,8 @@ def inherit_learngene(model: Backbone, learngene: Learngene) -> dict[str, tuple[
         w = learngene.weights[src.name]
         out_idx = kept_indices(learngene.masks[src.group])
         out_sel = out_idx < dst.out_channels
-        reads = input_mask(src, learngene.masks)
-        in_idx = np.arange(src.in_channels) if reads is None else kept_indices(reads)
-        in_sel = in_idx < dst.in_channels
+        _, in_idx = input_places(src, dst, learngene.masks, learngene.spec.group_sizes, target.group_sizes)
+        in_sel = in_idx >= 0
         if not out_sel.any() or not in_sel.any():
             continue
         written[name] = (out_idx[out_sel], in_idx[in_sel])
