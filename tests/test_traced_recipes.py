@@ -165,3 +165,14 @@ def test_a_state_dict_as_torchvision_saves_it_is_a_pretrained_network(tmp_path):
     torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "resnet34.pt")
     with pytest.raises(UserError, match="has 96 tensors a torchvision:resnet18 network reading 3-channel images does not have"):
         given_pretrained(str(tmp_path / "resnet34.pt"), "torchvision:resnet18", 1.0, 3, "cpu")
+
+
+def test_a_factory_that_fails_to_import_or_to_build_is_one_sentence(user_module):
+    (user_module / "broken_nets.py").write_text("raise RuntimeError('no GPU driver here')\n")
+    (user_module / "picky_nets.py").write_text("def net(depth=3):\n    raise ValueError(f'depth {depth} is odd')\n")
+    load_config(None, ["model.module=broken_nets:net"])
+    with pytest.raises(UserError, match=r"'broken_nets:net' cannot be imported \(RuntimeError: no GPU driver here\)"):
+        build_model("module:broken_nets:net")
+    load_config(None, ["model.module=picky_nets:net"])
+    with pytest.raises(UserError, match=r"module:picky_nets:net\(\*\*\{\}\) raised ValueError: depth 3 is odd"):
+        build_model("module:picky_nets:net")

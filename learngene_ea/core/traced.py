@@ -80,7 +80,7 @@ def _factory(base: str):
     module_name, _, attr = name.partition(":")
     try:
         return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
+    except Exception as err:  # ImportError, AttributeError, or whatever the user's module raised on import
         raise UserError(f"model.module {name!r} cannot be imported ({type(err).__name__}: {err}); "
                         "put its package on PYTHONPATH and name it 'package.module:factory'.") from None
 
@@ -90,10 +90,13 @@ def _build_network(family: str, in_channels: int) -> nn.Module:
     if "weights" in kwargs:
         raise UserError(f"{family!r} asks for torchvision weights by name, which would be downloaded; pass a "
                         "trained network's state dict with --from-pretrained instead.")
+    factory = _factory(base)
     try:
-        net = _factory(base)(**kwargs)
+        net = factory(**kwargs)
     except TypeError as err:
         raise UserError(f"{base} does not take the keyword arguments {kwargs} (model.kwargs): {err}.") from None
+    except Exception as err:  # the builder's own error, named rather than shown as a traceback
+        raise UserError(f"{base}(**{kwargs}) raised {type(err).__name__}: {err}.") from None
     if not isinstance(net, nn.Module):
         raise UserError(f"{base} returned a {type(net).__name__}, not a torch.nn.Module.")
     _read_channels(net, in_channels)
