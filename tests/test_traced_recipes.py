@@ -36,6 +36,8 @@ def test_keyword_arguments_become_part_of_the_networks_name():
     (["model.family=torchvision:resnet18", "model.width=0.5"], "'model.width' scales our families only: set it to 1"),
     (["model.kwargs={width_mult: 0.5}"], "'model.kwargs' go to a torchvision network's or model.module's builder"),
     (["model.module=no_colon_here"], "'model.module' must look like 'package.module:function'"),
+    (["model.family=torchvision:resnet18", "model.width=1", "model.kwargs={when: 2020-01-01}"],
+     "'model.kwargs' must hold numbers, strings, booleans, lists and mappings only"),
 ])
 def test_a_network_named_wrongly_is_one_sentence(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 import re
@@ -151,6 +152,11 @@ def _check_model(model) -> None:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"'model.family' is {model.family!r}{hint}; it must be one of: {', '.join(MODEL_FAMILIES)}, "
                           "or torchvision:NAME (e.g. torchvision:resnet18), or set model.module.")
+    try:
+        json.dumps(model.kwargs)
+    except (TypeError, ValueError):
+        raise ConfigError(f"'model.kwargs' must hold numbers, strings, booleans, lists and mappings only, not "
+                          f"{model.kwargs!r}.") from None
     traced = model.module or is_traced(model.family)
     if traced and model.width != 1.0:
         raise ConfigError(f"'model.width' scales our families only: set it to 1 ({model.network} takes its own "

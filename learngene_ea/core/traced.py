@@ -50,7 +50,9 @@ def split_name(family: str) -> tuple[str, dict]:
     try:
         kwargs = json.loads(brace + rest)
     except ValueError:
-        raise UserError(f"Network {family!r} has keyword arguments that are not a JSON object.") from None
+        kwargs = None
+    if not isinstance(kwargs, dict):
+        raise UserError(f"Network {family!r} has keyword arguments that are not a JSON object.")
     return base, kwargs
 
 
