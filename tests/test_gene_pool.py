@@ -263,3 +263,23 @@ def test_a_pool_run_writes_its_history_and_the_plot_of_its_scores(pool_run):
     # genomes/default.yaml starts the pool from a warm start
     assert [h["gen"] for h in report["history"]] == [0, 1, 2] and report["warm_start"]["kind"] == "warm_start"
     assert (pool_run / "gene_pool.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_warm_start_can_train_random_sub_networks_on_a_share_of_its_steps():
+    cfg = load_config(None, tiny_overrides(**POOL, **{"pool.warm_start_fraction": 2.0}))
+    steps = gene_pool.warm_start_images(cfg) // cfg.task.batch_size
+    whole = gene_pool.initial_pool(cfg)
+    half = gene_pool.initial_pool(load_config(None, tiny_overrides(
+        **POOL, **{"pool.warm_start_fraction": 2.0, "pool.warm_start_subnets": 0.5})))
+    assert whole.warm_start["subnet_steps"] == 0 and 0 < half.warm_start["subnet_steps"] < steps
+    assert not np.array_equal(whole.learngene.weights["blocks.1"]["conv"], half.learngene.weights["blocks.1"]["conv"])
+    # on a sub-network step the dropped channels are silent: the network is its learngene sub-network
+    model = build_model("conv4", 0.25, 3, 5, seed=0).eval()
+    subnets = gene_pool.RandomSubnetworks(model, 1.0, 0.5, seed=3, steps=2)
+    images = torch.randn(2, 3, 32, 32)
+    silenced = model.forward_features(images)
+    assert (silenced == 0).any() and subnets.trained == 1
+    subnets(1)  # before the second step: another draw
+    subnets(2)  # after the last step: nothing left to train
+    assert subnets.trained == 2 and not subnets.handles
+    assert not (model.forward_features(images) == 0).any()

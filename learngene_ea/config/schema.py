@@ -139,6 +139,10 @@ class PoolConfig:
                                              "classes for this share of the evolution's planned images and "
                                              "start the pool from it (counted in the equal-compute budget)",
                                         min=0.0, max=16.0)
+    warm_start_subnets: float = _field(0.0, "share of the warm start's steps that train a random sub-network "
+                                            "(each channel kept with probability sqrt(ea.target_fraction)) instead "
+                                            "of the whole network, so that channels work without the others",
+                                       min=0.0, max=1.0)
 
 
 @dataclass

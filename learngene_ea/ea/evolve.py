@@ -288,7 +288,8 @@ def lend_pool(state: EvolutionState, cfg: Config, generation: int, log=print) ->
         images = gene_pool.warm_start_images(cfg)
         if images:
             log(f"gene pool: warm start, one network on every training class for {images // cfg.task.batch_size:,} "
-                f"steps ({images:,} images, counted in the equal-compute budget)")
+                f"steps ({images:,} images, counted in the equal-compute budget)"
+                + (f", {cfg.pool.warm_start_subnets:.0%} of them a random sub-network's" if cfg.pool.warm_start_subnets else ""))
         start = time.perf_counter()
         state.pool = gene_pool.initial_pool(cfg, worker_device(cfg.runtime.device))
         if images:

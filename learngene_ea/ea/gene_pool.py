@@ -106,7 +106,7 @@ def warm_start(cfg, images: int, device):
     """Train one whole network on every training class for ``images`` images (the task optimiser)."""
     from ..data import load_dataset
     from ..fewshot.sampling import training_classes_task
-    from ..fewshot.training import TrainSettings, train_on_task
+    from ..fewshot.training import TrainSettings, train_stacked
 
     configure_memory(cfg.runtime)  # the run's layout (channels-last or not) before its first network
     dataset = load_dataset(cfg.data)
@@ -119,10 +119,42 @@ def warm_start(cfg, images: int, device):
     # before generation 0 every worker is idle: unless runtime.threads says otherwise, the origin
     # takes every core of its host (as the transfer's pre-training does)
     threads = cfg.runtime.threads if cfg.runtime.threads > 0 else available_cores()
+    subnets = RandomSubnetworks(model, cfg.pool.warm_start_subnets, math.sqrt(cfg.ea.target_fraction),
+                                mix_seed(cfg.seed, WARM_START_SEED, 1), steps)
     with threads_set_to(threads):
-        loss = train_on_task(model, dataset, task, TrainSettings.of_task(cfg, steps), seed, device)
+        loss = train_stacked([model], dataset, [task], TrainSettings.of_task(cfg, steps), [seed], device,
+                             subnets if cfg.pool.warm_start_subnets else None)[0]
+    subnets.close()
     return model, {"kind": "warm_start", "images": images, "steps": steps, "final_loss": float(loss),
-                   "classes": len(task.class_ids), "threads": threads}
+                   "classes": len(task.class_ids), "threads": threads, "subnet_steps": subnets.trained}
+
+
+class RandomSubnetworks:
+    """A warm start's ``observe``: before each step, with probability ``share``, the step trains a random
+    sub-network (every channel kept with probability ``keep``, one at least per group; the network's
+    own silencing), the whole network otherwise. Dropped channels get no gradient on such a step."""
+
+    def __init__(self, model, share: float, keep: float, seed: int, steps: int):
+        self.model, self.share, self.keep, self.steps = model, share, keep, steps
+        self.rng = np.random.default_rng(seed)
+        self.handles, self.trained = [], 0
+        if share:
+            self(0)
+
+    def __call__(self, steps_done: int) -> None:
+        self.close()
+        if steps_done >= self.steps or self.rng.random() >= self.share:
+            return
+        masks = {g: self.rng.random(size) < self.keep for g, size in self.model.spec.groups}
+        for mask in masks.values():
+            mask[self.rng.integers(len(mask))] = True
+        self.handles = self.model.silence_dropped_channels(masks)
+        self.trained += 1
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
 
 
 def given_pool(path: str, cfg) -> GenePool:
