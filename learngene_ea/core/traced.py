@@ -126,7 +126,7 @@ def traced(family: str, in_channels: int) -> TraceResult:
         try:
             with torch.device("meta"):  # no memory, no initialisation
                 net = _build_network(family, in_channels)
-        except (NotImplementedError, RuntimeError):  # a builder that computes with tensors (RegNet's widths)
+        except UserError:  # a builder that computes with tensors (RegNet's widths), or a real error: on the CPU
             net = _build_network(family, in_channels)
         try:
             _TRACES[key] = trace(net, in_channels)
