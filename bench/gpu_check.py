@@ -16,6 +16,8 @@ runs, each step time-boxed and every failure recorded (the next step still runs)
 - ``scoop``: ``python -m scoop -n WORKERS -m learngene_ea.run`` on one device: the logbook of one process;
 - ``transfer``: the tiny run's learngene through ``python -m learngene_ea.transfer`` on ``--device``
   and on the CPU: the largest difference of a row's mean accuracy;
+- ``traced``: a tiny evolution of ``torchvision:resnet18`` (a traced network) on ``--device``, then
+  its learngene through the transfer into ResNet-34 there;
 - ``bench``: ``python -m bench --only gpu`` (its JSON copied into DIR).
 
 Writes ``DIR/gpu-check.json`` (rewritten after every step: a kill keeps what was done) and
@@ -36,7 +38,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "genomes", "default.yaml")
-STEPS = ("environment", "cuda_tests", "tiny_run", "resume", "batched", "scoop", "transfer", "bench")
+STEPS = ("environment", "cuda_tests", "tiny_run", "resume", "batched", "scoop", "transfer", "traced", "bench")
 # Test files with tests that skip without CUDA (or run on CUDA when it is there: test_resume compares
 # weights bit for bit on runtime.device auto).
 CUDA_TEST_FILES = ("tests/test_training.py", "tests/test_batched.py", "tests/test_vectorised.py",
@@ -47,6 +49,9 @@ TINY = {"data.images_per_class": 30, "model.width": 0.25, "task.num_classes": 5,
         "transfer.after_run": "false", "runtime.threads": 1, "fitness.rescore_episodes": 0}
 TINY_TRANSFER = {"transfer.episodes": 3, "transfer.steps": 3, "transfer.shots": "[1]", "transfer.limited_data": 0,
                  "transfer.n_query": 5, "transfer.pretrain_epochs": 1, "task.batch_size": 64, "runtime.threads": 1}
+TRACED = {"model.family": "torchvision:resnet18", "model.width": 1, "ea.population_size": 2, "ea.elites": 1,
+          "ea.generations": 1, "task.steps": 2, "fitness.episodes": 2, "fitness.inheritance": "pool",
+          "pool.warm_start_fraction": 0.25}
 BATCHED_TOLERANCE = 0.02
 BF16_TOLERANCE = 0.1
 
@@ -211,6 +216,23 @@ class Check:
         if len(means) == 2:
             a, b = means[self.device], means["cpu"]
             result["largest_mean_difference_vs_cpu"] = max(abs(a[k] - b[k]) for k in a)
+        return result
+
+    def traced(self) -> dict:
+        run = self.path("runs", "traced")
+        done = self.run_evolution(run, 150, **TRACED)
+        result = {"ok": False, "exit": done.returncode}
+        if done.returncode != 0:
+            return result
+        result["devices"] = sorted(_evaluation_values(run, "device"))
+        out = self.path("transfer", "traced")
+        moved = self.command([sys.executable, "-m", "learngene_ea.transfer", "--learngene", os.path.join(run, "learngene.pt"),
+                              "--out", out, "--quiet", "--descendants", "torchvision:resnet34",
+                              *sets(TINY_TRANSFER, **{"runtime.device": self.device})], 150)
+        result["transfer_exit"] = moved.returncode
+        if moved.returncode == 0:
+            result["means"] = {" / ".join(k): v for k, v in _row_means(_json(os.path.join(out, "transfer.json"))).items()}
+        result["ok"] = moved.returncode == 0
         return result
 
     def bench(self) -> dict:
