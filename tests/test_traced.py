@@ -262,3 +262,35 @@ def test_in_a_wider_densenet_a_concatenated_input_channel_keeps_its_part_and_its
     for k in np.flatnonzero(masks["features.denseblock1.denselayer2.conv2"]):
         assert torch.equal(wide.gene_module(name).conv.weight[out, 16 + 16 + k],
                            narrow.gene_module(name).conv.weight[out, 16 + 8 + k])
+
+
+def test_a_network_built_for_another_image_size_is_probed_at_a_size_it_accepts():
+    fixed = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(16),
+                          nn.Flatten(), nn.Linear(4 * 2 * 2, 3))  # 32x32 images only
+    result = trace(fixed, 3)
+    assert [layer.name for layer in result.layers] == ["0"] and result.feature_dim == 16
+    with pytest.raises(Exception, match="runs on no 3-channel image of side 64, 32, 84, 28 or 224"):
+        trace(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(5, 2)), 3)
+
+
+class OldStyleHead(nn.Module):
+    """A classifier over the whole 4x4 map, flattened by ``view`` (no adaptive pooling)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(6)
+        self.fc = nn.Linear(6 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(self.bn(self.conv(x)).relu(), 8)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_a_flattened_map_is_read_channel_by_channel_and_masked_so():
+    model = OldStyleHead()
+    result = trace(model, 3)
+    assert [layer.name for layer in result.layers] == ["conv"] and result.feature_dim == 96
+    head = [r for r in result.readers if r.module == "fc"][0]
+    assert head.channels[:17] == tuple([("conv", 0)] * 16 + [("conv", 1)])  # channel 0's 16 positions first
+    assert result.notes == ()

@@ -151,7 +151,7 @@ class _Pass:
                 self.bn_of[source.target] = name
         if isinstance(module, PASS_MODULES) and len(inputs) == 1:
             return inputs[0]
-        if isinstance(module, nn.Flatten) and len(inputs) == 1:
+        if isinstance(module, nn.Flatten) and len(inputs) == 1 and module.start_dim == 1 and module.end_dim == -1:
             return self.visit_function(node, "flatten", inputs)
         self.pin(node, inputs)
         return self.fixed(node)
@@ -173,10 +173,12 @@ class _Pass:
             return self.fixed(node)  # a size, or an item of a tuple an unknown op returned
         if function in PASS_FUNCTIONS and len(inputs) == 1:
             return inputs[0]
-        if function == "flatten" and len(inputs) == 1:
+        if function == "flatten" and len(inputs) == 1 and _flattens_from_channels(node):
             shape = node.all_input_nodes[0].meta["tensor_meta"].shape
-            if len(shape) == 2 or (len(shape) == 4 and tuple(shape[2:]) == (1, 1)):
-                return inputs[0]
+            return np.repeat(inputs[0], int(np.prod(shape[2:])))  # channel-major: each channel's positions
+        if function in ("view", "reshape") and len(inputs) == 1 and _is_flatten(node):
+            shape = node.all_input_nodes[0].meta["tensor_meta"].shape
+            return np.repeat(inputs[0], int(np.prod(shape[2:])))
         if function == "mean" and len(inputs) == 1 and _channels(node) == len(inputs[0]):
             return inputs[0]
         if function in JOIN_FUNCTIONS and inputs:
@@ -188,6 +190,22 @@ class _Pass:
             return np.concatenate(inputs)
         self.pin(node, inputs)
         return self.fixed(node)
+
+
+def _flattens_from_channels(node) -> bool:
+    """``flatten(x, 1)`` (or ``nn.Flatten()``) of an image tensor: the channels stay outermost."""
+    shape = node.all_input_nodes[0].meta["tensor_meta"].shape
+    start = node.kwargs.get("start_dim", node.args[1] if len(node.args) > 1 else None)
+    if node.op == "call_module":
+        start = 1  # nn.Flatten's default; the module's own value is checked where it is visited
+    return len(shape) >= 2 and start in (1, -len(shape) + 1) and node.kwargs.get("end_dim", -1) in (-1, len(shape) - 1)
+
+
+def _is_flatten(node) -> bool:
+    """A view or reshape of ``[B, C, ...]`` into ``[B, C * ...]`` (``x.view(x.size(0), -1)``)."""
+    before = node.all_input_nodes[0].meta["tensor_meta"].shape
+    after = getattr(node.meta.get("tensor_meta"), "shape", None)
+    return after is not None and len(before) >= 3 and tuple(after) == (before[0], int(np.prod(before[1:])))
 
 
 def _cat_dim(node) -> int:
@@ -202,8 +220,7 @@ def trace(model: nn.Module, in_channels: int, image_size: int = 64) -> TraceResu
     except Exception as err:
         raise TracingError(f"torch.fx cannot trace {type(model).__name__} ({type(err).__name__}: "
                            f"{str(err).splitlines()[0][:160]})") from None
-    device = next(model.parameters()).device
-    ShapeProp(graph).propagate(torch.empty(2, in_channels, image_size, image_size, device=device))
+    _propagate_shapes(graph, model, in_channels, image_size)
     excluded: dict[str, str] = {}
     while True:
         walk = _Pass(graph, excluded)
@@ -214,6 +231,21 @@ def trace(model: nn.Module, in_channels: int, image_size: int = 64) -> TraceResu
         if not problems:
             return _result(walk, excluded)
         excluded.update(problems)
+
+
+def _propagate_shapes(graph: fx.GraphModule, model: nn.Module, in_channels: int, image_size: int) -> None:
+    """Every node's output shape, from a probe batch of ``image_size`` images (or the first of a few
+    common sizes a network without adaptive pooling accepts)."""
+    device = next(model.parameters()).device
+    failure = None
+    for size in dict.fromkeys((image_size, 32, 84, 28, 224)):
+        try:
+            ShapeProp(graph).propagate(torch.empty(2, in_channels, size, size, device=device))
+            return
+        except Exception as err:  # a size its layers do not fit: the next one
+            failure = failure or err
+    raise TracingError(f"{type(model).__name__} runs on no {in_channels}-channel image of side {image_size}, 32, 84, 28 "
+                       f"or 224 ({type(failure).__name__}: {str(failure).splitlines()[0][:160]})")
 
 
 def _roots(walk: _Pass, atoms) -> list[int]:
