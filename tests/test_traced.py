@@ -294,3 +294,30 @@ def test_a_flattened_map_is_read_channel_by_channel_and_masked_so():
     head = [r for r in result.readers if r.module == "fc"][0]
     assert head.channels[:17] == tuple([("conv", 0)] * 16 + [("conv", 1)])  # channel 0's 16 positions first
     assert result.notes == ()
+
+
+class Attentions(nn.Module):
+    """A spatial attention map (one channel, broadcast over all) and a mean over channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(8)
+        self.gate = nn.Conv2d(8, 1, 1)
+        self.body = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.body_bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = self.stem_bn(self.stem(x)).relu()
+        x = x * torch.sigmoid(self.gate(x))  # the gate's one channel scales every channel of x
+        y = self.body_bn(self.body(x))
+        y = y - y.mean(1, keepdim=True)  # a mean over the channels mixes them all
+        return self.fc(y.mean((2, 3)))
+
+
+def test_a_broadcast_channel_and_a_mean_over_channels_are_not_mistaken_for_channelwise_ops():
+    result = trace(Attentions(), 3, image_size=8)
+    assert [layer.name for layer in result.layers] == ["stem"]
+    notes = " | ".join(result.notes)
+    assert "gate: its outputs are read by mul" in notes and "body: its outputs are read by mean" in notes

@@ -179,13 +179,17 @@ class _Pass:
         if function in ("view", "reshape") and len(inputs) == 1 and _is_flatten(node):
             shape = node.all_input_nodes[0].meta["tensor_meta"].shape
             return np.repeat(inputs[0], int(np.prod(shape[2:])))
-        if function == "mean" and len(inputs) == 1 and _channels(node) == len(inputs[0]):
-            return inputs[0]
-        if function in JOIN_FUNCTIONS and inputs:
-            if all(len(a) == len(inputs[0]) for a in inputs) and _channels(node) == len(inputs[0]):
-                for other in inputs[1:]:
-                    self.atoms.join(inputs[0], other)
-                return inputs[0]
+        if function in ("mean", "amax", "sum") and len(inputs) == 1 and _keeps_channels(node):
+            return inputs[0]  # over the image's positions
+        if function in JOIN_FUNCTIONS and inputs and _channels(node) == max(len(a) for a in inputs):
+            wide = [a for a in inputs if len(a) > 1]
+            self.pin(node, [a for a in inputs if len(a) == 1 and wide])  # one channel broadcast over all
+            for other in wide[1:]:
+                if len(other) != len(wide[0]):
+                    break
+                self.atoms.join(wide[0], other)
+            else:
+                return wide[0] if wide else inputs[0]
         if function == "cat" and _cat_dim(node) == 1 and inputs:
             return np.concatenate(inputs)
         self.pin(node, inputs)
@@ -206,6 +210,14 @@ def _is_flatten(node) -> bool:
     before = node.all_input_nodes[0].meta["tensor_meta"].shape
     after = getattr(node.meta.get("tensor_meta"), "shape", None)
     return after is not None and len(before) >= 3 and tuple(after) == (before[0], int(np.prod(before[1:])))
+
+
+def _keeps_channels(node) -> bool:
+    """A reduction over the positions only (``x.mean((2, 3))``), not over the channels."""
+    rank = len(node.all_input_nodes[0].meta["tensor_meta"].shape)
+    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    dims = [dims] if isinstance(dims, int) else list(dims or [])
+    return bool(dims) and rank >= 3 and all(isinstance(d, int) and d % rank >= 2 for d in dims)
 
 
 def _cat_dim(node) -> int:
