@@ -321,3 +321,21 @@ def test_a_broadcast_channel_and_a_mean_over_channels_are_not_mistaken_for_chann
     assert [layer.name for layer in result.layers] == ["stem"]
     notes = " | ".join(result.notes)
     assert "gate: its outputs are read by mul" in notes and "body: its outputs are read by mean" in notes
+
+
+def test_spatial_slicing_padding_and_upsampling_keep_the_channels():
+    class Spatial(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, bias=False)
+            self.bn = nn.BatchNorm2d(4)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = nn.functional.pad(self.bn(self.conv(x)), (1, 1, 1, 1))[:, :, ::2, ::2]
+            x = nn.functional.interpolate(x, scale_factor=2.0)
+            return self.fc(x.mean((2, 3)))
+
+    result = trace(Spatial(), 3, image_size=8)
+    assert [layer.name for layer in result.layers] == ["conv"] and result.notes == ()
+    assert result.readers[-1].channels == tuple(("conv", k) for k in range(4))

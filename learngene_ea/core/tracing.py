@@ -31,10 +31,10 @@ from .backbone import GeneLayer
 
 PASS_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.GELU,
                 nn.Tanh, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d,
-                nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+                nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample, nn.ZeroPad2d, nn.ReflectionPad2d)
 PASS_FUNCTIONS = {"relu", "relu_", "relu6", "sigmoid", "hardswish", "hardsigmoid", "silu", "gelu", "tanh", "mish",
                   "leaky_relu", "elu", "dropout", "dropout2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
-                  "avg_pool2d", "max_pool2d", "stochastic_depth", "contiguous", "clone", "to", "float"}
+                  "avg_pool2d", "max_pool2d", "stochastic_depth", "contiguous", "clone", "to", "float", "interpolate"}
 JOIN_FUNCTIONS = {"add", "iadd", "add_", "mul", "imul", "mul_", "sub", "truediv", "div"}
 NO_CHANNELS = {"size", "dim", "getattr", "getitem"}  # results that are not image tensors
 
@@ -169,6 +169,8 @@ class _Pass:
         return self.made[name]
 
     def visit_function(self, node, function, inputs):
+        if function in ("getitem", "pad") and len(inputs) == 1 and _spatial_only(node, function):
+            return inputs[0]  # x[:, :, ::2, ::2], F.pad(x, (1, 1, 1, 1)): the channels untouched
         if function in NO_CHANNELS and not (function == "getitem" and inputs):
             return self.fixed(node)  # a size, or an item of a tuple an unknown op returned
         if function in PASS_FUNCTIONS and len(inputs) == 1:
@@ -218,6 +220,15 @@ def _keeps_channels(node) -> bool:
     dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
     dims = [dims] if isinstance(dims, int) else list(dims or [])
     return bool(dims) and rank >= 3 and all(isinstance(d, int) and d % rank >= 2 for d in dims)
+
+
+def _spatial_only(node, function: str) -> bool:
+    if function == "pad":
+        padding = node.kwargs.get("pad", node.args[1] if len(node.args) > 1 else ())
+        return isinstance(padding, (tuple, list)) and len(padding) <= 4
+    index = node.args[1] if len(node.args) > 1 else None
+    whole = slice(None, None, None)
+    return isinstance(index, tuple) and len(index) >= 2 and index[0] == whole and index[1] == whole
 
 
 def _cat_dim(node) -> int:
