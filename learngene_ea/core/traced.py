@@ -106,9 +106,10 @@ def _build_network(family: str, in_channels: int) -> nn.Module:
 
 
 def _read_channels(net: nn.Module, in_channels: int) -> None:
-    """Make the first convolution read ``in_channels`` image channels (torchvision builds for 3)."""
+    """Make the first convolution read ``in_channels`` image channels (torchvision builds for 3; a factory
+    built for other images is left as it is, and a probe that does not fit it says so)."""
     first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is None or first.in_channels == in_channels or first.groups != 1:
+    if first is None or first.in_channels != 3 or in_channels == 3 or first.groups != 1:
         return
     replacement = nn.Conv2d(in_channels, first.out_channels, first.kernel_size, first.stride, first.padding,
                             first.dilation, 1, first.bias is not None, first.padding_mode,
