@@ -19,7 +19,6 @@ descendant), each with a one-line note naming it.
 """
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 
 import numpy as np
