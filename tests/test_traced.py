@@ -216,7 +216,7 @@ def test_one_channel_images_are_read_by_a_stem_built_for_them():
     assert model.spec.layer("conv1").in_channels == 1
 
 
-def test_across_kinds_layers_match_where_stage_block_and_role_do_and_nothing_else_is_refused():
+def test_across_kinds_layers_match_where_stage_block_and_role_do_both_ways_and_nothing_else_is_refused():
     from learngene_ea.transfer.descendants import build_descendant
 
     ancestor = build_model("torchvision:resnet18", num_classes=5, seed=0)
@@ -227,6 +227,9 @@ def test_across_kinds_layers_match_where_stage_block_and_role_do_and_nothing_els
     assert set(ours.inherited) == {f"stages.{s}.0.{role}" for s in range(4) for role in ("conv1", "conv2")}
     with pytest.raises(UserError, match="cannot be inherited by a conv4 x0.5 descendant: no gene layer matches"):
         build_descendant(learngene, "conv4", 0.5, num_classes=5)
+    ours_learngene = extract_learngene(build_model("resnet12", 0.5, num_classes=5, seed=2), random_masks(ours.spec, 7))
+    back = build_descendant(ours_learngene, "torchvision:resnet18", 1.0, num_classes=5)
+    assert set(back.inherited) == {f"layer{s + 1}.0.{role}" for s in range(4) for role in ("conv1", "conv2")}
 
 
 class BranchesOnData(nn.Module):
