@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from learngene_ea.fewshot.sampling import mean_and_ci95
+
 ROWS = ("learngene", "l1-learngene", "layerwise-equal-size", "pretrained", "scratch")
 
 
@@ -33,7 +35,8 @@ def episode_accuracies(folders: list[str], setting: str = "5-shot") -> dict:
 
 
 def pooled(values: np.ndarray) -> str:
-    return f"{100 * values.mean():+.1f} ± {100 * 1.96 * values.std(ddof=1) / np.sqrt(len(values)):.1f}"
+    mean, ci95 = mean_and_ci95(values)
+    return f"{100 * mean:+.1f} ± {100 * ci95:.1f}"
 
 
 def report(a: tuple[str, dict], b: tuple[str, dict]) -> str:

@@ -150,7 +150,7 @@ class _Pass:
                 self.bn_of[source.target] = name
         if isinstance(module, PASS_MODULES) and len(inputs) == 1:
             return inputs[0]
-        if isinstance(module, nn.Flatten) and len(inputs) == 1 and module.start_dim == 1 and module.end_dim == -1:
+        if isinstance(module, nn.Flatten) and len(inputs) == 1:
             return self.visit_function(node, "flatten", inputs)
         self.pin(node, inputs)
         return self.fixed(node)
@@ -174,12 +174,9 @@ class _Pass:
             return self.fixed(node)  # a size, or an item of a tuple an unknown op returned
         if function in PASS_FUNCTIONS and len(inputs) == 1:
             return inputs[0]
-        if function == "flatten" and len(inputs) == 1 and _flattens_from_channels(node):
+        if function in ("flatten", "view", "reshape") and len(inputs) == 1 and _is_flatten(node):
             shape = node.all_input_nodes[0].meta["tensor_meta"].shape
             return np.repeat(inputs[0], int(np.prod(shape[2:])))  # channel-major: each channel's positions
-        if function in ("view", "reshape") and len(inputs) == 1 and _is_flatten(node):
-            shape = node.all_input_nodes[0].meta["tensor_meta"].shape
-            return np.repeat(inputs[0], int(np.prod(shape[2:])))
         if function in ("mean", "amax", "sum") and len(inputs) == 1 and _keeps_channels(node):
             return inputs[0]  # over the image's positions
         if function in JOIN_FUNCTIONS and inputs and _channels(node) == max(len(a) for a in inputs):
@@ -197,20 +194,12 @@ class _Pass:
         return self.fixed(node)
 
 
-def _flattens_from_channels(node) -> bool:
-    """``flatten(x, 1)`` (or ``nn.Flatten()``) of an image tensor: the channels stay outermost."""
-    shape = node.all_input_nodes[0].meta["tensor_meta"].shape
-    start = node.kwargs.get("start_dim", node.args[1] if len(node.args) > 1 else None)
-    if node.op == "call_module":
-        start = 1  # nn.Flatten's default; the module's own value is checked where it is visited
-    return len(shape) >= 2 and start in (1, -len(shape) + 1) and node.kwargs.get("end_dim", -1) in (-1, len(shape) - 1)
-
-
 def _is_flatten(node) -> bool:
-    """A view or reshape of ``[B, C, ...]`` into ``[B, C * ...]`` (``x.view(x.size(0), -1)``)."""
+    """``[B, C, ...]`` into ``[B, C * ...]`` (``flatten(x, 1)``, ``nn.Flatten()``, ``x.view(x.size(0), -1)``):
+    in logical order the channels stay outermost, whichever op did it."""
     before = node.all_input_nodes[0].meta["tensor_meta"].shape
     after = getattr(node.meta.get("tensor_meta"), "shape", None)
-    return after is not None and len(before) >= 3 and tuple(after) == (before[0], int(np.prod(before[1:])))
+    return after is not None and len(before) >= 2 and tuple(after) == (before[0], int(np.prod(before[1:])))
 
 
 def _keeps_channels(node) -> bool:
