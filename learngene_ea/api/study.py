@@ -158,7 +158,9 @@ def transfer_matches(results: dict, cfg: Config, learngene) -> bool:
     evaluation, expected = results.get("evaluation", {}), _json_plain(dataclasses.asdict(cfg.transfer))
     if results.get("format") != TRANSFER_FORMAT or evaluation.get("metric") != cfg.fitness.metric:
         return False
-    if any(evaluation.get(k) != v for k, v in expected.items() if k not in ("after_run", "descendants")):
+    absent_means = {"complement_scale": 1.0}  # transfer settings older transfer.json files lack
+    if any(evaluation.get(k, absent_means.get(k)) != v for k, v in expected.items()
+           if k not in ("after_run", "descendants")):
         return False
     labels, seen = [], {(learngene.family, float(learngene.width))}
     for text in cfg.transfer.descendants:

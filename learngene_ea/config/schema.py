@@ -99,6 +99,10 @@ class FitnessConfig:
                                min=0)
     population_batch: int = _field(1, "descendants a worker trains at once as one grouped network "
                                       "(1: one by one)", min=1)
+    complement_scale: float = _field(1.0, "scale of a descendant's fresh channels in the layers its learngene is "
+                                          "written into (BatchNorm scale and shift): 1 fresh as in GTL, below 1 "
+                                          "quieter, 0 silent (behind a ReLU they stay so: the descendant is the "
+                                          "learngene's sub-network)", min=0.0, max=1.0)
 
 
 @dataclass
@@ -195,6 +199,9 @@ class TransferConfig:
                                         "learngene was evolved on) or the target's classes",
                               choices=("source", "target"))
     cache_dir: str | None = _field(None, "folder of the cached pre-trained networks (default: the output folder)")
+    complement_scale: float = _field(1.0, "scale of every descendant's fresh channels in the layers a learngene "
+                                          "(or pre-trained channels like it) is written into: 1 fresh as in GTL, "
+                                          "0 silent (see fitness.complement_scale)", min=0.0, max=1.0)
 
 
 @dataclass

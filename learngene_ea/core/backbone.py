@@ -139,6 +139,34 @@ class Backbone(nn.Module):
         return handles
 
 
+def scale_complement(model: Backbone, written: dict[str, tuple[np.ndarray, np.ndarray]], scale: float) -> None:
+    """Scale the fresh output channels of every layer a learngene was ``written`` into by ``scale``.
+
+    The complement's BatchNorm scale and shift (without BatchNorm: its filters and bias) are
+    multiplied: at 1 (GTL) the fresh channels are as initialised; below 1 they speak more quietly
+    beside the inherited ones and still learn; at 0 they output zero, so the descendant computes
+    exactly its learngene's sub-network, and behind a ReLU they stay zero while it trains (no
+    gradient passes a ReLU at zero). Layers nothing was written into are left as they are.
+    """
+    if scale == 1.0:
+        return
+    with torch.no_grad():
+        for name, (out_idx, _) in written.items():
+            module = model.gene_module(name)
+            fresh = torch.ones(module.conv.out_channels, dtype=torch.bool)
+            fresh[torch.as_tensor(out_idx, dtype=torch.long)] = False
+            fresh = fresh.to(module.conv.weight.device)
+            norm = module.bn if isinstance(module.bn, nn.Module) else None
+            if norm is not None and norm.weight is not None:  # the BatchNorm sets the channel's scale
+                tensors = (norm.weight, norm.bias)
+            elif norm is None:
+                tensors = (module.conv.weight, module.conv.bias)
+            else:  # a BatchNorm without affine: a channel's scale cannot be set
+                tensors = ()
+            for tensor in tensors:
+                if tensor is not None:
+                    tensor[fresh] *= scale
+
 
 def _parts(in_group: str, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
     """(part, first channel, channels) of each part of what a layer reads."""

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import UserError
 from ..io.paths import file_problem
-from .backbone import input_mask, input_places, spec_from_state, spec_to_state
+from .backbone import input_mask, input_places, scale_complement, spec_from_state, spec_to_state
 from .models import ArchSpec, Backbone, GeneLayer, arch_spec
 from .traced import is_traced
 
@@ -266,11 +266,13 @@ def match_layers(source: ArchSpec, target: ArchSpec) -> dict[str, GeneLayer]:
     return matched
 
 
-def inherit_learngene(model: Backbone, learngene: Learngene) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def inherit_learngene(model: Backbone, learngene: Learngene,
+                      complement_scale: float = 1.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Write the learngene's sub-kernels into the descendant ``model`` at their channel positions.
 
     Channels keep their index; in a narrower descendant channels beyond its width are left out,
-    in a wider or deeper one the extra channels and layers keep their fresh initialisation.
+    in a wider or deeper one the extra channels and layers keep their fresh initialisation,
+    the channels of written layers scaled by ``complement_scale`` (:func:`scale_complement`).
     Everything written goes to the model's device in one host-to-device transfer (:func:`packed_copy`).
     Returns, per written layer, the (out, in) channel indices written (for tests and reports).
     """
@@ -303,6 +305,7 @@ def inherit_learngene(model: Backbone, learngene: Learngene) -> dict[str, tuple[
             module.conv.weight[o.unsqueeze(1), i.unsqueeze(0)] = conv  # (cast to the weights' dtype)
             for tensor, value in zip(gene_tensors(module)[1:], bn):
                 tensor[o] = value
+    scale_complement(model, written, complement_scale)
     return written
 
 

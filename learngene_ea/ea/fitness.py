@@ -81,7 +81,7 @@ def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device):
     if getattr(individual, "pool_key", None):  # fitness.inheritance pool: this generation's shared pool
         learngene = pool_for(individual.pool_key).learngene
     if learngene is not None:
-        inherit_learngene(model, learngene.restrict(masks_of(individual)))
+        inherit_learngene(model, learngene.restrict(masks_of(individual)), cfg.fitness.complement_scale)
     task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class, "train")
     return model, task, seed
 

@@ -17,7 +17,7 @@ import numpy as np
 from .files import pyplot, save_figure, write_report_files
 from ..fewshot.sampling import mean_and_ci95
 from ..transfer.descendants import arch_label
-from ..transfer.report import split_words
+from ..transfer.report import complement_words, split_words
 
 FORMAT = "learngene-ea/study-v1"
 
@@ -146,7 +146,8 @@ def markdown_table(study: dict) -> str:
         f"(`{study['dataset']}`, {evaluation['n_way']}-way, "
         f"{evaluation['episodes']} episodes per setting, transfer seed {evaluation['seed']}); pooled over every "
         f"(seed, episode) pair: mean query accuracy (%) ± 95% CI (1.96 · sd / √n, n = seeds × episodes). "
-        f"{study['launch']['processes']} process(es), {study['launch']['threads']} torch thread(s) each.",
+        f"{study['launch']['processes']} process(es), {study['launch']['threads']} torch thread(s) each."
+        f"{complement_words(evaluation)}",
         "",
         "| Row | Params transferred (mean over seeds) | " + " | ".join(labels[s] for s in settings) + " |",
         "|:--|--:|" + "--:|" * len(settings),

@@ -85,12 +85,13 @@ def _nothing(model, episode_seed):
     return 0
 
 
-def _inherit_into(model, learngene: Learngene) -> int:
-    return transferred_params(model.spec, inherit_learngene(model, learngene))
+def _inherit_into(model, learngene: Learngene, complement_scale: float) -> int:
+    return transferred_params(model.spec, inherit_learngene(model, learngene, complement_scale))
 
 
-def _pretrained_methods(learngene: Learngene, pretrained: Backbone) -> list[Method]:
-    """The rows built on the pre-trained network: all of it, random or top-L1 channels, whole layers."""
+def _pretrained_methods(learngene: Learngene, pretrained: Backbone, complement_scale: float) -> list[Method]:
+    """The rows built on the pre-trained network: all of it, random or top-L1 channels, whole layers
+    (the channel rows' fresh channels scaled by ``complement_scale``, as the learngene's are)."""
     family, width = learngene.family, learngene.width
     all_layers = [layer.name for layer in pretrained.spec.layers]
     budget_layers = layerwise_layers(pretrained.spec, learngene.num_params)
@@ -101,12 +102,12 @@ def _pretrained_methods(learngene: Learngene, pretrained: Backbone) -> list[Meth
 
     def random_channels(model, episode_seed):
         masks = random_masks_like(learngene, episode_mask_seed(episode_seed))
-        return _inherit_into(model, extract_learngene(pretrained, masks))
+        return _inherit_into(model, extract_learngene(pretrained, masks), complement_scale)
 
     top_l1 = extract_learngene(pretrained, top_l1_masks_like(learngene, pretrained))
 
     def l1_channels(model, episode_seed):
-        return _inherit_into(model, top_l1)
+        return _inherit_into(model, top_l1, complement_scale)
 
     def layerwise(model, episode_seed):
         return copy_gene_layers(pretrained, model, budget_layers)
@@ -130,24 +131,27 @@ def _pretrained_methods(learngene: Learngene, pretrained: Backbone) -> list[Meth
     return methods
 
 
-def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descendants=()) -> list[Method]:
+def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descendants=(),
+                     complement_scale: float = 1.0) -> list[Method]:
     """The rows of a transfer table: baselines, learngene, and scalability descendants.
 
     ``pretrained`` (the full network of the learngene's architecture trained on all training
     classes) feeds ``pretrained``, ``random-learngene``, ``l1-learngene`` and ``layerwise``; with ``None`` those
     rows are left out. ``descendants``: ``(family, width)`` pairs, each adding ``learngene`` and
-    ``scratch`` rows for that architecture.
+    ``scratch`` rows for that architecture. ``complement_scale`` (``transfer.complement_scale``):
+    what the fresh channels of every layer a learngene or pre-trained channels are written into
+    start at (:func:`~learngene_ea.core.backbone.scale_complement`).
     """
     family, width = learngene.family, learngene.width
 
     def inherit(model, episode_seed):
-        return _inherit_into(model, learngene)
+        return _inherit_into(model, learngene, complement_scale)
 
     methods = [Method("scratch", family, width, _nothing, note="random initialisation"),
                Method("scratch-instincts", family, width, _nothing, finetune=False,
                       note="random initialisation, no update (prototypes of its random features)")]
     if pretrained is not None:
-        methods += _pretrained_methods(learngene, pretrained)
+        methods += _pretrained_methods(learngene, pretrained, complement_scale)
     methods += [
         Method("instincts", family, width, inherit, finetune=False, note="learngene descendant, no update"),
         Method("learngene", family, width, inherit, note="the learngene"),

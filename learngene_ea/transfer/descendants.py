@@ -47,10 +47,12 @@ def parse_descendant(text: str, default_width: float) -> tuple[str, float]:
 
 
 def build_descendant(learngene: Learngene, family: str | None = None, width: float | None = None,
-                     num_classes: int = 5, seed: int = 0, device: str | torch.device = "cpu") -> Backbone:
+                     num_classes: int = 5, seed: int = 0, device: str | torch.device = "cpu",
+                     complement_scale: float = 1.0) -> Backbone:
     """A fresh descendant (initialised from ``seed``) with the learngene written into it.
 
-    ``family``/``width`` default to the learngene's ancestry architecture. The returned model
+    ``family``/``width`` default to the learngene's ancestry architecture; ``complement_scale``
+    scales its fresh channels (``transfer.complement_scale``). The returned model
     carries ``model.inherited``: gene layer name -> (output, input) channel indices written
     (what :func:`inherit_learngene` returns). Raises :class:`UserError` when nothing of the
     learngene can be written into that family (e.g. a Conv4 learngene into a ResNet12).
@@ -58,7 +60,7 @@ def build_descendant(learngene: Learngene, family: str | None = None, width: flo
     family = family or learngene.family
     width = learngene.width if width is None else float(width)
     model = build_model(family, width, learngene.in_channels, num_classes, seed=seed, device=device)
-    written = inherit_learngene(model, learngene)
+    written = inherit_learngene(model, learngene, complement_scale)
     if not written:
         raise UserError(f"A {arch_label(learngene.family, learngene.width)} learngene cannot be inherited by "
                         f"a {arch_label(family, width)} descendant: no gene layer matches (layers match by "

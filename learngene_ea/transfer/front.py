@@ -67,7 +67,8 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, options: Tr
     shared, members = {}, []
     for index, (learngene, path) in enumerate(zip(learngenes, paths)):
         log(f"front learngene {index + 1}/{len(paths)}: {os.path.basename(path)} (fraction {learngene.fraction:.3f})")
-        methods = [m for m in baseline_methods(learngene, pretrained) if index == 0 or m.name in PER_LEARNGENE]
+        methods = [m for m in baseline_methods(learngene, pretrained, (), cfg.transfer.complement_scale)
+                   if index == 0 or m.name in PER_LEARNGENE]
         rows = evaluate_transfer(methods, Bench(dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric),
                                  settings, log, progress)
         own = {row["method"]: row["results"] for row in rows if row["method"] in PER_LEARNGENE}

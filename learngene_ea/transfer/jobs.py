@@ -97,7 +97,7 @@ def _context(key: str) -> tuple:
         if shared_context["pretrained"] is not None:
             pretrained = pretrained_from_state(shared_context["pretrained"], learngene.family, learngene.width,
                                                learngene.in_channels, device).eval()
-        methods = baseline_methods(learngene, pretrained, shared_context["descendants"])
+        methods = baseline_methods(learngene, pretrained, shared_context["descendants"], cfg.transfer.complement_scale)
         _CONTEXTS.clear()  # one transfer evaluation at a time: free the previous one
         bench = Bench(dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric)
         _CONTEXTS[key] = (make_settings(cfg.transfer, dataset), methods, bench)

@@ -301,7 +301,8 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, o
     pretrained.eval()
     timings["pretrained"] = time.perf_counter() - t
     t = time.perf_counter()
-    table = Rows(baseline_methods(learngene, pretrained, extra), pretrained, cache_dir, extra)
+    methods = baseline_methods(learngene, pretrained, extra, cfg.transfer.complement_scale)
+    table = Rows(methods, pretrained, cache_dir, extra)
     bench = Bench(test.dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric)
     rows = evaluate_rows(cfg, learngene, table, bench, settings, log, progress)
     timings["evaluation"] = time.perf_counter() - t

@@ -64,6 +64,15 @@ def split_words(split: str) -> str:
     return "validation classes" if split == "val" else "test classes"
 
 
+def complement_words(evaluation: dict) -> str:
+    """What the fresh channels beside transferred ones start at (``transfer.complement_scale``), when not GTL's."""
+    scale = evaluation.get("complement_scale", 1.0)
+    if scale == 1.0:
+        return ""
+    start = "silent" if scale == 0 else f"at {scale:g} times their BatchNorm scale"
+    return f" Channels beside transferred ones start {start} (transfer.complement_scale)."
+
+
 def transfer_title(results: dict) -> str:
     """``recipe `default`, evolved on synthetic, tested on digits``: what the table and chart are about."""
     lg = results["learngene"]
@@ -91,7 +100,7 @@ def markdown_table(results: dict) -> str:
         f"Dataset `{results['dataset']['name']}` ({results['dataset']['test_classes']} test classes{pretrained}); "
         f"{plural(info['episodes'], 'episode')} per setting, {plural(info['n_query'], 'query', 'queries')} per "
         f"class; fine-tuning {plural(info['steps'], 'step')} of {info['optimizer']} (lr {info['lr']:g}"
-        f"{', crop+flip' if info['augment'] else ''}). Mean query accuracy (%) ± 95% CI.",
+        f"{', crop+flip' if info['augment'] else ''}). Mean query accuracy (%) ± 95% CI.{complement_words(info)}",
         "",
         "| Method | Descendant | Params transferred | " + " | ".join(s["label"] for s in settings) + " |",
         "|:--|:--|--:|" + "--:|" * len(settings),

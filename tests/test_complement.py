@@ -1,0 +1,131 @@
+"""A descendant's fresh channels (its complement) start scaled by ``complement_scale``: at 0 the
+descendant computes its learngene's sub-network and grows the rest from silence; at 1 (GTL) they
+are freshly initialised, bit for bit as before the option existed."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from learngene_ea.api.study import transfer_matches
+from learngene_ea.config.loading import load_config
+from learngene_ea.core.individual import make_individual
+from learngene_ea.core.learngene import extract_learngene, inherit_learngene
+from learngene_ea.core.models import build_model
+from learngene_ea.ea.fitness import inflate_descendant
+from learngene_ea.fewshot.training import learngene_channels_only
+from learngene_ea.transfer.baselines import baseline_methods
+from learngene_ea.transfer.pipeline import FORMAT as TRANSFER_FORMAT
+from learngene_ea.transfer.target import target_data, with_resolved_augment
+from test_learngene import random_masks, trained_like
+
+
+def _learngene(family, width=0.25):
+    ancestor = trained_like(build_model(family, width, seed=1)).eval()
+    masks = random_masks(ancestor.spec)
+    return ancestor, masks, extract_learngene(ancestor, masks)
+
+
+@pytest.mark.parametrize("family", ["conv4", "vgg11", "resnet12"])
+def test_a_silent_complement_makes_the_descendant_its_learngene_sub_network(family):
+    ancestor, masks, learngene = _learngene(family)
+    descendant = build_model(family, 0.25, seed=2).eval()
+    inherit_learngene(descendant, learngene, complement_scale=0.0)
+    x = torch.randn(3, 3, 32, 32)
+    with learngene_channels_only(ancestor, masks):
+        expected = ancestor.forward_features(x)
+    assert torch.equal(descendant.forward_features(x), expected)
+    # with fresh channels as in GTL it is not
+    gtl = build_model(family, 0.25, seed=2).eval()
+    inherit_learngene(gtl, learngene)
+    assert not torch.allclose(gtl.forward_features(x), expected, atol=1e-3)
+
+
+def test_the_scale_multiplies_only_the_fresh_channels_batchnorm_affine():
+    _, masks, learngene = _learngene("conv4")
+    fresh = build_model("conv4", 0.25, seed=2)
+    scaled = build_model("conv4", 0.25, seed=2)
+    inherit_learngene(fresh, learngene)
+    written = inherit_learngene(scaled, learngene, complement_scale=0.3)
+    for name, (out_idx, _) in written.items():
+        dropped = np.setdiff1d(np.arange(fresh.gene_module(name).conv.out_channels), out_idx)
+        f, s = fresh.gene_module(name), scaled.gene_module(name)
+        assert torch.equal(s.conv.weight, f.conv.weight)  # filters untouched: BatchNorm normalises them
+        assert torch.equal(s.bn.weight[out_idx], f.bn.weight[out_idx])  # inherited channels as written
+        assert torch.allclose(s.bn.weight[dropped], 0.3 * f.bn.weight[dropped])
+        assert torch.allclose(s.bn.bias[dropped], 0.3 * f.bn.bias[dropped])
+
+
+def test_a_wider_descendant_silences_its_extra_channels_and_a_deeper_one_keeps_its_extra_layers():
+    _, _, learngene = _learngene("vgg11")
+    wider = build_model("vgg11", 0.5, seed=2)
+    written = inherit_learngene(wider, learngene, complement_scale=0.0)
+    for name, (out_idx, _) in written.items():
+        weight = wider.gene_module(name).bn.weight.detach()
+        assert (weight[out_idx] != 0).all() and int((weight != 0).sum()) == len(out_idx)
+    _, _, conv4_learngene = _learngene("conv4")
+    deeper = build_model("conv6", 0.25, seed=2)
+    written = inherit_learngene(deeper, conv4_learngene, complement_scale=0.0)
+    untouched = [layer.name for layer in deeper.spec.layers if layer.name not in written]
+    assert untouched and all((deeper.gene_module(n).bn.weight != 0).all() for n in untouched)
+
+
+@pytest.mark.parametrize("scale,learns", [(0.3, True), (0.0, False)])
+def test_quieter_channels_learn_and_silent_ones_behind_a_relu_stay_silent(scale, learns):
+    _, _, learngene = _learngene("conv4")
+    model = build_model("conv4", 0.25, num_classes=4, seed=2)
+    written = inherit_learngene(model, learngene, complement_scale=scale)
+    name, (out_idx, _) = next(iter(written.items()))
+    dropped = np.setdiff1d(np.arange(model.gene_module(name).conv.out_channels), out_idx)
+    before = model.gene_module(name).bn.weight.detach()[dropped].clone()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(8, 3, 32, 32)), torch.arange(8) % 4)
+    loss.backward()
+    optimizer.step()
+    assert (not torch.equal(model.gene_module(name).bn.weight.detach()[dropped], before)) == learns
+
+
+def test_fitness_descendants_use_fitness_complement_scale(tiny_dataset):
+    _, masks, learngene = _learngene("conv4")
+    cfg = load_config(None, tiny_overrides(**{"fitness.complement_scale": 0}))
+    individual = make_individual(learngene.spec, masks, 1, learngene=learngene)
+    model, _, _ = inflate_descendant(individual, cfg, tiny_dataset, 0, "cpu")
+    for layer in model.spec.layers:
+        assert np.array_equal(model.gene_module(layer.name).bn.weight.detach().numpy() != 0, masks[layer.group])
+
+
+def test_transfer_rows_scale_channels_written_like_the_learngenes_and_leave_whole_layers_alone():
+    ancestor, masks, learngene = _learngene("conv4")
+    methods = {m.name: m for m in baseline_methods(learngene, ancestor, complement_scale=0.0)}
+    for name in ("learngene", "instincts", "l1-learngene", "random-learngene"):
+        model = build_model("conv4", 0.25, num_classes=5, seed=3)
+        methods[name].transfer(model, 11)
+        kept = model.gene_module("blocks.1").bn.weight.detach() != 0
+        assert 0 < int(kept.sum()) == int(masks["blocks.1"].sum()), name
+    for name in ("pretrained", "layerwise"):
+        model = build_model("conv4", 0.25, num_classes=5, seed=3)
+        methods[name].transfer(model, 11)
+        assert (model.gene_module("blocks.1").bn.weight != 0).all(), name
+
+
+def test_a_transfer_json_without_the_key_was_made_with_fresh_channels():
+    """A study keeps the transfer.json files of earlier versions: they were made at scale 1."""
+    cfg = load_config(None, [])
+    _, _, learngene = _learngene("conv4")
+    resolved, _ = with_resolved_augment(cfg)
+    evaluation = {**dataclasses.asdict(resolved.transfer), "metric": cfg.fitness.metric, "descendants": []}
+    del evaluation["complement_scale"]
+    results = json.loads(json.dumps({"format": TRANSFER_FORMAT, "evaluation": evaluation,
+                                     "dataset": {"config": dataclasses.asdict(target_data(cfg)[0])},
+                                     "learngene": {"meta": learngene.meta}}))
+    assert transfer_matches(results, cfg, learngene)
+    assert not transfer_matches(results, load_config(None, ["transfer.complement_scale=0"]), learngene)
+
+
+def test_reports_say_when_fresh_channels_did_not_start_as_in_gtl():
+    from learngene_ea.transfer.report import complement_words
+    assert complement_words({}) == "" and complement_words({"complement_scale": 1.0}) == ""
+    assert "start silent" in complement_words({"complement_scale": 0.0})
+    assert "at 0.3 times" in complement_words({"complement_scale": 0.3})
