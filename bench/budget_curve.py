@@ -71,9 +71,11 @@ def plot(points: list[dict], path: str) -> None:
 
     plt = pyplot()
 
-    fig, axes = plt.subplots(1, len(COMPARISONS), figsize=(4 * len(COMPARISONS), 3.6), sharex=True)
+    labels = list(dict.fromkeys(p["label"] for p in points))  # in the order the studies were given
+    fig, axes = plt.subplots(1, len(COMPARISONS), figsize=(4 * len(COMPARISONS), 3.6 + 0.25 * len(labels)),
+                             sharex=True)
     for ax, comparison in zip(axes, COMPARISONS):
-        for label in sorted({p["label"] for p in points}):
+        for label in labels:
             mine = [p for p in points if p["label"] == label and comparison in p["differences"]]
             xs = [p["multiplier"] for p in mine]
             ys = [100 * p["differences"][comparison]["mean"] for p in mine]
@@ -87,9 +89,10 @@ def plot(points: list[dict], path: str) -> None:
         ax.set_title(comparison.replace("-", " − ", 1), fontsize=10)
         ax.set_xlabel("compute (x the default's)")
     axes[0].set_ylabel("paired difference (points, 95% CI)")
-    axes[0].legend(fontsize=8)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8)  # below the panels: covers no point
     fig.suptitle("Learngene against baselines trained with the same compute", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08 * ((len(labels) + 1) // 2), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
