@@ -129,3 +129,23 @@ def test_reports_say_when_fresh_channels_did_not_start_as_in_gtl():
     assert complement_words({}) == "" and complement_words({"complement_scale": 1.0}) == ""
     assert "start silent" in complement_words({"complement_scale": 0.0})
     assert "at 0.3 times" in complement_words({"complement_scale": 0.3})
+
+
+@pytest.mark.parametrize("family", ["torchvision:resnet18", "torchvision:mobilenet_v2"])
+def test_a_traced_descendant_with_a_silent_complement_computes_its_learngene_sub_network(family):
+    """Every parametrised layer of these networks is a gene layer: silent fresh channels leave exactly
+    the sub-network the masks select, with no masks at all on the descendant."""
+    ancestor = build_model(family, num_classes=5, seed=0)
+    images = torch.randn(4, 3, 32, 32)
+    ancestor.train()(images)  # running statistics that are not the initial ones
+    ancestor.eval()
+    masks = random_masks(ancestor.spec)
+    descendant = build_model(family, num_classes=5, seed=1).eval()
+    inherit_learngene(descendant, extract_learngene(ancestor, masks), complement_scale=0.0)
+    with torch.no_grad(), learngene_channels_only(ancestor, masks):
+        expected = ancestor.forward_features(images)
+    gtl = build_model(family, num_classes=5, seed=1).eval()
+    inherit_learngene(gtl, extract_learngene(ancestor, masks))
+    with torch.no_grad():
+        assert torch.allclose(descendant.forward_features(images), expected, atol=1e-6)
+        assert not torch.allclose(gtl.forward_features(images), expected, atol=1e-3)
