@@ -149,3 +149,11 @@ def test_a_traced_descendant_with_a_silent_complement_computes_its_learngene_sub
     with torch.no_grad():
         assert torch.allclose(descendant.forward_features(images), expected, atol=1e-6)
         assert not torch.allclose(gtl.forward_features(images), expected, atol=1e-3)
+
+
+def test_build_descendant_passes_the_scale_on():
+    from learngene_ea.transfer import build_descendant
+    _, masks, learngene = _learngene("conv4")
+    model = build_descendant(learngene, complement_scale=0.0)
+    for layer in model.spec.layers:
+        assert np.array_equal(model.gene_module(layer.name).bn.weight.detach().numpy() != 0, masks[layer.group])
