@@ -157,3 +157,17 @@ def test_build_descendant_passes_the_scale_on():
     model = build_descendant(learngene, complement_scale=0.0)
     for layer in model.spec.layers:
         assert np.array_equal(model.gene_module(layer.name).bn.weight.detach().numpy() != 0, masks[layer.group])
+
+
+def test_a_conv_without_batchnorm_has_its_fresh_filters_and_bias_scaled():
+    """A traced conv with no BatchNorm (a stand-in ``bn``): its filters and bias set a channel's scale."""
+    from types import SimpleNamespace
+    from learngene_ea.core.backbone import scale_complement
+    from learngene_ea.core.traced import GeneView
+    conv = torch.nn.Conv2d(3, 4, 3)
+    before = conv.weight.detach().clone(), conv.bias.detach().clone()
+    layer = GeneView(conv, None)
+    scale_complement(SimpleNamespace(gene_module=lambda name: layer), {"c": (np.array([1, 3]), np.arange(3))}, 0.5)
+    assert torch.equal(conv.weight[[1, 3]], before[0][[1, 3]]) and torch.equal(conv.bias[[1, 3]], before[1][[1, 3]])
+    assert torch.allclose(conv.weight[[0, 2]], 0.5 * before[0][[0, 2]])
+    assert torch.allclose(conv.bias[[0, 2]], 0.5 * before[1][[0, 2]])

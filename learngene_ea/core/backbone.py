@@ -153,16 +153,12 @@ def scale_complement(model: Backbone, written: dict[str, tuple[np.ndarray, np.nd
     with torch.no_grad():
         for name, (out_idx, _) in written.items():
             module = model.gene_module(name)
-            fresh = torch.ones(module.conv.out_channels, dtype=torch.bool)
-            fresh[torch.as_tensor(out_idx, dtype=torch.long)] = False
-            fresh = fresh.to(module.conv.weight.device)
-            norm = module.bn if isinstance(module.bn, nn.Module) else None
-            if norm is not None and norm.weight is not None:  # the BatchNorm sets the channel's scale
-                tensors = (norm.weight, norm.bias)
-            elif norm is None:
-                tensors = (module.conv.weight, module.conv.bias)
-            else:  # a BatchNorm without affine: a channel's scale cannot be set
-                tensors = ()
+            fresh = torch.ones(module.conv.out_channels, dtype=torch.bool, device=module.conv.weight.device)
+            fresh[torch.as_tensor(out_idx, dtype=torch.long, device=fresh.device)] = False
+            # a BatchNorm sets the channel's scale (without affine it has none to set); with no BatchNorm
+            # (a traced conv's stand-in) the filters and bias do
+            tensors = ((module.bn.weight, module.bn.bias) if isinstance(module.bn, nn.Module)
+                       else (module.conv.weight, module.conv.bias))
             for tensor in tensors:
                 if tensor is not None:
                     tensor[fresh] *= scale
