@@ -3,7 +3,10 @@
 ``python -m bench.paired_variants --a NAME=STUDY_DIR[,STUDY_DIR...] --b NAME=STUDY_DIR[,...] [--save FILE]``
 reads every ``seed-*/transfer.json`` of the study folders (``python -m learngene_ea.study --out``),
 pairs the two variants' learngene accuracies on the same (seed, episode) and prints the mean
-difference with its 95% CI, and each variant's pooled difference to every baseline row.
+difference with its 95% Student-t CI, and each variant's pooled difference to every baseline row.
+The units are distinct episodes (:func:`learngene_ea.reports.study.episode_units`): studies
+whose seeds share their episodes (before study-v2) count each episode once, averaged over seeds;
+a saved file without episode digests is read as such a study.
 ``--save`` writes the episode accuracies it read (small; what a study's ``study.json`` does not
 keep), ``--from FILE`` reads such a file instead of the folders.
 """
@@ -17,6 +20,7 @@ import os
 import numpy as np
 
 from learngene_ea.fewshot.sampling import mean_and_ci95
+from learngene_ea.reports.study import episode_units
 
 ROWS = ("learngene", "l1-learngene", "layerwise-equal-size", "pretrained", "scratch")
 
@@ -28,26 +32,39 @@ def episode_accuracies(folders: list[str], setting: str = "5-shot") -> dict:
         for path in sorted(glob.glob(os.path.join(folder, "seed-*", "transfer.json"))):
             seed = int(os.path.basename(os.path.dirname(path)).split("-")[1])
             with open(path, encoding="utf-8") as f:
-                rows = json.load(f)["rows"]
+                table = json.load(f)
+            rows = table["rows"]
             found[seed] = {row["method"]: row["results"][setting]["accuracies"] for row in rows
                            if row["method"] in ROWS and row["arch"] == rows[0]["arch"]}
+            found[seed]["digests"] = [e["digest"] for s in table["settings"] if s["name"] == setting
+                                      for e in s["episodes"]]
     return found
 
 
-def pooled(values: np.ndarray) -> str:
-    mean, ci95 = mean_and_ci95(values)
-    return f"{100 * mean:+.1f} ± {100 * ci95:.1f}"
+def digests(data: dict, seeds: list[int]) -> list[list[str]]:
+    """Each seed's episode digests; episode i of every seed is one episode where none were saved."""
+    return [data[s].get("digests") or [str(i) for i in range(len(data[s]["learngene"]))] for s in seeds]
+
+
+def pooled(per_seed: list, episodes: list[list[str]]) -> str:
+    units, unit = episode_units(per_seed, episodes)
+    mean, ci95 = mean_and_ci95(units)
+    return f"{100 * mean:+.1f} ± {100 * ci95:.1f} (n = {units.size} {unit} units)"
 
 
 def report(a: tuple[str, dict], b: tuple[str, dict]) -> str:
     seeds = sorted(set(a[1]) & set(b[1]))
     lines = [f"seeds {seeds}, {sum(len(a[1][s]['learngene']) for s in seeds)} (seed, episode) pairs"]
-    diff = np.concatenate([np.subtract(b[1][s]["learngene"], a[1][s]["learngene"]) for s in seeds])
-    lines.append(f"learngene {b[0]} − {a[0]}: {pooled(diff)} (won {int((diff > 0).sum())}/{len(diff)})")
+    if digests(a[1], seeds) != digests(b[1], seeds):
+        raise SystemExit("the two variants were not evaluated on the same episodes of each seed")
+    episodes = digests(a[1], seeds)
+    diffs = [np.subtract(b[1][s]["learngene"], a[1][s]["learngene"]) for s in seeds]
+    diff = np.concatenate(diffs)
+    lines.append(f"learngene {b[0]} − {a[0]}: {pooled(diffs, episodes)} (pairs won {int((diff > 0).sum())}/{len(diff)})")
     for name, data in (a, b):
         for row in ROWS[1:]:
-            x = np.concatenate([np.subtract(data[s]["learngene"], data[s][row]) for s in seeds])
-            lines.append(f"{name}: learngene − {row} {pooled(x)}")
+            x = [np.subtract(data[s]["learngene"], data[s][row]) for s in seeds]
+            lines.append(f"{name}: learngene − {row} {pooled(x, digests(data, seeds))}")
     return "\n".join(lines)
 
 

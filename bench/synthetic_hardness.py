@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from learngene_ea.data.synthetic import make_synthetic  # noqa: E402
+from learngene_ea.fewshot.sampling import mean_and_ci95  # noqa: E402
 
 
 class Conv4(nn.Module):
@@ -147,8 +148,7 @@ def prototype_episode(model: Conv4, ds, episode) -> float:
 
 
 def mean_ci(values) -> tuple[float, float]:
-    v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(1.96 * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+    return mean_and_ci95(values)
 
 
 def main(argv=None):

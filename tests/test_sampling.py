@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from learngene_ea.fewshot.sampling import (mean_and_ci95, prototype_predict, sample_episode, sample_episodes,
-                                   sample_task)
+                                           sample_task, t_quantile_975)
 
 
 def test_task_uses_training_classes_only_and_is_reproducible(tiny_dataset):
@@ -46,7 +46,22 @@ def test_ci95_formula_by_hand():
     mean, ci = mean_and_ci95(accs)
     std = math.sqrt(sum((a - 0.65) ** 2 for a in accs) / 3)  # sample standard deviation
     assert mean == pytest.approx(0.65)
-    assert ci == pytest.approx(1.96 * std / 2)
+    assert ci == pytest.approx(3.182446305284263 * std / 2)  # Student's t, 3 degrees of freedom
+
+
+@pytest.mark.parametrize("df, quantile", [(1, 12.706204736174707), (2, 4.302652729749464), (4, 2.776445105197793),
+                                          (14, 2.1447866879178044), (29, 2.045229642132703),
+                                          (44, 2.0153675744437627), (1000, 1.9623390808264078)])
+def test_the_t_quantile_matches_published_values(df, quantile):
+    # R: qt(0.975, df)
+    assert t_quantile_975(df) == pytest.approx(quantile, abs=1e-9)
+
+
+def test_an_interval_over_few_units_is_wider_than_the_normal_one():
+    values = [0.4, 0.5, 0.6]
+    _, ci = mean_and_ci95(values)
+    assert ci == pytest.approx(4.302652729749464 * 0.1 / math.sqrt(3))
+    assert ci > 1.96 * 0.1 / math.sqrt(3) * 2  # 1.96 would understate it more than twofold
 
 
 def test_prototype_classifier_picks_the_nearest_centroid():

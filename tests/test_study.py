@@ -1,4 +1,4 @@
-"""A study: one recipe, several evolution seeds, every learngene on the same test episodes, pooled."""
+"""A study: one recipe, several evolution seeds, each on test episodes of its own, pooled over independent units."""
 from __future__ import annotations
 
 import contextlib
@@ -16,6 +16,7 @@ from learngene_ea.api import study as study_api
 from learngene_ea.cli import study
 from learngene_ea.config import load_config
 from learngene_ea.errors import UserError
+from learngene_ea.fewshot.sampling import t_quantile_975
 from learngene_ea.reports.study import pool
 
 RECIPE = os.path.join(ROOT, "genomes", "default.yaml")
@@ -148,8 +149,24 @@ def test_pooled_rows_are_over_every_seed_and_episode(study_a):
         per_seed = [episode_accuracies(t, method, "1-shot") for t in study_a["transfers"]]
         pooled = np.concatenate(per_seed)
         assert row["1-shot"]["mean"] == pytest.approx(pooled.mean(), abs=1e-12)
-        assert row["1-shot"]["ci95"] == pytest.approx(1.96 * pooled.std(ddof=1) / np.sqrt(pooled.size), abs=1e-12)
+        t = t_quantile_975(pooled.size - 1)
+        assert row["1-shot"]["ci95"] == pytest.approx(t * pooled.std(ddof=1) / np.sqrt(pooled.size), abs=1e-12)
+        assert (row["1-shot"]["unit"], row["1-shot"]["units"]) == ("seed-episode", 4)
         assert [s["mean"] for s in row["1-shot"]["per_seed"]] == pytest.approx([np.mean(a) for a in per_seed])
+        assert [s["accuracies"] for s in row["1-shot"]["per_seed"]] == per_seed  # anyone can recompute it
+        means = [np.mean(a) for a in per_seed]
+        assert row["1-shot"]["over_seeds"]["ci95"] == pytest.approx(t_quantile_975(1) * np.std(means, ddof=1)
+                                                                    / np.sqrt(2), abs=1e-12)
+
+
+def test_every_seed_is_evaluated_on_test_episodes_of_its_own(study_a):
+    first, second = study_a["transfers"]
+    assert first["evaluation"]["seed"] != second["evaluation"]["seed"]
+    for one, other in zip(first["settings"], second["settings"]):
+        assert not {e["digest"] for e in one["episodes"]} & {e["digest"] for e in other["episodes"]}
+    assert [r["transfer_seed"] for r in study_a["study"]["runs"]] == [t["evaluation"]["seed"] for t in (first, second)]
+    # the baselines too: scratch is trained afresh on each seed's episodes, not copied from one seed
+    assert episode_accuracies(first, "scratch", "1-shot") != episode_accuracies(second, "scratch", "1-shot")
 
 
 def test_paired_differences_are_per_seed_and_episode_pairs(study_a):
@@ -220,15 +237,13 @@ def test_a_study_on_validation_classes_reuses_the_evolutions_and_never_samples_a
     classes = {c for setting in transfer["settings"] for e in setting["episodes"] for c in e["classes"]}
     assert classes and classes <= set(splits["val"]) and not classes & set(splits["test"])
     assert "Transfer to validation classes" in (out / "seed-0" / "transfer.md").read_text()
-    assert "same episodes of validation classes" in (out / "study.md").read_text()
+    assert "episodes of validation classes of its own" in (out / "study.md").read_text()
 
 
-def test_a_seed_reuses_another_seeds_pretrained_network_when_its_key_matches(study_b):
-    _, log, _, computed = study_b["steps"][2]
-    assert computed == [0]  # seed 1's transfer was computed by the first invocation, alone
-    assert not study_b["pretrained"][1]["reused"]
-    assert study_b["pretrained"][0]["reused"]  # offered seed 1's: same recipe, same evolution compute
-    assert study_b["same_pretrained_network"] and "offered" in log
+def test_every_seed_pretrains_a_baseline_of_its_own(study_b):
+    # a seed's pre-trained network is drawn from its own transfer seed: an independent replicate
+    assert not study_b["pretrained"][0]["reused"] and not study_b["pretrained"][1]["reused"]
+    assert not study_b["same_pretrained_network"]
 
 
 @pytest.mark.slow
@@ -304,7 +319,7 @@ def test_a_folder_of_another_recipe_is_refused_before_any_compute(study_a, tmp_p
     assert "holds no study" in capsys.readouterr().err
 
 
-def _fake_transfer(learngene_acc, scratch_acc, other_arch=True, extra_row=False):
+def _fake_transfer(learngene_acc, scratch_acc, other_arch=True, extra_row=False, digests=("a", "b")):
     rows = [{"method": "scratch", "arch": "conv4 x0.5", "fine_tuned": True, "params": 0, "fraction": 0.0,
              "results": {"5-shot": {"accuracies": scratch_acc}}},
             {"method": "learngene", "arch": "conv4 x0.5", "fine_tuned": True, "params": 10, "fraction": 0.2,
@@ -316,14 +331,14 @@ def _fake_transfer(learngene_acc, scratch_acc, other_arch=True, extra_row=False)
     if extra_row:
         rows.append({**rows[0], "method": "new-baseline"})
     return {"learngene": {"family": "conv4", "width": 0.5},
-            "settings": [{"name": "5-shot", "label": "5-way 5-shot", "episodes": [{"digest": "a"}, {"digest": "b"}]}],
+            "settings": [{"name": "5-shot", "label": "5-way 5-shot", "episodes": [{"digest": d} for d in digests]}],
             "rows": rows}
 
 
 def test_other_architectures_are_keyed_apart_and_rows_missing_somewhere_are_left_out():
     summary = {"best": {"accuracy": 0.5, "ci95": 0.1, "fresh_validation": {"accuracy": 0.4, "ci95": 0.1}}}
-    pooled = pool([3, 7], [_fake_transfer([0.6, 0.8], [0.4, 0.8], extra_row=True), _fake_transfer([0.5, 0.5], [0.6, 0.2])],
-                  [summary, summary])
+    pooled = pool([3, 7], [_fake_transfer([0.6, 0.8], [0.4, 0.8], extra_row=True),
+                           _fake_transfer([0.5, 0.5], [0.6, 0.2], digests=("c", "d"))], [summary, summary])
     assert list(pooled["rows"]) == ["scratch", "learngene", "scratch@conv4 x1", "learngene@conv4 x1"]
     assert pooled["rows_left_out"] == {"new-baseline": [7]}
     assert list(pooled["paired"]) == ["learngene-scratch", "learngene-scratch@conv4 x1"]
@@ -332,6 +347,21 @@ def test_other_architectures_are_keyed_apart_and_rows_missing_somewhere_are_left
     assert (cell["won"], cell["lost"], cell["episodes"]) == (2, 1, 4)
     assert pooled["paired"]["learngene-scratch@conv4 x1"]["5-shot"]["mean"] == pytest.approx(cell["mean"] / 2)
     assert pooled["validation"]["fresh"]["mean"] == pytest.approx(0.4)
+
+
+def test_seeds_that_share_their_episodes_are_pooled_per_episode_not_as_independent_pairs():
+    summary = {"best": {"accuracy": 0.5, "ci95": 0.1, "fresh_validation": None}}
+    learngene, scratch = [0.6, 0.8, 0.7], [0.4, 0.3, 0.6]
+    same = [_fake_transfer(learngene, scratch, other_arch=False, digests=("a", "b", "c")) for _ in range(3)]
+    pooled = pool([0, 1, 2], same, [summary] * 3)
+    cell = pooled["paired"]["learngene-scratch"]["5-shot"]
+    diff = np.subtract(learngene, scratch)
+    # three copies of three episodes are three units, not nine: the interval of one seed
+    assert (cell["unit"], cell["units"], cell["episodes"]) == ("episode", 3, 3)
+    assert cell["ci95"] == pytest.approx(t_quantile_975(2) * diff.std(ddof=1) / np.sqrt(3))
+    assert cell["ci95"] == pytest.approx(cell["per_seed"][0]["ci95"])
+    row = pooled["rows"]["scratch"]["5-shot"]
+    assert row["units"] == 3 and row["ci95"] == pytest.approx(row["per_seed"][0]["ci95"])
 
 
 def test_a_seed_folder_is_new_resumed_or_kept_by_what_it_holds(tmp_path):

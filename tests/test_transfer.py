@@ -240,12 +240,12 @@ def test_the_end_of_run_transfer_takes_every_core_unless_threads_are_set(monkeyp
 
 # ---------------------------------------------------------------------------- statistics
 
-def test_ci95_is_1_96_sample_std_over_sqrt_n():
+def test_ci95_is_student_t_sample_std_over_sqrt_n():
     mean, ci = mean_and_ci95([0.5, 0.6, 0.7, 0.8])
-    # sample std = sqrt((0.15^2 + 0.05^2 + 0.05^2 + 0.15^2) / 3) = sqrt(0.05 / 3)
+    # sample std = sqrt((0.15^2 + 0.05^2 + 0.05^2 + 0.15^2) / 3) = sqrt(0.05 / 3); t(0.975, 3) = 3.1824
     assert mean == pytest.approx(0.65)
-    assert ci == pytest.approx(1.96 * math.sqrt(0.05 / 3) / 2)
-    assert ci == pytest.approx(0.126517, abs=1e-6)
+    assert ci == pytest.approx(3.182446305284263 * math.sqrt(0.05 / 3) / 2)
+    assert ci == pytest.approx(0.205426, abs=1e-6)
 
 
 def test_reported_mean_and_ci_follow_from_the_per_episode_accuracies(transfer_run):

@@ -1,11 +1,13 @@
-"""Several evolution seeds of one recipe, every learngene on the same test episodes, pooled results.
+"""Several evolution seeds of one recipe, each an independent replicate, pooled results.
 
 :func:`run_study` (``python -m learngene_ea.study --config RECIPE --seeds 0 1 2 --out DIR`` wraps it):
 for each seed N, ``DIR/seed-N/`` is the run folder that :func:`learngene_ea.api.run.evolve_run`
-writes for the config with ``seed=N``. Every seed's learngene is then evaluated on the same test
-episodes (the recipe's ``transfer.seed``; reusing the run's ``transfer.json`` when it has these
-transfer settings), and ``DIR/study.json``, ``study.md`` and ``study.png`` pool the tables over
-every (seed, episode) pair (:mod:`learngene_ea.reports.study`). Calling it again after a kill
+writes for the config with ``seed=N`` and ``transfer.seed`` mixed with N
+(:func:`seed_transfer_seed`). So every seed's transfer table (its learngene and every baseline,
+the pre-trained network included) is evaluated on test episodes of its own, and the (seed,
+episode) pairs that ``DIR/study.json``, ``study.md`` and ``study.png`` pool are independent
+(:mod:`learngene_ea.reports.study`; the run's ``transfer.json`` is reused when it has these
+transfer settings). Calling it again after a kill
 continues: a finished seed is kept, an unfinished one resumes from its newest checkpoint. Under
 ``python -m scoop -n 8 -m learngene_ea.study ...`` every evolution and transfer spreads over the
 workers as they do alone. Every input is checked before any folder is made.
@@ -20,31 +22,42 @@ from dataclasses import dataclass
 
 from ..config import loading as config_module
 from .run import evolve_run, resumed
-from ..io.atomic import atomic_write_bytes
 from ..config.loading import Config, ConfigError
+from ..config.trust import code_names
 from ..data import load_dataset
 from ..errors import UserError
 from ..ea.evolve import build_toolbox
 from ..core.learngene import load_learngene
 from ..config.checks import check_fitness_fits, check_recipe, check_transfer_fits
-from ..reports.study import FORMAT, episode_digests, markdown_table, pool, write_study_reports
+from ..fewshot.sampling import mix_seed
+from ..reports.study import FORMAT, markdown_table, pool, write_study_reports
 from ..transfer.descendants import arch_label, parse_descendant
 from ..transfer.pipeline import FORMAT as TRANSFER_FORMAT
 from ..transfer.pipeline import transfer_after_run
-from ..transfer.cache import is_cache_file
 from ..transfer.target import target_data, with_resolved_augment
 from ..parallel.engines import process_count
 from ..parallel.process import default_threads, set_threads
 
 STUDY_CONFIG = "study-config.yaml"  # the study's resolved recipe: a rerun must match it
 NOT_THE_RECIPE = ("seed", "transfer", "runtime")  # may differ between invocations of one study
+_STUDY_TRANSFER = 4  # a tag mixed into a seed's transfer.seed (transfer/episodes.py uses 1-3)
 
 
 # ---------------------------------------------------------------------- checked input
 
+def seed_transfer_seed(transfer_seed: int, seed: int) -> int:
+    """The ``transfer.seed`` of seed ``seed``'s run in a study of recipe ``transfer.seed``.
+
+    Mixed with the evolution seed so that no two seeds share test episodes, fine-tuning seeds or a
+    pre-trained baseline: pairs pooled over seeds are then independent, as their interval assumes.
+    """
+    return mix_seed(transfer_seed, _STUDY_TRANSFER, seed)
+
+
 def seed_config(cfg: Config, seed: int) -> Config:
-    """The config of seed ``seed``'s run: ``cfg`` with ``seed=N``."""
-    return config_module.from_dict(config_module.apply_overrides(config_module.to_dict(cfg), [f"seed={seed}"]))
+    """The config of seed ``seed``'s run: ``cfg`` with ``seed=N`` and its own ``transfer.seed``."""
+    overrides = [f"seed={seed}", f"transfer.seed={seed_transfer_seed(cfg.transfer.seed, seed)}"]
+    return config_module.from_dict(config_module.apply_overrides(config_module.to_dict(cfg), overrides))
 
 
 def _flat(values: dict, prefix: str = "") -> dict:
@@ -173,25 +186,6 @@ def transfer_matches(results: dict, cfg: Config, learngene) -> bool:
             and results.get("learngene", {}).get("meta") == _json_plain(learngene.meta))
 
 
-def share_pretrained(folder: str, others: list[str], log) -> None:
-    """Offer the other seeds' cached pre-trained networks to ``folder`` (each key's file, when it has none).
-
-    Every seed's baselines train the same network when their evolutions used as many images
-    (equal compute) under the same recipe. A cached file is named by its key, so a seed uses a
-    copy only when its own key is that one, and never loses a file of its own.
-    """
-    for other in others:
-        if not os.path.isdir(other):
-            continue
-        for name in sorted(os.listdir(other)):
-            # keyed files: a copy under the same name is the same key's network, so none is replaced
-            source, target = os.path.join(other, name), os.path.join(folder, name)
-            if is_cache_file(name) and not os.path.exists(target):
-                with open(source, "rb") as f:
-                    atomic_write_bytes(target, f.read())
-                log(f"pre-trained baseline: offered {source} to {folder} (used only if its key matches)")
-
-
 def seed_transfer(cfg: Config, folder: str, log) -> tuple[dict, str]:
     """The seed's ``transfer.json``, reused when it matches, else computed as at the end of a run."""
     path = os.path.join(folder, "transfer.json")
@@ -238,7 +232,9 @@ def evolve_seed(cfg: Config, folder: str, state: str, source: StudyRecipe, quiet
             (os.rmdir if os.path.isdir(leftover) else os.remove)(leftover)
     if state == "resume":
         # as ``--resume`` would: the recipe (else the run's own config.yaml) with the overrides
-        start = resumed(folder, [*source.overrides, f"seed={cfg.seed}"], source.path, log=log)
+        overrides = [*source.overrides, f"seed={cfg.seed}", f"transfer.seed={cfg.transfer.seed}"]
+        # the study's own config (the user's) says which code the seed's checkpoint may import
+        start = resumed(folder, overrides, source.path, log=log, trust=code_names(config_module.to_dict(cfg)).values())
         evolve_run(start.config, start.run_dir, state=start.state, recipe=start.recipe, log=log, quiet=quiet)
     else:
         evolve_run(cfg, folder, recipe=config_module.recipe_name(cfg, source.path), log=log, quiet=quiet)
@@ -259,7 +255,6 @@ def _seed_runs(cfg: Config, seeds: list[int], out: str, states: dict, source: St
             # what the run's first evaluation sets in this process; a previous seed's transfer changed it
             set_threads(threads)
             evolve_seed(cfg_seed, folder, state, source, quiet, log)
-        share_pretrained(folder, [seed_dir(out, s) for s in seeds if s != seed], log)
         results, transfer = seed_transfer(cfg_seed, folder, log)
         log(f"{head}: transfer {'reused from' if transfer == 'reused' else 'written to'} "
             f"{os.path.join(folder, 'transfer.json')}")
@@ -273,7 +268,7 @@ def _seed_runs(cfg: Config, seeds: list[int], out: str, states: dict, source: St
 def run_study(cfg: Config, seeds: list[int], out: str, *, source: StudyRecipe | None = None, log=print,
           quiet: bool = True) -> StudyResult:
     """Evolve (or resume, or keep) every seed of ``cfg`` in ``out/seed-N``, evaluate each learngene's
-    transfer on the same test episodes, pool them and write ``out/study.json``, ``.md``, ``.png``.
+    transfer on test episodes of its own, pool them and write ``out/study.json``, ``.md``, ``.png``.
 
     ``source``: the recipe file and overrides ``cfg`` came from (recorded in ``study.json``; a
     resumed seed re-reads them as ``--resume`` would). ``quiet=False``: progress bars.
@@ -291,11 +286,6 @@ def run_study(cfg: Config, seeds: list[int], out: str, *, source: StudyRecipe | 
     log(f"study: {len(seeds)} seeds of {source.path or 'the built-in defaults'} in {out} | {processes} "
         f"process(es), {threads} torch thread(s) each")
     transfers, summaries, actions = _seed_runs(cfg, seeds, out, states, source, quiet, log)
-    reference = episode_digests(transfers[0])
-    for seed, results in zip(seeds, transfers):
-        if episode_digests(results) != reference:
-            raise UserError(f"seed-{seed}/transfer.json was evaluated on other test episodes than seed-{seeds[0]}'s; "
-                            f"delete it and rerun the study to evaluate it again.")
     pooled = pool(seeds, transfers, summaries)
     recipe = {k: v for k, v in config_module.to_dict(cfg).items() if k != "seed"}
     record = {"format": FORMAT, "seeds": seeds, "settings": pooled.pop("settings"),

@@ -7,6 +7,7 @@ and reports mean accuracy with a 95% confidence interval over episodes.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -104,14 +105,67 @@ def _mix(*parts: int) -> int:
 mix_seed = _mix
 
 
+def _t_two_sided_mass(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's t with ``df`` degrees of freedom (exact finite series, A&S 26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2 == 0:  # sin(theta) * (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ... up to c^(df-2))
+        term = total = 1.0
+        for j in range(1, df // 2):
+            term *= c2 * (2 * j - 1) / (2 * j)
+            total += term
+        return s * total
+    if df == 1:
+        return 2 * theta / math.pi
+    term = total = 1.0  # (2/pi) (theta + sin cos (1 + 2/3 c^2 + 2*4/(3*5) c^4 + ... up to c^(df-3)))
+    for j in range(1, (df - 1) // 2):
+        term *= c2 * (2 * j) / (2 * j + 1)
+        total += term
+    return 2 / math.pi * (theta + s * math.cos(theta) * total)
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (2.776 at 4, 1.960 as df grows).
+
+    The half-width of a two-sided 95% interval is this times ``sd / sqrt(n)`` with ``df = n - 1``.
+    Bisection on the exact distribution function (no SciPy needed); cached, df is small.
+    """
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, not {df}")
+    return _t_quantile_975(int(df))
+
+
+@functools.lru_cache(maxsize=None)
+def _t_quantile_975(df: int) -> float:
+    if df > 100_000:  # the series would be long; the normal quantile is exact to 1e-5 here
+        return 1.959963984540054
+    if df == 1:
+        return math.tan(math.pi * 0.475)  # Cauchy: closed form
+    low, high = 0.0, 20.0  # the quantile is 4.30 at df = 2 and falls with df
+    for _ in range(200):
+        mid = (low + high) / 2
+        if _t_two_sided_mass(mid, df) < 0.95:
+            low = mid
+        else:
+            high = mid
+        if high - low < 1e-13:
+            break
+    return (low + high) / 2
+
+
 def mean_and_ci95(accuracies) -> tuple[float, float]:
-    """Mean and half-width of the 95% confidence interval: ``1.96 * std / sqrt(n)`` (sample std)."""
+    """Mean and half-width of the 95% Student-t interval: ``t(0.975, n-1) * std / sqrt(n)`` (sample std).
+
+    The values must be independent units (episodes with their own seeds, or seeds); one value has
+    no interval (0.0), none gives NaNs.
+    """
     values = np.asarray(accuracies, dtype=np.float64)
     if values.size == 0:
         return float("nan"), float("nan")
     if values.size == 1:
         return float(values[0]), 0.0
-    return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
+    half = t_quantile_975(values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
+    return float(values.mean()), float(half)
 
 
 def class_sums(values: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""A study's numbers: every seed's transfer table pooled over (seed, episode) pairs, then written.
+"""A study's numbers: every seed's transfer table pooled over independent units, then written.
 
 Everything here works on plain dicts (the seeds' ``transfer.json`` and ``summary.json``), so
 a study's report can be redrawn from its run folders without evaluating anything again.
@@ -6,7 +6,14 @@ a study's report can be redrawn from its run folders without evaluating anything
 Rows are keyed by method for the learngene's own architecture (``scratch``, ``learngene``,
 ...) and ``METHOD@ARCH`` for other descendants (``learngene@conv4 x1``); paired differences by
 ``learngene-METHOD`` (``learngene-scratch@conv4 x1`` for other architectures), always between
-rows of one architecture, per (seed, episode) pair: the same episode and the same seeds.
+rows of one architecture of one seed, episode by episode.
+
+The unit of a pooled interval is a distinct test episode: a study gives every seed episodes of
+its own (``api/study.py``), so the units are the (seed, episode) pairs; where seeds share an
+episode (a study of older transfer tables), that episode's values are first averaged over the
+seeds that share it, so that no episode counts twice. Every interval is Student's t
+(:func:`learngene_ea.fewshot.sampling.mean_and_ci95`); ``over_seeds`` is the stricter one over
+the seeds' means (n = seeds), which also counts what varies from one evolution to the next.
 """
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ from ..fewshot.sampling import mean_and_ci95
 from ..transfer.descendants import arch_label
 from ..transfer.report import complement_words, split_words
 
-FORMAT = "learngene-ea/study-v1"
+FORMAT = "learngene-ea/study-v2"  # v2: independent units, Student-t, every accuracy recorded
 
 
 def row_key(method: str, arch: str, main_arch: str) -> str:
@@ -37,6 +44,30 @@ def episode_digests(transfer: dict) -> dict[str, list[str]]:
     return {s["name"]: [e["digest"] for e in s["episodes"]] for s in transfer["settings"]}
 
 
+def episode_units(values: list, digests: list[list[str]]) -> tuple[np.ndarray, str]:
+    """The independent units of one setting: ``(values, unit)`` from per-seed ``values`` (episode order).
+
+    Episodes are told apart by their digests. When no two seeds share an episode, every (seed,
+    episode) value is a unit (``"seed-episode"``); otherwise each distinct episode is one unit,
+    the mean of its values over the seeds that evaluated it (``"episode"``).
+    """
+    flat = [d for seed_digests in digests for d in seed_digests]
+    pooled = np.concatenate([np.asarray(v, dtype=np.float64) for v in values])
+    if len(set(flat)) == len(flat):
+        return pooled, "seed-episode"
+    groups: dict[str, list[float]] = {}
+    for digest, value in zip(flat, pooled):
+        groups.setdefault(digest, []).append(float(value))
+    return np.asarray([np.mean(g) for g in groups.values()]), "episode"
+
+
+def _over_seeds(per_seed_means: list[float]) -> dict | None:
+    if len(per_seed_means) < 2:
+        return None
+    mean, ci95 = mean_and_ci95(per_seed_means)
+    return {"mean": mean, "ci95": ci95, "seeds": len(per_seed_means)}
+
+
 def _summary(values) -> dict:
     mean, ci95 = mean_and_ci95(values)
     return {"mean": mean, "ci95": ci95, "episodes": int(len(values))}
@@ -49,9 +80,17 @@ def _paired(diff) -> dict:
             "episodes": int(diff.size)}
 
 
-def _run_record(seed: int, summary: dict) -> dict:
+def _pooled(per_seed: list, digests: list[list[str]], summarise) -> dict:
+    """``summarise`` over the setting's independent units, its unit and count, and the interval over seeds."""
+    units, unit = episode_units(per_seed, digests)
+    return {**summarise(units), "unit": unit, "units": int(units.size),
+            "over_seeds": _over_seeds([float(np.mean(v)) for v in per_seed])}
+
+
+def _run_record(seed: int, summary: dict, transfer: dict) -> dict:
     best = summary.get("best", {})
     return {"seed": seed, "run_dir": f"seed-{seed}", "transfer": os.path.join(f"seed-{seed}", "transfer.json"),
+            "transfer_seed": transfer.get("evaluation", {}).get("seed"), "episode_digests": episode_digests(transfer),
             "validation": {"accuracy": best.get("accuracy"), "ci95": best.get("ci95"),
                            "fresh_validation": best.get("fresh_validation")},
             "fraction": best.get("fraction"), "num_params": best.get("num_params"),
@@ -76,6 +115,9 @@ def pool(seeds: list[int], transfers: list[dict], summaries: list[dict]) -> dict
     def accuracies(key, setting):  # one list per seed, in episode order
         return [np.asarray(table[key]["results"][setting]["accuracies"], dtype=np.float64) for table in tables]
 
+    def digests(setting):  # one list per seed: the episodes each seed's table was evaluated on
+        return [episode_digests(t)[setting] for t in transfers]
+
     rows, row_info = {}, {}
     for key in keys:
         first = tables[0][key]
@@ -85,8 +127,9 @@ def pool(seeds: list[int], transfers: list[dict], summaries: list[dict]) -> dict
         rows[key] = {}
         for setting in settings:
             per_seed = accuracies(key, setting)
-            rows[key][setting] = {**_summary(np.concatenate(per_seed)),
-                                  "per_seed": [{"seed": s, **_summary(a)} for s, a in zip(seeds, per_seed)]}
+            rows[key][setting] = {**_pooled(per_seed, digests(setting), _summary),
+                                  "per_seed": [{"seed": s, **_summary(a), "accuracies": a.tolist()}
+                                               for s, a in zip(seeds, per_seed)]}
 
     paired = {}
     for key in keys:
@@ -98,10 +141,10 @@ def pool(seeds: list[int], transfers: list[dict], summaries: list[dict]) -> dict
         paired[name] = {}
         for setting in settings:
             diffs = [a - b for a, b in zip(accuracies(learngene, setting), accuracies(key, setting))]
-            paired[name][setting] = {**_paired(np.concatenate(diffs)),
+            paired[name][setting] = {**_pooled(diffs, digests(setting), _paired),
                                      "per_seed": [{"seed": s, **_paired(d)} for s, d in zip(seeds, diffs)]}
 
-    runs = [_run_record(seed, summary) for seed, summary in zip(seeds, summaries)]
+    runs = [_run_record(seed, summary, t) for seed, summary, t in zip(seeds, summaries, transfers)]
     selected = [r["validation"]["accuracy"] for r in runs]
     fresh = [(r["validation"]["fresh_validation"] or {}).get("accuracy") for r in runs]
     validation = {name: None if None in values else {**dict(zip(("mean", "ci95"), mean_and_ci95(values))),
@@ -122,6 +165,10 @@ def _diff_cell(result: dict) -> str:
     return f"{100 * result['mean']:+.1f} ± {100 * result['ci95']:.1f} ({result['won']}/{result['episodes']})"
 
 
+def _over_seeds_cell(result: dict | None) -> str:
+    return "–" if result is None else f"{100 * result['mean']:+.1f} ± {100 * result['ci95']:.1f}"
+
+
 def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -138,14 +185,21 @@ def markdown_table(study: dict) -> str:
     """``study.md``: pooled rows x settings, paired differences pooled and per seed, validation per seed."""
     seeds, settings, labels = study["seeds"], study["settings"], study["setting_labels"]
     evaluation = study["transfer"]
+    first = study["rows"][next(iter(study["rows"]))][settings[0]] if study["rows"] else {}
+    shared = first.get("unit") == "episode"
+    episodes = (f"the same episodes of {split_words(evaluation.get('classes', 'test'))}" if shared else
+                f"episodes of {split_words(evaluation.get('classes', 'test'))} of its own")
+    units = ("each distinct episode once (its values averaged over the seeds that share it)" if shared
+             else "every (seed, episode) pair, each an independent unit")
     lines = [
         f"### Study `{study_title(study)}`: {study['architecture']} learngenes of "
         f"{len(seeds)} evolution seeds ({', '.join(map(str, seeds))})",
         "",
-        f"Every seed's learngene on the same episodes of {split_words(study['transfer'].get('classes', 'test'))} "
+        f"Every seed's learngene and baselines on {episodes} "
         f"(`{study['dataset']}`, {evaluation['n_way']}-way, "
-        f"{evaluation['episodes']} episodes per setting, transfer seed {evaluation['seed']}); pooled over every "
-        f"(seed, episode) pair: mean query accuracy (%) ± 95% CI (1.96 · sd / √n, n = seeds × episodes). "
+        f"{evaluation['episodes']} episodes per setting and seed, transfer seed {evaluation['seed']}"
+        f"{'' if shared else ' mixed with the evolution seed'}); pooled over {units}: mean query accuracy (%) "
+        f"± 95% Student-t CI (t · sd / √n). "
         f"{study['launch']['processes']} process(es), {study['launch']['threads']} torch thread(s) each."
         f"{complement_words(evaluation)}",
         "",
@@ -158,14 +212,17 @@ def markdown_table(study: dict) -> str:
         lines.append(f"| {name} | {np.mean(info['params']):,.0f} ({100 * np.mean(info['fraction']):.1f}%) | "
                      + " | ".join(_cell(results[s]) for s in settings) + " |")
     if study["paired"]:
-        lines += ["", "Paired differences, per (seed, episode) pair (percentage points, mean ± 95% CI; pairs won / "
-                  "pairs), pooled and per seed:", "",
-                  "| Comparison | Setting | pooled | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-                  "|:--|:--|--:|" + "--:|" * len(seeds)]
+        lines += ["", "Paired differences, episode by episode within a seed (percentage points, mean ± 95% CI; "
+                  "units won / units): pooled over the units above, over the seeds' means (Student-t with "
+                  f"{len(seeds) - 1} degree(s) of freedom: what varies between evolutions counts too), and per seed:",
+                  "",
+                  "| Comparison | Setting | pooled | over seeds | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+                  "|:--|:--|--:|--:|" + "--:|" * len(seeds)]
         for name, results in study["paired"].items():
             label = name.replace("learngene-", "learngene − ", 1)
             for s in settings:
                 lines.append(f"| {label} | {labels[s]} | {_diff_cell(results[s])} | "
+                             f"{_over_seeds_cell(results[s].get('over_seeds'))} | "
                              + " | ".join(_diff_cell(r) for r in results[s]["per_seed"]) + " |")
     lines += ["", "Validation accuracy (%) per seed: as selected (the best of every evaluation on the run's fixed "
               "episodes, biased upward) and rescored on fresh validation episodes by a fresh descendant.", "",
@@ -202,7 +259,8 @@ def plot_study(study: dict, path: str | os.PathLike) -> None:
     ax_rows.set_xticks(x, [labels[s] for s in settings])
     ax_rows.set_ylabel("query accuracy (%), 95% CI")
     ax_rows.set_ylim(0, 100)
-    ax_rows.set_title(f"{len(study['seeds'])} seeds x {study['transfer']['episodes']} episodes, pooled", fontsize=9)
+    ax_rows.set_title(f"{len(study['seeds'])} seeds x {study['transfer']['episodes']} episodes, pooled "
+                      "(Student-t 95% CI)", fontsize=9)
     ax_rows.legend(fontsize=6, loc="upper left")
     width = 0.8 / max(1, len(paired))
     for i, (name, results) in enumerate(paired.items()):
@@ -218,7 +276,7 @@ def plot_study(study: dict, path: str | os.PathLike) -> None:
     ax_diff.axhline(0.0, color="black", lw=0.8)
     ax_diff.set_xticks(x, [labels[s] for s in settings])
     ax_diff.set_ylabel("paired difference (points): pooled ± 95% CI, dots: seeds")
-    ax_diff.set_title("learngene − each other row, same episodes", fontsize=9)
+    ax_diff.set_title("learngene − each other row, paired within each seed's episodes", fontsize=9)
     ax_diff.legend(fontsize=6, loc="best")
     fig.suptitle(f"Study {study_title(study)}: {study['architecture']} learngenes",
                  fontsize=10)
