@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..config.checks import check_run_fits, silent_caps
 from ..config.loading import (Config, apply_overrides, dataset_label, from_dict, parse_override, read_recipe,
                               recipe_name, save_config)
+from ..config.trust import admit_code, trust_code, user_code
 from ..data import load_dataset
 from ..ea.evolve import EvolutionState, build_toolbox, evolve, new_state, product_learngene
 from ..ea.fitness import rescore
@@ -114,18 +115,23 @@ class Resumed:
 
 
 def resumed(path: str, overrides: list[str] = (), recipe_path: str | None = None, run_dir: str | None = None,
-            log=print) -> Resumed:
+            log=print, trust=()) -> Resumed:
     """Read the newest valid checkpoint of run folder ``path`` (or the ``.pkl`` file ``path``) to continue it.
 
     The checkpoint's own config, or the recipe at ``recipe_path``, with ``overrides`` applied; a
-    change that a population cannot survive (model, dataset, split) is refused. ``run_dir``: where
+    change that a population cannot survive (model, dataset, split) is refused. Code the
+    checkpoint's config names is imported only when ``recipe_path``, ``overrides`` or ``trust``
+    (``--trust-module`` names) name it too (:mod:`learngene_ea.config.trust`). ``run_dir``: where
     to go on writing (default: the checkpoint's run folder).
     """
     overrides = list(overrides)
     payload, source = read_checkpoint(path, log)
     saved = payload["config"]
-    base = read_recipe(recipe_path) if recipe_path else saved
-    cfg = from_dict(apply_overrides(base, overrides))
+    own = read_recipe(recipe_path) if recipe_path else None  # the user's recipe: what it names is trusted
+    values = apply_overrides(own if recipe_path else saved, overrides)
+    admit_code(values, user_code(own, overrides, trust), f"checkpoint {source!r}")  # before any import
+    trust_code(trust)
+    cfg = from_dict(values)
     problems = compatibility_problems(saved, cfg) + network_problems(payload, cfg)
     if problems:
         raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + ".")
@@ -304,7 +310,8 @@ def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState
 
 
 def resume_run(path: str, overrides: list[str] = (), *, recipe_path: str | None = None, run_dir: str | None = None,
-               log=print, quiet: bool = True) -> RunResult:
-    """Continue the run in folder ``path`` (or from the checkpoint file ``path``); see :func:`resumed`."""
-    start = resumed(path, overrides, recipe_path, run_dir, log)
+               log=print, quiet: bool = True, trust=()) -> RunResult:
+    """Continue the run in folder ``path`` (or from the checkpoint file ``path``); see :func:`resumed`
+    (``trust``: the code its config may import, as ``--trust-module``)."""
+    start = resumed(path, overrides, recipe_path, run_dir, log, trust)
     return evolve_run(start.config, start.run_dir, state=start.state, recipe=start.recipe, log=log, quiet=quiet)

@@ -37,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with --seed-population: take only the best k individuals")
     parser.add_argument("--from-pretrained", metavar="FILE",
                         help="with fitness.inheritance pool: start the gene pool from this state dict")
+    parser.add_argument("--trust-module", dest="trust", action="append", default=[], metavar="PKG.MOD:NAME",
+                        help="with --resume: let the checkpoint's config import this model.module or operator "
+                             "(repeatable; code a handed-over file names runs only when your command names it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, log lines only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     return parser.parse_args(argv)
@@ -65,7 +68,7 @@ def run(args) -> int:
     check_options(args)
     log, quiet = print, args.quiet  # print looked up now: tests capture it
     if args.resume:
-        start = resumed(args.resume, args.overrides, args.config, args.run_dir, log)
+        start = resumed(args.resume, args.overrides, args.config, args.run_dir, log, args.trust)
         evolve_run(start.config, start.run_dir, state=start.state, recipe=start.recipe, log=log, quiet=quiet)
         return 0
     path = recipe_path(args)

@@ -12,6 +12,7 @@ import sys
 
 from ..config import loading as config_module
 from ..config.loading import Config
+from ..config.trust import admit_code, trust_code, user_code
 from ..errors import UserError
 from ..io.paths import file_problem, folder_problem
 from ..config.checks import check_device
@@ -45,18 +46,28 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "pre-training one (transfer.pretrain_on)")
     parser.add_argument("--allow-seen-classes", action="store_true",
                         help="evaluate even on test classes the learngene's evolution trained or validated on")
+    parser.add_argument("--trust-module", dest="trust", action="append", default=[], metavar="PKG.MOD:NAME",
+                        help="let the config.yaml beside the learngene, or its family, import this model.module "
+                             "(repeatable; code a handed-over file names runs only when your command names it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, log lines only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     return parser.parse_args(argv)
 
 
 def resolve_config(args) -> Config:
-    """The recipe: --config, else the run's config.yaml, else genomes/default.yaml, else defaults."""
+    """The recipe: --config, else the run's config.yaml, else genomes/default.yaml, else defaults.
+
+    The run's config.yaml may have been handed over with the learngene: code it names is imported
+    only when --set or --trust-module names it too (:mod:`learngene_ea.config.trust`).
+    """
     path = args.config
+    trust_code(args.trust)
     if path is None:
         beside = os.path.join(os.path.dirname(os.path.abspath(args.learngene)), "config.yaml")
         if os.path.isfile(beside):
             path = beside
+            values = config_module.apply_overrides(config_module.read_recipe(path), args.overrides)
+            admit_code(values, user_code(None, args.overrides, args.trust), repr(path))  # before any import
         elif os.path.isfile(config_module.DEFAULT_RECIPE):
             path = config_module.DEFAULT_RECIPE
     return config_module.load_config(path, args.overrides)
