@@ -120,8 +120,11 @@ setup(
     name="learngene-ea",
     version=_version(),
     description="Genetic Transfer Learning (learngenes) on DEAP, PyTorch and SCOOP",
-    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]),
-    package_data={"learngene_ea.data": ["splits/*.txt"]},
+    # the shipped recipes: the repository's genomes/ folder, installed as learngene_ea/genomes/ (one copy;
+    # learngene_ea.config.recipes finds either)
+    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["learngene_ea.genomes"],
+    package_dir={"learngene_ea.genomes": "genomes"},
+    package_data={"learngene_ea.data": ["splits/*.txt"], "learngene_ea.genomes": ["*.yaml"]},
     install_requires=[
         "deap",
         "torch>=2.1",
@@ -132,7 +135,8 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"], "ray": ["ray>=2.9"], "tensorboard": ["tensorboard"]},
+    # test: setuptools and wheel build the wheel a test installs (offline, --no-build-isolation)
+    extras_require={"test": ["pytest", "setuptools>=64", "wheel"], "ray": ["ray>=2.9"], "tensorboard": ["tensorboard"]},
     python_requires=">=3.10",
     cmdclass=cmdclass,
 )

@@ -52,9 +52,9 @@ def test_a_run_from_python_equals_the_command_line_run(tmp_path):
     from learngene_ea.cli import run as run_cli
 
     overrides = tiny_overrides(**{"runtime.backend": "serial", "fitness.rescore_episodes": 0})
-    result = lg.evolve_run(lg.load_config(None, overrides), str(tmp_path / "api"), log=lambda *a: None)
+    result = lg.evolve_run(lg.load_config("default", overrides), str(tmp_path / "api"), log=lambda *a: None)
     argv = ["--run-dir", str(tmp_path / "cli"), "--quiet"] + [a for o in overrides for a in ("--set", o)]
-    os.chdir(tmp_path)  # no genomes/default.yaml here: the built-in defaults, as load_config(None, ...)
+    os.chdir(tmp_path)  # no genomes/ here: without --config, the shipped default recipe all the same
     try:
         assert run_cli.main(argv) == 0
     finally:

@@ -159,6 +159,34 @@ def test_build_descendant_passes_the_scale_on():
         assert np.array_equal(model.gene_module(layer.name).bn.weight.detach().numpy() != 0, masks[layer.group])
 
 
+def _same_weights(a, b) -> bool:
+    a, b = a.state_dict(), b.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_build_descendant_without_a_scale_builds_the_command_lines_descendant():
+    """Unless told, Python scales fresh channels as the shipped default recipe's transfer does."""
+    from learngene_ea.transfer import build_descendant
+    _, _, learngene = _learngene("conv4")
+    recipe_scale = load_config("default").transfer.complement_scale
+    assert _same_weights(build_descendant(learngene, seed=3),
+                         build_descendant(learngene, seed=3, complement_scale=recipe_scale))
+    assert not _same_weights(build_descendant(learngene, seed=3), build_descendant(learngene, seed=3,
+                                                                                   complement_scale=1.0))
+
+
+@pytest.mark.parametrize("row", ["learngene", "l1-learngene"])
+def test_transfer_rows_without_a_scale_scale_as_the_default_recipe_does(row):
+    ancestor, _, learngene = _learngene("conv4")
+    recipe_scale = load_config("default").transfer.complement_scale
+    built = []
+    for scale in ({}, {"complement_scale": recipe_scale}):
+        model = build_model("conv4", 0.25, num_classes=5, seed=3)
+        {m.name: m for m in baseline_methods(learngene, ancestor, **scale)}[row].transfer(model, 11)
+        built.append(model)
+    assert _same_weights(*built)
+
+
 def test_a_conv_without_batchnorm_has_its_fresh_filters_and_bias_scaled():
     """A traced conv with no BatchNorm (a stand-in ``bn``): its filters and bias set a channel's scale."""
     from types import SimpleNamespace

@@ -620,7 +620,7 @@ def job_setup(tmp_path_factory):
     dataset = load_dataset(cfg.data)
     settings = transfer.make_settings(cfg.transfer, dataset)
     pretrained = build_model("conv4", 0.25, 3, len(dataset.splits["train"]), seed=7)
-    methods = transfer.baseline_methods(learngene, pretrained)
+    methods = transfer.baseline_methods(learngene, pretrained, complement_scale=cfg.transfer.complement_scale)
     return cfg, learngene, dataset, settings, pretrained, methods
 
 

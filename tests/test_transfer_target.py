@@ -314,7 +314,7 @@ def test_a_scoop_worker_rebuilds_the_target_as_the_origin_does(grey_digits, monk
     dataset = transfer.load_target(cfg, 3)
     assert dataset.channels == 3 and len(dataset.splits["test"]) == 6
     settings = transfer.make_settings(cfg.transfer, dataset)
-    methods = transfer.baseline_methods(learngene, None)
+    methods = transfer.baseline_methods(learngene, None, complement_scale=cfg.transfer.complement_scale)
     sent = {"config": cfg, "learngene": learngene, "descendants": [], "pretrained": None}
     monkeypatch.setattr(scoop.shared, "getConst", lambda name, timeout=0.1: sent if name == "target-test" else None)
     for m, method in enumerate(methods):

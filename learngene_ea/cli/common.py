@@ -9,8 +9,29 @@ from __future__ import annotations
 import sys
 import traceback
 
+from ..config.loading import DEFAULT_RECIPE, config_yaml, default_recipe_path
+from ..config.schema import Config
 from ..ea.evolve import EvaluationFailure, OperatorFailure
 from ..errors import UserError
+
+CONFIG_HELP = ("recipe: a YAML file, or a shipped recipe's name (default, cifarfs-vgg11, ...; found from any "
+               "folder)")
+PRINT_CONFIG_HELP = "print the resolved config (recipe, its base, --set, defaults) as YAML and exit"
+
+
+def default_recipe(printing_config: bool = False) -> str:
+    """The shipped default recipe's file, for a command given no ``--config``; said in one log line (on
+    stderr under ``--print-config``, whose stdout is the config alone)."""
+    path = default_recipe_path()
+    print(f"note: no --config: the shipped recipe '{DEFAULT_RECIPE}' ({path}).",
+          file=sys.stderr if printing_config else sys.stdout)
+    return path
+
+
+def print_config(cfg: Config) -> int:
+    """``--print-config``: the resolved config as YAML on stdout; exit status 0."""
+    print(config_yaml(cfg), end="")
+    return 0
 
 
 def report_failure(err: EvaluationFailure | OperatorFailure, debug: bool, then: str = "") -> int:

@@ -1,22 +1,21 @@
 """Command line of a GTL run: ``python -m scoop -n 8 -m learngene_ea.run --config genomes/<recipe>.yaml``.
 
 A thin wrapper over :func:`learngene_ea.api.run.evolve_run` and :func:`~learngene_ea.api.run.resumed`:
-it reads the options, picks the recipe (``--config``, else ``genomes/default.yaml`` when it exists
-in the working directory, else the built-in defaults) and the starting state (new, ``--resume``,
+it reads the options, picks the recipe (``--config``: a file or a shipped recipe's name, else the
+shipped ``default`` recipe, from any folder) and the starting state (new, ``--resume``,
 ``--seed-population``, ``--from-pretrained``). Mistakes in the input end with one sentence on
 stderr and exit code 2 (:func:`learngene_ea.cli.common.run_main`).
 """
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..api.run import evolve_run, new_run_dir, resumed
-from ..config.loading import DEFAULT_RECIPE, load_config, recipe_name
+from ..config.loading import load_config, recipe_name
 from ..ea.gene_pool import given_pool
 from ..ea.state import seeded_state
 from ..errors import UserError
-from .common import run_main
+from .common import CONFIG_HELP, PRINT_CONFIG_HELP, default_recipe, print_config, run_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,10 +23,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m learngene_ea.run",
         description="Extract a learngene by Genetic Transfer Learning (run under SCOOP to spread "
                     "fitness evaluations: python -m scoop -n 8 -m learngene_ea.run ...).")
-    parser.add_argument("--config", help="recipe YAML (default: genomes/default.yaml when it exists, "
-                                         "else the built-in defaults)")
+    parser.add_argument("--config", help=CONFIG_HELP + "; default: default")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a recipe key (repeatable), e.g. --set ea.generations=10")
+    parser.add_argument("--print-config", action="store_true", help=PRINT_CONFIG_HELP)
     parser.add_argument("--run-dir", help="run directory (default: runs/<name>-<timestamp>)")
     parser.add_argument("--resume", metavar="RUN_DIR_OR_PKL",
                         help="continue a run from its newest valid checkpoint (or from a .pkl file)")
@@ -45,17 +44,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def recipe_path(args) -> str | None:
-    """The recipe file a new run reads: --config, else genomes/default.yaml when it exists, else none."""
-    if args.config is None and os.path.isfile(DEFAULT_RECIPE):
-        return DEFAULT_RECIPE
-    return args.config
+def recipe_path(args) -> str:
+    """The recipe a new run reads: --config (a file or a shipped recipe's name), else the shipped default."""
+    return default_recipe(args.print_config) if args.config is None else args.config
 
 
 def check_options(args) -> None:
     """Options that do not go together, refused before anything is read."""
     if args.resume and args.seed_population:
         raise UserError("use either --resume or --seed-population, not both.")
+    if args.print_config and args.resume:
+        raise UserError("--print-config prints a new run's config; a resumed run's is its folder's config.yaml.")
     if args.from_pretrained and (args.resume or args.seed_population):
         raise UserError("--from-pretrained starts a new run's gene pool; not with --resume or --seed-population.")
     if args.best_k < 0 or (args.best_k and not args.seed_population):
@@ -73,6 +72,8 @@ def run(args) -> int:
         return 0
     path = recipe_path(args)
     cfg = load_config(path, args.overrides)
+    if args.print_config:
+        return print_config(cfg)
     recipe = recipe_name(cfg, path)
     if not args.seed_population and not args.from_pretrained:
         evolve_run(cfg, args.run_dir, recipe=recipe, log=log, quiet=quiet)

@@ -1,7 +1,7 @@
 """``python -m learngene_ea.study --config RECIPE --seeds 0 1 2 --out DIR [--set section.key=value ...]``.
 
 A thin wrapper over :func:`learngene_ea.api.study.study`: it checks the seeds and ``--out``, reads
-the recipe (``--config``, else ``genomes/default.yaml`` when it exists, else the built-in defaults)
+the recipe (``--config``: a file or a shipped recipe's name, else the shipped ``default`` recipe)
 and hands them over. Mistakes in the input end with one sentence on stderr and exit code 2 before
 any folder is made.
 """
@@ -13,7 +13,7 @@ from ..api.study import StudyRecipe, run_study
 from ..config.loading import load_config, parse_override
 from ..config.schema import MAX_SEED
 from ..errors import UserError
-from .common import run_main
+from .common import CONFIG_HELP, PRINT_CONFIG_HELP, print_config, run_main
 from .run import recipe_path
 
 
@@ -23,11 +23,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="Evolve one recipe with several seeds, evaluate every learngene on the same test "
                     "episodes and pool the results (run under SCOOP to spread the work: python -m scoop -n 8 "
                     "-m learngene_ea.study ...).")
-    parser.add_argument("--config", help="recipe YAML (default: genomes/default.yaml when it exists, "
-                                         "else the built-in defaults)")
+    parser.add_argument("--config", help=CONFIG_HELP + "; default: default")
     parser.add_argument("--seeds", nargs="*", default=None, metavar="N", help="evolution seeds, e.g. --seeds 0 1 2")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a recipe key for every seed (repeatable), e.g. --set ea.generations=10")
+    parser.add_argument("--print-config", action="store_true", help=PRINT_CONFIG_HELP + " (seed: the recipe's)")
     parser.add_argument("--out", help="study folder: DIR/seed-N/ per seed, DIR/study.json/.md/.png")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, log lines only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
@@ -54,8 +54,11 @@ def parse_seeds(values) -> list[int]:
     return seeds
 
 
-def study_command(args, log=print) -> dict:
-    """The study the options ask for; what ``study.json`` holds."""
+def study_command(args, log=print) -> dict | None:
+    """The study the options ask for; what ``study.json`` holds (``None``: ``--print-config``)."""
+    if args.print_config:
+        print_config(load_config(recipe_path(args), args.overrides))
+        return None
     seeds = parse_seeds(args.seeds)
     if not args.out:
         raise UserError("no study folder given; pass --out DIR (rerun with the same DIR to continue a study).")

@@ -18,7 +18,7 @@ from ..io.paths import file_problem, folder_problem
 from ..config.checks import check_device
 from ..transfer.pipeline import TransferOptions, run_transfer
 from ..transfer.report import markdown_table
-from .common import run_main
+from .common import CONFIG_HELP, PRINT_CONFIG_HELP, default_recipe, print_config, run_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,8 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "random-learngene, top-L1 learngene, layer-wise and no-update baselines (same episodes and seeds).")
     parser.add_argument("--learngene", required=True, help="learngene.pt written by a run, or a run's pareto/ "
                                                            "folder (every learngene of its front, one table)")
-    parser.add_argument("--config", help="recipe YAML (default: config.yaml next to the learngene, else "
-                                         "genomes/default.yaml, else the built-in defaults)")
+    parser.add_argument("--config", help=CONFIG_HELP + "; default: config.yaml next to the learngene, else "
+                                                       "default")
+    parser.add_argument("--print-config", action="store_true", help=PRINT_CONFIG_HELP)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a recipe key (repeatable), e.g. --set transfer.episodes=600")
     parser.add_argument("--out", help="folder for transfer.json/.md/.png and the pre-trained cache (default: the "
@@ -55,7 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def resolve_config(args) -> Config:
-    """The recipe: --config, else the run's config.yaml, else genomes/default.yaml, else defaults.
+    """The recipe: --config (a file or a shipped recipe's name), else the run's config.yaml, else the
+    shipped default recipe.
 
     The run's config.yaml may have been handed over with the learngene: code it names is imported
     only when --set or --trust-module names it too (:mod:`learngene_ea.config.trust`).
@@ -68,8 +70,8 @@ def resolve_config(args) -> Config:
             path = beside
             values = config_module.apply_overrides(config_module.read_recipe(path), args.overrides)
             admit_code(values, user_code(None, args.overrides, args.trust), repr(path))  # before any import
-        elif os.path.isfile(config_module.DEFAULT_RECIPE):
-            path = config_module.DEFAULT_RECIPE
+        else:
+            path = default_recipe(args.print_config)
     return config_module.load_config(path, args.overrides)
 
 
@@ -91,6 +93,8 @@ def transfer_command(args) -> int:
     """The transfer the options ask for: one learngene, or a run's pareto/ folder in one table; exit status 0."""
     check_paths(args)
     cfg = resolve_config(args)
+    if args.print_config:
+        return print_config(cfg)
     check_device(cfg.runtime)
     options = TransferOptions(args.descendants, allow_seen_classes=args.allow_seen_classes,
                               pretrained_path=args.pretrained, keep_earlier=True)

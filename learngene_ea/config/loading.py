@@ -1,7 +1,8 @@
-"""Recipes: YAML files in ``genomes/`` loaded into a typed, validated :class:`Config`.
+"""Recipes: YAML files (``genomes/``, shipped with the package) loaded into a typed, validated :class:`Config`.
 
-A recipe only lists what differs from the defaults in :mod:`.schema`. ``--set section.key=value``
-overrides are applied on top (values parsed as YAML scalars or lists). Every mistake is a
+A recipe only lists what differs from its ``base`` recipe, else from the defaults in :mod:`.schema`
+(finding and reading recipe files: :mod:`.recipes`). ``--set section.key=value`` overrides are
+applied on top (values parsed as YAML scalars or lists). Every mistake is a
 :class:`ConfigError` whose message names the key, the problem and, for a misspelt key, the
 closest valid one. The resolved config (:func:`to_dict`) is what every run saves.
 """
@@ -13,7 +14,6 @@ import json
 import math
 import os
 import re
-import sys
 import types
 import typing
 from typing import Any
@@ -26,8 +26,8 @@ from .schema import (DATASETS, MODEL_FAMILIES, Config, ConfigError, DataConfig, 
                             TaskConfig, TransferConfig)
 from ..data import DATASETS as DATASET_KINDS
 from ..core.traced import allow_module, is_traced
-from ..errors import UserError
-from ..io.paths import decode_utf8, file_problem
+from .recipes import (DEFAULT_RECIPE, RecipeLoader, _DuplicateKey, default_recipe_path, dump_yaml,  # noqa: F401
+                      parse_yaml, read_recipe, recipe_file, shipped_recipes)
 
 
 # ----------------------------------------------------------------------------- building
@@ -44,6 +44,9 @@ def _type_name(tp) -> str:
     return names.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+_BOOL_WORDS = {"yes": True, "on": True, "no": False, "off": False}
+
+
 def _coerce(value, tp, key: str):
     """Check ``value`` against the annotated type ``tp``; return the value to store."""
     origin = typing.get_origin(tp)
@@ -57,6 +60,8 @@ def _coerce(value, tp, key: str):
             raise ConfigError(f"'{key}' must be a mapping of keys to values, not {value!r}.")
         return _build(tp, value, key + ".")
     if tp is bool:
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS:  # YAML 1.1's words, for boolean keys only
+            return _BOOL_WORDS[value.lower()]
         if not isinstance(value, bool):
             raise ConfigError(f"'{key}' must be true or false, not {value!r}.")
         return value
@@ -262,92 +267,29 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return values
 
 
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key, first: int, again: int):
-        super().__init__(f"{key!r} at lines {first} and {again}")
-        self.key, self.first, self.again = key, first, again
-
-
-class RecipeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not a silent
-    replacement (two ``ea:`` sections: the second would win unseen)."""
-
-    def construct_mapping(self, node, deep=False):
-        lines = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *defaults' merges, it does not repeat
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                hash(key)
-            except TypeError:
-                continue  # SafeLoader refuses it itself, with its own message
-            if key in lines:
-                raise _DuplicateKey(key, lines[key], key_node.start_mark.line + 1)
-            lines[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def parse_yaml(text: str):
-    """YAML text as Python data, refusing duplicate keys (see :class:`RecipeLoader`)."""
-    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader)
-
-
-_NOTED_EMPTY: set = set()
-
-
-def read_recipe(path: str | os.PathLike) -> dict:
-    """Parse a recipe file into a mapping, with a clear error for a missing or bad file.
-
-    A file with no keys at all (empty, or comments only) is noted once per process on stderr:
-    every key then has its default, which a typo in the file name would not make obvious.
-    """
-    path = os.fspath(path)
-    problem = file_problem(path)
-    if problem == "does not exist":
-        raise ConfigError(f"Recipe {path!r} does not exist; pass --config genomes/<recipe>.yaml.")
-    if problem:
-        raise ConfigError(f"Recipe {path!r} {problem}; pass --config with a recipe .yaml file.")
-    try:
-        with open(path, "rb") as f:
-            text = decode_utf8(f.read(), f"Recipe {path!r}")
-    except OSError as err:
-        raise ConfigError(f"Recipe {path!r} cannot be read ({err.strerror}).") from err
-    except UserError as err:
-        raise ConfigError(str(err)) from None
-    try:
-        values = parse_yaml(text)
-    except _DuplicateKey as err:
-        raise ConfigError(f"Recipe {path!r} gives the key {err.key!r} twice in one section (lines {err.first} "
-                          f"and {err.again}); keep one of them.") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"Recipe {path!r} is not valid YAML{where}; fix its syntax.") from err
-    if values is None:
-        if path not in _NOTED_EMPTY:
-            _NOTED_EMPTY.add(path)
-            print(f"note: recipe {path!r} is empty: every key at its default.", file=sys.stderr)
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"Recipe {path!r} must be a YAML mapping of sections to keys.")
-    return values
-
-
-DEFAULT_RECIPE = os.path.join("genomes", "default.yaml")
-
-
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a recipe (``None``: the built-in defaults), apply overrides, validate."""
+    """Load a recipe (a file, or a shipped recipe's name such as ``"default"``; ``None``: the schema's
+    defaults, no recipe), apply overrides, validate."""
     values = read_recipe(path) if path is not None else {}
     return from_dict(apply_overrides(values, overrides or []))
+
+
+def default_complement_scale() -> float:
+    """``transfer.complement_scale`` of the shipped default recipe: what the fresh channels of a descendant
+    built from Python start at when not told, as they do on the command line."""
+    return load_config(default_recipe_path()).transfer.complement_scale
+
+
+def config_yaml(cfg: Config) -> str:
+    """The resolved config as YAML text (what ``config.yaml`` and ``--print-config`` hold)."""
+    return dump_yaml(to_dict(cfg))
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (atomically)."""
     from ..io.atomic import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, config_yaml(cfg))
 
 
 def recipe_name(cfg: Config, path: str | os.PathLike | None) -> str:

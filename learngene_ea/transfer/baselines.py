@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..core.learngene import Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene
+from ..config.loading import default_complement_scale
 from ..core.models import ArchSpec, Backbone
 from ..ea.operators import keep_top_channels
 from .descendants import arch_label, copy_gene_layers, transferred_params
@@ -132,7 +133,7 @@ def _pretrained_methods(learngene: Learngene, pretrained: Backbone, complement_s
 
 
 def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descendants=(),
-                     complement_scale: float = 1.0) -> list[Method]:
+                     complement_scale: float | None = None) -> list[Method]:
     """The rows of a transfer table: baselines, learngene, and scalability descendants.
 
     ``pretrained`` (the full network of the learngene's architecture trained on all training
@@ -140,12 +141,15 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
     rows are left out. ``descendants``: ``(family, width)`` pairs, each adding ``learngene`` and
     ``scratch`` rows for that architecture. ``complement_scale`` (``transfer.complement_scale``):
     what the fresh channels of every layer a learngene or pre-trained channels are written into
-    start at (:func:`~learngene_ea.core.backbone.scale_complement`).
+    start at (:func:`~learngene_ea.core.backbone.scale_complement`; ``None``: the shipped default
+    recipe's, as on the command line).
     """
     family, width = learngene.family, learngene.width
 
     def inherit(model, episode_seed):
         return _inherit_into(model, learngene, complement_scale)
+    if complement_scale is None:
+        complement_scale = default_complement_scale()
 
     methods = [Method("scratch", family, width, _nothing, note="random initialisation"),
                Method("scratch-instincts", family, width, _nothing, finetune=False,
