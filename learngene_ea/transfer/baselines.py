@@ -145,11 +145,11 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
     recipe's, as on the command line).
     """
     family, width = learngene.family, learngene.width
+    if complement_scale is None:
+        complement_scale = default_complement_scale()
 
     def inherit(model, episode_seed):
         return _inherit_into(model, learngene, complement_scale)
-    if complement_scale is None:
-        complement_scale = default_complement_scale()
 
     methods = [Method("scratch", family, width, _nothing, note="random initialisation"),
                Method("scratch-instincts", family, width, _nothing, finetune=False,
