@@ -97,6 +97,9 @@ class FitnessConfig:
                                   "last at its end; fitness is their mean (the area under its learning curve: "
                                   "learngenes that let descendants learn fast score higher); 0: the end only",
                                min=0)
+    common_draws: bool = _field(False, "every individual of a generation trains its descendant on the same task "
+                                       "from the same initialisation and batches (common random numbers): "
+                                       "fitness differences within a generation come from the masks alone")
     population_batch: int = _field(1, "descendants a worker trains at once as one grouped network "
                                       "(1: one by one)", min=1)
     complement_scale: float = _field(1.0, "scale of a descendant's fresh channels in the layers its learngene is "
@@ -109,9 +112,11 @@ class FitnessConfig:
 class EAConfig:
     population_size: int = _field(8, "individuals per generation", min=2)
     generations: int = _field(6, "generations after generation 0", min=0)
-    selection: str = _field("parsimony", "parent selection: the parsimony tournament on accuracy, or NSGA-II on "
+    selection: str = _field("parsimony", "parent selection: the parsimony tournament on accuracy, NSGA-II on "
                                          "(accuracy, fraction): parents and offspring compete to survive, a "
-                                         "crowded tournament picks parents", choices=("parsimony", "nsga2"))
+                                         "crowded tournament picks parents, or random (no selection: parents "
+                                         "drawn at random, the ablation that shows what selection adds)",
+                            choices=("parsimony", "nsga2", "random"))
     tournsize: int = _field(3, "individuals per tournament", min=1)
     elites: int = _field(1, "best individuals copied unchanged into the next generation", min=0)
     parsimony_tolerance: float = _field(0.01, "accuracy gap within which the smaller learngene wins", min=0.0, max=1.0)
@@ -129,6 +134,16 @@ class EAConfig:
     grow_fraction: float = _field(0.02, "fraction of dropped channels re-added by a mutation", min=0.0, max=1.0)
     flip_prob: float = _field(0.0, "per-channel probability of flipping a mask bit", min=0.0, max=1.0)
     patience: int = _field(3, "generations without improvement, at the target, before stopping", min=1)
+    shrink_temperature: float = _field(0.0, "randomness of which channels shrink and swap drop: 0 always the "
+                                            "least important (by ea.criterion); T > 0 keeps channels drawn "
+                                            "in proportion to importance ** (1/T) (Gumbel top-k), so offspring of "
+                                            "one parent differ", min=0.0)
+    swap_fraction: float = _field(0.0, "share of each group's kept channels a mutation exchanges for dropped "
+                                       "ones at the same size (rounded at random, so small groups swap too): "
+                                       "how learngenes at the target fraction keep exploring", min=0.0, max=1.0)
+    scheduled_parents: bool = _field(False, "elites and tournament entrants are the individuals at or below the "
+                                            "previous generation's scheduled fraction (when any): a bigger network "
+                                            "cannot win every tournament it enters and breed clones")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from . import gene_pool
 from . import operators
 from ..config.loading import Config
 from ..data import load_dataset
+from .diversity import diversity_record
 from .fitness import Evaluation
 from ..core.individual import fraction_of, individual_spec, make_individual, masks_of, same_individual
 from ..core.learngene import full_masks
@@ -46,7 +47,7 @@ class OperatorFailure(Exception):
 
 def _safe_generation(generation: int) -> str:
     if generation <= 0:
-        return "nothing was saved yet: fix the cause and start the run again."
+        return "generation 0 did not finish: fix the cause, then --resume the run (it starts generation 0 again)."
     return (f"generation {generation - 1} is safe in checkpoints/latest.pkl: fix the cause, then --resume "
             "the run.")
 
@@ -214,8 +215,10 @@ def next_generation(population, toolbox, cfg: Config, state: EvolutionState, gen
         elites = [toolbox.clone(ind) for ind in population]
         count = cfg.ea.population_size - cfg.ea.elites
     else:
+        size = len(population)
+        population = scheduled_parents(population, cfg, generation) if cfg.ea.scheduled_parents else population
         elites = [toolbox.clone(ind) for ind in operators.sel_elites(population, cfg.ea.elites)]
-        count = len(population) - len(elites)
+        count = size - len(elites)
     parents = _guarded(toolbox, "select", generation)(population, count)
     offspring = []
     for parent in parents:
@@ -229,6 +232,18 @@ def next_generation(population, toolbox, cfg: Config, state: EvolutionState, gen
     guarded.register("mutate", mark_operator(_guarded(toolbox, "mutate", generation), "mutation"))
     offspring = algorithms.varAnd(offspring, guarded, cfg.ea.cxpb, cfg.ea.mutpb)
     return elites + offspring
+
+
+def scheduled_parents(population, cfg: Config, generation: int) -> list:
+    """The individuals at or below the fraction the previous generation aimed at (all when none are).
+
+    They alone are elites and enter tournaments (``ea.scheduled_parents``): a bigger learngene
+    scores higher only for its size, and would otherwise win every tournament it enters.
+    """
+    goal = operators.shrink_schedule(generation - 1, cfg.ea.target_fraction, cfg.ea.schedule_generations,
+                                     cfg.ea.schedule)
+    within = [ind for ind in population if ind.fitness.values[1] <= goal + FRACTION_SLACK]
+    return within or population
 
 
 def rank_key(individual) -> tuple[float, float]:
@@ -265,6 +280,7 @@ def record_generation(state: EvolutionState, cfg: Config, generation: int, evalu
         "goal_fraction": float(operators.shrink_schedule(generation, cfg.ea.target_fraction,
                                                           cfg.ea.schedule_generations, cfg.ea.schedule)),
         "errors": errors,
+        **diversity_record(evaluated, population, cfg.ea.target_fraction, FRACTION_SLACK),
         "seconds": seconds,
     }
     state.logbook.record(**record)
@@ -285,16 +301,7 @@ def lend_pool(state: EvolutionState, cfg: Config, generation: int, log=print) ->
     if cfg.fitness.inheritance != "pool":
         return None
     if state.pool is None:
-        images = gene_pool.warm_start_images(cfg)
-        if images:
-            log(f"gene pool: warm start, one network on every training class for {images // cfg.task.batch_size:,} "
-                f"steps ({images:,} images, counted in the equal-compute budget)"
-                + (f", {cfg.pool.warm_start_subnets:.0%} of them a random sub-network's" if cfg.pool.warm_start_subnets else ""))
-        start = time.perf_counter()
-        state.pool = gene_pool.initial_pool(cfg, worker_device(cfg.runtime.device))
-        if images:
-            log(f"gene pool: warm start done, final loss {state.pool.warm_start['final_loss']:.3f}, "
-                f"{time.perf_counter() - start:.0f}s")
+        state.pool = gene_pool.started_pool(cfg, worker_device(cfg.runtime.device), log)
     key = gene_pool.publish(state.pool, cfg.runtime)
     for ind in state.population:
         if not ind.fitness.valid:
@@ -313,13 +320,21 @@ def absorb_generation(state: EvolutionState, cfg: Config, generation: int, evalu
 
 
 def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generation=None, progress=None,
-           log=print) -> EvolutionState:
+           log=print, on_start=None) -> EvolutionState:
     """Run (or continue) the evolution until ``ea.generations`` or early stop.
 
     ``on_generation(state)`` is called after every finished generation (checkpoints, reports);
-    ``progress`` wraps the stream of evaluations (a tqdm-like callable) when given.
+    ``on_start(state)`` before generation 0, and again after a gene pool's warm start (a checkpoint
+    then keeps it); ``progress`` wraps the stream of evaluations (a tqdm-like callable) when given.
     """
     state.restore_rng()
+    if state.generation < 0 and on_start is not None:
+        state.capture_rng()  # the RNG it starts from, for a resume to continue from exactly there
+        on_start(state)
+        if cfg.fitness.inheritance == "pool" and state.pool is None:
+            state.pool = gene_pool.started_pool(cfg, worker_device(cfg.runtime.device), log)
+            state.capture_rng()
+            on_start(state)
     while state.generation < cfg.ea.generations:
         if state.generation >= 0 and should_stop(state, cfg):
             log(f"stopping early: no improvement at the target fraction for {cfg.ea.patience} generations")
@@ -380,6 +395,8 @@ def individual_learngene(ind, state: EvolutionState, cfg: Config, reached: bool)
         # transfer's pre-trained baselines get too (equal compute)
         "training_images": sum(record["evals"] for record in state.logbook) * cfg.task.steps * cfg.task.batch_size
         + warm_start_images(state),
+        # the part of it the gene pool's warm start trained (the transfer's slimming row matches it)
+        "warm_start_images": warm_start_images(state),
         # which classes the learngene has seen: transfer refuses to test on them
         "data": dataclasses.asdict(cfg.data),
         "classes": {split: [dataset.class_names[i] for i in dataset.splits[split]] for split in ("train", "val")},

@@ -44,6 +44,7 @@ class Evaluation:
 
 VALIDATION_SEED = 0xE915  # the run's fixed validation episodes, on which selection happens
 RESCORE_SEED = 0x5C0FE  # fresh episodes and descendants for the product's unbiased figure
+COMMON_DRAW = 0xC0DE  # stands for the individual's id in the seeds of fitness.common_draws
 
 
 def validation_episodes(cfg, dataset, salt: int = VALIDATION_SEED, count: int | None = None):
@@ -69,11 +70,14 @@ class Draw:
 def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device):
     """The descendant of ``individual`` (learngene written in) and its own task and seed.
 
-    The seed is ``(run seed, generation, id, attempt)``; a non-zero ``salt`` gives a fresh one
-    (``draw``: a :class:`Draw`, or the generation).
+    The seed is ``(run seed, generation, id, attempt)`` (with ``fitness.common_draws`` the same
+    for every individual of the generation); a non-zero ``salt`` gives a fresh one (``draw``: a
+    :class:`Draw`, or the generation).
     """
     draw = draw if isinstance(draw, Draw) else Draw(int(draw))
-    parts = (cfg.seed, draw.generation, individual.id, draw.attempt) + ((draw.salt,) if draw.salt else ())
+    # fitness.common_draws: one task and initialisation for the whole generation (paired comparisons)
+    who = COMMON_DRAW if cfg.fitness.common_draws else individual.id
+    parts = (cfg.seed, draw.generation, who, draw.attempt) + ((draw.salt,) if draw.salt else ())
     seed = mix_seed(*parts)
     spec = individual_spec(individual)
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes, seed=seed, device=device)
@@ -123,9 +127,13 @@ class LearningCurve:
         self.accuracies.clear()  # a retried attempt measures its own curve
         return observe
 
+    def per_episode(self) -> np.ndarray:
+        """Each validation episode's accuracy averaged over the curve's points."""
+        return np.mean([self.accuracies[p] for p in self.points], axis=0)
+
     def area(self) -> tuple[float, float]:
         """Mean accuracy over the curve's points, and its 95% CI half-width over the episodes."""
-        return mean_and_ci95(np.mean([self.accuracies[p] for p in self.points], axis=0))
+        return mean_and_ci95(self.per_episode())
 
     def record(self) -> list[list[float]]:
         """``[steps done, mean accuracy]`` per point, for the evaluation's info."""
@@ -245,20 +253,22 @@ def _finish(individual, trained: tuple, config, where: tuple, attempts=1, curve=
     (model, loss), (dataset, device, start) = trained, where
     masks = masks_of(individual)
     if curve is None:
-        accuracy, ci95 = score_descendant(model, config, dataset, device, masks=masks)
+        per_episode = episode_accuracies(model, config, dataset, device, masks=masks)
     else:
-        accuracy, ci95 = curve.area()
+        per_episode = curve.per_episode()
+    accuracy, ci95 = mean_and_ci95(per_episode)
     keep = config.fitness.inheritance == "lamarckian" or individual.learngene is None
     learngene = extract_learngene(model, masks, meta={"id": individual.id}) if keep else None
     info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": attempts,
-            "seconds": time.perf_counter() - start, "device": str(device)}
+            "seconds": time.perf_counter() - start, "device": str(device),
+            "episode_accuracies": [float(a) for a in per_episode]}  # what the logbook's noise figure pairs
     if curve is not None:
         info["curve"] = curve.record()  # its last point is the final accuracy
     return Evaluation((accuracy, learngene_fraction(individual_spec(individual), masks)), learngene, info)
 
 
-def score_stacked(stack: StackedDescendants, cfg, dataset, device, masks: list) -> list[tuple[float, float]] | None:
-    """:func:`score_descendant` of every descendant of ``stack`` (with its ``masks``) in one stacked pass
+def score_stacked(stack: StackedDescendants, cfg, dataset, device, masks: list) -> list[np.ndarray] | None:
+    """:func:`episode_accuracies` of every descendant of ``stack`` (with its ``masks``) in one stacked pass
     on the run's validation episodes; None for ``fitness.classifier: finetune`` (scored one by one)."""
     if cfg.fitness.classifier == "finetune":
         return None
@@ -268,12 +278,12 @@ def score_stacked(stack: StackedDescendants, cfg, dataset, device, masks: list) 
         return stacked_prototype_accuracies(stack, dataset, episodes, cfg.fitness.metric, device)
 
     if cfg.fitness.score == "descendant":
-        return [mean_and_ci95(row) for row in accuracies()]
+        return list(accuracies())
     together = {group: np.concatenate([m[group] for m in masks]) for group in masks[0]}
     with learngene_channels_only(stack.stack, together):
         inherited = accuracies()
     chosen = inherited if cfg.fitness.score == "learngene" else (accuracies() + inherited) / 2
-    return [mean_and_ci95(row) for row in chosen]
+    return list(chosen)
 
 
 def _train_and_score_stacked(individuals, inflated, config, where: tuple) -> list[Evaluation]:
@@ -290,13 +300,15 @@ def _train_and_score_stacked(individuals, inflated, config, where: tuple) -> lis
     masks = [masks_of(ind) for ind in individuals]
     scores = score_stacked(stack, config, dataset, device, masks)
     if scores is None:
-        scores = [score_descendant(m, config, dataset, device, masks=mk) for m, mk in zip(stack.split(), masks)]
+        scores = [episode_accuracies(m, config, dataset, device, masks=mk) for m, mk in zip(stack.split(), masks)]
     evaluations = []
-    for ind, own_masks, loss, (accuracy, ci95), weights in zip(individuals, masks, losses, scores, stack.gene_weights()):
+    for ind, own_masks, loss, per_episode, weights in zip(individuals, masks, losses, scores, stack.gene_weights()):
+        accuracy, ci95 = mean_and_ci95(per_episode)
         keep = config.fitness.inheritance == "lamarckian" or ind.learngene is None
         learngene = learngene_from_weights(stack.models[0].spec, weights, own_masks, {"id": ind.id}) if keep else None
         info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": 1, "stacked": stack.size,
-                "seconds": time.perf_counter() - start, "device": str(device)}
+                "seconds": time.perf_counter() - start, "device": str(device),
+                "episode_accuracies": [float(a) for a in per_episode]}
         evaluations.append(Evaluation((accuracy, learngene_fraction(individual_spec(ind), own_masks)), learngene, info))
     return evaluations
 

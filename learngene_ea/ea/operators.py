@@ -116,17 +116,40 @@ def _importance(individual, criterion):
     return scores
 
 
-def mut_shrink(individual, goal_fraction, criterion="l1", min_channels=1):
-    """Drop the least important channels until the learngene fraction is at most ``goal_fraction``.
+def perturbed_scores(scores, temperature):
+    """Keys whose top-k is a draw of k channels in proportion to ``score ** (1 / temperature)``.
+
+    Gumbel top-k (sampling without replacement, Plackett-Luce): ``log(score) / T + Gumbel``.
+    Scores are divided by their group's mean first, so T means the same for every criterion;
+    ``temperature`` 0 returns ``scores`` unchanged (the deterministic rule); infinite scores
+    (channels that must stay) stay infinite. Draws from ``random`` (checkpoints restore it).
+    """
+    if temperature <= 0:
+        return scores
+    keyed = {}
+    for group, values in scores.items():
+        values = np.asarray(values, dtype=np.float64)
+        finite = np.isfinite(values)
+        scale = float(np.mean(np.abs(values[finite]))) if finite.any() else 1.0
+        logs = np.log(np.maximum(np.abs(values) / max(scale, 1e-300), 1e-12)) / temperature
+        gumbel = np.array([-math.log(-math.log(max(random.random(), 1e-300))) for _ in range(len(values))])
+        keyed[group] = np.where(finite, logs + gumbel, np.inf)
+    return keyed
+
+
+def mut_shrink(individual, goal_fraction, criterion="l1", min_channels=1, temperature=0.0):
+    """Drop channels until the learngene fraction is at most ``goal_fraction``.
 
     Every group keeps the same share of its channels (the largest share that meets the goal),
-    chosen by ``criterion`` (``l1`` filter norm, ``bn`` BatchNorm scale, or ``random``), and
-    never fewer than ``min_channels``, so circuits stay complete. Returns a 1-tuple.
+    and never fewer than ``min_channels``, so circuits stay complete. Which channels stay is
+    decided by ``criterion`` (``l1`` filter norm, ``bn`` BatchNorm scale, or ``random``): the
+    most important at ``temperature`` 0, a draw weighted by importance above it
+    (:func:`perturbed_scores`). Returns a 1-tuple.
     """
     spec = individual_spec(individual)
     masks = masks_of(individual)
     if learngene_fraction(spec, masks) > goal_fraction:
-        scores = _importance(individual, criterion)
+        scores = perturbed_scores(_importance(individual, criterion), temperature)
         counts = {g: int(m.sum()) for g, m in masks.items()}
 
         def shrunk(share):
@@ -144,6 +167,35 @@ def mut_shrink(individual, goal_fraction, criterion="l1", min_channels=1):
         new = shrunk(low)
         for i, name in enumerate(spec.group_names):
             individual[i] = new[name]
+    del individual.fitness.values
+    return (individual,)
+
+
+def _random_round(value: float) -> int:
+    """``floor(value)``, plus one with probability ``value``'s fractional part (its mean is ``value``)."""
+    whole = math.floor(value)
+    return int(whole) + (random.random() < value - whole)
+
+
+def mut_swap(individual, fraction, criterion="l1", temperature=0.0):
+    """Exchange kept channels for dropped ones, the learngene's size unchanged. Returns a 1-tuple.
+
+    In every group about ``fraction`` of the kept channels (rounded at random, so that small
+    groups swap too; never more than the group has dropped) leave: the least important by
+    ``criterion``, drawn at ``temperature`` (:func:`perturbed_scores`). As many dropped channels,
+    drawn at random, take their place.
+    """
+    scores = None
+    for i, (name, mask) in enumerate(zip(individual_spec(individual).group_names, individual)):
+        kept, dropped = np.flatnonzero(mask), np.flatnonzero(~mask)
+        count = min(_random_round(fraction * len(kept)), len(dropped), len(kept) - 1)
+        if count <= 0:
+            continue
+        if scores is None:
+            scores = perturbed_scores(_importance(individual, criterion), temperature)
+        new = keep_top_channels(mask, scores[name], len(kept) - count)
+        new[random.sample(list(dropped), count)] = True
+        individual[i] = new
     del individual.fitness.values
     return (individual,)
 
@@ -199,13 +251,16 @@ class ShrinkSchedule:
         return shrink_schedule(generation, self.target_fraction, self.generations, self.kind)
 
 
-def mut_learngene(individual, schedule, criterion="l1", min_channels=1, grow_fraction=0.0, flip_prob=0.0):
-    """GTL's learngene mutation: grow, flip, then shrink to this generation's scheduled fraction.
+def mut_learngene(individual, schedule, criterion="l1", min_channels=1, grow_fraction=0.0, flip_prob=0.0,
+                  temperature=0.0, swap_fraction=0.0):
+    """GTL's learngene mutation: grow, flip, shrink to this generation's scheduled fraction, swap.
 
     The goal comes from ``schedule`` (a :class:`ShrinkSchedule`; a number is a target fraction
     reached at once) at ``individual.born`` (the generation the offspring is made for).
     Re-added channels are never dropped by the shrink of the same mutation, so growing swaps a
-    few old channels for fresh ones. Returns a 1-tuple.
+    few old channels for fresh ones. ``temperature`` makes shrink and swap draw which channels
+    leave (:func:`perturbed_scores`); ``swap_fraction`` (:func:`mut_swap`) keeps learngenes that
+    have reached their size exploring. Returns a 1-tuple.
     """
     if not isinstance(schedule, ShrinkSchedule):
         schedule = ShrinkSchedule(float(schedule), "none")
@@ -214,7 +269,10 @@ def mut_learngene(individual, schedule, criterion="l1", min_channels=1, grow_fra
         mut_grow(individual, grow_fraction)
     if flip_prob > 0:
         mut_flip(individual, flip_prob, min_channels)
-    return mut_shrink(individual, goal, criterion, min_channels)
+    mut_shrink(individual, goal, criterion, min_channels, temperature)
+    if swap_fraction > 0:
+        mut_swap(individual, swap_fraction, criterion, temperature)
+    return (individual,)
 
 
 # ------------------------------------------------------------------------- crossover

@@ -24,12 +24,15 @@ def build_toolbox(cfg: Config) -> base.Toolbox:
         # drawn from the survivors (evolve.next_generation calls ``survive`` when registered)
         toolbox.register("survive", tools.selNSGA2)
         toolbox.register("select", operators.sel_crowded_tournament, tournsize=ea.tournsize)
+    elif ea.selection == "random":  # the no-selection ablation: parents drawn blind
+        toolbox.register("select", tools.selRandom)
     else:
         toolbox.register("select", operators.sel_parsimony_tournament, tournsize=ea.tournsize,
                          tolerance=ea.parsimony_tolerance)
     schedule = operators.ShrinkSchedule(ea.target_fraction, ea.schedule, ea.schedule_generations)
     toolbox.register("mutate", operators.mut_learngene, schedule=schedule, criterion=ea.criterion,
-                     min_channels=ea.min_channels, grow_fraction=ea.grow_fraction, flip_prob=ea.flip_prob)
+                     min_channels=ea.min_channels, grow_fraction=ea.grow_fraction, flip_prob=ea.flip_prob,
+                     temperature=ea.shrink_temperature, swap_fraction=ea.swap_fraction)
     toolbox.register("mate", operators.cx_channels, indpb=0.5)
     toolbox.register("evaluate", evaluate, config=cfg)
     for name in ("select", "mutate", "mate", "evaluate"):
