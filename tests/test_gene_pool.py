@@ -193,6 +193,7 @@ def test_the_warm_start_trains_the_pool_first_and_counts_its_images(tmp_path, ca
     meta = torch.load(run_dir / "learngene.pt", weights_only=True)["meta"]
     evals = sum(r["evals"] for r in _logbook(run_dir))
     assert meta["training_images"] == evals * cfg.task.steps * cfg.task.batch_size + planned // 2
+    assert meta["warm_start_images"] == planned // 2  # what the transfer's slimming row matches
 
 
 def test_the_warm_start_takes_every_core_unless_runtime_threads_says_otherwise(monkeypatch):

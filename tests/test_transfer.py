@@ -16,7 +16,7 @@ from learngene_ea.parallel import process
 from learngene_ea.fewshot import training
 from learngene_ea.config.loading import load_config
 from learngene_ea.errors import UserError
-from learngene_ea.core.learngene import extract_learngene, load_learngene
+from learngene_ea.core.learngene import Learngene, extract_learngene, load_learngene
 from learngene_ea.core.models import build_model
 from learngene_ea.fewshot.sampling import mean_and_ci95
 
@@ -34,8 +34,9 @@ def transfer_overrides(**extra):
     return tiny_overrides() + [f"{k}={v}" for k, v in values.items()]
 
 
-def make_learngene(path, family="conv4", width=0.25, seed=1, keep=0.5):
-    """A seeded network's random channels saved as a learngene file (no evolution needed)."""
+def make_learngene(path, family="conv4", width=0.25, seed=1, keep=0.5, **meta):
+    """A seeded network's random channels saved as a learngene file (no evolution needed; ``meta``
+    adds to its metadata, e.g. the compute an evolution records)."""
     model = build_model(family, width, 3, 5, seed=seed)
     rng = np.random.default_rng(seed)
     masks = {}
@@ -43,7 +44,7 @@ def make_learngene(path, family="conv4", width=0.25, seed=1, keep=0.5):
         mask = rng.random(size) < keep
         mask[rng.integers(size)] = True  # complete circuits: every group keeps a channel
         masks[group] = mask
-    learngene = extract_learngene(model, masks, meta={"dataset": "synthetic"})
+    learngene = extract_learngene(model, masks, meta={"dataset": "synthetic", **meta})
     learngene.save(path)
     return learngene
 
@@ -438,6 +439,139 @@ def test_layerwise_at_most_never_exceeds_the_budget():
     assert transfer.layerwise_layers(spec, sizes[0] + sizes[1] - 1, at_most=True) == [spec.layers[0].name]
     assert transfer.layerwise_layers(spec, sizes[0] + sizes[1], at_most=True) == [l.name for l in spec.layers[:2]]
     assert transfer.layerwise_layers(spec, sizes[0] - 1, at_most=True) == []
+
+
+# ------------------------------------------------------------------------------ slimming
+
+# what an evolution records: 10 steps of 64 images in all, 4 of them its gene pool's warm start
+SLIMMING_COMPUTE = {"training_images": 640, "warm_start_images": 256}
+
+
+@pytest.fixture(scope="module")
+def slimming_run(tmp_path_factory):
+    """A transfer of a learngene that records its compute; the slimming network's warm start and
+    training steps recorded as they happen."""
+    folder = tmp_path_factory.mktemp("slimming")
+    path = str(folder / "learngene.pt")
+    learngene = make_learngene(path, **SLIMMING_COMPUTE)
+    cfg = load_config(None, transfer_overrides(**{"transfer.shots": "[5]", "transfer.limited_data": 0}))
+    warm, sub_steps = [], []
+    pretrain_network, train_on_task = transfer.slimming.pretrain_network, transfer.slimming.train_on_task
+
+    def recording_pretrain(*args, **kwargs):
+        model, info = pretrain_network(*args, **kwargs)
+        warm.append((model, info))
+        return model, info
+
+    def recording_train(model, dataset, task, settings, *args, **kwargs):
+        sub_steps.append(settings.steps)
+        return train_on_task(model, dataset, task, settings, *args, **kwargs)
+
+    logs = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transfer.slimming, "pretrain_network", recording_pretrain)
+        patch.setattr(transfer.slimming, "train_on_task", recording_train)
+        results = transfer.run_transfer(cfg, path, str(folder / "out"), log=logs.append)
+    return {"results": results, "learngene": learngene, "cfg": cfg, "path": path, "folder": folder, "logs": logs,
+            "warm": warm, "sub_steps": sub_steps}
+
+
+def _row(results, method):
+    return next(row for row in results["rows"] if row["method"] == method and row["arch"] == "conv4 x0.25")
+
+
+def test_the_slimming_row_stands_beside_the_pretrained_row(slimming_run):
+    results = slimming_run["results"]
+    methods = [row["method"] for row in results["rows"]]
+    assert "pretrained" in methods and methods.index("slimming") == methods.index("instincts") - 1
+    assert _row(results, "slimming")["fine_tuned"]
+    assert "slimming" in _row(results, "learngene")["results"]["5-shot"]["paired"]
+    table = transfer.markdown_table(results)
+    assert "| slimming | conv4 x0.25 |" in table and "| learngene − slimming |" in table
+    assert "slimming (Network Slimming at equal compute): a warm start on 256 images" in table
+
+
+def test_the_slimming_learngene_keeps_the_learngenes_channels_per_group(slimming_run):
+    results, learngene = slimming_run["results"], slimming_run["learngene"]
+    counts = {g: int(m.sum()) for g, m in learngene.masks.items()}
+    cached = torch.load(results["slimming"]["path"], weights_only=True)
+    slim = Learngene.from_state(cached["learngene"])
+    assert {g: int(m.sum()) for g, m in slim.masks.items()} == counts == results["slimming"]["channels_kept"]
+    assert any(not np.array_equal(slim.masks[g], learngene.masks[g]) for g in counts)  # its own channels
+    assert _row(results, "slimming")["params"] == _row(results, "learngene")["params"]
+
+
+def test_the_slimming_network_keeps_the_warm_starts_channels_of_largest_batchnorm_scale(slimming_run):
+    (warm, info), = slimming_run["warm"]
+    kept = slimming_run["results"]["slimming"]["kept"]
+    assert info["steps"] == 4  # the evolution's warm start: 256 images of 64
+    for layer in warm.spec.layers:  # conv4: one layer per group, so the group's score is its layer's
+        scales = warm.gene_module(layer.name).bn.weight.detach().abs().numpy()
+        order = np.argsort(-scales, kind="stable")
+        assert sorted(kept[layer.group]) == sorted(order[:len(kept[layer.group])].tolist()), layer.name
+        assert scales[kept[layer.group]].min() > np.delete(scales, kept[layer.group]).max(), layer.name
+
+
+def test_the_slimming_network_trains_on_as_many_images_as_the_evolution(slimming_run):
+    info, batch = slimming_run["results"]["slimming"], slimming_run["cfg"].task.batch_size
+    (_, warm_info), = slimming_run["warm"]
+    assert slimming_run["sub_steps"] == [6]  # the rest of the 10 steps: its sub-network's
+    assert (warm_info["steps"] + slimming_run["sub_steps"][0]) * batch == SLIMMING_COMPUTE["training_images"]
+    assert info["training_images"] == SLIMMING_COMPUTE["training_images"] == \
+        slimming_run["results"]["pretrained"]["training_images"]
+    assert (info["warm_start_images"], info["sub_network_images"]) == (256, 384)
+
+
+def test_a_second_transfer_reuses_the_cached_slimming_network(slimming_run, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    for module in (transfer.slimming, transfer.pretrain):
+        monkeypatch.setattr(module, "pretrain_network", no_training)
+    monkeypatch.setattr(transfer.slimming, "train_on_task", no_training)
+    first = slimming_run["results"]
+    again = transfer.run_transfer(slimming_run["cfg"], slimming_run["path"], str(slimming_run["folder"] / "out"),
+                                  transfer.TransferOptions(write=False), log=lambda *_: None)
+    assert again["slimming"]["reused"] and again["slimming"]["path"] == first["slimming"]["path"]
+    assert os.path.basename(first["slimming"]["path"]).startswith("slimming-")
+    assert _row(again, "slimming")["results"]["5-shot"]["accuracies"] == \
+        _row(first, "slimming")["results"]["5-shot"]["accuracies"]
+
+
+def test_the_slimming_row_is_left_out_with_a_note_when_the_compute_is_not_recorded(transfer_run, tmp_path):
+    results = transfer_run["results"]  # make_learngene records no compute
+    methods = [row["method"] for row in results["rows"]]
+    assert "pretrained" in methods and "slimming" not in methods
+    assert "does not record its compute" in results["slimming"]["left_out"]
+    assert any(line.startswith("slimming: left out: ") for line in transfer_run["logs"])
+    assert "slimming: left out (the learngene does not record its compute" in transfer.markdown_table(results)
+    cfg = transfer_run["cfg"]
+    no_warm_start = make_learngene(tmp_path / "a.pt", training_images=640)  # saved before warm starts were recorded
+    assert "warm_start_images" in transfer.slimming.slimming_steps(cfg, no_warm_start)
+    cold = make_learngene(tmp_path / "b.pt", training_images=640, warm_start_images=0)  # e.g. lamarckian
+    assert "no warm start" in transfer.slimming.slimming_steps(cfg, cold)
+
+
+def test_workers_rebuild_the_slimming_row_from_the_shared_context(job_setup, slimming_run, monkeypatch):
+    """Under SCOOP the slimming learngene travels with the context; a worker's row is the origin's."""
+    import scoop.shared
+
+    cfg, learngene, dataset, settings, pretrained, _ = job_setup
+    slim = Learngene.from_state(
+        torch.load(slimming_run["results"]["slimming"]["path"], weights_only=True)["learngene"])
+    methods = transfer.baseline_methods(learngene, pretrained, (), cfg.transfer.complement_scale, slim)
+    sent = {}
+    monkeypatch.setattr(transfer.jobs, "spreads", lambda runtime: True)
+    monkeypatch.setattr(transfer.jobs, "share_constant", lambda runtime, key, value: sent.update({key: value}))
+    transfer.share_transfer_context("slimming-test", cfg, learngene, pretrained, [], (), slim)
+    transfer.jobs._CONTEXTS.pop("slimming-test")  # a worker has only what was sent
+    monkeypatch.setattr(scoop.shared, "getConst", lambda name, timeout=0.1: sent.get(name))
+    m = [method.name for method in methods].index("slimming")
+    worker = transfer.evaluate_episode_job(("slimming-test", m, 1, 0))
+    origin = transfer.evaluate_episode(methods[m], transfer.Bench(dataset, cfg.transfer, 3, "cpu"), settings[1], 0)
+    for record in (worker, origin):
+        record.pop("seconds")
+    assert worker == origin
 
 
 # ------------------------------------------------------------------------------ reports

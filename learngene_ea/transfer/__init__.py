@@ -20,6 +20,10 @@ head, fine-tunes on the support set and is scored on the query set. Methods (row
 - ``l1-learngene``: the pre-trained network's channels with the largest filter L1 norm, as many
   per mask group as the learngene keeps (what plain magnitude pruning of the ancestry gives,
   with no evolution: the learngene must beat it to be worth evolving);
+- ``slimming``: Network Slimming at equal compute: a network trained for the evolution's warm
+  start, its channels of largest BatchNorm scale kept (as many per group as the learngene), that
+  sub-network trained for the rest of the evolution's images, transferred like the learngene
+  (``slimming``; left out when the learngene does not record its compute);
 - ``layerwise``: whole gene layers of the pre-trained network from the input side, as many as
   come closest to the learngene's parameter count (the style of earlier learngene work), and
   ``layerwise-equal-size``: as many as fit within the learngene's parameters (when that differs);
@@ -49,9 +53,10 @@ The package keeps one job per module, in the order of a transfer run: ``descenda
 networks a learngene is written into), ``episodes`` (settings, episodes and their seeds),
 ``baselines`` (the rows), ``finetune`` (one row on one episode), ``cache`` (the pre-trained
 networks' files, one per key), ``pretrain`` (the pre-trained network), ``report`` (paired
-differences, table, chart, files), ``target`` (source and target data), ``jobs`` (every row on
-every setting, in one process or over SCOOP), ``pipeline`` (:func:`run_transfer`) and ``cli``
-(``python -m learngene_ea.transfer``). Each imports only those before it, never this package.
+differences, table, chart, files), ``target`` (source and target data), ``slimming`` (the
+``slimming`` row's network), ``jobs`` (every row on every setting, in one process or over
+SCOOP), ``pipeline`` (:func:`run_transfer`) and ``cli`` (``python -m learngene_ea.transfer``).
+Each imports only those before it, never this package.
 """
 from __future__ import annotations
 
@@ -65,6 +70,7 @@ from .finetune import Bench, evaluate_episode, evaluate_method, finetune_and_sco
 from .jobs import evaluate_episode_job, evaluate_transfer, share_transfer_context
 from .pipeline import TransferOptions, run_transfer, transfer_after_run
 from .pretrain import Arch, PretrainSource, given_pretrained, load_or_pretrain, pretrain_network
+from .slimming import bn_masks_like, load_or_slim
 from .target import load_target, match_channels, source_data
 from .report import add_paired_differences, markdown_table, plot_transfer, write_reports
 
@@ -82,6 +88,7 @@ __all__ = [
     "episode_digest", "Method", "baseline_methods", "Bench", "evaluate_episode", "summarise_episodes", "evaluate_method",
     "evaluate_transfer", "share_transfer_context", "evaluate_episode_job", "add_paired_differences",
     "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "Arch", "PretrainSource", "given_pretrained",
+    "load_or_slim", "bn_masks_like",
     "load_target", "match_channels", "source_data", "run_transfer", "TransferOptions",
     "transfer_after_run", "markdown_table", "plot_transfer", "write_reports", "main",
 ]

@@ -4,8 +4,9 @@ A :class:`Method` says which architecture a row uses and what it writes into the
 initialised descendant of every episode: nothing (``scratch``, and ``scratch-instincts`` with no
 update), the pre-trained network's gene layers (``pretrained``, ``layerwise``,
 ``layerwise-equal-size``), pre-trained channels chosen like the learngene's
-(``random-learngene``, ``l1-learngene``), or the learngene itself (``learngene``,
-``instincts``). :func:`baseline_methods` lists the rows of one table.
+(``random-learngene``, ``l1-learngene``), a network pruned by BatchNorm scale at the evolution's
+compute (``slimming``, :mod:`.slimming`), or the learngene itself (``learngene``, ``instincts``).
+:func:`baseline_methods` lists the rows of one table.
 """
 from __future__ import annotations
 
@@ -133,12 +134,14 @@ def _pretrained_methods(learngene: Learngene, pretrained: Backbone, complement_s
 
 
 def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descendants=(),
-                     complement_scale: float | None = None) -> list[Method]:
+                     complement_scale: float | None = None,
+                     slimming: Learngene | None = None) -> list[Method]:
     """The rows of a transfer table: baselines, learngene, and scalability descendants.
 
     ``pretrained`` (the full network of the learngene's architecture trained on all training
     classes) feeds ``pretrained``, ``random-learngene``, ``l1-learngene`` and ``layerwise``; with ``None`` those
-    rows are left out. ``descendants``: ``(family, width)`` pairs, each adding ``learngene`` and
+    rows are left out. ``slimming``: the ``slimming`` row's learngene (:mod:`.slimming`), ``None``
+    for no such row. ``descendants``: ``(family, width)`` pairs, each adding ``learngene`` and
     ``scratch`` rows for that architecture. ``complement_scale`` (``transfer.complement_scale``):
     what the fresh channels of every layer a learngene or pre-trained channels are written into
     start at (:func:`~learngene_ea.core.backbone.scale_complement`; ``None``: the shipped default
@@ -156,6 +159,13 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
                       note="random initialisation, no update (prototypes of its random features)")]
     if pretrained is not None:
         methods += _pretrained_methods(learngene, pretrained, complement_scale)
+    if slimming is not None:
+        def slimmed(model, episode_seed):
+            return _inherit_into(model, slimming, complement_scale)
+
+        methods.append(Method("slimming", family, width, slimmed,
+                              note="Network Slimming at equal compute: the channels of largest BatchNorm "
+                                   "scale of a warm start, as many per group as the learngene, then trained"))
     methods += [
         Method("instincts", family, width, inherit, finetune=False, note="learngene descendant, no update"),
         Method("learngene", family, width, inherit, note="the learngene"),

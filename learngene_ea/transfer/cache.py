@@ -1,12 +1,13 @@
 """The pre-trained networks' cache: one file per key, so no key's network ever replaces another's.
 
-A cached network is ``pretrained-<digest>.pt``, where the digest is a hash of everything that
-determined its weights (:func:`learngene_ea.transfer.pretrain.pretrain_key`: model, data,
-steps, optimiser, seed, what it trained on). A transfer writes into its own cache folder (the
-output folder, or ``transfer.cache_dir``) and may read, never write, other folders: the run
-folder next to the learngene, whose cache it reuses only when the key matches. The unkeyed
-``pretrained.pt`` of earlier versions is neither read nor replaced (its key lacks what a key
-holds now, so it could never match).
+A cached network is ``pretrained-<digest>.pt`` (the ``slimming`` row's: ``slimming-<digest>.pt``),
+where the digest is a hash of everything that determined its weights
+(:func:`learngene_ea.transfer.pretrain.pretrain_key`: model, data, steps, optimiser, seed, what
+it trained on; :func:`learngene_ea.transfer.slimming.slimming_key` adds the channels kept). A
+transfer writes into its own cache folder (the output folder, or ``transfer.cache_dir``) and
+may read, never write, other folders: the run folder next to the learngene, whose cache it
+reuses only when the key matches. The unkeyed ``pretrained.pt`` of earlier versions is neither
+read nor replaced (its key lacks what a key holds now, so it could never match).
 """
 from __future__ import annotations
 
@@ -24,29 +25,33 @@ def key_digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cache_file(folder: str, key: dict) -> str:
-    """Where the network of ``key`` is cached in ``folder``."""
-    return os.path.join(folder, f"pretrained-{key_digest(key)}.pt")
+def cache_file(folder: str, key: dict, kind: str = "pretrained") -> str:
+    """Where the network of ``key`` is cached in ``folder`` (``kind``: ``pretrained`` or ``slimming``)."""
+    return os.path.join(folder, f"{kind}-{key_digest(key)}.pt")
 
 
 def is_cache_file(name: str) -> bool:
-    """Whether a file name is that of a cached pre-trained network."""
-    return name.startswith("pretrained-") and name.endswith(".pt")
+    """Whether a file name is that of a cached pre-trained (or slimming) network."""
+    return name.startswith(("pretrained-", "slimming-")) and name.endswith(".pt")
 
 
-def find_cached(key: dict, folders, log=print) -> tuple[dict, str] | None:
+def _baseline(path: str) -> str:
+    return "slimming baseline" if os.path.basename(path).startswith("slimming-") else "pre-trained baseline"
+
+
+def find_cached(key: dict, folders, log=print, kind: str = "pretrained") -> tuple[dict, str] | None:
     """The cached state whose key is ``key`` in the first of ``folders`` that has it, or None.
 
     Each file is read with ``weights_only=True``; an unreadable one is reported and skipped, never trusted.
     """
     for folder in folders:
-        path = cache_file(folder, key)
+        path = cache_file(folder, key, kind)
         if not os.path.isfile(path):
             continue
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # a damaged cache is only a cache
-            log(f"pre-trained baseline: cannot read {path} ({type(err).__name__}); not using it")
+            log(f"{_baseline(path)}: cannot read {path} ({type(err).__name__}); not using it")
             continue
         if isinstance(state, dict) and state.get("key") == key:  # a digest collision is not a match
             return state, path
@@ -61,7 +66,7 @@ def write_cached(path: str, state: dict, log=print) -> bool:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         atomic_write_bytes(path, buffer.getvalue())
     except OSError as err:
-        log(f"pre-trained baseline: cannot cache it at {path} ({err.strerror}); continuing without cache")
+        log(f"{_baseline(path)}: cannot cache it at {path} ({err.strerror}); continuing without cache")
         return False
-    log(f"pre-trained baseline: cached as {path}")
+    log(f"{_baseline(path)}: cached as {path}")
     return True

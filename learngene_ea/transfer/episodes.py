@@ -18,7 +18,7 @@ from ..config.checks import check_transfer_fits
 from ..fewshot.sampling import Episode, mix_seed, sample_episode
 
 # Tags mixed into seeds, so that every random stream is independent of the others.
-_SHOT_SETTING, _LIMITED_SETTING, _PRETRAIN = 1, 2, 3  # mixed into transfer.seed
+_SHOT_SETTING, _LIMITED_SETTING, _PRETRAIN, _SLIMMING = 1, 2, 3, 4  # mixed into transfer.seed
 _INIT, _FINETUNE, _RANDOM_MASK = 1, 2, 3  # mixed into an episode's seed
 
 
@@ -58,6 +58,12 @@ def episode_mask_seed(episode_seed: int) -> int:
 def pretrain_seed(transfer_seed: int) -> int:
     """Seed of the pre-trained baseline's initialisation and batches (from ``transfer.seed``)."""
     return mix_seed(transfer_seed, _PRETRAIN)
+
+
+def slimming_seed(transfer_seed: int, stage: int) -> int:
+    """Seed of the ``slimming`` network's stage ``stage`` (0: the warm start, 1: its pruned sub-network):
+    initialisation and batches, from ``transfer.seed``."""
+    return mix_seed(transfer_seed, _SLIMMING, stage)
 
 
 def make_settings(tcfg, dataset: FewShotDataset) -> list[Setting]:

@@ -1,8 +1,9 @@
 """Every row on every setting: in this process, or as one SCOOP job per (method, setting, episode).
 
-Under SCOOP the origin shares one context (recipe, learngene, pre-trained weights) with every
-worker once, through SCOOP's shared constants; each job is then four small values. A process
-rebuilds the dataset, episodes and methods from the context on its first job and keeps them.
+Under SCOOP the origin shares one context (recipe, learngene, pre-trained weights, the
+``slimming`` row's learngene) with every worker once, through SCOOP's shared constants; each
+job is then four small values. A process rebuilds the dataset, episodes and methods from the
+context on its first job and keeps them.
 Since every episode record depends only on the episode's seeds, the rows are the same whichever
 process computed which job.
 """
@@ -70,13 +71,14 @@ def new_context_key() -> str:
 
 
 def share_transfer_context(key: str, cfg: Config, learngene: Learngene, pretrained: Backbone | None,
-                           descendants, local: tuple) -> None:
-    """Make ``key`` resolvable by :func:`evaluate_episode_job` here (``local``) and on SCOOP workers."""
+                           descendants, local: tuple, slimming: Learngene | None = None) -> None:
+    """Make ``key`` resolvable by :func:`evaluate_episode_job` here (``local``) and on SCOOP workers
+    (``slimming``: the ``slimming`` row's learngene, if the table has that row)."""
     _CONTEXTS[key] = local
     if spreads(cfg.runtime):
         state = None if pretrained is None else cpu_state(pretrained)
         share_constant(cfg.runtime, key, {"config": cfg, "learngene": learngene, "pretrained": state,
-                             "descendants": list(descendants)})
+                             "descendants": list(descendants), "slimming": slimming})
 
 
 def forget_transfer_context(key: str | None) -> None:
@@ -97,7 +99,8 @@ def _context(key: str) -> tuple:
         if shared_context["pretrained"] is not None:
             pretrained = pretrained_from_state(shared_context["pretrained"], learngene.family, learngene.width,
                                                learngene.in_channels, device).eval()
-        methods = baseline_methods(learngene, pretrained, shared_context["descendants"], cfg.transfer.complement_scale)
+        methods = baseline_methods(learngene, pretrained, shared_context["descendants"], cfg.transfer.complement_scale,
+                                   shared_context.get("slimming"))
         _CONTEXTS.clear()  # one transfer evaluation at a time: free the previous one
         bench = Bench(dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric)
         _CONTEXTS[key] = (make_settings(cfg.transfer, dataset), methods, bench)

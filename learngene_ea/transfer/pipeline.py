@@ -2,8 +2,9 @@
 
 :func:`run_transfer` checks the learngene against the recipe and the dataset (same model, unseen
 test classes, descendants that can inherit it), draws the settings, gets the pre-trained
-baseline, evaluates every row (spread over SCOOP processes when there are several) and writes
-the reports. :func:`transfer_after_run` is what ``learngene_ea.run`` calls at the end of a run.
+baseline and the ``slimming`` row's network, evaluates every row (spread over SCOOP processes
+when there are several) and writes the reports. :func:`transfer_after_run` is what
+``learngene_ea.run`` calls at the end of a run.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 from ..config.loading import Config, ConfigError, dataset_label
-from ..data import load_dataset
 from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..core.learngene import Learngene, load_learngene
@@ -30,7 +30,8 @@ from .finetune import Bench
 from .jobs import evaluate_transfer, forget_transfer_context, new_context_key, share_transfer_context
 from .pretrain import Arch, PretrainSource, given_pretrained, load_or_pretrain
 from .report import markdown_table, split_words, write_reports
-from .target import (describe_data, differences_from_source, load_target, match_channels, source_data, target_data,
+from .slimming import get_slimming
+from .target import (describe_data, differences_from_source, load_target, pretrain_data, source_data, target_data,
                      with_resolved_augment)
 
 FORMAT = "learngene-ea/transfer-v1"
@@ -134,26 +135,11 @@ def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, fo
                                        device)
         log(f"pre-trained baseline: the given network {pretrained_path}")
         return model, info
-    on = cfg.transfer.pretrain_on
-    if on == "target":
-        data, key = target_data(cfg)
-        if not target.splits["train"]:
-            raise ConfigError(f"'transfer.pretrain_on' is 'target' but {key} has no training classes; give "
-                              f"{key}.split a train entry (e.g. {{train: 0.5, test: 0.5}}), or pretrain on the "
-                              "source.")
-        dataset = target
-    else:
-        data, found_in = source_data(cfg, learngene, run_dir)
-        try:
-            dataset = match_channels(load_dataset(data), learngene.in_channels)
-        except UserError as err:  # its keys are the source's, not the user's: say whose they are
-            where = f"{found_in}: {data.name}" + (f" at {data.root!r}" if data.root else "")
-            raise UserError(f"The source data the pre-trained baseline trains on ({where}) cannot be loaded "
-                            f"({str(err).rstrip('.')}); pass --pretrained FILE or set "
-                            "transfer.pretrain_on=target.") from err
+    data, dataset = pretrain_data(cfg, learngene, target, run_dir)
     others = (run_dir,) if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else ()
     return load_or_pretrain(cfg, dataset, Arch.of(learngene), cache_dir, device, log,
-                            PretrainSource(data, on, learngene.meta.get("training_images"), others))
+                            PretrainSource(data, cfg.transfer.pretrain_on, learngene.meta.get("training_images"),
+                                           others))
 
 
 def extra_descendants(learngene: Learngene, texts: list[str], log) -> list[tuple[str, float]]:
@@ -202,7 +188,7 @@ def evaluate_rows(cfg: Config, learngene: Learngene, table: "Rows", bench: Bench
     if processes > 1:
         key = new_context_key()
         share_transfer_context(key, cfg, learngene, table.pretrained, table.descendants,
-                               (settings, table.methods, bench))
+                               (settings, table.methods, bench), table.slimming)
         map_function = parallel_map(cfg.runtime, hint="no transfer report was written; run the "
                                     f"transfer again (the pre-trained baseline is cached in {table.cache_dir}).")
         # the workers are busy now too: the origin goes back to its share of the cores
@@ -217,17 +203,18 @@ def evaluate_rows(cfg: Config, learngene: Learngene, table: "Rows", bench: Bench
 @dataclass
 class Rows:
     """The rows of a transfer table (``methods``) and what they stand on: the pre-trained network, its
-    cache folder, the extra descendants' architectures."""
+    cache folder, the extra descendants' architectures, the ``slimming`` row's learngene (or None)."""
 
     methods: list
     pretrained: object
     cache_dir: str
     descendants: list
+    slimming: Learngene | None = None
 
 
 def results_record(cfg: Config, learngene: Learngene, path: str, test: EpisodeData, parts: dict) -> dict:
-    """What ``transfer.json`` holds (``parts``: settings, rows, pretrained info, descendants, device,
-    augment_from, timings)."""
+    """What ``transfer.json`` holds (``parts``: settings, rows, pretrained and slimming info, descendants,
+    device, augment_from, timings)."""
     pretrain_info, dataset, data = parts["pretrained"], test.dataset, test.data
     return {
         "format": FORMAT,
@@ -254,6 +241,7 @@ def results_record(cfg: Config, learngene: Learngene, path: str, test: EpisodeDa
                     "test_classes_seen_by_learngene": test.seen},
         "device": str(parts["device"]),
         "pretrained": pretrain_info,
+        "slimming": parts.get("slimming"),
         "settings": [{"name": s.name, "label": s.label, "n_way": s.n_way, "k_shot": s.k_shot, "n_query": s.n_query,
                       "seed": s.seed, "episode_seeds": s.episode_seeds,
                       "episodes": [{"seed": seed, "digest": episode_digest(e), "classes": list(e.class_ids),
@@ -301,14 +289,19 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, o
     pretrained.eval()
     timings["pretrained"] = time.perf_counter() - t
     t = time.perf_counter()
-    methods = baseline_methods(learngene, pretrained, extra, cfg.transfer.complement_scale)
-    table = Rows(methods, pretrained, cache_dir, extra)
+    slimming, slimming_info = get_slimming(cfg, learngene, test.dataset, (run_dir, cache_dir), device, log,
+                                           options.pretrained_path)
+    timings["slimming"] = time.perf_counter() - t
+    t = time.perf_counter()
+    methods = baseline_methods(learngene, pretrained, extra, cfg.transfer.complement_scale, slimming)
+    table = Rows(methods, pretrained, cache_dir, extra, slimming)
     bench = Bench(test.dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric)
     rows = evaluate_rows(cfg, learngene, table, bench, settings, log, progress)
     timings["evaluation"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     results = results_record(cfg, learngene, learngene_path, test, {
-        "settings": settings, "rows": rows, "pretrained": pretrain_info, "extra": extra, "device": device,
+        "settings": settings, "rows": rows, "pretrained": pretrain_info, "slimming": slimming_info, "extra": extra,
+        "device": device,
         "augment_from": augment_from, "timings": timings})
     if options.write:
         try:

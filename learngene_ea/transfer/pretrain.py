@@ -102,18 +102,19 @@ class PretrainSource:
 
 
 def pretrain_network(cfg: Config, dataset: FewShotDataset, arch: Arch, device, steps: int,
-                     augment: bool | None = None) -> tuple[Backbone, dict]:
+                     augment: bool | None = None, seed: int | None = None) -> tuple[Backbone, dict]:
     """Supervised training of the full network on ALL training classes (never val/test images).
 
     The same optimiser as the descendants' tasks (``task.lr``, ``task.batch_size``,
     ``task.weight_decay``, SGD momentum 0.9 + cosine decay) for ``steps`` batches drawn from
-    every image of every training class, augmented when ``augment`` (default ``data.augment``).
+    every image of every training class, augmented when ``augment`` (default ``data.augment``);
+    initialisation and batches from ``seed`` (default: the pre-trained baseline's, from ``transfer.seed``).
     """
     start = time.perf_counter()
     augment = cfg.data.augment if augment is None else augment
     task = training_classes_task(dataset)
     classes, indices = task.class_ids, task.indices
-    seed = pretrain_seed(cfg.transfer.seed)
+    seed = pretrain_seed(cfg.transfer.seed) if seed is None else seed
     model = build_model(arch.family, arch.width, arch.in_channels, len(classes), seed=seed, device=device)
     loss = train_on_task(model, dataset, task, TrainSettings.of_task(cfg, steps, augment), seed, device)
     chance = math.log(len(classes))

@@ -47,7 +47,7 @@ def add_paired_differences(rows: list[dict]) -> None:
 
 # the rows the learngene's paired differences are reported against (every other row against scratch)
 LEARNGENE_COMPARED_WITH = ("scratch", "scratch-instincts", "random-learngene", "l1-learngene", "layerwise",
-                           "layerwise-equal-size")
+                           "layerwise-equal-size", "slimming")
 
 
 def _label(entry: dict | None, fallback: str) -> str:
@@ -71,6 +71,19 @@ def complement_words(evaluation: dict) -> str:
         return ""
     start = "silent" if scale == 0 else f"at {scale:g} times their BatchNorm scale"
     return f" Channels beside transferred ones start {start} (transfer.complement_scale)."
+
+
+def slimming_words(info: dict | None) -> str:
+    """The table's line on the ``slimming`` row: what it learned from, or why it is left out ('' without a record)."""
+    if not info:
+        return ""
+    if "left_out" in info:
+        return f"slimming: left out ({info['left_out']})."
+    evolution = info.get("evolution_training_images")
+    return (f"slimming (Network Slimming at equal compute): a warm start on {info['warm_start_images']:,} images, "
+            "its channels of largest BatchNorm scale kept (as many per group as the learngene), then that "
+            f"sub-network trained on {info['sub_network_images']:,} images: {info['training_images']:,} in all"
+            + (f", the evolution's {evolution:,}." if evolution else "."))
 
 
 def transfer_title(results: dict) -> str:
@@ -116,6 +129,8 @@ def markdown_table(results: dict) -> str:
     lines += ["", "Params transferred: conv sub-kernels + BatchNorm affine parameters written into the "
               "descendant, and their share of the descendant's gene-layer parameters. Every method saw the "
               "same episodes and, per episode, the same initialisation and fine-tuning seeds."]
+    if slimming_words(results.get("slimming")):
+        lines += ["", slimming_words(results.get("slimming"))]
     comparisons = [(row, ref) for row in results["rows"] for ref in LEARNGENE_COMPARED_WITH
                    if row["method"] != ref and (row["method"] == "learngene" or ref == "scratch")
                    and ref in row["results"][settings[0]["name"]].get("paired", {})]

@@ -22,6 +22,7 @@ from ..config.loading import Config, ConfigError, DataConfig, from_dict
 from ..data import load_dataset
 from ..data.base import FewShotDataset
 from ..data.files import class_moments, mean_std
+from ..errors import UserError
 
 LUMINANCE = (0.299, 0.587, 0.114)
 IMAGE_KEYS = ("name", "root", "image_size", "channels")  # what changes the images of any dataset
@@ -66,6 +67,27 @@ def target_data(cfg: Config) -> tuple[DataConfig, str]:
     if cfg.transfer.target is not None:
         return cfg.transfer.target, "transfer.target"
     return cfg.data, "data"
+
+
+def pretrain_data(cfg: Config, learngene, target: FewShotDataset, run_dir: str) -> tuple[DataConfig, FewShotDataset]:
+    """The data the pre-trained baselines learn from (its section and dataset): the source's training
+    classes (``transfer.pretrain_on: source``; see :func:`source_data`) or those of ``target``, the
+    episodes' dataset (``target``)."""
+    if cfg.transfer.pretrain_on == "target":
+        data, key = target_data(cfg)
+        if not target.splits["train"]:
+            raise ConfigError(f"'transfer.pretrain_on' is 'target' but {key} has no training classes; give "
+                              f"{key}.split a train entry (e.g. {{train: 0.5, test: 0.5}}), or pretrain on the "
+                              "source.")
+        return data, target
+    data, found_in = source_data(cfg, learngene, run_dir)
+    try:
+        return data, match_channels(load_dataset(data), learngene.in_channels)
+    except UserError as err:  # its keys are the source's, not the user's: say whose they are
+        where = f"{found_in}: {data.name}" + (f" at {data.root!r}" if data.root else "")
+        raise UserError(f"The source data the pre-trained baseline trains on ({where}) cannot be loaded "
+                        f"({str(err).rstrip('.')}); pass --pretrained FILE or set "
+                        "transfer.pretrain_on=target.") from err
 
 
 def match_channels(dataset: FewShotDataset, channels: int) -> FewShotDataset:
