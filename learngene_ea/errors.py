@@ -9,3 +9,7 @@ class UserError(Exception):
     """A mistake in the user's input, described in one sentence that names the fix."""
 
     exit_code = 2
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, with one sentence saying what its folder keeps and how to continue."""

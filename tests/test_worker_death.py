@@ -112,7 +112,9 @@ def test_killed_worker_stops_the_run_with_a_message_and_it_resumes(tmp_path):
     assert STALL_TIMEOUT <= stalled_for < STALL_TIMEOUT + 30
     payload, _ = load_latest_valid(run_dir, warn=lambda *_: None)
     assert payload["generation"] == 0  # generation 0 finished and is safe; generation 1 never did
-    resumed = subprocess.run([sys.executable, "-m", "learngene_ea.run", "--resume", str(run_dir), "--quiet"],
+    # the checkpoint names the test's operator: code a run folder names runs only on the user's word
+    resumed = subprocess.run([sys.executable, "-m", "learngene_ea.run", "--resume", str(run_dir), "--quiet",
+                              "--trust-module", "test_worker_death:select_after_the_kill"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     payload, _ = load_latest_valid(run_dir, warn=lambda *_: None)

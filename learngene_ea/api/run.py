@@ -9,6 +9,7 @@ thin command line over these functions (:mod:`learngene_ea.cli.run`).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import sys
@@ -23,9 +24,11 @@ from ..data import load_dataset
 from ..ea.evolve import EvolutionState, build_toolbox, evolve, new_state, product_learngene
 from ..ea.fitness import rescore
 from ..ea.state import checkpoint_payload, compatibility_problems, network_problems, read_checkpoint, state_from_checkpoint
-from ..errors import UserError
+from ..errors import RunInterrupted, UserError
 from ..core.traced import arch_label, network_notes
-from ..io.checkpoint import CheckpointError, save_checkpoint
+from ..io.atomic import remove_temporaries
+from ..io.checkpoint import START, CheckpointError, checkpoint_files, has_checkpoint, save_checkpoint
+from ..io.lock import LOCK_FILE, run_folder_lock
 from ..parallel.engines import start_engine
 from ..reports.files import plot_evolution, write_json, write_logbook
 from ..reports.lineage import write_lineage
@@ -69,7 +72,7 @@ def new_run_dir(cfg: Config, requested: str | None, recipe: str | None = None) -
     ``runs/<recipe>-<dataset>-<timestamp>`` (``recipe``: the recipe file's name).
     """
     if requested:
-        if os.path.isdir(requested) and os.listdir(requested):
+        if os.path.isdir(requested) and set(os.listdir(requested)) - {LOCK_FILE}:  # the lock file tells nothing
             raise UserError(f"run directory {requested!r} already exists and is not empty; resume it with "
                             f"--resume {requested} or pass another --run-dir.")
         return requested
@@ -125,7 +128,12 @@ def resumed(path: str, overrides: list[str] = (), recipe_path: str | None = None
     to go on writing (default: the checkpoint's run folder).
     """
     overrides = list(overrides)
-    payload, source = read_checkpoint(path, log)
+    fresh = os.path.isdir(path) and not has_checkpoint(path) and os.path.isfile(os.path.join(path, "config.yaml"))
+    if fresh:  # killed before its first checkpoint: the recorded config starts again
+        source = os.path.join(path, "config.yaml")
+        payload = {"config": read_recipe(source), "generation": -1}
+    else:
+        payload, source = read_checkpoint(path, log)
     saved = payload["config"]
     own = read_recipe(recipe_path) if recipe_path else None  # the user's recipe: what it names is trusted
     values = apply_overrides(own if recipe_path else saved, overrides)
@@ -139,6 +147,9 @@ def resumed(path: str, overrides: list[str] = (), recipe_path: str | None = None
     keep_layout(saved, cfg, overrides, log)
     check_run_fits(cfg, load_dataset(cfg.data))
     run_dir = run_dir or (path if os.path.isdir(path) else os.path.dirname(os.path.dirname(os.path.abspath(source))))
+    if fresh:
+        log(f"no checkpoint in {path}: starting it again from {source}")
+        return Resumed(cfg, new_state(cfg), run_dir, recipe)
     log(f"resuming {source} after generation {payload['generation']}")
     return Resumed(cfg, state_from_checkpoint(payload), run_dir, recipe)
 
@@ -161,6 +172,11 @@ class RunOutputs:
 
     def path(self, *parts) -> str:
         return os.path.join(self.run_dir, *parts)
+
+    def start(self, state: EvolutionState) -> None:
+        """``checkpoints/start.pkl``: the state before generation 0 (a gene pool's warm start done), so
+        that a kill before generation 0 ends leaves a run that ``--resume`` continues."""
+        save_checkpoint(checkpoint_payload(state, self.cfg, self.recipe), self.path("checkpoints", START))
 
     def __call__(self, state: EvolutionState) -> None:
         start = time.perf_counter()
@@ -265,6 +281,27 @@ def _finish(state: EvolutionState, cfg: Config, outputs: RunOutputs, board, log)
     return results
 
 
+def resume_note(run_dir: str) -> str:
+    """What a run stopped now keeps, and how to continue it (the files say: the truth at any instant)."""
+    files = checkpoint_files(run_dir)
+    if files:
+        return f"the last finished generation is in {files[0]}; continue with --resume {run_dir}"
+    if os.path.exists(os.path.join(run_dir, "checkpoints", START)):
+        return f"no generation finished; --resume {run_dir} starts generation 0 from checkpoints/{START}"
+    return f"no generation finished; --resume {run_dir} starts the run again from its config.yaml"
+
+
+@contextlib.contextmanager
+def interruption_noted(run_dir: str):
+    """Ctrl-C in the ``with`` block becomes a :class:`RunInterrupted` saying what the folder keeps."""
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as err:
+        raise RunInterrupted(resume_note(run_dir) + ".") from err
+
+
 def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState | None = None,
                recipe: str | None = None, log=print, quiet: bool = True) -> RunResult:
     """Evolve a learngene with ``cfg`` and write the run folder; return what was written.
@@ -286,27 +323,31 @@ def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState
     if cfg.runtime.tensorboard:
         require_tensorboard()
     make_run_dir(run_dir)
-    board = TensorBoardLog(run_dir) if cfg.runtime.tensorboard else None
-    log(f"run directory: {run_dir} | {recipe}: {arch_label(cfg.model.network, cfg.model.width)} on "
-        f"{dataset_label(cfg.data)} | population {cfg.ea.population_size}, generations "
-        f"{cfg.ea.generations} | {workers}")
-    for note in network_notes(cfg.model.network, cfg.data.channels):
-        log(f"note: {note}")
-    caps = silent_caps(cfg)
-    for line in caps:
-        log(line)
-    outputs = RunOutputs(run_dir, cfg, recipe, log, caps)
+    with run_folder_lock(run_dir), interruption_noted(run_dir):  # one writer; Ctrl-C says what is kept
+        for path in remove_temporaries(run_dir):
+            log(f"removed {path}, left by a killed write")
+        board = TensorBoardLog(run_dir) if cfg.runtime.tensorboard else None
+        log(f"run directory: {run_dir} | {recipe}: {arch_label(cfg.model.network, cfg.model.width)} on "
+            f"{dataset_label(cfg.data)} | population {cfg.ea.population_size}, generations "
+            f"{cfg.ea.generations} | {workers}")
+        for note in network_notes(cfg.model.network, cfg.data.channels):
+            log(f"note: {note}")
+        caps = silent_caps(cfg)
+        for line in caps:
+            log(line)
+        outputs = RunOutputs(run_dir, cfg, recipe, log, caps)
 
-    def on_generation(state):
-        outputs(state)
+        def on_generation(state):
+            outputs(state)
+            if board is not None:
+                board.generation(state.logbook[-1])
+
+        state = evolve(cfg, toolbox, state, on_generation=on_generation, on_start=outputs.start,
+                       progress=_progress_bars(quiet), log=log)
+        transfer = _finish(state, cfg, outputs, board, log)
         if board is not None:
-            board.generation(state.logbook[-1])
-
-    state = evolve(cfg, toolbox, state, on_generation=on_generation, progress=_progress_bars(quiet), log=log)
-    transfer = _finish(state, cfg, outputs, board, log)
-    if board is not None:
-        board.close()
-    return RunResult(run_dir, cfg, recipe, outputs.final_summary, state, transfer)
+            board.close()
+        return RunResult(run_dir, cfg, recipe, outputs.final_summary, state, transfer)
 
 
 def resume_run(path: str, overrides: list[str] = (), *, recipe_path: str | None = None, run_dir: str | None = None,

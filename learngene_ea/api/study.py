@@ -24,6 +24,7 @@ from ..config import loading as config_module
 from .run import evolve_run, resumed
 from ..config.loading import Config, ConfigError
 from ..config.trust import code_names
+from ..io.lock import LOCK_FILE
 from ..data import load_dataset
 from ..errors import UserError
 from ..ea.evolve import build_toolbox
@@ -88,11 +89,11 @@ def _has_checkpoint(path: str) -> bool:
 
 
 def _leftovers(path: str) -> list[str]:
-    """What a run killed before its first checkpoint leaves (its config.yaml, temporary files)."""
+    """What a run killed before its first checkpoint leaves (its config.yaml, lock file, temporary files)."""
     found = []
     for folder, dirs, files in os.walk(path):
         found += [os.path.join(folder, d) for d in dirs] + [os.path.join(folder, f) for f in files]
-    allowed = {os.path.join(path, "config.yaml"), os.path.join(path, "checkpoints")}
+    allowed = {os.path.join(path, "config.yaml"), os.path.join(path, "checkpoints"), os.path.join(path, LOCK_FILE)}
     if all(p in allowed or os.path.basename(p).startswith(".") and p.endswith(".tmp") for p in found):
         return found
     return []
@@ -229,7 +230,8 @@ def evolve_seed(cfg: Config, folder: str, state: str, source: StudyRecipe, quiet
     """Evolve seed ``cfg.seed`` into ``folder``: a new run, or the resumed one (``state``)."""
     if state == "new" and os.path.isdir(folder):
         for leftover in sorted(_leftovers(folder), reverse=True):  # files before their folder
-            (os.rmdir if os.path.isdir(leftover) else os.remove)(leftover)
+            if os.path.basename(leftover) != LOCK_FILE:  # a lock file is kept: another process may hold it
+                (os.rmdir if os.path.isdir(leftover) else os.remove)(leftover)
     if state == "resume":
         # as ``--resume`` would: the recipe (else the run's own config.yaml) with the overrides
         overrides = [*source.overrides, f"seed={cfg.seed}", f"transfer.seed={cfg.transfer.seed}"]

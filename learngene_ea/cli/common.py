@@ -54,7 +54,9 @@ def run_main(body, argv=None, interrupted: str = "", failed_then: str = "") -> i
     """``body(argv)``'s exit status, with every command's error handling around it.
 
     ``argv`` defaults to ``sys.argv[1:]``; ``interrupted`` is what Ctrl-C prints after
-    ``interrupted:``; ``failed_then`` ends the sentence of a failed evolution.
+    ``interrupted:`` (a string, or a function of the ``KeyboardInterrupt``: a
+    :class:`~learngene_ea.errors.RunInterrupted` says what its run folder keeps); ``failed_then``
+    ends the sentence of a failed evolution.
     """
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -67,6 +69,6 @@ def run_main(body, argv=None, interrupted: str = "", failed_then: str = "") -> i
         return err.exit_code
     except (EvaluationFailure, OperatorFailure) as err:
         return report_failure(err, debug, failed_then)
-    except KeyboardInterrupt:
-        print(f"interrupted: {interrupted}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"interrupted: {interrupted(err) if callable(interrupted) else interrupted}", file=sys.stderr)
         return 130

@@ -14,7 +14,7 @@ from ..api.run import evolve_run, new_run_dir, resumed
 from ..config.loading import load_config, recipe_name
 from ..ea.gene_pool import given_pool
 from ..ea.state import seeded_state
-from ..errors import UserError
+from ..errors import RunInterrupted, UserError
 from .common import CONFIG_HELP, PRINT_CONFIG_HELP, default_recipe, print_config, run_main
 
 
@@ -98,5 +98,4 @@ def run(args) -> int:
 def main(argv=None) -> int:
     """Run the command line; the exit status (0; 1: a failed evolution; 2: bad input; 130: interrupted)."""
     return run_main(lambda argv: run(parse_args(argv)), argv,
-                    interrupted="the last finished generation is in checkpoints/latest.pkl; "
-                                "continue with --resume <run dir>.")
+                    interrupted=lambda err: str(err) if isinstance(err, RunInterrupted) else "nothing was written.")

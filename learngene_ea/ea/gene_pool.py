@@ -19,6 +19,7 @@ individual carries (:func:`pool_for`).
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -87,6 +88,22 @@ def initial_pool(cfg, device="cpu") -> GenePool:
     if not images:
         return pool_from_model(model, {"kind": "init", "images": 0})
     return pool_from_model(*warm_start(cfg, images, device))
+
+
+def started_pool(cfg, device, log=print) -> GenePool:
+    """:func:`initial_pool`, saying in ``log`` what its warm start trains (the run's first compute)."""
+    images = warm_start_images(cfg)
+    if images:
+        log(f"gene pool: warm start, one network on every training class for {images // cfg.task.batch_size:,} "
+            f"steps ({images:,} images, counted in the equal-compute budget)"
+            + (f", {cfg.pool.warm_start_subnets:.0%} of them a random sub-network's" if cfg.pool.warm_start_subnets
+               else ""))
+    start = time.perf_counter()
+    pool = initial_pool(cfg, device)
+    if images:
+        log(f"gene pool: warm start done, final loss {pool.warm_start['final_loss']:.3f}, "
+            f"{time.perf_counter() - start:.0f}s")
+    return pool
 
 
 def planned_evaluations(cfg) -> int:

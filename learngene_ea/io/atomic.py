@@ -6,6 +6,7 @@ file (checkpoints, learngenes, reports, the resolved recipe) writes through it.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 
@@ -60,3 +61,30 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write_bytes's mkstemp names
+
+
+def is_temporary(name: str) -> bool:
+    """Is ``name`` (a file name) the temporary file of an atomic write (``.gen_0002.pkl.k3j9_x0a.tmp``)?"""
+    return bool(_TEMPORARY.match(name))
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Delete the temporary files that killed atomic writes left under ``folder``; return their paths.
+
+    Only for a folder no other process writes (a run folder whose lock is held): a live write's
+    temporary file would be deleted too.
+    """
+    removed = []
+    for parent, _, files in os.walk(os.fspath(folder)):
+        for name in files:
+            if is_temporary(name):
+                path = os.path.join(parent, name)
+                try:
+                    os.unlink(path)
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
+    return removed

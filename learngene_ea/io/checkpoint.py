@@ -130,6 +130,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 _GEN_FILE = re.compile(r"^gen_(\d+)\.pkl$")
+START = "start.pkl"  # the state before generation 0 (after a gene pool's warm start): what a kill there resumes
+
+
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
+    """Does the run folder hold a checkpoint to resume from (``gen_NNNN.pkl``, ``latest.pkl`` or ``start.pkl``)?"""
+    folder = os.path.join(os.fspath(run_dir), "checkpoints")
+    return bool(checkpoint_files(run_dir)) or any(os.path.lexists(os.path.join(folder, name))
+                                                  for name in ("latest.pkl", START))
 
 
 def checkpoint_files(run_dir: str | os.PathLike) -> list[str]:
@@ -152,9 +160,9 @@ def load_latest_valid(run_dir: str | os.PathLike, warn=print) -> tuple[dict, str
     candidates = checkpoint_files(run_dir)
     # gen_NNNN.pkl is written before latest.pkl, so a kill between the two writes leaves
     # latest.pkl one generation behind: it is only the last resort.
-    latest = os.path.join(run_dir, "checkpoints", "latest.pkl")
-    if os.path.exists(latest):
-        candidates.append(latest)
+    # then start.pkl: the state before generation 0
+    candidates += [path for name in ("latest.pkl", START)
+                   if os.path.exists(path := os.path.join(run_dir, "checkpoints", name))]
     if not candidates:
         raise CheckpointError(f"run directory {run_dir!r} has no checkpoints/gen_NNNN.pkl to resume from.")
     problems = []
