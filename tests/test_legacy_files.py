@@ -1,4 +1,4 @@
-"""Files written before the package moved into subpackages still load, and a checkpoint resumes bit for bit.
+"""Files written before the package moved into subpackages still load, and a checkpoint resumes exactly.
 
 ``tests/fixtures/legacy/`` was written by the flat package (commit 6e427de), whose pickles name
 classes by their old module paths (``learngene_ea.core.learngene.Learngene``, ...): see its README.
@@ -25,6 +25,12 @@ def same_tensors(a, b):
     return torch.equal(a, b)
 
 
+def close_tensors(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(close_tensors(a[k], b[k]) for k in a)
+    return torch.allclose(a, b, rtol=0, atol=1e-6)
+
+
 def test_a_legacy_checkpoint_loads_with_its_classes():
     from learngene_ea.io.checkpoint import load_checkpoint
     from learngene_ea.core.learngene import Learngene
@@ -34,7 +40,7 @@ def test_a_legacy_checkpoint_loads_with_its_classes():
     assert all(isinstance(ind.learngene, Learngene) for ind in payload["population"])
 
 
-def test_a_legacy_checkpoint_resumes_bit_for_bit(tmp_path):
+def test_a_legacy_checkpoint_resumes_to_its_logbook_masks_and_weights(tmp_path):
     from learngene_ea.cli import run as run_cli
 
     run_dir = tmp_path / "run"
@@ -49,7 +55,10 @@ def test_a_legacy_checkpoint_resumes_bit_for_bit(tmp_path):
     new = torch.load(run_dir / "learngene.pt", weights_only=True)
     old = torch.load(os.path.join(LEGACY, "learngene.pt"), weights_only=True)
     assert new["meta"]["id"] == old["meta"]["id"]
-    assert same_tensors(new["masks"], old["masks"]) and same_tensors(new["weights"], old["weights"])
+    assert same_tensors(new["masks"], old["masks"])
+    # the weights to float precision: the fixture was written on another CPU, whose kernels may sum in
+    # another order (bit for bit on one machine is what tests/test_resume.py pins)
+    assert close_tensors(new["weights"], old["weights"])
 
 
 def test_legacy_learngene_and_pareto_files_load():
