@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.learngene import Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene
 from ..config.loading import default_complement_scale
+from ..core.learngene import Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene
 from ..core.models import ArchSpec, Backbone
 from ..ea.operators import keep_top_channels
 from .descendants import arch_label, copy_gene_layers, transferred_params
