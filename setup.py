@@ -120,6 +120,7 @@ setup(
     name="learngene-ea",
     version=_version(),
     description="Genetic Transfer Learning (learngenes) on DEAP, PyTorch and SCOOP",
+    license="MIT",
     # the shipped recipes: the repository's genomes/ folder, installed as learngene_ea/genomes/ (one copy;
     # learngene_ea.config.recipes finds either)
     packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["learngene_ea.genomes"],

@@ -14,7 +14,7 @@ imported when first used.
 """
 from .core import individual  # noqa: F401  (creates creator.FitnessGTL / creator.LearngeneIndividual)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _API = ("load_config", "Config", "evolve_run", "resume_run", "RunResult", "evaluate_learngene", "TransferResult",
         "run_study", "StudyRecipe", "StudyResult")
