@@ -27,7 +27,8 @@ from ..ea.state import checkpoint_payload, compatibility_problems, network_probl
 from ..errors import RunInterrupted, UserError
 from ..core.traced import arch_label, network_notes
 from ..io.atomic import remove_temporaries
-from ..io.checkpoint import START, CheckpointError, checkpoint_files, has_checkpoint, save_checkpoint
+from ..io.checkpoint import (START, CheckpointError, checkpoint_files, has_checkpoint, prune_generation_files,
+                              save_checkpoint)
 from ..io.lock import LOCK_FILE, run_folder_lock
 from ..parallel.engines import start_engine
 from ..reports.files import plot_evolution, write_json, write_logbook
@@ -183,6 +184,7 @@ class RunOutputs:
         payload = checkpoint_payload(state, self.cfg, self.recipe)
         self.checkpoint_bytes = save_checkpoint(payload, self.path("checkpoints", f"gen_{state.generation:04d}.pkl"))
         save_checkpoint(payload, self.path("checkpoints", "latest.pkl"))
+        prune_generation_files(self.run_dir, state.generation, self.cfg.runtime.keep_checkpoints)  # both written
         self.checkpoint_seconds = time.perf_counter() - start
         write_logbook(state.logbook, self.path("logbook.jsonl"))
         learngene, individual, reached = product_learngene(state, self.cfg)

@@ -254,6 +254,9 @@ class RuntimeConfig:
                                              "four descendants share a GPU; 0: CPU only)", min=0.0)
     ray_max_retries: int = _field(3, "backend ray: times Ray reruns an evaluation whose worker process or "
                                      "node died (seeded, so the result is the same)", min=0)
+    keep_checkpoints: int = _field(0, "checkpoints/gen_NNNN.pkl files kept: 0 keeps every generation; K keeps the "
+                                      "newest K (plus latest.pkl and start.pkl), deleting older ones once a new "
+                                      "checkpoint is written", min=0)
 
 
 @dataclass

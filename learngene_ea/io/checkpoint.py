@@ -149,6 +149,27 @@ def checkpoint_files(run_dir: str | os.PathLike) -> list[str]:
     return [os.path.join(folder, name) for _, name in sorted(found, reverse=True)]
 
 
+def prune_generation_files(run_dir: str | os.PathLike, generation: int, keep: int) -> list[str]:
+    """Delete the run's ``gen_NNNN.pkl`` files of generation ``generation - keep`` and older (``keep`` 0:
+    none), so that generations ``generation - keep + 1`` to ``generation`` stay; return the deleted paths.
+
+    Call it only once generation ``generation``'s file and ``latest.pkl`` are written: a kill before or
+    during the deletions leaves more files, never fewer. Files of later generations (left by a run that went
+    further before it was resumed from an older checkpoint) are not this run's to delete; ``latest.pkl`` and
+    ``start.pkl`` are never deleted."""
+    if keep <= 0:
+        return []
+    deleted = []
+    for path in checkpoint_files(run_dir):
+        if int(_GEN_FILE.match(os.path.basename(path)).group(1)) <= generation - keep:
+            try:
+                os.remove(path)
+            except FileNotFoundError:  # removed meanwhile: what was asked for
+                continue
+            deleted.append(path)
+    return deleted
+
+
 def load_latest_valid(run_dir: str | os.PathLike, warn=print) -> tuple[dict, str]:
     """The newest checkpoint of a run directory that verifies; damaged newer ones are reported and
     skipped, a refused one (see the module docstring) stops the search with a :class:`CheckpointError`."""
