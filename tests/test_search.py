@@ -100,7 +100,8 @@ def test_swap_rounds_at_random_so_that_small_groups_swap_on_average():
 def test_the_recipe_keys_reach_the_mutation():
     cfg = load_config(None, tiny_overrides(**{"ea.shrink_temperature": 0.7, "ea.swap_fraction": 0.2}))
     mutate = build_toolbox(cfg).mutate
-    assert mutate.keywords["temperature"] == 0.7 and mutate.keywords["swap_fraction"] == 0.2
+    assert mutate.keywords["criterion"] == operators.ChannelChoice("l1", 0.7)
+    assert mutate.keywords["swap_fraction"] == 0.2
 
 
 # -------------------------------------------------------------------------- selection

@@ -251,17 +251,28 @@ class ShrinkSchedule:
         return shrink_schedule(generation, self.target_fraction, self.generations, self.kind)
 
 
+@dataclass(frozen=True)
+class ChannelChoice:
+    """How shrink and swap choose the channels that leave: by ``criterion`` (``l1``, ``bn``,
+    ``random``, ``score``), the least important at ``temperature`` 0, a weighted draw above it."""
+
+    criterion: str = "l1"
+    temperature: float = 0.0
+
+
 def mut_learngene(individual, schedule, criterion="l1", min_channels=1, grow_fraction=0.0, flip_prob=0.0,
-                  temperature=0.0, swap_fraction=0.0):
+                  swap_fraction=0.0):
     """GTL's learngene mutation: grow, flip, shrink to this generation's scheduled fraction, swap.
 
     The goal comes from ``schedule`` (a :class:`ShrinkSchedule`; a number is a target fraction
     reached at once) at ``individual.born`` (the generation the offspring is made for).
     Re-added channels are never dropped by the shrink of the same mutation, so growing swaps a
-    few old channels for fresh ones. ``temperature`` makes shrink and swap draw which channels
-    leave (:func:`perturbed_scores`); ``swap_fraction`` (:func:`mut_swap`) keeps learngenes that
-    have reached their size exploring. Returns a 1-tuple.
+    few old channels for fresh ones. ``criterion``: a criterion's name or a :class:`ChannelChoice`
+    (whose temperature makes shrink and swap draw which channels leave: :func:`perturbed_scores`);
+    ``swap_fraction`` (:func:`mut_swap`) keeps learngenes that have reached their size exploring.
+    Returns a 1-tuple.
     """
+    choice = criterion if isinstance(criterion, ChannelChoice) else ChannelChoice(criterion)
     if not isinstance(schedule, ShrinkSchedule):
         schedule = ShrinkSchedule(float(schedule), "none")
     goal = schedule.goal(individual.born)
@@ -269,9 +280,9 @@ def mut_learngene(individual, schedule, criterion="l1", min_channels=1, grow_fra
         mut_grow(individual, grow_fraction)
     if flip_prob > 0:
         mut_flip(individual, flip_prob, min_channels)
-    mut_shrink(individual, goal, criterion, min_channels, temperature)
+    mut_shrink(individual, goal, choice.criterion, min_channels, choice.temperature)
     if swap_fraction > 0:
-        mut_swap(individual, swap_fraction, criterion, temperature)
+        mut_swap(individual, swap_fraction, choice.criterion, choice.temperature)
     return (individual,)
 
 
