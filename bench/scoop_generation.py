@@ -13,7 +13,8 @@ import sys
 import time
 
 from learngene_ea.config.loading import load_config
-from learngene_ea.ea.evolve import build_toolbox, new_state
+from learngene_ea.ea.evolve import new_state
+from learngene_ea.parallel.workers import run_toolbox
 from learngene_ea.data import load_dataset
 
 
@@ -46,7 +47,7 @@ if __name__ == "__main__":
 
         ray.init(num_cpus=ray_workers, include_dashboard=False)
     cfg = load_config("genomes/default.yaml", overrides)
-    toolbox = build_toolbox(cfg)
+    toolbox = run_toolbox(cfg)
     population = new_state(cfg).population[part::parts]
     for ind in population:
         ind.evaluated_in = 0

@@ -7,7 +7,7 @@ import torch
 
 from conftest import tiny_overrides
 from learngene_ea.ea import fitness
-from learngene_ea.parallel import process
+from learngene_ea.fewshot import process
 from learngene_ea.core.batched import StackedDescendants
 from learngene_ea.config.loading import load_config
 from learngene_ea.core.individual import make_individual

@@ -473,7 +473,7 @@ def test_cli_json_describes_the_dataset(tmp_path):
 
 
 def test_cli_text_output(tmp_path, capsys):
-    from learngene_ea.data.__main__ import main
+    from learngene_ea.cli.data import main
 
     write_imagefolder(tmp_path / "data", num_classes=10)
     code = main(["--set", "data.name=imagefolder", "--set", f"data.root={tmp_path / 'data'}",
@@ -495,7 +495,7 @@ def test_cli_bad_root_exits_2_without_traceback(tmp_path):
 
 @pytest.mark.parametrize("dataset", ["cifarfs", "miniimagenet"])
 def test_cli_refuses_a_dataset_pickle_that_would_run_code_in_one_line(tmp_path, capsys, dataset):
-    from learngene_ea.data.__main__ import main
+    from learngene_ea.cli.data import main
 
     marker = tmp_path / "pwned"
     path = write_poisoned(str(tmp_path / "data"), dataset, marker)
@@ -509,7 +509,7 @@ def test_cli_refuses_a_dataset_pickle_that_would_run_code_in_one_line(tmp_path, 
 
 def test_cli_synthetic_dataset(capsys):
     pytest.importorskip("learngene_ea.data.synthetic")
-    from learngene_ea.data.__main__ import main
+    from learngene_ea.cli.data import main
 
     code = main(["--set", "data.name=synthetic", "--set", "data.images_per_class=10",
                  "--set", "data.image_size=16", "--json"])
@@ -518,7 +518,7 @@ def test_cli_synthetic_dataset(capsys):
 
 
 def test_cli_image_folder_with_a_link_loop_exits_2_in_one_line(tmp_path, capsys):
-    from learngene_ea.data.__main__ import main
+    from learngene_ea.cli.data import main
 
     write_imagefolder(tmp_path / "data", num_classes=5)
     (tmp_path / "data" / "class_00" / "a.png").symlink_to("a.png")

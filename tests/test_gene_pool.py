@@ -10,6 +10,7 @@ import torch
 
 from conftest import ROOT, run_module, stopped_after, tiny_overrides
 from learngene_ea.ea import gene_pool
+from learngene_ea.api.run import given_pool
 from learngene_ea.cli import run as run_cli
 from learngene_ea.io.checkpoint import load_checkpoint
 from learngene_ea.config.loading import ConfigError, load_config
@@ -230,7 +231,7 @@ def test_from_pretrained_starts_the_pool_from_the_given_network(tmp_path, capsys
     cfg = load_config(None, tiny_overrides(**POOL))
     network = build_model(cfg.model.family, cfg.model.width, cfg.data.channels, 7, seed=5)
     torch.save(network.state_dict(), tmp_path / "net.pt")
-    pool = gene_pool.given_pool(str(tmp_path / "net.pt"), cfg)
+    pool = given_pool(str(tmp_path / "net.pt"), cfg)
     assert pool.warm_start["kind"] == "given" and pool.warm_start["images"] == 0
     expected = extract_learngene(network, full_masks(network.spec))
     assert all(np.array_equal(pool.learngene.weights[n][k], expected.weights[n][k])

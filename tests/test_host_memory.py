@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from learngene_ea.parallel import process
+from learngene_ea.fewshot import process
 from learngene_ea.config.loading import load_config
 
 from conftest import ROOT

@@ -1,5 +1,6 @@
-"""The house stays small-roomed: no import cycle in the package, no module past 400 lines, no function past
-60 lines or 7 parameters, at most 8 modules at the package's top (the rest in one folder per stage), a short README."""
+"""The house stays small-roomed: no import cycle in the package, its folders in layers (each imports only those
+below it, none a folder that imports it back), no module past 400 lines, no function past 60 lines or 7
+parameters, at most 8 modules at the package's top (the rest in one folder per stage), a short README."""
 import ast
 import os
 
@@ -12,6 +13,14 @@ MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 7  # not counting a method's self or cls
 MAX_TOP_MODULES = 8
 MAX_README_CHARS = 20_000
+
+# The package's layers, bottom first (docs/design.md, "The layers"): a folder (or top-level module) imports
+# only those at or below it. Entry points sit above them all and nothing imports them: the package's
+# __init__, the top-level command modules and every __main__ module (``python -m learngene_ea.transfer``).
+LAYERS = ["errors", "_scoop_module_hook", "io", "core", "data", "config", "fewshot", "ea", "parallel", "reports",
+          "transfer", "api", "cli"]
+ENTRY_POINTS = {"__init__", "run", "study", "examples", "__main__"}
+NOT_FOR_EA = {"parallel", "reports", "transfer", "api", "cli"}  # the loop gets its engine and callbacks handed in
 
 
 def modules(package):
@@ -79,6 +88,79 @@ def import_cycle(graph):
 def package_graph():
     known = modules("learngene_ea")
     return {name: imported_modules(name, path, known) for name, path in known.items()}
+
+
+def layer_of(module: str) -> str:
+    """``learngene_ea.ea.fitness`` -> ``ea``; a top-level module -> its name; the package, a ``__main__`` -> that."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "__init__"
+    return "__main__" if parts[-1] == "__main__" else parts[1]
+
+
+def folder_edges(graph) -> dict:
+    """``{(importing layer, imported layer): [importing modules]}`` between different layers."""
+    edges = {}
+    for module, targets in graph.items():
+        for target in targets:
+            pair = (layer_of(module), layer_of(target))
+            if pair[0] != pair[1]:
+                edges.setdefault(pair, []).append(module)
+    return edges
+
+
+def upward_imports(edges) -> list:
+    """Imports of a layer above the importer, or of an entry point, by anything but an entry point."""
+    found = []
+    for (source, target), modules_ in sorted(edges.items()):
+        if source in ENTRY_POINTS:
+            continue
+        if target in ENTRY_POINTS or LAYERS.index(target) > LAYERS.index(source):
+            found.append((source, target, sorted(modules_)))
+    return found
+
+
+def mutual_imports(edges) -> list:
+    """Pairs of layers that import each other."""
+    return sorted({tuple(sorted(pair)) for pair in edges if pair[::-1] in edges})
+
+
+def test_every_folder_and_top_module_has_a_place_in_the_layers():
+    top = os.path.join(ROOT, "learngene_ea")
+    names = {n[:-3] if n.endswith(".py") else n for n in os.listdir(top)
+             if n.endswith(".py") or os.path.isfile(os.path.join(top, n, "__init__.py"))}
+    assert names - set(LAYERS) - ENTRY_POINTS == set()
+
+
+def test_no_folder_imports_a_folder_above_it():
+    assert upward_imports(folder_edges(package_graph())) == []
+
+
+def test_no_two_folders_import_each_other():
+    assert mutual_imports(folder_edges(package_graph())) == []
+
+
+def test_the_evolution_imports_no_engine_report_transfer_or_command_line():
+    ea = {target for (source, target) in folder_edges(package_graph()) if source == "ea"}
+    assert ea & NOT_FOR_EA == set()
+
+
+def test_the_layer_rules_see_an_upward_and_a_mutual_import_inside_functions(tmp_path, monkeypatch):
+    import conftest
+
+    pkg = tmp_path / "learngene_ea"
+    for folder in ("core", "ea", "parallel"):
+        (pkg / folder).mkdir(parents=True)
+        (pkg / folder / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core" / "net.py").write_text("def f():\n    from learngene_ea.ea import loop\n")
+    (pkg / "ea" / "loop.py").write_text("from ..core.net import f\n\n\ndef g():\n    from ..parallel.pool import m\n")
+    (pkg / "parallel" / "pool.py").write_text("from ..ea.loop import g\n")
+    monkeypatch.setattr(conftest, "ROOT", str(tmp_path))
+    monkeypatch.setitem(globals(), "ROOT", str(tmp_path))
+    edges = folder_edges(package_graph())
+    assert [(s, t) for s, t, _ in upward_imports(edges)] == [("core", "ea"), ("ea", "parallel")]
+    assert mutual_imports(edges) == [("core", "ea"), ("ea", "parallel")]
 
 
 def test_the_package_has_no_import_cycle():

@@ -74,7 +74,7 @@ def test_the_front_keeps_distinct_learngenes_of_equal_fitness_and_drops_failures
 
 
 def test_the_operators_that_made_an_individual_are_noted_in_order():
-    from learngene_ea.reports.lineage import mark_operator
+    from learngene_ea.ea.lineage import mark_operator
 
     a, b = evaluated(0.5, 0.3, 0), evaluated(0.4, 0.2, 1)
     a.made_by = b.made_by = "copy"

@@ -6,7 +6,8 @@ import pytest
 
 from conftest import tiny_overrides
 from learngene_ea.config.loading import load_config
-from learngene_ea.ea.evolve import (EvolutionState, new_state, product_individual, record_generation, should_stop)
+from learngene_ea.ea.evolve import EvolutionState, new_state, record_generation, should_stop
+from learngene_ea.ea.product import product_individual
 from learngene_ea.core.individual import make_individual
 from learngene_ea.core.learngene import full_masks
 from learngene_ea.core.models import arch_spec

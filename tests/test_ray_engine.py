@@ -14,12 +14,13 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (the [ray] extra: 
 from conftest import RECIPE, ROOT, read_logbook, tiny_overrides, without_timings  # noqa: E402
 from learngene_ea.cli import run as run_module  # noqa: E402
 from learngene_ea.config.loading import load_config  # noqa: E402
-from learngene_ea.ea.evolve import build_toolbox, evolve, new_state  # noqa: E402
+from learngene_ea.ea.evolve import evolve, new_state  # noqa: E402
+from learngene_ea.parallel.workers import run_toolbox  # noqa: E402
 
 
 def tiny_logbook(**extra):
     cfg = load_config(RECIPE, tiny_overrides(**extra))
-    state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *_: None)
+    state = evolve(cfg, run_toolbox(cfg), new_state(cfg), log=lambda *_: None)
     return without_timings(state.logbook)
 
 

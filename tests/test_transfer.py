@@ -11,8 +11,9 @@ import torch
 
 from conftest import ROOT, run_module, tiny_overrides
 from learngene_ea import transfer
+from learngene_ea.cli.transfer import main as transfer_main
 from learngene_ea.ea import fitness
-from learngene_ea.parallel import process
+from learngene_ea.fewshot import process
 from learngene_ea.fewshot import training
 from learngene_ea.config.loading import load_config
 from learngene_ea.errors import UserError
@@ -648,7 +649,7 @@ def test_cli_input_mistakes_exit_2_with_one_sentence(tmp_path, capsys, extra, me
     make_learngene(path)
     argv = ["--learngene", path, "--quiet", "--out", str(tmp_path)]
     argv += [a for o in transfer_overrides() for a in ("--set", o)] + extra
-    assert transfer.main(argv) == 2
+    assert transfer_main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
@@ -658,9 +659,9 @@ def test_a_second_transfer_into_the_same_folder_keeps_the_first_reports(tmp_path
     make_learngene(path)
     argv = ["--learngene", path, "--quiet"] + [a for o in transfer_overrides() for a in ("--set", o)]
     argv += ["--set", "transfer.shots=[1]", "--set", "transfer.limited_data=0", "--set", "transfer.episodes=1"]
-    assert transfer.main(argv) == 0
+    assert transfer_main(argv) == 0
     first = {kind: (tmp_path / f"transfer.{kind}").read_bytes() for kind in ("json", "md", "png")}
-    assert transfer.main(argv + ["--set", "transfer.steps=1"]) == 0
+    assert transfer_main(argv + ["--set", "transfer.steps=1"]) == 0
     assert {kind: (tmp_path / f"transfer.{kind}").read_bytes() for kind in ("json", "md", "png")} == first
     second = json.loads((tmp_path / "transfer-2.json").read_text())
     assert second["evaluation"]["steps"] == 1 and (tmp_path / "transfer-2.md").is_file()
@@ -696,7 +697,7 @@ def test_a_path_flag_naming_the_wrong_kind_of_file_exits_2_before_anything_loads
     argv = ["--learngene", learngene, "--quiet", flag, str(odd)]
     if flag == "--learngene":
         argv = argv[2:]
-    assert transfer.main(argv) == 2
+    assert transfer_main(argv) == 2
     err = capsys.readouterr().err
     named = "Learngene file" if flag == "--learngene" else flag
     assert err.startswith(f"error: {named} {str(odd)!r} {message}") and err.count("\n") == 1
@@ -715,12 +716,12 @@ def test_transfer_refuses_test_classes_the_learngene_was_evolved_on(tmp_path, ca
     learngene_that_saw(path, ["synth-003", "synth-081", "synth-090"])  # 80-99 are the test classes
     argv = ["--learngene", path, "--quiet", "--out", str(tmp_path)] + [a for o in transfer_overrides()
                                                                        for a in ("--set", o)]
-    assert transfer.main(argv) == 2
+    assert transfer_main(argv) == 2
     err = capsys.readouterr().err
     assert "2 of the 20 test classes ('synth-081', 'synth-090') were training or validation classes" in err
     assert "--allow-seen-classes" in err and not (tmp_path / "transfer.json").exists()
     quick = ["--set", "transfer.shots=[1]", "--set", "transfer.limited_data=0", "--set", "transfer.episodes=1"]
-    assert transfer.main(argv + quick + ["--allow-seen-classes"]) == 0
+    assert transfer_main(argv + quick + ["--allow-seen-classes"]) == 0
     report = json.loads((tmp_path / "transfer.json").read_text())
     assert report["dataset"]["test_classes_seen_by_learngene"] == ["synth-081", "synth-090"]
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from conftest import tiny_overrides
 from learngene_ea import transfer
+from learngene_ea.cli.transfer import main as transfer_main
 from learngene_ea.config.loading import DataConfig, load_config, save_config, to_dict
 from learngene_ea.data import load_dataset
 from learngene_ea.errors import UserError
@@ -71,7 +72,7 @@ def run_folder(tmp_path_factory):
         "dataset": "synthetic", "recipe": "default", "training_images": 128, "data": dataclasses.asdict(cfg.data),
         "classes": {s: [dataset.class_names[i] for i in dataset.splits[s]] for s in ("train", "val")}})
     learngene.save(folder / "learngene.pt")
-    assert transfer.main(["--learngene", str(folder / "learngene.pt"), "--quiet"]) == 0
+    assert transfer_main(["--learngene", str(folder / "learngene.pt"), "--quiet"]) == 0
     return folder
 
 
@@ -91,7 +92,7 @@ def cross_domain(run_folder, grey_digits):
     patch = pytest.MonkeyPatch()
     patch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
     try:
-        status = transfer.main(argv)
+        status = transfer_main(argv)
     finally:
         patch.undo()
     out = run_folder / "transfer-digits"
@@ -152,7 +153,7 @@ def test_pretrain_on_target_trains_on_the_targets_training_classes(run_folder, g
             *sets(**{"transfer.target": f"{{name: imagefolder, root: {grey_digits}, channels: 1, "
                                         "split: {train: 2, test: 4}}", "transfer.pretrain_on": "target",
                      "transfer.n_way": 4})]
-    assert transfer.main(argv) == 0
+    assert transfer_main(argv) == 0
     results = json.loads((tmp_path / "transfer.json").read_text())
     assert results["pretrained"]["trained_on"] == "target" and results["pretrained"]["classes"] == 2
     assert results["target"]["test_classes"] == 4 and results["target"]["train_classes"] == 2
@@ -163,7 +164,7 @@ def test_pretraining_on_a_target_without_training_classes_is_refused(run_folder,
     argv = ["--learngene", str(run_folder / "learngene.pt"), "--quiet", "--out", str(tmp_path),
             *sets(**{"transfer.target.name": "imagefolder", "transfer.target.root": grey_digits,
                      "transfer.pretrain_on": "target"})]
-    assert transfer.main(argv) == 2
+    assert transfer_main(argv) == 2
     err = capsys.readouterr().err
     assert "'transfer.pretrain_on' is 'target' but transfer.target has no training classes" in err
     assert "transfer.target.split" in err and os.listdir(tmp_path) == []
@@ -176,7 +177,7 @@ def test_a_given_network_replaces_pretraining(run_folder, grey_digits, tmp_path,
     argv = ["--learngene", str(run_folder / "learngene.pt"), "--quiet", "--out", str(tmp_path / "out"),
             "--pretrained", str(given), *sets(**{"transfer.target.name": "imagefolder",
                                                  "transfer.target.root": grey_digits})]
-    assert transfer.main(argv) == 0
+    assert transfer_main(argv) == 0
     results = json.loads((tmp_path / "out" / "transfer.json").read_text())
     assert results["pretrained"]["trained_on"] == "given" and results["pretrained"]["path"] == str(given)
 
@@ -192,7 +193,7 @@ def test_a_given_network_of_another_family_width_or_channels_is_refused_in_one_s
     torch.save(build_model(family, width, channels, 5).state_dict(), given)
     argv = ["--learngene", str(run_folder / "learngene.pt"), "--quiet", "--out", str(tmp_path / "out"),
             "--pretrained", str(given), *sets()]
-    assert transfer.main(argv) == 2
+    assert transfer_main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "model.width 0.25 and 3 image channels" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
@@ -202,7 +203,7 @@ def test_the_cache_folder_can_be_set_and_the_runs_cache_is_only_read(run_folder,
     before = files_and_hashes(run_folder)
     argv = ["--learngene", str(run_folder / "learngene.pt"), "--quiet", "--out", str(tmp_path / "out"),
             *sets(**{"transfer.cache_dir": str(tmp_path / "cache"), "transfer.pretrain_images": 64})]
-    assert transfer.main(argv) == 0  # another key (pretrain_images): trained, cached in cache_dir only
+    assert transfer_main(argv) == 0  # another key (pretrain_images): trained, cached in cache_dir only
     assert [n for n in os.listdir(tmp_path / "cache") if n.startswith("pretrained-")]
     assert not [n for n in os.listdir(tmp_path / "out") if n.startswith("pretrained")]
     assert files_and_hashes(run_folder) == before
@@ -286,7 +287,7 @@ def test_transfer_json_records_the_augmentation_used(cross_domain, run_folder):
 def test_a_target_holding_the_sources_own_classes_is_refused(run_folder, tmp_path, capsys):
     argv = ["--learngene", str(run_folder / "learngene.pt"), "--quiet", "--out", str(tmp_path),
             *sets(**{"transfer.target": "{name: synthetic, images_per_class: 30}"})]
-    assert transfer.main(argv) == 2
+    assert transfer_main(argv) == 2
     err = capsys.readouterr().err
     assert "80 of the 100 test classes ('synth-" in err and "name the test classes in transfer.target.split" in err
 
@@ -331,7 +332,7 @@ def test_a_source_that_cannot_be_loaded_says_where_it_was_found_and_what_to_do(g
                       meta={"data": {"name": "imagefolder", "root": "/moved/away"}}).save(path)
     argv = ["--learngene", str(path), "--quiet", "--out", str(tmp_path / "out"),
             *sets(**{"transfer.target.name": "imagefolder", "transfer.target.root": grey_digits})]
-    assert transfer.main(argv + [a for o in tiny_overrides() for a in ("--set", o)]) == 2  # tiny: conv4 x0.25
+    assert transfer_main(argv + [a for o in tiny_overrides() for a in ("--set", o)]) == 2  # tiny: conv4 x0.25
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: The source data the pre-trained baseline trains on (recorded in the learngene "
                           "file: imagefolder at '/moved/away') cannot be loaded (data.root '/moved/away' does not")
@@ -345,7 +346,7 @@ def test_a_grey_learngene_is_tested_on_rgb_test_classes_by_luminance(tmp_path, c
                       meta={"dataset": "synthetic"}).save(path)
     argv = ["--learngene", str(path), "--quiet", "--out", str(tmp_path / "out"), "--set", "transfer.pretrain_images=16",
             *sets(), *[a for o in tiny_overrides() for a in ("--set", o)]]
-    assert transfer.main(argv) == 0
+    assert transfer_main(argv) == 0
     out = capsys.readouterr().out
     assert ("note: the learngene reads 1-channel images and data has 3; converting them (luminance 0.299 R + "
             "0.587 G + 0.114 B)\n") in out

@@ -21,7 +21,9 @@ from ..config.loading import (Config, apply_overrides, dataset_label, from_dict,
                               recipe_name, save_config)
 from ..config.trust import admit_code, trust_code, user_code
 from ..data import load_dataset
-from ..ea.evolve import EvolutionState, build_toolbox, evolve, new_state, product_learngene
+from ..ea import gene_pool
+from ..ea.evolve import EvolutionState, evolve, new_state
+from ..ea.product import product_learngene
 from ..ea.fitness import rescore
 from ..ea.state import checkpoint_payload, compatibility_problems, network_problems, read_checkpoint, state_from_checkpoint
 from ..errors import RunInterrupted, UserError
@@ -31,11 +33,13 @@ from ..io.checkpoint import (START, CheckpointError, checkpoint_files, has_check
                               save_checkpoint)
 from ..io.lock import LOCK_FILE, run_folder_lock
 from ..parallel.engines import start_engine
+from ..parallel.workers import EngineWorkers, run_toolbox
 from ..reports.files import plot_evolution, write_json, write_logbook
 from ..reports.lineage import write_lineage
 from ..reports.pareto import write_front
 from ..reports.pool import write_pool_report
 from ..reports.tensorboard_log import TensorBoardLog, require_tensorboard
+from ..transfer.pretrain import given_pretrained
 
 
 @dataclass
@@ -242,6 +246,15 @@ class RunOutputs:
         }
 
 
+def given_pool(path: str, cfg) -> gene_pool.GenePool:
+    """``--from-pretrained``: the gene pool starts from a user's network (checked as ``--pretrained`` is)."""
+    if cfg.fitness.inheritance != "pool":
+        raise UserError("--from-pretrained starts the gene pool: set fitness.inheritance=pool (--set).")
+    model, info = given_pretrained(path, cfg.model.network, cfg.model.width, cfg.data.channels, "cpu",
+                                   "--from-pretrained")
+    return gene_pool.pool_from_model(model, {"kind": "given", "images": 0, "path": info["path"]})
+
+
 def _progress_bars(quiet: bool):
     """A tqdm progress bar per generation on stderr, or ``None`` (``quiet``)."""
     if quiet:
@@ -268,7 +281,8 @@ def _finish(state: EvolutionState, cfg: Config, outputs: RunOutputs, board, log)
     """Rescore the product on fresh episodes, write the final files, run the transfer if the recipe asks."""
     _log_product(state, cfg, outputs.path("learngene.pt"), log)
     _, individual, _ = product_learngene(state, cfg)
-    fresh = rescore(individual, cfg, cfg.fitness.rescore_episodes) if cfg.fitness.rescore_episodes else None
+    fresh = (rescore(individual, cfg, cfg.fitness.rescore_episodes, EngineWorkers()) if cfg.fitness.rescore_episodes
+             else None)
     outputs.finish(state, fresh)
     if fresh is not None:
         log(f"learngene rescored: val accuracy {fresh['accuracy']:.3f}±{fresh['ci95']:.3f} on "
@@ -321,7 +335,7 @@ def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState
     elif run_dir is None:
         run_dir = new_run_dir(cfg, None, recipe)
     workers = start_engine(cfg.runtime)  # a backend it cannot give (no Ray, no cluster): stop now
-    toolbox = build_toolbox(cfg)  # users' operators are checked before the run folder exists
+    toolbox = run_toolbox(cfg)  # users' operators are checked before the run folder exists
     if cfg.runtime.tensorboard:
         require_tensorboard()
     make_run_dir(run_dir)

@@ -27,7 +27,6 @@ from ..config.trust import code_names
 from ..io.lock import LOCK_FILE
 from ..data import load_dataset
 from ..errors import UserError
-from ..ea.evolve import build_toolbox
 from ..core.learngene import load_learngene
 from ..config.checks import check_fitness_fits, check_recipe, check_transfer_fits
 from ..fewshot.sampling import mix_seed
@@ -37,6 +36,7 @@ from ..transfer.pipeline import FORMAT as TRANSFER_FORMAT
 from ..transfer.pipeline import transfer_after_run
 from ..transfer.target import target_data, with_resolved_augment
 from ..parallel.engines import process_count
+from ..parallel.workers import run_toolbox
 from ..parallel.process import default_threads, set_threads
 
 STUDY_CONFIG = "study-config.yaml"  # the study's resolved recipe: a rerun must match it
@@ -156,7 +156,7 @@ def check_study(cfg: Config, seeds: list[int], out: str) -> dict[int, str]:
     check_transfer_fits(cfg.transfer, target)  # a study always evaluates transfer
     for text in cfg.transfer.descendants:
         parse_descendant(text, cfg.model.width)
-    build_toolbox(cfg)  # users' operators are checked before the study folder exists
+    run_toolbox(cfg)  # users' operators are checked before the study folder exists
     return states
 
 

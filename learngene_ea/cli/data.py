@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 from ..config.loading import load_config
-from . import load_dataset
+from ..data import load_dataset
+from .common import run_main
 
 
 def summary(cfg) -> dict:
@@ -61,10 +61,4 @@ def main(argv=None) -> int:
         print(json.dumps(info, indent=2) if args.json else format_summary(info))
         return 0
 
-    from ..cli.common import run_main
-
     return run_main(body, argv, interrupted="nothing was written.")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

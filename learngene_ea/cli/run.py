@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..api.run import evolve_run, new_run_dir, resumed
+from ..api.run import evolve_run, given_pool, new_run_dir, resumed
 from ..config.loading import load_config, recipe_name
-from ..ea.gene_pool import given_pool
 from ..ea.state import seeded_state
 from ..errors import RunInterrupted, UserError
 from .common import CONFIG_HELP, PRINT_CONFIG_HELP, default_recipe, print_config, run_main

@@ -91,7 +91,7 @@ def _make_synthetic_cached(seed, num_classes, images_per_class, image_size, spli
     # stalls badly on a busy machine), so every class renders on one thread and classes
     # render in parallel on as many threads as torch may use. The images do not depend on
     # the number of threads; torch's setting is restored afterwards.
-    from ..parallel.process import threads_set_to
+    from ..core.threads import threads_set_to
 
     threads = torch.get_num_threads()
     with threads_set_to(1):

@@ -5,10 +5,11 @@ random mask). Each later generation: elites survive (with NSGA-II, ``toolbox.sur
 survivors of parents and offspring), a tournament picks parents, their clones are mutated (and
 optionally mated), the new individuals are evaluated (``toolbox.map``: SCOOP when running under
 it), the hall of fame, Pareto front, lineage and logbook are updated, and a checkpoint is written.
+Where the work runs comes in with the toolbox (``toolbox.map``, ``toolbox.workers``): no engine is
+imported here.
 """
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,15 +21,15 @@ from deap import algorithms, base, tools
 from . import gene_pool
 from . import operators
 from ..config.loading import Config
-from ..data import load_dataset
 from .diversity import diversity_record
+from .lineage import mark_operator, record_lineage
 from .fitness import Evaluation
-from ..core.individual import fraction_of, individual_spec, make_individual, masks_of, same_individual
+from ..core.individual import fraction_of, make_individual, masks_of, same_individual
 from ..core.learngene import full_masks
-from ..reports.lineage import mark_operator, record_lineage
 from ..core.models import arch_spec
+from .product import product_learngene  # noqa: F401  (where users have always imported it from)
 from .toolbox import build_toolbox  # noqa: F401  (where users have always imported it from)
-from ..parallel.scoop_engine import worker_device
+from .workers import Workers, workers_of
 
 FRACTION_SLACK = 1e-9
 
@@ -292,28 +293,29 @@ def should_stop(state: EvolutionState, cfg: Config) -> bool:
     return state.best_at_target is not None and state.stale_generations >= cfg.ea.patience
 
 
-def lend_pool(state: EvolutionState, cfg: Config, generation: int, log=print) -> str | None:
+def lend_pool(state: EvolutionState, cfg: Config, workers: Workers, log=print) -> str | None:
     """With the gene pool: publish it once, and point every individual to be evaluated at it.
 
     Those individuals travel without their own learngene (the pool replaces it); the key is
-    all they carry. Generation 0 first makes the pool (a warm start trains here, said in ``log``).
+    all they carry (``workers`` share the pool with the processes that evaluate them). Generation 0 first makes the pool (a warm start trains here, said in ``log``).
     """
     if cfg.fitness.inheritance != "pool":
         return None
     if state.pool is None:
-        state.pool = gene_pool.started_pool(cfg, worker_device(cfg.runtime.device), log)
-    key = gene_pool.publish(state.pool, cfg.runtime)
+        state.pool = gene_pool.started_pool(cfg, workers, log)
+    key = gene_pool.publish(state.pool, cfg.runtime, workers)
     for ind in state.population:
         if not ind.fitness.valid:
             ind.learngene, ind.pool_key = None, key
     return key
 
 
-def absorb_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list, key: str) -> None:
+def absorb_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list, key: str,
+                      workers: Workers) -> None:
     """Merge what the generation's descendants learned into the pool; every individual then holds
     the pool under its masks (what its offspring's mutation reads, and what a product ships)."""
     gene_pool.merge_generation(state.pool, cfg, generation, evaluated)
-    gene_pool.withdraw(key)
+    gene_pool.withdraw(key, workers)
     for ind in state.population:
         ind.pool_key = None
         ind.learngene = state.pool.restrict(masks_of(ind))
@@ -332,7 +334,7 @@ def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generat
         state.capture_rng()  # the RNG it starts from, for a resume to continue from exactly there
         on_start(state)
         if cfg.fitness.inheritance == "pool" and state.pool is None:
-            state.pool = gene_pool.started_pool(cfg, worker_device(cfg.runtime.device), log)
+            state.pool = gene_pool.started_pool(cfg, workers_of(toolbox), log)
             state.capture_rng()
             on_start(state)
     while state.generation < cfg.ea.generations:
@@ -343,10 +345,10 @@ def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generat
         start = time.perf_counter()
         if generation > 0:
             state.population = next_generation(state.population, toolbox, cfg, state, generation)
-        pool_key = lend_pool(state, cfg, generation, log)
+        pool_key = lend_pool(state, cfg, workers_of(toolbox), log)
         evaluated, errors = evaluate_population(state.population, toolbox, generation, progress)
         if pool_key is not None:
-            absorb_generation(state, cfg, generation, evaluated, pool_key)
+            absorb_generation(state, cfg, generation, evaluated, pool_key, workers_of(toolbox))
         for error in errors:
             log(f"gen {generation}: evaluation of individual {error['id']} failed "
                 f"({error['type']}: {error['message']}); it gets the worst fitness")
@@ -361,47 +363,6 @@ def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generat
         if on_generation is not None:
             on_generation(state)
     return state
-
-
-def product_individual(state: EvolutionState):
-    """The run's product: best individual at or below the target, else the best overall."""
-    if state.best_at_target is not None:
-        return state.best_at_target, True
-    return state.halloffame[0], False
-
-
-def product_learngene(state: EvolutionState, cfg: Config):
-    """The learngene to save as ``learngene.pt`` (weights restricted to the individual's masks)."""
-    ind, reached = product_individual(state)
-    return individual_learngene(ind, state, cfg, reached), ind, reached
-
-
-def warm_start_images(state: EvolutionState) -> int:
-    """Images the gene pool's warm start trained on before generation 0 (0 without one)."""
-    return int(state.pool.warm_start.get("images", 0)) if state.pool is not None else 0
-
-
-def individual_learngene(ind, state: EvolutionState, cfg: Config, reached: bool):
-    """``ind``'s learngene restricted to its masks, with the run's metadata (what transfer reads)."""
-    lg = ind.learngene.restrict(masks_of(ind))
-    dataset = load_dataset(cfg.data)  # memoised: the run's own
-    lg.meta.update({
-        "id": ind.id, "parents": list(ind.parents), "born": ind.born,
-        "accuracy": float(ind.fitness.values[0]), "ci95": float(ind.evaluation.get("ci95", 0.0)),
-        "fraction": float(lg.fraction), "num_params": int(lg.num_params), "reached_target": reached,
-        "target_fraction": cfg.ea.target_fraction, "dataset": cfg.data.name, "seed": cfg.seed,
-        "num_gene_params": individual_spec(ind).num_gene_params(),
-        # the compute behind it, in training images of every descendant of the run: what the
-        # transfer's pre-trained baselines get too (equal compute)
-        "training_images": sum(record["evals"] for record in state.logbook) * cfg.task.steps * cfg.task.batch_size
-        + warm_start_images(state),
-        # the part of it the gene pool's warm start trained (the transfer's slimming row matches it)
-        "warm_start_images": warm_start_images(state),
-        # which classes the learngene has seen: transfer refuses to test on them
-        "data": dataclasses.asdict(cfg.data),
-        "classes": {split: [dataset.class_names[i] for i in dataset.splits[split]] for split in ("train", "val")},
-    })
-    return lg
 
 
 __all__ = ["build_toolbox", "evolve", "new_state", "EvolutionState", "product_learngene", "fraction_of"]

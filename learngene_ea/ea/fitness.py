@@ -26,9 +26,8 @@ from ..fewshot.sampling import mix_seed, sample_episodes, sample_task
 from ..fewshot.stacked_scoring import stacked_prototype_accuracies
 from ..fewshot.training import (DivergedError, TrainSettings, finetune_head_accuracies, learngene_channels_only,
                                 mean_and_ci95, prototype_accuracies, stacked_layout, train_network, train_stacked)
-from ..parallel.process import configure_process
-from ..parallel.scoop_engine import worker_device
 from .gene_pool import pool_for
+from .workers import Workers
 
 WORST_ACCURACY = 0.0
 
@@ -67,12 +66,12 @@ class Draw:
     salt: int = 0
 
 
-def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device):
+def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device, workers: Workers | None = None):
     """The descendant of ``individual`` (learngene written in) and its own task and seed.
 
     The seed is ``(run seed, generation, id, attempt)`` (with ``fitness.common_draws`` the same
     for every individual of the generation); a non-zero ``salt`` gives a fresh one (``draw``: a
-    :class:`Draw`, or the generation).
+    :class:`Draw`, or the generation). ``workers`` read a gene pool shared with them.
     """
     draw = draw if isinstance(draw, Draw) else Draw(int(draw))
     # fitness.common_draws: one task and initialisation for the whole generation (paired comparisons)
@@ -83,20 +82,21 @@ def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device):
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes, seed=seed, device=device)
     learngene = individual.learngene
     if getattr(individual, "pool_key", None):  # fitness.inheritance pool: this generation's shared pool
-        learngene = pool_for(individual.pool_key).learngene
+        learngene = pool_for(individual.pool_key, workers or Workers()).learngene
     if learngene is not None:
         inherit_learngene(model, learngene.restrict(masks_of(individual)), cfg.fitness.complement_scale)
     task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class, "train")
     return model, task, seed
 
 
-def train_descendant(individual, cfg, dataset, draw: Draw | int, device, curve: "LearningCurve | None" = None):
+def train_descendant(individual, cfg, dataset, draw: Draw | int, device, curve: "LearningCurve | None" = None,
+                     workers: Workers | None = None):
     """Build the descendant of ``individual``, let it learn its own task; return (model, loss).
 
     ``draw``: a :class:`Draw`, or the generation. With a ``curve``, the descendant is scored at
     the curve's points while it learns.
     """
-    model, task, seed = inflate_descendant(individual, cfg, dataset, draw, device)
+    model, task, seed = inflate_descendant(individual, cfg, dataset, draw, device, workers)
     observe = None if curve is None else curve.watch(model)
     loss = train_stacked([model], dataset, [task], TrainSettings.of_task(cfg), [seed], device, observe)[0]
     return model, loss
@@ -185,27 +185,28 @@ def _error_record(err: BaseException) -> dict:
             "traceback": traceback.format_exc(limit=8)}
 
 
-def evaluate(individual, config) -> Evaluation:
+def evaluate(individual, config, workers: Workers | None = None) -> Evaluation:
     """Fitness of one learngene individual: ``((accuracy, fraction), trained learngene, info)``.
 
     A failure that can pass on retry (NaN/inf loss, out of memory) is retried
     ``fitness.retries`` times with a fresh seed; after that the individual gets the worst
     accuracy and the error is reported in ``info["error"]``. Any other failure is not retried:
     it is reported with ``"fatal": True`` and its traceback, and the loop stops the run.
+    ``workers`` set this process up and give its device (a run's toolbox hands them in).
     """
-    configure_process(config.runtime, config.model)
+    workers = workers or Workers()
+    device = workers.prepare(config)
     start = time.perf_counter()
     generation = getattr(individual, "evaluated_in", individual.born)
     spec = individual_spec(individual)
     masks = masks_of(individual)
     fraction = learngene_fraction(spec, masks)
-    device = worker_device(config.runtime.device)
     dataset = load_dataset(config.data)
     errors = []
     curve = LearningCurve(config, dataset, device, masks) if config.fitness.speed_points else None
     for attempt in range(config.fitness.retries + 1):
         try:
-            trained = train_descendant(individual, config, dataset, Draw(generation, attempt), device, curve)
+            trained = train_descendant(individual, config, dataset, Draw(generation, attempt), device, curve, workers)
             return _finish(individual, trained, config, (dataset, device, start), attempt + 1, curve)
         except Exception as err:  # recorded: retried when it may pass, else reported as fatal
             if device.type == "cuda":
@@ -223,7 +224,7 @@ def evaluate(individual, config) -> Evaluation:
     return Evaluation((WORST_ACCURACY, fraction), None, info)
 
 
-def rescore(individual, config, episodes: int) -> dict:
+def rescore(individual, config, episodes: int, workers: Workers | None = None) -> dict:
     """The product's accuracy measured again, free of the selection's bias.
 
     During the run every individual is scored on the same fixed validation episodes, and the
@@ -231,11 +232,12 @@ def rescore(individual, config, episodes: int) -> dict:
     with a fresh seed learns a fresh task from the product's learngene (exactly what the next
     generation would do), scored on ``episodes`` fresh validation episodes.
     """
-    configure_process(config.runtime, config.model)
-    device = worker_device(config.runtime.device)
+    workers = workers or Workers()
+    device = workers.prepare(config)
     dataset = load_dataset(config.data)
     generation = getattr(individual, "evaluated_in", individual.born)
-    model, _ = train_descendant(individual, config, dataset, Draw(generation, salt=RESCORE_SEED), device)
+    model, _ = train_descendant(individual, config, dataset, Draw(generation, salt=RESCORE_SEED), device,
+                                workers=workers)
     fresh = validation_episodes(config, dataset, salt=RESCORE_SEED, count=episodes)
     # whatever fitness.score selected on, the figure is the whole fresh descendant's (comparable
     # across variants); the learngene sub-network's own accuracy is given beside it
@@ -313,7 +315,7 @@ def _train_and_score_stacked(individuals, inflated, config, where: tuple) -> lis
     return evaluations
 
 
-def evaluate_chunk(individuals, config) -> list[Evaluation]:
+def evaluate_chunk(individuals, config, workers: Workers | None = None) -> list[Evaluation]:
     """Evaluate several individuals at once: their descendants trained, scored and read as one grouped
     network (each step, the scoring and the extraction are one pass for all of them).
 
@@ -328,16 +330,16 @@ def evaluate_chunk(individuals, config) -> list[Evaluation]:
     # that are not gene layers, which a stack cannot group: one by one
     if (len(individuals) < 2 or len({ind.arch for ind in individuals}) > 1 or config.fitness.speed_points
             or is_traced(individuals[0].arch[0])):
-        return [evaluate(ind, config) for ind in individuals]
-    configure_process(config.runtime, config.model)
+        return [evaluate(ind, config, workers) for ind in individuals]
+    workers = workers or Workers()
+    device = workers.prepare(config)
     start = time.perf_counter()
-    device = worker_device(config.runtime.device)
     dataset = load_dataset(config.data)
     try:
-        inflated = [inflate_descendant(ind, config, dataset, getattr(ind, "evaluated_in", ind.born), device)
+        inflated = [inflate_descendant(ind, config, dataset, getattr(ind, "evaluated_in", ind.born), device, workers)
                     for ind in individuals]
         if len({len(task.indices) for _, task, _ in inflated}) > 1:  # unequal tasks cannot share steps
-            return [evaluate(ind, config) for ind in individuals]
+            return [evaluate(ind, config, workers) for ind in individuals]
         return _train_and_score_stacked(individuals, inflated, config, (dataset, device, start))
     except Exception:  # one bad descendant spoils the batch: evaluate each on its own
-        return [evaluate(ind, config) for ind in individuals]
+        return [evaluate(ind, config, workers) for ind in individuals]

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..parallel import engines
-from ..parallel.process import available_cores, configure_memory, threads_set_to
 from ..core.learngene import WEIGHT_KEYS, Learngene, extract_learngene, full_masks, kept_indices
 from ..core.backbone import input_mask
 from ..core.models import arch_spec, build_model
+from ..core.threads import available_cores, threads_set_to
 from ..fewshot.sampling import mix_seed
+from .workers import Workers
 
 POOL_SEED = 0x9E9E  # the pool's initial weights: one network's initialisation, shared by generation 0
 WARM_START_SEED = 0x3A4D  # the warm start's task and batches
@@ -77,21 +77,23 @@ def pool_from_model(model, warm_start: dict) -> GenePool:
     return GenePool(learngene, {g: np.zeros(size) for g, size in spec.groups}, warm_start)
 
 
-def initial_pool(cfg, device="cpu") -> GenePool:
+def initial_pool(cfg, device="cpu", workers: Workers | None = None) -> GenePool:
     """Generation 0's pool: one fresh initialisation (every descendant starts from it), or a warm
     start trained here on the training classes for ``pool.warm_start_fraction`` of the evolution's
-    planned images (``--from-pretrained`` gives a user's network instead: :func:`given_pool`)."""
+    planned images (``--from-pretrained`` gives a user's network instead: ``api.run.given_pool``);
+    ``workers`` set up this process's memory for it."""
     spec = arch_spec(cfg.model.network, cfg.model.width, cfg.data.channels)
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes,
                         seed=mix_seed(cfg.seed, POOL_SEED), device=device)
     images = warm_start_images(cfg)
     if not images:
         return pool_from_model(model, {"kind": "init", "images": 0})
-    return pool_from_model(*warm_start(cfg, images, device))
+    return pool_from_model(*warm_start(cfg, images, device, workers or Workers()))
 
 
-def started_pool(cfg, device, log=print) -> GenePool:
-    """:func:`initial_pool`, saying in ``log`` what its warm start trains (the run's first compute)."""
+def started_pool(cfg, workers: Workers, log=print) -> GenePool:
+    """:func:`initial_pool` on the ``workers``' origin device, saying in ``log`` what its warm start trains
+    (the run's first compute)."""
     images = warm_start_images(cfg)
     if images:
         log(f"gene pool: warm start, one network on every training class for {images // cfg.task.batch_size:,} "
@@ -99,7 +101,7 @@ def started_pool(cfg, device, log=print) -> GenePool:
             + (f", {cfg.pool.warm_start_subnets:.0%} of them a random sub-network's" if cfg.pool.warm_start_subnets
                else ""))
     start = time.perf_counter()
-    pool = initial_pool(cfg, device)
+    pool = initial_pool(cfg, workers.device(cfg.runtime.device), workers)
     if images:
         log(f"gene pool: warm start done, final loss {pool.warm_start['final_loss']:.3f}, "
             f"{time.perf_counter() - start:.0f}s")
@@ -119,13 +121,13 @@ def warm_start_images(cfg) -> int:
     return steps * cfg.task.batch_size
 
 
-def warm_start(cfg, images: int, device):
+def warm_start(cfg, images: int, device, workers: Workers):
     """Train one whole network on every training class for ``images`` images (the task optimiser)."""
     from ..data import load_dataset
     from ..fewshot.sampling import training_classes_task
     from ..fewshot.training import TrainSettings, train_stacked
 
-    configure_memory(cfg.runtime)  # the run's layout (channels-last or not) before its first network
+    workers.configure_memory(cfg.runtime)  # the run's layout (channels-last or not) before its first network
     dataset = load_dataset(cfg.data)
     task = training_classes_task(dataset)
     seed = mix_seed(cfg.seed, WARM_START_SEED)
@@ -174,41 +176,28 @@ class RandomSubnetworks:
         self.handles = []
 
 
-def given_pool(path: str, cfg) -> GenePool:
-    """``--from-pretrained``: the gene pool starts from a user's network (checked as ``--pretrained`` is)."""
-    from ..errors import UserError
-    from ..transfer.pretrain import given_pretrained
-
-    if cfg.fitness.inheritance != "pool":
-        raise UserError("--from-pretrained starts the gene pool: set fitness.inheritance=pool (--set).")
-    model, info = given_pretrained(path, cfg.model.network, cfg.model.width, cfg.data.channels, "cpu",
-                                   "--from-pretrained")
-    return pool_from_model(model, {"kind": "given", "images": 0, "path": info["path"]})
-
-
 # ---------------------------------------------------------------------------- travel
 
-def publish(pool: GenePool, runtime) -> str:
-    """Send the pool to every worker once; the key each individual of the generation carries."""
+def publish(pool: GenePool, runtime, workers: Workers) -> str:
+    """Send the pool to every worker once (``workers.share``); the key each individual of the generation carries."""
     key = f"gene-pool-{uuid.uuid4().hex}"  # unique: SCOOP constants cannot be redefined
     _LOCAL.clear()  # one pool at a time in this process
     _LOCAL[key] = pool
-    if engines.spreads(runtime):
-        engines.share_constant(runtime, key, pool)
+    workers.share(runtime, key, pool)
     return key
 
 
-def withdraw(key: str) -> None:
+def withdraw(key: str, workers: Workers) -> None:
     """The generation is merged: the published pool may be freed (Ray; SCOOP keeps constants)."""
     _LOCAL.pop(key, None)
-    engines.forget_constant(key)
+    workers.forget(key)
 
 
-def pool_for(key: str) -> GenePool:
+def pool_for(key: str, workers: Workers) -> GenePool:
     """The pool published under ``key``: this process's own, or the shared constant."""
     if key in _LOCAL:
         return _LOCAL[key]
-    return engines.shared_constant(key)
+    return workers.shared(key)
 
 
 # ---------------------------------------------------------------------------- merge

@@ -10,16 +10,17 @@ from __future__ import annotations
 import copy
 import os
 
+from deap import tools
+
 from ..config.loading import Config, to_dict
 from ..core.backbone import spec_to_state
 from ..core.individual import same_individual
 from ..core.models import arch_spec
 from ..core.traced import is_traced
 from ..io.checkpoint import CheckpointError, load_checkpoint, load_latest_valid
-from ..reports.lineage import record_lineage
-from ..reports.pareto import rebuilt_front
 from .evolve import EvolutionState, new_state
 from .gene_pool import GenePool
+from .lineage import record_lineage
 
 # a population cannot survive a change of these keys; data.name, root, seed and split decide which
 # classes are training, validation and test classes: a resumed population must never meet another split's
@@ -34,6 +35,15 @@ def traced_network(cfg: Config) -> dict | None:
     if not is_traced(cfg.model.network):
         return None
     return spec_to_state(arch_spec(cfg.model.network, cfg.model.width, cfg.data.channels))
+
+
+def rebuilt_front(*groups) -> tools.ParetoFront:
+    """A front rebuilt from what a checkpoint written before fronts were kept still holds."""
+    front = tools.ParetoFront(similar=same_individual)
+    for group in groups:
+        front.update([ind for ind in group if ind is not None and ind.fitness.valid
+                      and not ind.evaluation.get("error")])
+    return front
 
 
 def checkpoint_payload(state: EvolutionState, cfg: Config, recipe: str) -> dict:

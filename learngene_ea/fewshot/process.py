@@ -1,60 +1,37 @@
 """The one place that sets up a process: its torch threads, memory format, precision, malloc and GPU numerics.
 
 Every evaluating process (SCOOP workers, Ray tasks, one-process runs) calls :func:`configure_process`
-before its first evaluation; the transfer evaluation calls :func:`configure_memory` and sets its
+before its first evaluation, given the number of the run's processes (one here; the engine's count
+through :mod:`learngene_ea.parallel.process`); the transfer evaluation calls :func:`configure_memory` and sets its
 threads itself (all cores for the origin's pre-training, its share while the workers are busy), with
-:func:`set_threads` and :func:`threads_set_to`, the only callers of ``torch.set_num_threads``.
+:func:`set_threads` and :func:`threads_set_to` (from :mod:`learngene_ea.core.threads`, the only caller
+of ``torch.set_num_threads``).
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 
 import torch
 
 from ..core.models import use_channels_last
+from ..core.threads import available_cores, set_threads, threads_set_to  # noqa: F401  (part of this module's API)
 from ..core.traced import allow_module
-from ..fewshot.training import use_precision
-from .scoop_engine import worker_count
+from .training import use_precision
 
 __all__ = ["available_cores", "default_threads", "set_threads", "threads_set_to", "configure_threads",
            "keep_freed_memory", "configure_process", "configure_memory", "configure_numerics"]
 
 
-def set_threads(threads: int) -> None:
-    """This process's torch threads (intra-op), now."""
-    torch.set_num_threads(threads)
+def default_threads(processes: int = 1) -> int:
+    """Torch threads for this process: the host's cores shared among the run's ``processes``.
 
-
-@contextlib.contextmanager
-def threads_set_to(threads: int):
-    """Inside the block, this process uses ``threads`` torch threads; the previous count afterwards."""
-    before = torch.get_num_threads()
-    set_threads(threads)
-    try:
-        yield
-    finally:
-        set_threads(before)
-
-
-def available_cores() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one, else all)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def default_threads() -> int:
-    """Torch threads for this process: the host's cores shared among the run's processes.
-
-    ``max(1, cores // worker_count())``. ``worker_count()`` is SCOOP's SIZE, which counts the
+    ``max(1, cores // processes)``. Under SCOOP ``processes`` is SCOOP's SIZE, which counts the
     workers of *every* host: exact on one host (the usual case); with several hosts each
     process gets fewer threads than its host could give it, so set ``runtime.threads``
     explicitly there (cores of a host / workers on that host).
     """
-    return max(1, available_cores() // worker_count())
+    return max(1, available_cores() // processes)
 
 
 # glibc's mallopt(3) parameters (malloc.h), and its ceiling on M_MMAP_THRESHOLD on 64-bit.
@@ -68,12 +45,12 @@ _KEEP_BYTES = 1 << 30
 _THREADS_SET = False
 
 
-def configure_threads(threads: int = 0) -> None:
+def configure_threads(threads: int = 0, processes: int = 1) -> None:
     """Give each worker its share of the cores so that workers do not fight over them (first call wins)."""
     global _THREADS_SET
     if _THREADS_SET:
         return
-    set_threads(threads if threads > 0 else default_threads())
+    set_threads(threads if threads > 0 else default_threads(processes))
     _THREADS_SET = True
 
 
@@ -101,10 +78,11 @@ def keep_freed_memory() -> bool:
     return all([bool(mallopt(option, value)) for option, value in settings])
 
 
-def configure_process(runtime, model=None) -> None:
-    """This process's share of the cores, its memory format and its malloc, from ``runtime``; with the
-    run's ``model`` config, the network its recipe names may be imported here (``model.module``)."""
-    configure_threads(runtime.threads)
+def configure_process(runtime, model=None, processes: int = 1) -> None:
+    """This process's share of the cores (among ``processes``), its memory format and its malloc, from
+    ``runtime``; with the run's ``model`` config, the network its recipe names may be imported here
+    (``model.module``)."""
+    configure_threads(runtime.threads, processes)
     configure_memory(runtime)
     if model is not None and model.module:
         allow_module(model.module)

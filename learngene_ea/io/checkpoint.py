@@ -9,6 +9,7 @@ pickle naming a forbidden global, or not ours: what a person or a program left t
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import os
 import pickle
@@ -61,13 +62,20 @@ MOVED_MODULES = {
 }
 
 CREATOR_CLASSES = ("FitnessGTL", "LearngeneIndividual")
+# The module whose import makes them (``deap.creator`` classes exist once created): imported by name,
+# as pickle imports every other global the allow-list names, so io/ stays below the package's layers.
+CREATOR_MODULE = "learngene_ea.core.individual"
+
+
+def _creator_classes_made():
+    importlib.import_module(CREATOR_MODULE)
 
 
 def _existing_creator_class(name, base=None, dct=None):
     """Stands in for ``deap.creator.meta_create``: returns our own creator class, creates nothing."""
-    import learngene_ea.core.individual
     from deap import creator
 
+    _creator_classes_made()
     if name not in CREATOR_CLASSES:
         raise CheckpointError(f"refusing to create DEAP class {name!r} from a checkpoint.")
     return getattr(creator, name)
@@ -82,7 +90,7 @@ class RestrictedUnpickler(AllowListUnpickler):
     def find_class(self, module, name):
         module = MOVED_MODULES.get(module, module)
         if (module, name) in self.allowed and (module == "deap.creator" or module.startswith("learngene_ea")):
-            import learngene_ea.core.individual
+            _creator_classes_made()
         return super().find_class(module, name)
 
     def refused(self, module, name):

@@ -7,7 +7,8 @@ which); the transfer evaluation sends its context once with :func:`share_constan
 read it back with :func:`shared_constant`. SCOOP's plumbing is in
 :mod:`learngene_ea.parallel.scoop_engine`, Ray's in :mod:`learngene_ea.parallel.ray_engine`
 (imported only when Ray is chosen: Ray is an optional extra); every evaluating process sets
-itself up with :mod:`learngene_ea.parallel.process`.
+itself up with :mod:`learngene_ea.parallel.process` (:mod:`learngene_ea.fewshot.process` among the
+run's processes).
 """
 from __future__ import annotations
 

@@ -18,6 +18,20 @@ def plural(count, noun: str, nouns: str | None = None) -> str:
     return f"{count:,} " + (noun if count == 1 else nouns or noun + "s")
 
 
+def split_words(split: str) -> str:
+    """``test classes`` or ``validation classes`` (``transfer.classes``)."""
+    return "validation classes" if split == "val" else "test classes"
+
+
+def complement_words(evaluation: dict) -> str:
+    """What the fresh channels beside transferred ones start at (``transfer.complement_scale``), when not GTL's."""
+    scale = evaluation.get("complement_scale", 1.0)
+    if scale == 1.0:
+        return ""
+    start = "silent" if scale == 0 else f"at {scale:g} times their BatchNorm scale"
+    return f" Channels beside transferred ones start {start} (transfer.complement_scale)."
+
+
 def write_logbook(logbook, path: str | os.PathLike) -> None:
     """One JSON object per generation (the logbook's records, in order)."""
     lines = [json.dumps(record, default=json_default) for record in logbook]

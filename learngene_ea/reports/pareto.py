@@ -10,22 +10,11 @@ from __future__ import annotations
 import glob
 import os
 
-from deap import tools
-
-from ..ea.evolve import EvolutionState, individual_learngene, product_individual
-from ..core.individual import same_individual
+from ..ea.evolve import EvolutionState
+from ..ea.product import individual_learngene, product_individual
 from .files import pyplot, save_figure, write_json
 
 FOLDER = "pareto"
-
-
-def rebuilt_front(*groups) -> tools.ParetoFront:
-    """A front rebuilt from what a checkpoint written before fronts were kept still holds."""
-    front = tools.ParetoFront(similar=same_individual)
-    for group in groups:
-        front.update([ind for ind in group if ind is not None and ind.fitness.valid
-                      and not ind.evaluation.get("error")])
-    return front
 
 
 def front_file(ind, taken: set) -> str:

@@ -21,10 +21,9 @@ import os
 
 import numpy as np
 
-from .files import pyplot, save_figure, write_report_files
+from .files import complement_words, pyplot, save_figure, split_words, write_report_files
 from ..fewshot.sampling import mean_and_ci95
-from ..transfer.descendants import arch_label
-from ..transfer.report import complement_words, split_words
+from ..core.traced import arch_label
 
 FORMAT = "learngene-ea/study-v2"  # v2: independent units, Student-t, every accuracy recorded
 

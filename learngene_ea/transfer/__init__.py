@@ -55,15 +55,14 @@ networks a learngene is written into), ``episodes`` (settings, episodes and thei
 networks' files, one per key), ``pretrain`` (the pre-trained network), ``report`` (paired
 differences, table, chart, files), ``target`` (source and target data), ``slimming`` (the
 ``slimming`` row's network), ``jobs`` (every row on every setting, in one process or over
-SCOOP), ``pipeline`` (:func:`run_transfer`) and ``cli`` (``python -m learngene_ea.transfer``).
-Each imports only those before it, never this package.
+SCOOP) and ``pipeline`` (:func:`run_transfer`). Each imports only those before it, never this package;
+the command line (``python -m learngene_ea.transfer``) is :mod:`learngene_ea.cli.transfer`.
 """
 from __future__ import annotations
 
 from ..core.learngene import load_learngene
 from ..fewshot.training import finetune_head_accuracies
 from .baselines import Method, baseline_methods, layerwise_layers, random_masks_like, top_l1_masks_like
-from ..cli.transfer import main
 from .descendants import build_descendant, check_descendant, copy_gene_layers, parse_descendant, transferred_params
 from .episodes import Setting, episode_digest, make_settings
 from .finetune import Bench, evaluate_episode, evaluate_method, finetune_and_score, summarise_episodes
@@ -75,8 +74,7 @@ from .target import load_target, match_channels, source_data
 from .report import add_paired_differences, markdown_table, plot_transfer, write_reports
 
 # Importable from here as before the package was split, though not part of __all__.
-from ..cli.transfer import parse_args, resolve_config  # noqa: F401
-from .descendants import arch_label  # noqa: F401
+from ..core.traced import arch_label  # noqa: F401
 from .episodes import episode_finetune_seed, episode_init_seed  # noqa: F401
 from .pipeline import FORMAT, check_compatible, check_unseen_classes, seen_test_classes  # noqa: F401
 from .pretrain import (PRETRAINED_FILE, PRETRAINED_FORMAT, cpu_state, pretrain_key,  # noqa: F401
@@ -90,5 +88,5 @@ __all__ = [
     "finetune_and_score", "finetune_head_accuracies", "pretrain_network", "load_or_pretrain", "Arch", "PretrainSource", "given_pretrained",
     "load_or_slim", "bn_masks_like",
     "load_target", "match_channels", "source_data", "run_transfer", "TransferOptions",
-    "transfer_after_run", "markdown_table", "plot_transfer", "write_reports", "main",
+    "transfer_after_run", "markdown_table", "plot_transfer", "write_reports",
 ]

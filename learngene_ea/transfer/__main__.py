@@ -1,4 +1,4 @@
-"""``python -m learngene_ea.transfer``: see :mod:`learngene_ea.cli.transfer`.
+"""``python -m learngene_ea.transfer``: see :mod:`learngene_ea.cli.transfer` (an entry point, above every layer).
 
 Kept to these lines: under SCOOP every worker executes this file's top level (without the
 ``if __name__ == "__main__":`` block), and the jobs it runs live in importable modules.

@@ -19,7 +19,7 @@ from ..config.loading import Config, ConfigError, dataset_label
 from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..core.learngene import Learngene, load_learngene
-from ..reports.files import plural
+from ..reports.files import plural, split_words
 from ..fewshot.batches import resolve_device
 from ..parallel.engines import backend_of, parallel_map, process_count
 from ..parallel.process import available_cores, configure_memory, default_threads, set_threads
@@ -29,7 +29,7 @@ from .episodes import episode_digest, make_settings
 from .finetune import Bench
 from .jobs import evaluate_transfer, forget_transfer_context, new_context_key, share_transfer_context
 from .pretrain import Arch, PretrainSource, given_pretrained, load_or_pretrain
-from .report import markdown_table, split_words, write_reports
+from .report import markdown_table, write_reports
 from .slimming import get_slimming
 from .target import (describe_data, differences_from_source, load_target, pretrain_data, source_data, target_data,
                      with_resolved_augment)

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from ..core.traced import arch_label
-from ..reports.files import plural, pyplot, save_figure, write_report_files
+from ..reports.files import complement_words, plural, pyplot, save_figure, split_words, write_report_files
 from ..fewshot.sampling import mean_and_ci95
 
 
@@ -57,20 +57,6 @@ def _label(entry: dict | None, fallback: str) -> str:
     if entry.get("name") == "imagefolder" and entry.get("root"):
         return os.path.basename(os.path.normpath(entry["root"])) or "imagefolder"
     return entry.get("name") or fallback
-
-
-def split_words(split: str) -> str:
-    """``test classes`` or ``validation classes`` (``transfer.classes``)."""
-    return "validation classes" if split == "val" else "test classes"
-
-
-def complement_words(evaluation: dict) -> str:
-    """What the fresh channels beside transferred ones start at (``transfer.complement_scale``), when not GTL's."""
-    scale = evaluation.get("complement_scale", 1.0)
-    if scale == 1.0:
-        return ""
-    start = "silent" if scale == 0 else f"at {scale:g} times their BatchNorm scale"
-    return f" Channels beside transferred ones start {start} (transfer.complement_scale)."
 
 
 def slimming_words(info: dict | None) -> str:

@@ -1,0 +1,7 @@
+"""``python -m learngene_ea.data``: what the dataset loader sees, :mod:`learngene_ea.cli.data` (an entry point, above every layer)."""
+import sys
+
+from ..cli.data import main
+
+if __name__ == "__main__":
+    sys.exit(main())
