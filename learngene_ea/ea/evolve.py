@@ -297,7 +297,8 @@ def lend_pool(state: EvolutionState, cfg: Config, workers: Workers, log=print) -
     """With the gene pool: publish it once, and point every individual to be evaluated at it.
 
     Those individuals travel without their own learngene (the pool replaces it); the key is
-    all they carry (``workers`` share the pool with the processes that evaluate them). Generation 0 first makes the pool (a warm start trains here, said in ``log``).
+    all they carry (``workers`` share the pool with the processes that evaluate them). Generation 0
+    first makes the pool (a warm start trains here, said in ``log``).
     """
     if cfg.fitness.inheritance != "pool":
         return None
