@@ -4,7 +4,8 @@
 ``seed-*/logbook.jsonl`` of each study (``python -m learngene_ea.study --out``) and prints, per
 generation, the mean over seeds of the logbook's diversity figures (learngene_ea/ea/diversity.py):
 distinct masks among the evaluated offspring and their mean pairwise Jaccard overlap, the
-fitness spread between distinct masks (sd), the paired per-episode standard error of a
+fitness spread between distinct masks (sd), the spread between individuals carrying one mask
+(the re-evaluation noise: their descendants learned other tasks), the paired per-episode standard error of a
 difference between two of them, and, in the last generation, the masks at the target fraction.
 A spread well above the paired standard error is a selection signal above the episodes' noise.
 """
@@ -17,7 +18,7 @@ import os
 
 import numpy as np
 
-FIGURES = ("div_masks", "div_jaccard", "div_spread", "div_pair_se", "target_masks", "target_jaccard")
+FIGURES = ("div_masks", "div_jaccard", "div_spread", "div_clone_sd", "div_pair_se", "target_masks", "target_jaccard")
 
 
 def logbooks(folder: str) -> list[list[dict]]:
@@ -36,8 +37,9 @@ def _mean(values) -> str:
 
 def table(name: str, runs: list[list[dict]]) -> str:
     lines = [f"**{name}** ({len(runs)} seeds)", "",
-             "| gen | distinct masks | Jaccard | fitness sd between masks | paired episode SE | at target: masks | Jaccard |",
-             "|--:|--:|--:|--:|--:|--:|--:|"]
+             "| gen | distinct masks | Jaccard | fitness sd between masks | sd within one mask | paired episode SE "
+             "| at target: masks | Jaccard |",
+             "|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for gen in range(max(len(r) for r in runs)):
         records = [r[gen] for r in runs if len(r) > gen]
         if not all("div_masks" in rec for rec in records):

@@ -14,8 +14,8 @@ def test_each_generation_is_the_mean_over_seeds(tmp_path):
                     "target_masks": masks, "target_jaccard": 0.5}]
         (folder / "logbook.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     text = search_signal.table("x", search_signal.logbooks(str(tmp_path)))
-    assert "| 0 | 1.000 | 1.000 | – | 0.000 | 0.000 | – |" in text
-    assert "| 1 | 3.000 | 0.500 | 0.020 | 0.010 | 3.000 | 0.500 |" in text
+    assert "| 0 | 1.000 | 1.000 | – | – | 0.000 | 0.000 | – |" in text
+    assert "| 1 | 3.000 | 0.500 | 0.020 | – | 0.010 | 3.000 | 0.500 |" in text
 
 
 def test_logbooks_of_older_runs_without_the_figures_are_skipped(tmp_path):
