@@ -293,12 +293,12 @@ def should_stop(state: EvolutionState, cfg: Config) -> bool:
     return state.best_at_target is not None and state.stale_generations >= cfg.ea.patience
 
 
-def lend_pool(state: EvolutionState, cfg: Config, workers: Workers, log=print) -> str | None:
+def lend_pool(state: EvolutionState, cfg: Config, workers: Workers, log=print) -> gene_pool.PoolKey | None:
     """With the gene pool: publish it once, and point every individual to be evaluated at it.
 
     Those individuals travel without their own learngene (the pool replaces it); the key is
-    all they carry (``workers`` share the pool with the processes that evaluate them). Generation 0
-    first makes the pool (a warm start trains here, said in ``log``).
+    all they carry (with the ``workers`` that share the pool with the processes evaluating them).
+    Generation 0 first makes the pool (a warm start trains here, said in ``log``).
     """
     if cfg.fitness.inheritance != "pool":
         return None
@@ -311,12 +311,12 @@ def lend_pool(state: EvolutionState, cfg: Config, workers: Workers, log=print) -
     return key
 
 
-def absorb_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list, key: str,
-                      workers: Workers) -> None:
+def absorb_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list,
+                      key: gene_pool.PoolKey) -> None:
     """Merge what the generation's descendants learned into the pool; every individual then holds
     the pool under its masks (what its offspring's mutation reads, and what a product ships)."""
     gene_pool.merge_generation(state.pool, cfg, generation, evaluated)
-    gene_pool.withdraw(key, workers)
+    gene_pool.withdraw(key)
     for ind in state.population:
         ind.pool_key = None
         ind.learngene = state.pool.restrict(masks_of(ind))
@@ -349,7 +349,7 @@ def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generat
         pool_key = lend_pool(state, cfg, workers_of(toolbox), log)
         evaluated, errors = evaluate_population(state.population, toolbox, generation, progress)
         if pool_key is not None:
-            absorb_generation(state, cfg, generation, evaluated, pool_key, workers_of(toolbox))
+            absorb_generation(state, cfg, generation, evaluated, pool_key)
         for error in errors:
             log(f"gen {generation}: evaluation of individual {error['id']} failed "
                 f"({error['type']}: {error['message']}); it gets the worst fitness")

@@ -66,12 +66,12 @@ class Draw:
     salt: int = 0
 
 
-def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device, workers: Workers | None = None):
+def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device):
     """The descendant of ``individual`` (learngene written in) and its own task and seed.
 
     The seed is ``(run seed, generation, id, attempt)`` (with ``fitness.common_draws`` the same
     for every individual of the generation); a non-zero ``salt`` gives a fresh one (``draw``: a
-    :class:`Draw`, or the generation). ``workers`` read a gene pool shared with them.
+    :class:`Draw`, or the generation).
     """
     draw = draw if isinstance(draw, Draw) else Draw(int(draw))
     # fitness.common_draws: one task and initialisation for the whole generation (paired comparisons)
@@ -82,21 +82,20 @@ def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device, worke
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes, seed=seed, device=device)
     learngene = individual.learngene
     if getattr(individual, "pool_key", None):  # fitness.inheritance pool: this generation's shared pool
-        learngene = pool_for(individual.pool_key, workers or Workers()).learngene
+        learngene = pool_for(individual.pool_key).learngene
     if learngene is not None:
         inherit_learngene(model, learngene.restrict(masks_of(individual)), cfg.fitness.complement_scale)
     task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class, "train")
     return model, task, seed
 
 
-def train_descendant(individual, cfg, dataset, draw: Draw | int, device, curve: "LearningCurve | None" = None,
-                     workers: Workers | None = None):
+def train_descendant(individual, cfg, dataset, draw: Draw | int, device, curve: "LearningCurve | None" = None):
     """Build the descendant of ``individual``, let it learn its own task; return (model, loss).
 
     ``draw``: a :class:`Draw`, or the generation. With a ``curve``, the descendant is scored at
     the curve's points while it learns.
     """
-    model, task, seed = inflate_descendant(individual, cfg, dataset, draw, device, workers)
+    model, task, seed = inflate_descendant(individual, cfg, dataset, draw, device)
     observe = None if curve is None else curve.watch(model)
     loss = train_stacked([model], dataset, [task], TrainSettings.of_task(cfg), [seed], device, observe)[0]
     return model, loss
@@ -206,7 +205,7 @@ def evaluate(individual, config, workers: Workers | None = None) -> Evaluation:
     curve = LearningCurve(config, dataset, device, masks) if config.fitness.speed_points else None
     for attempt in range(config.fitness.retries + 1):
         try:
-            trained = train_descendant(individual, config, dataset, Draw(generation, attempt), device, curve, workers)
+            trained = train_descendant(individual, config, dataset, Draw(generation, attempt), device, curve)
             return _finish(individual, trained, config, (dataset, device, start), attempt + 1, curve)
         except Exception as err:  # recorded: retried when it may pass, else reported as fatal
             if device.type == "cuda":
@@ -236,8 +235,7 @@ def rescore(individual, config, episodes: int, workers: Workers | None = None) -
     device = workers.prepare(config)
     dataset = load_dataset(config.data)
     generation = getattr(individual, "evaluated_in", individual.born)
-    model, _ = train_descendant(individual, config, dataset, Draw(generation, salt=RESCORE_SEED), device,
-                                workers=workers)
+    model, _ = train_descendant(individual, config, dataset, Draw(generation, salt=RESCORE_SEED), device)
     fresh = validation_episodes(config, dataset, salt=RESCORE_SEED, count=episodes)
     # whatever fitness.score selected on, the figure is the whole fresh descendant's (comparable
     # across variants); the learngene sub-network's own accuracy is given beside it
@@ -336,7 +334,7 @@ def evaluate_chunk(individuals, config, workers: Workers | None = None) -> list[
     start = time.perf_counter()
     dataset = load_dataset(config.data)
     try:
-        inflated = [inflate_descendant(ind, config, dataset, getattr(ind, "evaluated_in", ind.born), device, workers)
+        inflated = [inflate_descendant(ind, config, dataset, getattr(ind, "evaluated_in", ind.born), device)
                     for ind in individuals]
         if len({len(task.indices) for _, task, _ in inflated}) > 1:  # unequal tasks cannot share steps
             return [evaluate(ind, config, workers) for ind in individuals]

@@ -178,26 +178,36 @@ class RandomSubnetworks:
 
 # ---------------------------------------------------------------------------- travel
 
-def publish(pool: GenePool, runtime, workers: Workers) -> str:
+@dataclass(frozen=True)
+class PoolKey:
+    """What each individual of a pool generation carries instead of its learngene: the key the pool is
+    published under and the ``workers`` that read it back in any process (a user's evaluate too). Only
+    between publishing and merging: never in a checkpoint."""
+
+    key: str
+    workers: Workers
+
+
+def publish(pool: GenePool, runtime, workers: Workers) -> PoolKey:
     """Send the pool to every worker once (``workers.share``); the key each individual of the generation carries."""
     key = f"gene-pool-{uuid.uuid4().hex}"  # unique: SCOOP constants cannot be redefined
     _LOCAL.clear()  # one pool at a time in this process
     _LOCAL[key] = pool
     workers.share(runtime, key, pool)
-    return key
+    return PoolKey(key, workers)
 
 
-def withdraw(key: str, workers: Workers) -> None:
+def withdraw(pool_key: PoolKey) -> None:
     """The generation is merged: the published pool may be freed (Ray; SCOOP keeps constants)."""
-    _LOCAL.pop(key, None)
-    workers.forget(key)
+    _LOCAL.pop(pool_key.key, None)
+    pool_key.workers.forget(pool_key.key)
 
 
-def pool_for(key: str, workers: Workers) -> GenePool:
-    """The pool published under ``key``: this process's own, or the shared constant."""
-    if key in _LOCAL:
-        return _LOCAL[key]
-    return workers.shared(key)
+def pool_for(pool_key: PoolKey) -> GenePool:
+    """The pool published under ``pool_key``: this process's own, or the shared constant."""
+    if pool_key.key in _LOCAL:
+        return _LOCAL[pool_key.key]
+    return pool_key.workers.shared(pool_key.key)
 
 
 # ---------------------------------------------------------------------------- merge
