@@ -117,3 +117,14 @@ class _Undoing:
 
     def __init__(self, patch):
         self.close = patch.undo
+
+
+@pytest.fixture(autouse=True)
+def _process_layout_restored():
+    """A test that runs a recipe in this process (genomes/default.yaml sets runtime.channels_last)
+    switches the process's layout; the next test starts from PyTorch's default again."""
+    from learngene_ea.core import models
+
+    before = models.memory_format()
+    yield
+    models.use_channels_last(before == torch.channels_last)
