@@ -14,6 +14,7 @@ from learngene_ea.core.learngene import channel_importance, extract_learngene, f
 from learngene_ea.core.models import arch_spec, build_model
 from learngene_ea.ea import diversity, evolve, fitness, operators
 from learngene_ea.ea.toolbox import build_toolbox
+from learngene_ea.reports import files as report_files
 
 
 def individual(ident=0, born=1, seed=0, width=0.5):
@@ -166,6 +167,26 @@ def test_diversity_figures_of_clones_and_of_different_masks():
     assert record["div_masks"] == 3 and record["div_jaccard"] < 1.0 and record["target_masks"] == 3
     assert record["div_spread"] == pytest.approx(0.1) and record["div_clone_sd"] is None
     assert record["div_pair_se"] == pytest.approx(0.0, abs=1e-12)  # every pair differs by a constant
+
+
+def evolution_figure_axes(monkeypatch, records) -> list[str]:
+    """The y labels of every axis ``plot_evolution`` draws for ``records`` (the figure is not written)."""
+    drawn = []
+    monkeypatch.setattr(report_files, "save_figure", lambda fig, path: drawn.append(fig))
+    report_files.plot_evolution(records, "unused.png")
+    labels = [ax.get_ylabel() for ax in drawn[0].axes]
+    report_files.pyplot().close(drawn[0])
+    return labels
+
+
+def test_evolution_png_shows_diversity_below_accuracy_and_old_logbooks_still_plot(monkeypatch):
+    base = [{"gen": g, "frac_min": 1 - g / 4, "goal_fraction": 1 - g / 4, "acc_avg": 0.5, "acc_min": 0.4,
+             "acc_max": 0.6} for g in range(3)]
+    with_figures = [{**r, "div_masks": 1 + r["gen"], "div_jaccard": 1 - r["gen"] / 4, "div_spread": 0.02,
+                     "div_clone_sd": None, "div_pair_se": 0.015} for r in base]
+    labels = evolution_figure_axes(monkeypatch, with_figures)
+    assert {"distinct masks", "Jaccard overlap", "accuracy sd"} <= set(labels)
+    assert not {"distinct masks", "accuracy sd"} & set(evolution_figure_axes(monkeypatch, base))
 
 
 SEARCH = {"fitness.inheritance": "pool", "pool.warm_start_fraction": 0.5, "ea.criterion": "bn",

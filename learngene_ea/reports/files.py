@@ -62,19 +62,26 @@ def pyplot():
 
 
 def plot_evolution(logbook, path: str | os.PathLike, title: str = "GTL evolution") -> None:
-    """Per generation: learngene fraction as bars, population accuracy min/avg/max as curves.
+    """Per generation: learngene fraction as bars, population accuracy min/avg/max as curves; below,
+    when the logbook has them, the diversity figures (:mod:`learngene_ea.ea.diversity`).
 
-    The same view as the paper's evolution figure: size shrinks while accuracy holds or rises.
+    The top panel is the paper's evolution figure: size shrinks while accuracy holds or rises. The
+    bottom one says whether there was anything to select: how many distinct masks a generation
+    evaluated, how alike they were, and the fitness spread between them against the noise.
     """
     plt = pyplot()
 
     records = list(logbook)
     gens = [r["gen"] for r in records]
-    fig, ax_size = plt.subplots(figsize=(7, 4.4), dpi=110)
+    with_diversity = any(r.get("div_masks") is not None for r in records)  # logbooks before 0.2.0 lack them
+    if with_diversity:
+        fig, (ax_size, ax_masks, ax_noise) = plt.subplots(3, 1, figsize=(7, 8.8), dpi=110, sharex=True,
+                                                          gridspec_kw={"height_ratios": [3, 2, 2]})
+    else:
+        fig, ax_size = plt.subplots(figsize=(7, 4.4), dpi=110)
     ax_size.bar(gens, [r["frac_min"] for r in records], color="#7fa7d9", alpha=0.8,
                 label="learngene fraction (smallest)")
     ax_size.plot(gens, [r["goal_fraction"] for r in records], "k:", lw=1, label="scheduled fraction")
-    ax_size.set_xlabel("generation")
     ax_size.set_ylabel("learngene fraction of gene-layer parameters")
     ax_size.set_ylim(0, 1.05)
     ax_acc = ax_size.twinx()
@@ -82,12 +89,44 @@ def plot_evolution(logbook, path: str | os.PathLike, title: str = "GTL evolution
     ax_acc.fill_between(gens, [r["acc_min"] for r in records], [r["acc_max"] for r in records],
                         color="#c0392b", alpha=0.15, label="accuracy min-max")
     ax_acc.set_ylabel("validation few-shot accuracy")
-    handles = ax_size.get_legend_handles_labels()[0] + ax_acc.get_legend_handles_labels()[0]
-    labels = ax_size.get_legend_handles_labels()[1] + ax_acc.get_legend_handles_labels()[1]
-    ax_size.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, fontsize=7,
-                   frameon=False)
+    _legend_below(ax_size, ax_acc, ncol=4)
     ax_size.set_title(title)
+    (ax_noise if with_diversity else ax_size).set_xlabel("generation")
+    if with_diversity:
+        plot_diversity(ax_masks, ax_noise, records)
     save_figure(fig, path)
+
+
+def plot_diversity(ax_masks, ax_noise, records: list[dict]) -> None:
+    """Distinct masks per generation (bars) and their mean Jaccard overlap; below, the fitness sd
+    between distinct masks against the noise (sd between clones of one mask, paired episode SE)."""
+    gens = [r["gen"] for r in records]
+
+    def series(key):
+        return [float("nan") if r.get(key) is None else r[key] for r in records]
+
+    ax_masks.bar(gens, series("div_masks"), color="#9bc59d", alpha=0.8, label="distinct masks evaluated")
+    ax_masks.set_ylabel("distinct masks")
+    ax_overlap = ax_masks.twinx()
+    ax_overlap.plot(gens, series("div_jaccard"), "-s", color="#555555", ms=3, label="mean Jaccard overlap")
+    ax_overlap.set_ylabel("Jaccard overlap")
+    ax_overlap.set_ylim(0, 1.05)
+    _legend_below(ax_masks, ax_overlap, ncol=2)
+    ax_noise.plot(gens, series("div_spread"), "-o", color="#8e44ad", ms=3, label="sd between masks (signal)")
+    ax_noise.plot(gens, series("div_clone_sd"), "--", color="#e67e22", lw=1, label="sd between clones (noise)")
+    ax_noise.plot(gens, series("div_pair_se"), ":", color="#e67e22", lw=1.4, label="paired episode SE (noise)")
+    ax_noise.set_ylabel("accuracy sd")
+    noise_values = [v for key in ("div_spread", "div_clone_sd", "div_pair_se") for v in series(key) if v == v]
+    ax_noise.set_ylim(0, 1.25 * max(noise_values) if any(noise_values) else 1.0)
+    ax_noise.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=7, frameon=False)
+
+
+def _legend_below(ax_left, ax_right, ncol: int) -> None:
+    """One legend for a panel and its twin axis, under the panel (the curves stay unobscured)."""
+    handles, labels = ax_left.get_legend_handles_labels()
+    more_handles, more_labels = ax_right.get_legend_handles_labels()
+    ax_left.legend(handles + more_handles, labels + more_labels, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                   ncol=ncol, fontsize=7, frameon=False)
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
