@@ -76,3 +76,33 @@ def test_the_api_is_importable_from_the_package():
         assert callable(getattr(lg, name))
     with pytest.raises(AttributeError):
         lg.no_such_thing  # noqa: B018
+
+
+def test_callbacks_receive_each_generation_record_and_the_saved_learngene_individual(tmp_path):
+    """``evolve_run(..., callbacks=[...])``: a tracker's hook, called after each generation's files are written."""
+    import learngene_ea as lg
+
+    calls = []
+
+    def track(record, best):  # what a W&B or MLflow user would log
+        calls.append((record, best.fitness.values, os.path.exists(tmp_path / "run" / "learngene.pt")))
+
+    cfg = lg.load_config("default", tiny_overrides(**{"runtime.backend": "serial", "fitness.rescore_episodes": 0,
+                                                     "transfer.after_run": "false"}))
+    result = lg.evolve_run(cfg, str(tmp_path / "run"), log=lambda *a: None, callbacks=[track])
+    lines = [json.loads(line) for line in open(tmp_path / "run" / "logbook.jsonl", encoding="utf-8")]
+    assert [record for record, _, _ in calls] == lines  # one call per generation, in order
+    assert all(written for _, _, written in calls)
+    assert calls[-1][1][1] == pytest.approx(result.summary["best"]["fraction"])
+    calls.clear()
+    lg.resume_run(str(tmp_path / "run"), ["ea.generations=3"], log=lambda *a: None, callbacks=[track])
+    assert [record["gen"] for record, _, _ in calls] == [3]  # a resumed run calls them for its new generations
+
+
+def test_a_callback_that_is_not_a_function_is_refused_before_the_run_folder_exists(tmp_path):
+    import learngene_ea as lg
+
+    cfg = lg.load_config("default", tiny_overrides(**{"runtime.backend": "serial"}))
+    with pytest.raises(TypeError, match="callback"):
+        lg.evolve_run(cfg, str(tmp_path / "run"), callbacks=["wandb"])
+    assert not (tmp_path / "run").exists()

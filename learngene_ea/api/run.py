@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ from ..ea.evolve import EvolutionState, evolve, new_state
 from ..ea.product import product_learngene
 from ..ea.fitness import rescore
 from ..ea.state import checkpoint_payload, compatibility_problems, network_problems, read_checkpoint, state_from_checkpoint
-from ..errors import RunInterrupted, UserError
+from ..errors import RunInterrupted, UserError, WriteError
 from ..core.traced import arch_label, network_notes
 from ..io.atomic import remove_temporaries
 from ..io.checkpoint import (START, CheckpointError, checkpoint_files, has_checkpoint, prune_generation_files,
@@ -96,6 +97,8 @@ def make_run_dir(path: str) -> None:
     try:
         os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
     except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):  # the system's refusal
+            raise WriteError(path, err) from err
         raise UserError(f"cannot create run directory {path!r} ({err.strerror}); pass a writable --run-dir.") from err
 
 
@@ -173,6 +176,7 @@ class RunOutputs:
         self.checkpoint_bytes = 0
         self.checkpoint_seconds = 0.0
         self.final_summary: dict = {}
+        self.product = None  # the individual whose learngene learngene.pt holds (after a generation)
         save_config(cfg, self.path("config.yaml"))
 
     def path(self, *parts) -> str:
@@ -192,6 +196,7 @@ class RunOutputs:
         self.checkpoint_seconds = time.perf_counter() - start
         write_logbook(state.logbook, self.path("logbook.jsonl"))
         learngene, individual, reached = product_learngene(state, self.cfg)
+        self.product = individual
         learngene.meta["recipe"] = self.recipe
         learngene.save(self.path("learngene.pt"))
         plot_evolution(state.logbook, self.path("evolution.png"), f"GTL: {self.title}")
@@ -319,15 +324,22 @@ def interruption_noted(run_dir: str):
 
 
 def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState | None = None,
-               recipe: str | None = None, log=print, quiet: bool = True) -> RunResult:
+               recipe: str | None = None, log=print, quiet: bool = True, callbacks=()) -> RunResult:
     """Evolve a learngene with ``cfg`` and write the run folder; return what was written.
 
     ``run_dir``: the folder (default ``runs/<recipe>-<dataset>-<timestamp>``; an existing non-empty
     one is refused unless ``state`` continues it). ``state``: where to start (default: a new
     generation 0; :func:`resumed` and :func:`learngene_ea.ea.state.seeded_state` give others).
     ``recipe``: the run's name in titles (default: ``cfg.name`` or ``defaults``). ``quiet=False``
-    shows a progress bar per generation. Every input is checked before the folder is made.
+    shows a progress bar per generation. ``callbacks``: functions called as ``callback(record, best)``
+    after each generation's files are written, with its logbook record (a dict, as in
+    ``logbook.jsonl``) and the individual whose learngene ``learngene.pt`` now holds: the hook for an
+    experiment tracker. One that raises stops the run after that generation (``resume_run``
+    continues it). Every input is checked before the folder is made.
     """
+    callbacks = [callbacks] if callable(callbacks) else list(callbacks)
+    if not all(callable(callback) for callback in callbacks):
+        raise TypeError("callbacks must be a list of functions callback(record, best)")
     recipe = recipe or cfg.name or "defaults"
     if state is None:
         check_run_fits(cfg, load_dataset(cfg.data))  # before the run folder exists
@@ -357,6 +369,8 @@ def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState
             outputs(state)
             if board is not None:
                 board.generation(state.logbook[-1])
+            for callback in callbacks:
+                callback(dict(state.logbook[-1]), outputs.product)
 
         state = evolve(cfg, toolbox, state, on_generation=on_generation, on_start=outputs.start,
                        progress=_progress_bars(quiet), log=log)
@@ -367,8 +381,9 @@ def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState
 
 
 def resume_run(path: str, overrides: list[str] = (), *, recipe_path: str | None = None, run_dir: str | None = None,
-               log=print, quiet: bool = True, trust=()) -> RunResult:
+               trust=(), **options) -> RunResult:
     """Continue the run in folder ``path`` (or from the checkpoint file ``path``); see :func:`resumed`
-    (``trust``: the code its config may import, as ``--trust-module``)."""
-    start = resumed(path, overrides, recipe_path, run_dir, log, trust)
-    return evolve_run(start.config, start.run_dir, state=start.state, recipe=start.recipe, log=log, quiet=quiet)
+    (``trust``: the code its config may import, as ``--trust-module``). ``options``: :func:`evolve_run`'s
+    ``log``, ``quiet`` and ``callbacks``."""
+    start = resumed(path, overrides, recipe_path, run_dir, options.get("log", print), trust)
+    return evolve_run(start.config, start.run_dir, state=start.state, recipe=start.recipe, **options)
