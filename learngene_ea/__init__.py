@@ -8,11 +8,11 @@ The Python API (README "From Python"; the command lines are thin wrappers over i
     run = lg.evolve_run(cfg, "runs/mine")             # -> RunResult (summary.json's record)
     table = lg.evaluate_learngene(cfg, run.learngene_path)   # -> TransferResult (transfer.json's)
 
-Importing the package creates the DEAP creator classes (``learngene_ea.core.individual``) so that
-every process that unpickles a population, SCOOP workers included, has them; the API's modules are
-imported when first used.
+Importing the package creates the DEAP creator classes (``learngene_ea.core.deap_classes``, no
+torch) so that every process that unpickles a population, SCOOP workers included, has them; the
+API's modules (and torch) are imported when first used.
 """
-from .core import individual  # noqa: F401  (creates creator.FitnessGTL / creator.LearngeneIndividual)
+from .core import deap_classes  # noqa: F401  (creates creator.FitnessGTL / creator.LearngeneIndividual)
 
 __version__ = "0.2.0"
 

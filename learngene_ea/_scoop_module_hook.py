@@ -167,11 +167,12 @@ def _pass_exit_status_through():
 
     def exit_with_module_status():
         try:
-            with open(path) as f:
-                text = f.read().strip()
+            text = _await_status(path)
             os.unlink(path)
         except OSError:
             return
+        if text.startswith(RUNNING):  # the origin ended without a status (killed): a failure, as before
+            text = "1"
         if text and text != "0":
             sys.stdout.flush()
             sys.stderr.flush()
@@ -180,12 +181,40 @@ def _pass_exit_status_through():
     atexit.register(exit_with_module_status)
 
 
+RUNNING = "running"  # the status file's text while the origin runs: "running <pid>"
+ORIGIN_GRACE_S = 30.0  # how long the launcher waits for an interrupted origin to say what it keeps
+
+
+def _await_status(path, grace_s=None) -> str:
+    """The origin's status, once it has one: on Ctrl-C SCOOP's launcher is done at once (it only
+    terminates its children), while the origin is still saying what its run keeps."""
+    import time
+
+    deadline = time.monotonic() + (ORIGIN_GRACE_S if grace_s is None else grace_s)
+    while True:
+        with open(path) as f:
+            text = f.read().strip()
+        if not text.startswith(RUNNING) or time.monotonic() > deadline or not _alive(text[len(RUNNING):]):
+            return text
+        time.sleep(0.05)
+
+
+def _alive(pid_text) -> bool:
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except OSError:  # another user's process: it exists
+        pass
+    return True
+
+
 def record_exit_status(code) -> bool:
     """Origin side of :func:`_pass_exit_status_through`; True when the launcher will get it."""
     path = os.environ.get(EXIT_FILE_VARIABLE)
     if not path or not os.path.exists(path):
         return False
-    status = code if isinstance(code, int) else 1  # sys.exit("message") means status 1
+    status = code if isinstance(code, int) or str(code).startswith(RUNNING) else 1  # sys.exit("message"): 1
     with open(path, "w") as f:
         f.write(str(status))
     return True
@@ -244,6 +273,48 @@ def _report_abandoned(module, finished) -> None:
         sys.stderr.flush()
 
 
+_INTERRUPTED = []  # the time of the origin's first Ctrl-C (or SIGTERM)
+SECOND_SIGNAL_S = 10.0  # signals this soon after the first are ignored (below)
+
+
+def _interrupts_reach_the_module():
+    """Ctrl-C in the origin reaches the module's own handling, which says what its run keeps.
+
+    The origin waits for results in SCOOP's controller greenlet, where a KeyboardInterrupt ends the
+    process with SCOOP's traceback (status 1, no sentence), or runs an evaluation, whose map would
+    wait for results that never come: it is thrown into the module's greenlet instead. SCOOP's
+    launcher terminates the origin (SIGTERM) right after a Ctrl-C: signals in the next seconds are
+    ignored while the module says what it keeps; SIGTERM alone (a batch system's limit) interrupts too.
+    """
+    import signal
+    import time
+
+    try:
+        import greenlet
+    except ImportError:
+        return
+    module_greenlet = greenlet.getcurrent()
+
+    def interrupt(signum, frame):
+        if _INTERRUPTED and time.monotonic() - _INTERRUPTED[0] < SECOND_SIGNAL_S:
+            return
+        if _INTERRUPTED:  # asked again, later: stop now
+            os._exit(130)
+        _INTERRUPTED.append(time.monotonic())
+        if module_greenlet.dead:  # the module has ended: the origin is on its way out
+            return
+        if greenlet.getcurrent() is module_greenlet:
+            raise KeyboardInterrupt
+        module_greenlet.throw(KeyboardInterrupt)  # its end exits the process (_run_as_origin)
+        os._exit(130)
+
+    try:
+        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        pass
+
+
 def _run_as_origin():
     """Run ``sys.argv[1]`` as ``python -m`` would, with the remaining arguments."""
     import runpy
@@ -253,17 +324,23 @@ def _run_as_origin():
         sys.stderr.write("usage: {0} MODULE [args]\n".format(HOOK_FILE))
         sys.exit(2)
     module = sys.argv.pop(1)
-    # Until the module ends, the launcher's status is 1: when a worker dies, SCOOP's broker may
-    # crash on sending it work, and SCOOP then shuts the pool down and abandons the module
-    # mid-run without any error, which its launcher would report as success (status 0).
-    finished = record_exit_status(1) and []
+    # Until the module ends, the launcher's status is "running" (1 if it never ends: when a worker dies,
+    # SCOOP's broker may crash on sending it work, and SCOOP then shuts the pool down and abandons the
+    # module mid-run without any error, which its launcher would report as success, status 0).
+    finished = record_exit_status(f"{RUNNING} {os.getpid()}") and []
     if finished is not False:
         import atexit
 
         atexit.register(_report_abandoned, module, finished)
+    _interrupts_reach_the_module()
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
         _finish(finished, 0)
+    except KeyboardInterrupt:  # before the module's own Ctrl-C handling began (while it was imported)
+        _finish(finished, 130)
+        if not module.startswith("learngene_ea."):
+            raise  # another module's: SCOOP's way
+        sys.stderr.write("interrupted: nothing was written.\n")
     except Exception:  # the module's own traceback follows (not GreenletExit: an abandoned module)
         _finish(finished, 1)
         raise
@@ -278,6 +355,11 @@ def _run_as_origin():
                 sys.stderr.write(exit_.code + "\n")
             if not record_exit_status(exit_.code):
                 raise
+    finally:
+        if _INTERRUPTED:  # the broker and workers are going away under SCOOP's launcher: waiting could hang
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(finished[0] if finished else 130)
 
 
 def _load_as_worker():
@@ -286,6 +368,12 @@ def _load_as_worker():
     import types
 
     _forget_own_directory()
+    try:  # Ctrl-C is the origin's to report; SCOOP's launcher then terminates the workers (no tracebacks)
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass
     name = sys.argv[1]
     spec = importlib.util.find_spec(name)
     if spec is not None and spec.submodule_search_locations is not None:

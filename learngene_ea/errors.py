@@ -1,8 +1,11 @@
 """The one exception type for mistakes a user can fix (bad recipe, path, checkpoint).
 
 Command-line entry points catch :class:`UserError`, print its message as one sentence and
-exit with code 2; everything else is a bug and keeps its traceback.
+exit with code 2; everything else is a bug and keeps its traceback. A file that cannot be
+written (:class:`WriteError`: a full disk, a file size limit, a read-only folder) is the
+environment's fault, not the input's: one sentence too, exit code 1.
 """
+import errno
 
 
 class UserError(Exception):
@@ -13,3 +16,30 @@ class UserError(Exception):
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run, with one sentence saying what its folder keeps and how to continue."""
+
+
+_WRITE_ADVICE = {errno.ENOSPC: "free space on its disk", errno.EDQUOT: "free space within your disk quota",
+                 errno.EFBIG: "raise the file size limit (ulimit -f)", errno.EROFS: "its file system is read-only",
+                 errno.EACCES: "make its folder writable", errno.EPERM: "make its folder writable"}
+
+
+class WriteError(UserError, OSError):
+    """A file could not be written (full disk, file size limit, read-only folder): one sentence naming it.
+
+    Still an :class:`OSError`, so a caller that tolerates a failed write (an optional cache) goes
+    on doing so; a command line that gets it says the sentence and exits with code 1.
+    """
+
+    exit_code = 1
+
+    def __init__(self, path: str, err: OSError):
+        super().__init__(err.errno, err.strerror or str(err), path)
+        advice = _WRITE_ADVICE.get(err.errno, "check that its folder is writable")
+        self.sentence = (f"cannot write {path!r} ({err.strerror or err}); {advice}, or write elsewhere; the files "
+                         "written before are kept.")
+
+    def __str__(self) -> str:
+        return self.sentence
+
+    def __reduce__(self):  # OSError's would call __init__ with (errno, strerror, path): a study's seed process
+        return type(self), (self.filename, OSError(self.errno, self.strerror))

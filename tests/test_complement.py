@@ -154,7 +154,7 @@ def test_a_traced_descendant_with_a_silent_complement_computes_its_learngene_sub
 def test_build_descendant_passes_the_scale_on():
     from learngene_ea.transfer import build_descendant
     _, masks, learngene = _learngene("conv4")
-    model = build_descendant(learngene, complement_scale=0.0)
+    model = build_descendant(learngene, fresh=0.0)
     for layer in model.spec.layers:
         assert np.array_equal(model.gene_module(layer.name).bn.weight.detach().numpy() != 0, masks[layer.group])
 
@@ -170,9 +170,8 @@ def test_build_descendant_without_a_scale_builds_the_command_lines_descendant():
     _, _, learngene = _learngene("conv4")
     recipe_scale = load_config("default").transfer.complement_scale
     assert _same_weights(build_descendant(learngene, seed=3),
-                         build_descendant(learngene, seed=3, complement_scale=recipe_scale))
-    assert not _same_weights(build_descendant(learngene, seed=3), build_descendant(learngene, seed=3,
-                                                                                   complement_scale=1.0))
+                         build_descendant(learngene, seed=3, fresh=recipe_scale))
+    assert not _same_weights(build_descendant(learngene, seed=3), build_descendant(learngene, seed=3, fresh=1.0))
 
 
 @pytest.mark.parametrize("row", ["learngene", "l1-learngene"])

@@ -481,3 +481,69 @@ def test_a_module_scoop_abandons_mid_run_exits_1_with_one_sentence():
     assert code == 1, (code, out[-2000:], err[-3000:])
     assert ("error: SCOOP shut its pool down before lgea_scoop_demo.abandoned finished (a worker exited "
             "unexpectedly: a host died?)") in err
+
+
+# --- Ctrl-C under SCOOP: the module's one sentence and status 130 (issue #36, F19) ----------------------
+
+def _interrupted_launch(args, started, tmp_path, timeout=RUN_TIMEOUT_S):
+    """Launch ``python ARGS`` in its own process group, wait for ``started`` on its stdout, then Ctrl-C it
+    as a terminal does (SIGINT to the whole group: launcher, origin, workers). Returns (status, out, err)."""
+    import time
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (DEMO_DIR, env.get("PYTHONPATH")) if p)
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable] + args, cwd=REPO, env=env, stdout=out, stderr=err, text=True,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while started not in (tmp_path / "out.txt").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "err.txt").read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=LAUNCH_TIMEOUT_S)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group (nothing, when all is well)
+        except ProcessLookupError:
+            pass
+    return code, (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_origin_waits_on_workers_gives_the_modules_sentence_and_130(tmp_path):
+    _installed_pth()
+    code, out, err = _interrupted_launch(["-m", "scoop", "-n", "2", "-m", "lgea_scoop_demo.interrupted"],
+                                         "INTERRUPTED_STARTED", tmp_path)
+    assert code == 130, (code, out[-2000:], err[-3000:])
+    assert "interrupted: DEMO_SENTENCE" in err and "Traceback" not in err and "INTERRUPTED_NOT" not in out
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_run_under_scoop_says_what_is_kept_as_a_serial_run_does(tmp_path):
+    _installed_pth()
+    run_dir = tmp_path / "run"
+    args = _run_args(run_dir, "--set", "ea.generations=50", "--set", "ea.patience=100")
+    code, out, err = _interrupted_launch(["-m", "scoop", "-n", "2", "-m", "learngene_ea.run", *args], "gen   0",
+                                         tmp_path)
+    assert code == 130, (code, out[-2000:], err[-3000:])
+    assert f"interrupted: the last finished generation is in {run_dir}" in err
+    assert f"continue with --resume {run_dir}." in err and "Traceback" not in err
+
+
+def test_the_launcher_waits_for_an_interrupted_origins_status(tmp_path, monkeypatch):
+    """SCOOP's launcher is done at once on Ctrl-C; the origin, still saying what its run keeps, writes
+    its status after: the launcher waits for it while the origin lives, and a dead origin's is 1."""
+    import threading
+
+    path = tmp_path / "status"
+    monkeypatch.setenv(hook.EXIT_FILE_VARIABLE, str(path))
+    path.write_text("")
+    assert hook.record_exit_status(f"{hook.RUNNING} {os.getpid()}")
+    assert path.read_text() == f"running {os.getpid()}"
+    threading.Timer(0.3, hook.record_exit_status, (130,)).start()
+    assert hook._await_status(str(path), grace_s=10) == "130"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path.write_text(f"running {dead.stdout.strip()}")
+    assert hook._await_status(str(path), grace_s=10) == f"running {dead.stdout.strip()}"  # read as 1

@@ -22,13 +22,14 @@ DIFFERS = re.compile(r"#\s*differs:\s*\S")
 
 # How learngenes are evolved and transferred: the same in every recipe unless a line says why.
 ALGORITHM_KEYS = {
-    "fitness": {"score", "classifier", "metric", "inheritance", "complement_scale", "speed_points", "common_draws"},
+    "fitness": {"score", "classifier", "metric", "inheritance", "complement_scale", "fresh_channels", "speed_points",
+                "common_draws"},
     "ea": {"selection", "tournsize", "parsimony_tolerance", "init_fraction", "schedule", "criterion",
            "min_channels", "mutpb", "cxpb", "grow_fraction", "flip_prob", "shrink_temperature", "swap_fraction",
            "scheduled_parents"},
     "pool": "*",
     "operators": "*",
-    "transfer": {"complement_scale", "pretrain_images", "pretrain_on", "classes"},
+    "transfer": {"complement_scale", "fresh_channels", "pretrain_images", "pretrain_on", "classes"},
 }
 # What each recipe sets for its problem and machine: sizes (counts, steps, budgets, the learngene's
 # target size), data, network (with its training hyperparameters) and runtime.

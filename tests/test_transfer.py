@@ -166,7 +166,7 @@ def test_pretraining_touches_only_training_class_images(monkeypatch, tiny_datase
     monkeypatch.setattr(training, "PlannedBatches", RecordingBatches)
     cfg = load_config(None, transfer_overrides())
     steps, _ = transfer.pretrain.pretrain_steps(cfg, tiny_dataset, None)  # transfer.pretrain_epochs: 1
-    transfer.pretrain_network(cfg, tiny_dataset, CONV4, "cpu", steps)
+    transfer.pretrain_network(cfg, tiny_dataset, CONV4, "cpu", training.TrainSettings.of_task(cfg, steps))
     assert touched and touched <= _train_indices(tiny_dataset)
     assert len(touched) == len(_train_indices(tiny_dataset))  # every training image, one epoch
     assert not touched & _test_indices(tiny_dataset)
@@ -207,9 +207,9 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
     monkeypatch.setattr(fitness, "sample_task", recording_sample_task)
     monkeypatch.setattr(transfer, "transfer_after_run", flagged_transfer_after_run)  # run.py imports it from here
     monkeypatch.setattr(transfer.pretrain, "pretrain_network",  # pre-training has its own test; keep this one fast
-                        lambda cfg, dataset, arch, device, steps, augment=None: (
-                            build_model(arch.family, arch.width, arch.in_channels, 64, seed=0), {"steps": steps, "epochs": 0.1,
-                                                                                   "final_loss": 0.0, "seconds": 0.0}))
+                        lambda cfg, dataset, arch, device, settings, seed=None, observe=None: (
+                            build_model(arch.family, arch.width, arch.in_channels, 64, seed=0),
+                            {"steps": settings.steps, "epochs": 0.1, "final_loss": 0.0, "seconds": 0.0}))
     overrides = tiny_overrides(**{"ea.population_size": 2, "ea.generations": 1, "ea.tournsize": 2,
                                   "transfer.after_run": "true", "transfer.episodes": 1, "transfer.steps": 2,
                                   "transfer.shots": "[1]", "transfer.limited_data": 0, "transfer.n_query": 5})
@@ -321,7 +321,8 @@ def test_a_family_pairing_that_inherits_nothing_is_refused(tmp_path):
 
 def test_scalability_rows_are_reported_per_descendant(transfer_run):
     rows = [(r["method"], r["arch"]) for r in transfer_run["results"]["rows"]]
-    assert rows == [(m, "conv4 x0.25") for m in METHODS] + [("scratch", "conv4 x0.5"), ("learngene", "conv4 x0.5")]
+    assert rows == [(m, "conv4 x0.25") for m in METHODS] + [(m, "conv4 x0.5") for m in ("scratch", "pretrained",
+                                                                                         "learngene")]
     wide = transfer_run["results"]["rows"][-1]
     same_arch = transfer_run["results"]["rows"][METHODS.index("learngene")]
     assert wide["params"] == same_arch["params"] == load_learngene(transfer_run["path"]).num_params
@@ -371,7 +372,7 @@ def test_the_pretrained_network_is_cached_under_its_key_and_another_key_never_re
 
     def fake_pretrain(*args, **kwargs):
         calls.append(args)
-        return build_model("conv4", 0.25, 3, 64), {"steps": args[4], "epochs": 1.0, "final_loss": 0.0,
+        return build_model("conv4", 0.25, 3, 64), {"steps": args[4].steps, "epochs": 1.0, "final_loss": 0.0,
                                                      "seconds": 0.0}
 
     monkeypatch.setattr(transfer.pretrain, "pretrain_network", fake_pretrain)
@@ -798,6 +799,33 @@ def test_a_worker_rebuilds_the_methods_from_the_shared_context(job_setup, monkey
         for record in (worker, origin):
             record.pop("seconds")
         assert worker == origin, method.name
+
+
+def test_every_scalability_descendant_has_its_own_equal_compute_pretrained_network(transfer_run):
+    results = transfer_run["results"]
+    own, main = results["pretrained_descendants"]["conv4 x0.5"], results["pretrained"]
+    assert own["steps"] == main["steps"] and own["training_images"] == main["training_images"]  # equal compute
+    assert own["path"] != main["path"] and os.path.dirname(own["path"]) == os.path.dirname(main["path"])  # cached
+    row = next(r for r in results["rows"] if (r["method"], r["arch"]) == ("pretrained", "conv4 x0.5"))
+    assert row["params"] == row["gene_params"] == build_model("conv4", 0.5).spec.num_gene_params()
+
+
+def test_a_worker_rebuilds_a_descendants_own_pretrained_row(job_setup, monkeypatch):
+    import scoop.shared
+
+    cfg, learngene, dataset, settings, pretrained, _ = job_setup
+    wide = build_model("conv4", 0.5, 3, len(dataset.splits["train"]), seed=8)
+    methods = transfer.baseline_methods(learngene, pretrained, {("conv4", 0.5): wide}, cfg.transfer.complement_scale)
+    sent = {"config": cfg, "learngene": learngene,
+            "descendants": [(["conv4", 0.5], {k: v.clone() for k, v in wide.state_dict().items()})],
+            "pretrained": {k: v.clone() for k, v in pretrained.state_dict().items()}}
+    monkeypatch.setattr(scoop.shared, "getConst", lambda name, timeout=0.1: sent if name == "wide-test" else None)
+    m = next(m for m, method in enumerate(methods) if (method.name, method.arch) == ("pretrained", "conv4 x0.5"))
+    worker = transfer.evaluate_episode_job(("wide-test", m, 1, 0))
+    origin = transfer.evaluate_episode(methods[m], transfer.Bench(dataset, cfg.transfer, 3, "cpu"), settings[1], 0)
+    for record in (worker, origin):
+        record.pop("seconds")
+    assert worker == origin
 
 
 def test_an_episode_job_is_sent_to_workers_by_its_importable_module_path():

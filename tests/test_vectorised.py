@@ -221,7 +221,7 @@ def test_a_network_pre_trained_in_bf16_is_cached_apart_from_fp32s():
     from learngene_ea.transfer.pretrain import pretrain_key
 
     fp32, bf16 = (load_config(None, tiny_overrides(**{"runtime.precision": p})) for p in ("fp32", "bf16"))
-    assert "precision" not in pretrain_key(fp32, "conv4", 0.25, 3, 10)  # earlier caches stay valid
+    assert "precision" not in pretrain_key(fp32, "conv4", 0.25, 3, 10)  # fp32 keys say nothing of precision
     assert pretrain_key(bf16, "conv4", 0.25, 3, 10)["precision"] == "bf16"
 
 

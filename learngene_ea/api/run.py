@@ -18,21 +18,23 @@ import time
 from dataclasses import dataclass
 
 from ..config.checks import check_run_fits, silent_caps
-from ..config.loading import (Config, apply_overrides, dataset_label, from_dict, parse_override, read_recipe,
-                              recipe_name, save_config)
+from ..config.loading import (Config, apply_overrides, checked_config, dataset_label, from_dict, override_list,
+                              parse_override, read_recipe, recipe_name, save_config)
 from ..config.trust import admit_code, trust_code, user_code
 from ..data import load_dataset
 from ..ea import gene_pool
 from ..ea.evolve import EvolutionState, evolve, new_state
 from ..ea.product import product_learngene
 from ..ea.fitness import rescore
-from ..ea.state import checkpoint_payload, compatibility_problems, network_problems, read_checkpoint, state_from_checkpoint
+from ..ea.state import (RESUME_NOTE, checkpoint_payload, compatibility_problems, network_problems, read_checkpoint,
+                        resume_problems, state_from_checkpoint)
 from ..errors import RunInterrupted, UserError, WriteError
 from ..core.traced import arch_label, network_notes
 from ..io.atomic import remove_temporaries
 from ..io.checkpoint import (START, CheckpointError, checkpoint_files, has_checkpoint, prune_generation_files,
                               save_checkpoint)
 from ..io.lock import LOCK_FILE, run_folder_lock
+from ..io.paths import path_argument
 from ..parallel.engines import start_engine
 from ..parallel.workers import EngineWorkers, run_toolbox
 from ..reports.files import plot_evolution, write_json, write_logbook
@@ -135,7 +137,7 @@ def resumed(path: str, overrides: list[str] = (), recipe_path: str | None = None
     (``--trust-module`` names) name it too (:mod:`learngene_ea.config.trust`). ``run_dir``: where
     to go on writing (default: the checkpoint's run folder).
     """
-    overrides = list(overrides)
+    path, overrides = path_argument(path, "the run folder or checkpoint to resume"), override_list(overrides)
     fresh = os.path.isdir(path) and not has_checkpoint(path) and os.path.isfile(os.path.join(path, "config.yaml"))
     if fresh:  # killed before its first checkpoint: the recorded config starts again
         source = os.path.join(path, "config.yaml")
@@ -151,6 +153,9 @@ def resumed(path: str, overrides: list[str] = (), recipe_path: str | None = None
     problems = compatibility_problems(saved, cfg) + network_problems(payload, cfg)
     if problems:
         raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + ".")
+    problems = [] if fresh else resume_problems(saved, cfg)  # a fresh start may change anything
+    if problems:
+        raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + f" ({RESUME_NOTE}).")
     recipe = cfg.name or payload.get("recipe") or recipe_name(cfg, recipe_path)
     keep_layout(saved, cfg, overrides, log)
     check_run_fits(cfg, load_dataset(cfg.data))
@@ -261,13 +266,13 @@ def given_pool(path: str, cfg) -> gene_pool.GenePool:
 
 
 def _progress_bars(quiet: bool):
-    """A tqdm progress bar per generation on stderr, or ``None`` (``quiet``)."""
+    """A tqdm progress bar per generation (and the warm start's steps) on stderr, or ``None`` (``quiet``)."""
     if quiet:
         return None
     from tqdm import tqdm
 
-    def progress(iterable, total, desc):
-        return tqdm(iterable, total=total, desc=desc, unit="descendant", leave=False, file=sys.stderr)
+    def progress(iterable, total, desc, unit="descendant"):
+        return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
 
     return progress
 
@@ -340,6 +345,8 @@ def evolve_run(cfg: Config, run_dir: str | None = None, *, state: EvolutionState
     callbacks = [callbacks] if callable(callbacks) else list(callbacks)
     if not all(callable(callback) for callback in callbacks):
         raise TypeError("callbacks must be a list of functions callback(record, best)")
+    cfg = checked_config(cfg)  # a Config changed after loading is checked again; a path is a TypeError
+    run_dir = None if run_dir is None else path_argument(run_dir, "run_dir")
     recipe = recipe or cfg.name or "defaults"
     if state is None:
         check_run_fits(cfg, load_dataset(cfg.data))  # before the run folder exists

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
 import time
 from dataclasses import dataclass
 
 from ..config import loading as config_module
 from .run import evolve_run, resumed
-from ..config.loading import Config, ConfigError
+from ..config.loading import Config
+from ..config.schema import MAX_SEED
 from ..config.trust import code_names
 from ..io.lock import LOCK_FILE
+from ..io.paths import file_problem, path_argument
 from ..data import load_dataset
 from ..errors import UserError
 from ..core.learngene import load_learngene
@@ -79,6 +82,25 @@ def recipe_differences(saved: dict, cfg: Config) -> list[str]:
             if key.split(".")[0] not in NOT_THE_RECIPE and key in saved and saved[key] != current[key]]
 
 
+def check_seeds(seeds) -> list[int]:
+    """``seeds`` as a list: a non-empty list or tuple of distinct whole numbers from 0 (the API's check; the
+    command line's ``--seeds`` are parsed into one). :class:`TypeError` for another type, e.g. ``"012"``."""
+    if not isinstance(seeds, (list, tuple)):
+        raise TypeError(f"seeds must be a list of whole numbers, e.g. [0, 1, 2], not {type(seeds).__name__} "
+                        f"{seeds!r:.80}")
+    wrong = [s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral)]
+    if wrong:
+        raise TypeError(f"seeds must be whole numbers, e.g. [0, 1, 2]; {wrong[0]!r} is a {type(wrong[0]).__name__}")
+    if not seeds:
+        raise UserError("no seeds given; pass the evolution seeds, e.g. [0, 1, 2].")
+    for i, seed in enumerate(seeds):
+        if not 0 <= seed <= MAX_SEED:
+            raise UserError(f"seed {seed} is out of range; seeds are whole numbers from 0 to {MAX_SEED}.")
+        if seed in seeds[:i]:
+            raise UserError(f"seed {seed} is given twice; list every seed once.")
+    return [int(seed) for seed in seeds]  # numpy's integers too, as plain ints for study.json
+
+
 def seed_dir(out: str, seed: int) -> str:
     return os.path.join(out, f"seed-{seed}")
 
@@ -101,6 +123,8 @@ def _leftovers(path: str) -> list[str]:
 
 def seed_state(path: str) -> str:
     """``finished`` (its summary says so), ``resume`` (a checkpoint, not finished) or ``new``."""
+    if os.path.lexists(path) and not os.path.isdir(path):  # else it would fail after the seeds before it
+        raise UserError(f"{path!r} is a file where the seed's run folder goes; move it away or pass another --out.")
     summary = os.path.join(path, "summary.json")
     try:
         if os.path.isfile(summary):  # a fifo in its place would block the open for ever
@@ -126,6 +150,17 @@ def check_seed_recipe(folder: str, seed: int, cfg: Config) -> None:
                         "another --out.")
 
 
+def check_seed_learngene(folder: str) -> None:
+    """A finished seed's learngene.pt, which its transfer reads, loads; else which seed folder and how to redo it."""
+    path = os.path.join(folder, "learngene.pt")
+    try:
+        load_learngene(path)
+    except UserError as err:
+        why = type(err.__cause__).__name__ if err.__cause__ is not None else file_problem(path) or "unreadable"
+        raise UserError(f"seed folder {folder!r} is finished but its learngene.pt is damaged ({why}); delete that "
+                        "seed folder and rerun the study to evolve the seed again.") from err
+
+
 def check_out_dir(out: str, cfg: Config) -> None:
     """--out is new, empty, or a study of this recipe (transfer and runtime settings may differ)."""
     if os.path.exists(out) and not os.path.isdir(out):
@@ -149,6 +184,8 @@ def check_study(cfg: Config, seeds: list[int], out: str) -> dict[int, str]:
     for seed, state in states.items():
         if state != "new":
             check_seed_recipe(seed_dir(out, seed), seed, cfg)
+        if state == "finished":
+            check_seed_learngene(seed_dir(out, seed))
     check_recipe(cfg)
     dataset = load_dataset(cfg.data)
     check_fitness_fits(cfg, dataset)
@@ -172,7 +209,7 @@ def transfer_matches(results: dict, cfg: Config, learngene) -> bool:
     evaluation, expected = results.get("evaluation", {}), _json_plain(dataclasses.asdict(cfg.transfer))
     if results.get("format") != TRANSFER_FORMAT or evaluation.get("metric") != cfg.fitness.metric:
         return False
-    absent_means = {"complement_scale": 1.0}  # transfer settings older transfer.json files lack
+    absent_means = {"complement_scale": 1.0, "fresh_channels": "scaled"}  # settings older transfer.json files lack
     if any(evaluation.get(k, absent_means.get(k)) != v for k, v in expected.items()
            if k not in ("after_run", "descendants")):
         return False
@@ -277,6 +314,7 @@ def run_study(cfg: Config, seeds: list[int], out: str, *, source: StudyRecipe | 
     """
     started = time.perf_counter()
     source = source or StudyRecipe()
+    cfg, seeds, out = config_module.checked_config(cfg), check_seeds(seeds), path_argument(out, "out")
     states = check_study(cfg, seeds, out)
     processes = process_count(cfg.runtime)  # starts Ray when it is the backend: a bad setting stops here
     try:  # the study folder, after every check

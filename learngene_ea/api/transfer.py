@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..config.loading import checked_config
 from ..config.schema import Config
+from ..io.paths import path_argument
 from ..transfer.pipeline import TransferOptions, run_transfer
 from ..transfer.report import markdown_table
 
@@ -39,7 +41,10 @@ def evaluate_learngene(cfg: Config, learngene: str | os.PathLike, out_dir: str |
     the learngene's folder) receives ``transfer.json``/``.md``/``.png`` unless ``write`` is false;
     ``descendants``: extra ``family@width`` rows (default ``cfg.transfer.descendants``).
     """
-    path = os.fspath(learngene)
+    cfg, path = checked_config(cfg), path_argument(learngene, "learngene")
+    out_dir = None if out_dir is None else path_argument(out_dir, "out_dir")
+    if descendants is not None and (isinstance(descendants, str) or not all(isinstance(d, str) for d in descendants)):
+        raise TypeError(f"descendants must be a list of 'family@width' strings, not {descendants!r:.80}")
     results = run_transfer(cfg, path, out_dir, TransferOptions(descendants, write=write), log=log)
     where = out_dir or os.path.dirname(os.path.abspath(path))
     return TransferResult(results, where if write else None)

@@ -6,6 +6,7 @@ its fitness or an operator is exit status 1 with a sentence; Ctrl-C is 130 with 
 """
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 
@@ -50,6 +51,15 @@ def report_failure(err: EvaluationFailure | OperatorFailure, debug: bool, then: 
     return 1
 
 
+def debug_log() -> None:
+    """``--debug``: the package's debug log (e.g. torch.fx's traceback of each image size a network
+    rejects while it is traced) on stderr; quiet otherwise."""
+    logger = logging.getLogger("learngene_ea")
+    logger.setLevel(logging.DEBUG)
+    if not logger.handlers:
+        logger.addHandler(logging.StreamHandler(sys.stderr))
+
+
 def run_main(body, argv=None, interrupted: str = "", failed_then: str = "") -> int:
     """``body(argv)``'s exit status, with every command's error handling around it.
 
@@ -60,6 +70,8 @@ def run_main(body, argv=None, interrupted: str = "", failed_then: str = "") -> i
     """
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    if debug:
+        debug_log()
     try:
         return body(argv)
     except UserError as err:

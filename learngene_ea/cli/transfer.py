@@ -55,6 +55,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def progress_bars(iterable, total, desc, unit="episode"):
+    """A tqdm bar on stderr (the transfer's episodes, its pre-trainings' steps); ``--quiet``: none."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
+
+
 def resolve_config(args) -> Config:
     """The recipe: --config (a file or a shipped recipe's name), else the run's config.yaml, else the
     shipped default recipe.
@@ -97,20 +104,15 @@ def transfer_command(args) -> int:
         return print_config(cfg)
     check_device(cfg.runtime)
     options = TransferOptions(args.descendants, allow_seen_classes=args.allow_seen_classes,
-                              pretrained_path=args.pretrained, keep_earlier=True)
+                              pretrained_path=args.pretrained, keep_earlier=True,
+                              progress=None if args.quiet else progress_bars)
     if os.path.isdir(args.learngene):  # a run's pareto/ folder: every learngene of its front
         from ..transfer.front import front_markdown, run_front_transfer
 
         results = run_front_transfer(cfg, args.learngene, args.out, options, log=print)
         print(front_markdown(results))
         return 0
-    progress = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        def progress(iterable, total, desc):
-            return tqdm(iterable, total=total, desc=desc, unit="episode", leave=False, file=sys.stderr)
-    results = run_transfer(cfg, args.learngene, args.out, options, log=print, progress=progress)
+    results = run_transfer(cfg, args.learngene, args.out, options, log=print)
     print(markdown_table(results))
     return 0
 

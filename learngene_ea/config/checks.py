@@ -8,11 +8,13 @@ here; each check is one sentence naming the key.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from .loading import ConfigError
+from .schema import PoolConfig
 from ..core.traced import arch_label
-from ..data import FewShotDataset, load_dataset
+from ..data import DATASETS, FewShotDataset, load_dataset
 
 
 def check_device(runtime) -> None:
@@ -65,13 +67,24 @@ def check_target_reachable(cfg) -> None:
     fixes = [f"lower ea.min_channels to {fits[0]}"] if fits else []
     if smallest < 1.0:
         fixes.append(f"raise ea.target_fraction to {math.ceil(smallest * 1000) / 1000:.3f}")
+    if not fixes:  # no lower floor helps (none fits, or it is 1 already): only a wider network has channels to drop
+        fixes.append("widen the network (model.width) so that its mask groups have channels to drop")
     raise ConfigError(f"'ea.target_fraction' ({target:g}) cannot be reached: with 'ea.min_channels' {floor} the "
                       f"smallest learngene of {arch_label(cfg.model.network, cfg.model.width)} (mask groups of {groups} "
-                      f"channels) has fraction {smallest:.3f}; {' or '.join(fixes) or 'lower ea.min_channels'}.")
+                      f"channel{'' if groups == '1' else 's'}) has fraction {smallest:.3f}; {' or '.join(fixes)}.")
+
+
+def check_data_split(data) -> None:
+    """``data.split`` is read only by a loader that splits its classes itself (imagefolder); another
+    dataset's split is its own (packaged, or ``data.seed``'s), so the key would be ignored without a word."""
+    if data.split and not DATASETS[data.name].splits_target:
+        raise ConfigError(f"'data.split' is set, but data.name '{data.name}' has its own class split and would "
+                          "ignore it; remove data.split (it splits an imagefolder, or a transfer.target).")
 
 
 def check_recipe(cfg) -> None:
     """What a run or a study asks of the model and the machine, whatever its dataset."""
+    check_data_split(cfg.data)
     check_device(cfg.runtime)
     check_target_reachable(cfg)
 
@@ -137,15 +150,29 @@ def check_run_fits(cfg, dataset: FewShotDataset) -> None:
 
 
 def silent_caps(cfg) -> list[str]:
-    """Warnings for the recipe values a run lowers instead of refusing (one line each; [] when none).
+    """Warnings for the recipe values a run lowers or ignores instead of refusing (one line each; [] when none).
 
     A task's batches cannot hold more images than the task has (``task.num_classes`` x
     ``task.images_per_class``); the other counts that could not be served are refused above.
     """
-    task = cfg.task
+    task, warnings = cfg.task, []
     images = task.num_classes * task.images_per_class
     if task.batch_size > images:
-        return [f"warning: 'task.batch_size' is {task.batch_size} but a task has only {images} images "
-                f"('task.num_classes' {task.num_classes} x 'task.images_per_class' {task.images_per_class}); "
-                f"each step uses those {images}."]
-    return []
+        warnings.append(f"warning: 'task.batch_size' is {task.batch_size} but a task has only {images} images "
+                        f"('task.num_classes' {task.num_classes} x 'task.images_per_class' "
+                        f"{task.images_per_class}); each step uses those {images}.")
+    return warnings + unused_pool_keys(cfg)
+
+
+def unused_pool_keys(cfg) -> list[str]:
+    """A warning when ``pool.*`` keys are changed but there is no gene pool (a warning, not a refusal: a recipe
+    based on a pool recipe, switched to another inheritance, keeps its base's pool keys)."""
+    if cfg.fitness.inheritance == "pool":
+        return []
+    defaults = PoolConfig()
+    changed = [f"'pool.{f.name}'" for f in dataclasses.fields(PoolConfig)
+               if getattr(cfg.pool, f.name) != getattr(defaults, f.name)]
+    if not changed:
+        return []
+    return [f"warning: {', '.join(changed)} set, but 'fitness.inheritance' is {cfg.fitness.inheritance}: there "
+            "is no gene pool, so they do nothing (set fitness.inheritance=pool to use them)."]

@@ -205,11 +205,32 @@ def _validate_whole(cfg: Config) -> Config:
     shots = cfg.transfer.shots
     if not shots or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shots):
         raise ConfigError(f"'transfer.shots' must be a non-empty list of positive integers, not {shots!r}.")
+    _check_transfer_keys(cfg.transfer)
     for op_name in ("select", "mutate", "mate", "evaluate"):
         spec = getattr(cfg.operators, op_name)
         if spec is not None:
             split_function_name(spec.function, f"operators.{op_name}.function")
     return cfg
+
+
+def _check_transfer_keys(transfer: TransferConfig) -> None:
+    """Transfer keys that would be accepted and do nothing (or the same work twice)."""
+    repeated = sorted({s for s in transfer.shots if transfer.shots.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"'transfer.shots' lists {repeated[0]} more than once ({transfer.shots}); list each "
+                          "setting once.")
+    if transfer.pretrain_on == "target" and transfer.target is None:
+        raise ConfigError("'transfer.pretrain_on' target trains the pre-trained baseline on transfer.target's "
+                          "classes, but 'transfer.target' is null: set transfer.target, or pretrain_on=source.")
+
+
+def checked_config(cfg) -> Config:
+    """``cfg`` checked again as a loaded recipe is (the API's entry points: a :class:`Config` may have been
+    changed after loading); :class:`TypeError` for anything else, e.g. a recipe's path."""
+    if not isinstance(cfg, Config):
+        hint = " (load a recipe file with load_config(path) first)" if isinstance(cfg, (str, os.PathLike)) else ""
+        raise TypeError(f"expected a Config from load_config(), not {type(cfg).__name__} {cfg!r:.80}{hint}")
+    return from_dict(to_dict(cfg))
 
 
 def split_function_name(name: str, key: str) -> tuple[str, str]:
@@ -270,14 +291,30 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
     """Load a recipe (a file, or a shipped recipe's name such as ``"default"``; ``None``: the schema's
     defaults, no recipe), apply overrides, validate."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_config takes a recipe's path (or None), not {type(path).__name__} {path!r:.80}")
+    overrides = override_list(overrides)
     values = read_recipe(path) if path is not None else {}
-    return from_dict(apply_overrides(values, overrides or []))
+    return from_dict(apply_overrides(values, overrides))
+
+
+def override_list(overrides) -> list[str]:
+    """``overrides`` as a list of ``section.key=value`` strings (``None``: none); :class:`TypeError` for a
+    single string (its characters would be read as overrides) or anything that is not a string."""
+    if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides or []):
+        raise TypeError(f"overrides must be a list of 'section.key=value' strings, not {overrides!r:.80}")
+    return list(overrides or [])
 
 
 def default_complement_scale() -> float:
     """``transfer.complement_scale`` of the shipped default recipe: what the fresh channels of a descendant
     built from Python start at when not told, as they do on the command line."""
     return load_config(default_recipe_path()).transfer.complement_scale
+
+
+def default_fresh_channels() -> str:
+    """``transfer.fresh_channels`` of the shipped default recipe (see :func:`default_complement_scale`)."""
+    return load_config(default_recipe_path()).transfer.fresh_channels
 
 
 def config_yaml(cfg: Config) -> str:

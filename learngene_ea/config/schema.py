@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..core.fresh import FRESH_RULES
 from ..core.models import FAMILIES
 from ..core.traced import is_traced, network_name
 from ..data import DATASETS as DATASET_KINDS
@@ -106,6 +107,11 @@ class FitnessConfig:
                                           "written into (BatchNorm scale and shift): 1 fresh as in GTL, below 1 "
                                           "quieter, 0 silent (behind a ReLU they stay so: the descendant is the "
                                           "learngene's sub-network)", min=0.0, max=1.0)
+    fresh_channels: str = _field("scaled", "how a descendant's fresh channels start: scaled (by complement_scale), "
+                                           "or grow (random filters, identity BatchNorm, read by the next layers "
+                                           "with zero weights: the descendant computes its learngene sub-network "
+                                           "at step 0 and its fresh channels learn from the first step)",
+                                 choices=FRESH_RULES)
 
 
 @dataclass
@@ -217,6 +223,9 @@ class TransferConfig:
     complement_scale: float = _field(1.0, "scale of every descendant's fresh channels in the layers a learngene "
                                           "(or pre-trained channels like it) is written into: 1 fresh as in GTL, "
                                           "0 silent (see fitness.complement_scale)", min=0.0, max=1.0)
+    fresh_channels: str = _field("scaled", "how every descendant's fresh channels start beside a learngene (or "
+                                           "pre-trained channels like it): scaled (by complement_scale) or grow "
+                                           "(see fitness.fresh_channels)", choices=FRESH_RULES)
 
 
 @dataclass

@@ -124,6 +124,20 @@ class Backbone(nn.Module):
         """The gene layer ``name``: an object with its ``conv`` and ``bn`` (``ConvBN`` here)."""
         return self.get_submodule(name)
 
+    def channel_readers(self) -> list[tuple[nn.Module, tuple]]:
+        """Every layer that mixes mask-group channels, with what each of its input channels is:
+        ``(group, index)`` or ``None`` (outside the groups). Here: the gene layers that read a group,
+        and the head, which reads the last group (the pooled features)."""
+        sizes = self.spec.group_sizes
+        readers = []
+        for layer in self.spec.layers:
+            if layer.in_group is not None:
+                channels = [place for token, _, size in _parts(layer.in_group, sizes)
+                            for place in ([None] * size if token.startswith("*") else [(token, k) for k in range(size)])]
+                readers.append((self.gene_module(layer.name).conv, tuple(channels)))
+        last, size = self.spec.groups[-1]
+        return readers + [(self.head, tuple((last, k) for k in range(size)))]
+
     def silence_dropped_channels(self, masks: dict[str, np.ndarray]) -> list:
         """Hooks that make this network its learngene sub-network under ``masks`` (remove them to undo).
 

@@ -1,4 +1,4 @@
-"""Learngene individuals as DEAP creator classes, made at import so every SCOOP worker has them.
+"""Learngene individuals: DEAP creator classes (made in :mod:`.deap_classes`) with masks and lineage.
 
 An individual is a ``list`` of numpy bool masks, one per mask group of its architecture (in
 ``spec.groups`` order), with a two-objective fitness: few-shot accuracy (maximised) and
@@ -13,18 +13,10 @@ learngene fraction (minimised). Attributes carried along:
 from __future__ import annotations
 
 import numpy as np
-from deap import base, creator
 
+from .deap_classes import FitnessGTL, LearngeneIndividual  # noqa: F401  (the creator classes, made there)
 from .learngene import Learngene, learngene_fraction
 from .models import ArchSpec, arch_spec
-
-if not hasattr(creator, "FitnessGTL"):
-    creator.create("FitnessGTL", base.Fitness, weights=(1.0, -1.0))
-if not hasattr(creator, "LearngeneIndividual"):
-    creator.create("LearngeneIndividual", list, fitness=creator.FitnessGTL)
-
-LearngeneIndividual = creator.LearngeneIndividual
-FitnessGTL = creator.FitnessGTL
 
 
 def make_individual(spec: ArchSpec, masks: dict[str, np.ndarray], ident: int, born: int = 0,

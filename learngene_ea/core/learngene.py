@@ -22,7 +22,8 @@ import torch
 
 from ..errors import UserError
 from ..io.paths import file_problem
-from .backbone import input_mask, input_places, scale_complement, spec_from_state, spec_to_state
+from .backbone import input_mask, input_places, spec_from_state, spec_to_state
+from .fresh import start_fresh_channels
 from .models import ArchSpec, Backbone, GeneLayer, arch_spec
 from .traced import is_traced
 
@@ -266,13 +267,14 @@ def match_layers(source: ArchSpec, target: ArchSpec) -> dict[str, GeneLayer]:
     return matched
 
 
-def inherit_learngene(model: Backbone, learngene: Learngene,
-                      complement_scale: float = 1.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def inherit_learngene(model: Backbone, learngene: Learngene, complement_scale: float = 1.0,
+                      fresh_channels: str = "scaled") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Write the learngene's sub-kernels into the descendant ``model`` at their channel positions.
 
     Channels keep their index; in a narrower descendant channels beyond its width are left out,
-    in a wider or deeper one the extra channels and layers keep their fresh initialisation,
-    the channels of written layers scaled by ``complement_scale`` (:func:`scale_complement`).
+    in a wider or deeper one the extra channels and layers keep their fresh initialisation, and the
+    fresh channels of written groups start under the rule ``fresh_channels``: ``scaled`` by
+    ``complement_scale``, or ``grow`` (read with zero weights; :mod:`.fresh`).
     Everything written goes to the model's device in one host-to-device transfer (:func:`packed_copy`).
     Returns, per written layer, the (out, in) channel indices written (for tests and reports).
     """
@@ -305,7 +307,7 @@ def inherit_learngene(model: Backbone, learngene: Learngene,
             module.conv.weight[o.unsqueeze(1), i.unsqueeze(0)] = conv  # (cast to the weights' dtype)
             for tensor, value in zip(gene_tensors(module)[1:], bn):
                 tensor[o] = value
-    scale_complement(model, written, complement_scale)
+    start_fresh_channels(model, written, fresh_channels, complement_scale)
     return written
 
 

@@ -26,6 +26,7 @@ from .tracing import TraceResult, TracingError, trace
 PREFIXES = ("torchvision:", "module:")
 _ALLOWED_MODULES: set[str] = set()
 _TRACES: dict = {}
+_SHAPES: dict = {}  # (family, in_channels) -> the traced network's parameter shapes, by name
 
 
 def is_traced(family: str) -> bool:
@@ -82,6 +83,9 @@ def _factory(base: str):
     module_name, _, attr = name.partition(":")
     try:
         return getattr(importlib.import_module(module_name), attr)
+    except SystemExit as err:  # sys.exit() on import would end the command silently with its status
+        raise UserError(f"model.module {name!r} called sys.exit({err.code!r}) when imported; a module that "
+                        "builds a network must not exit.") from None
     except Exception as err:  # ImportError, AttributeError, or whatever the user's module raised on import
         raise UserError(f"model.module {name!r} cannot be imported ({type(err).__name__}: {err}); "
                         "put its package on PYTHONPATH and name it 'package.module:factory'.") from None
@@ -89,14 +93,17 @@ def _factory(base: str):
 
 def _build_network(family: str, in_channels: int) -> nn.Module:
     base, kwargs = split_name(family)
-    if "weights" in kwargs:
+    if kwargs.get("weights") is not None:  # weights: null asks for none, which downloads nothing
         raise UserError(f"{family!r} asks for torchvision weights by name, which would be downloaded; pass a "
-                        "trained network's state dict with --from-pretrained instead.")
+                        "trained network's state dict instead (run: --from-pretrained, transfer: --pretrained).")
     factory = _factory(base)
     try:
         net = factory(**kwargs)
     except TypeError as err:
         raise UserError(f"{base} does not take the keyword arguments {kwargs} (model.kwargs): {err}.") from None
+    except SystemExit as err:  # would end the command silently with the factory's status
+        raise UserError(f"{base}(**{kwargs}) called sys.exit({err.code!r}); a network factory must return "
+                        "an nn.Module, not exit.") from None
     except Exception as err:  # the builder's own error, named rather than shown as a traceback
         raise UserError(f"{base}(**{kwargs}) raised {type(err).__name__}: {err}.") from None
     if not isinstance(net, nn.Module):
@@ -131,12 +138,30 @@ def traced(family: str, in_channels: int) -> TraceResult:
             net = _build_network(family, in_channels)
         try:
             _TRACES[key] = trace(net, in_channels)
+            _SHAPES[key] = _shapes(net)
         except TracingError as err:
             raise UserError(f"{family} cannot be used as a learngene network: {err}.") from None
-        if not _TRACES[key].layers:
-            raise UserError(f"{family} has no convolution the analysis can put in a learngene "
-                            f"({'; '.join(_TRACES[key].notes[:2])}).")
+        if not _TRACES[key].layers:  # the notes say why each conv was left out; none: there was none
+            why = "; ".join(_TRACES[key].notes[:2]) or "no nn.Conv2d module is called in its forward"
+            raise UserError(f"{family} has no convolution the analysis can put in a learngene ({why}).")
     return _TRACES[key]
+
+
+def _shapes(net: nn.Module) -> dict[str, tuple]:
+    return {name: tuple(p.shape) for name, p in net.named_parameters()}
+
+
+def _check_same_network(family: str, traced_shapes: dict | None, built: dict) -> None:
+    """A factory that builds another network on a later call (its width from a counter, say) would not
+    match its trace: say so rather than fail later with an IndexError."""
+    if traced_shapes is None or traced_shapes == built:
+        return
+    name = next((n for n in traced_shapes if built.get(n) != traced_shapes[n]), None) or \
+        next(n for n in built if n not in traced_shapes)
+    raise UserError(f"{family} built another network on a later call than the one traced (its {name!r} is "
+                    f"{list(built[name]) if name in built else 'missing'}, traced as "
+                    f"{list(traced_shapes[name]) if name in traced_shapes else 'missing'}); its factory must "
+                    "build the same network on every call.")
 
 
 def network_notes(family: str, in_channels: int) -> tuple[str, ...]:
@@ -189,6 +214,7 @@ class TracedBackbone(Backbone):
         super().__init__(num_classes)
         result = traced(family, in_channels)
         self.net = _build_network(family, in_channels)
+        _check_same_network(family, _SHAPES.get((family, in_channels)), _shapes(self.net))
         parent, _, leaf = result.head.rpartition(".")
         setattr(self.net.get_submodule(parent) if parent else self.net, leaf, nn.Identity())
         self.feature_dim, self.readers = result.feature_dim, result.readers
@@ -205,6 +231,14 @@ class TracedBackbone(Backbone):
     def gene_module(self, name: str) -> GeneView:
         bn = self._norms.get(name)
         return GeneView(self.net.get_submodule(name), None if bn is None else self.net.get_submodule(bn))
+
+    def channel_readers(self) -> list[tuple[nn.Module, tuple]]:
+        """Every convolution and linear layer the analysis found reading mask-group channels (our head for
+        the network's own), with what each input channel is; a depthwise gene conv passes its channels on
+        within their group (each output reads its own input) rather than reading them, so it is not one."""
+        passes = {layer.name for layer in self.spec.layers if layer.in_group is None}
+        return [(self.head if reader.module == self._head_name else self.net.get_submodule(reader.module),
+                 reader.channels) for reader in self.readers if reader.module not in passes]
 
     def silence_dropped_channels(self, masks: dict[str, np.ndarray]) -> list:
         """Every convolution and linear layer reads only kept channels (input hooks), and so do the

@@ -19,6 +19,9 @@ descendant), each with a one-line note naming it.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +30,8 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .backbone import GeneLayer
+
+_LOG = logging.getLogger(__name__)
 
 PASS_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.GELU,
                 nn.Tanh, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d,
@@ -238,10 +243,37 @@ def trace(model: nn.Module, in_channels: int, image_size: int = 64) -> TraceResu
         if walk.head is None:
             raise TracingError(f"{type(model).__name__}'s output is not an nn.Linear reading pooled channels: "
                                "give the network a final linear classifier (the head a descendant replaces)")
+        _refuse_repeated_calls(walk)
         problems = _exclusions(walk)
         if not problems:
             return _result(walk, excluded)
         excluded.update(problems)
+
+
+def _refuse_repeated_calls(walk: _Pass) -> None:
+    """A conv or linear called more than once (``self.b = self.a``, or one module applied twice) has one
+    weight but a reader per call, each reading other channels: no one mask fits it, so it is refused (as
+    is a BatchNorm normalising two gene convs: the learngene would store it once per conv)."""
+    calls: dict[str, int] = {}
+    for module in [module for module, _ in walk.readers] + list(walk.bn_of.values()):  # a BatchNorm of two convs
+        calls[module] = calls.get(module, 0) + 1
+    repeated = [name for name, count in calls.items() if count > 1]
+    if repeated:
+        raise TracingError(f"its module {repeated[0]!r} is called {calls[repeated[0]]} times in forward (one "
+                           "module shared or applied twice), which a learngene's masks cannot follow: give each "
+                           "call its own module")
+
+
+def _quiet_probe(graph: fx.GraphModule, images: torch.Tensor) -> None:
+    """``ShapeProp`` on ``images``, its printed traceback of a failing node (``traceback.print_exc``, then
+    it raises) kept off stderr: a size the network rejects is expected while probing (``--debug`` logs it)."""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            ShapeProp(graph).propagate(images)
+    finally:
+        if printed.getvalue():
+            _LOG.debug("probe of %s images:\n%s", list(images.shape), printed.getvalue().rstrip())
 
 
 def _propagate_shapes(graph: fx.GraphModule, model: nn.Module, in_channels: int, image_size: int) -> None:
@@ -251,7 +283,7 @@ def _propagate_shapes(graph: fx.GraphModule, model: nn.Module, in_channels: int,
     failure = None
     for size in dict.fromkeys((image_size, 32, 84, 28, 224)):
         try:
-            ShapeProp(graph).propagate(torch.empty(2, in_channels, size, size, device=device))
+            _quiet_probe(graph, torch.empty(2, in_channels, size, size, device=device))
             return
         except Exception as err:  # a size its layers do not fit: the next one
             failure = failure or err

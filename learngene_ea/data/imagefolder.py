@@ -69,7 +69,12 @@ def _kind(key: str, value):
         return "count"
     if isinstance(value, float) and 0.0 < value <= 1.0:
         return "fraction"
-    raise UserError(f"{key} is {value!r}; it must be a list of class names, "
+    hint = ""
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (int, float, bool)) for v in value):
+        # YAML reads a class folder named 0 (or 007, yes) as a number, not as the folder's name
+        hint = (f" (YAML reads {next(v for v in value if not isinstance(v, str))!r} as a number: quote class names "
+                "that look like numbers or yes/no, e.g. ['0', '1'])")
+    raise UserError(f"{key} is {value!r}; it must be a list of class names{hint}, "
                     "a positive number of classes or a fraction in (0, 1].")
 
 

@@ -328,14 +328,15 @@ def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generat
 
     ``on_generation(state)`` is called after every finished generation (checkpoints, reports);
     ``on_start(state)`` before generation 0, and again after a gene pool's warm start (a checkpoint
-    then keeps it); ``progress`` wraps the stream of evaluations (a tqdm-like callable) when given.
+    then keeps it); ``progress(iterable, total, desc, unit=...)``, a tqdm-like factory, when given, wraps
+    the stream of evaluations and shows the warm start's steps.
     """
     state.restore_rng()
     if state.generation < 0 and on_start is not None:
         state.capture_rng()  # the RNG it starts from, for a resume to continue from exactly there
         on_start(state)
         if cfg.fitness.inheritance == "pool" and state.pool is None:
-            state.pool = gene_pool.started_pool(cfg, workers_of(toolbox), log)
+            state.pool = gene_pool.started_pool(cfg, workers_of(toolbox), log, progress)
             state.capture_rng()
             on_start(state)
     while state.generation < cfg.ea.generations:

@@ -84,7 +84,8 @@ def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device):
     if getattr(individual, "pool_key", None):  # fitness.inheritance pool: this generation's shared pool
         learngene = pool_for(individual.pool_key).learngene
     if learngene is not None:
-        inherit_learngene(model, learngene.restrict(masks_of(individual)), cfg.fitness.complement_scale)
+        inherit_learngene(model, learngene.restrict(masks_of(individual)), cfg.fitness.complement_scale,
+                          cfg.fitness.fresh_channels)
     task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class, "train")
     return model, task, seed
 
@@ -119,7 +120,7 @@ class LearningCurve:
 
     def watch(self, model):
         """The ``observe`` callback of :func:`~learngene_ea.fewshot.training.train_stacked` for ``model``."""
-        def observe(steps_done: int) -> None:
+        def observe(steps_done: int, loss=None) -> None:
             if steps_done in self.points:
                 self.accuracies[steps_done] = episode_accuracies(model, self.cfg, self.dataset, self.device,
                                                                  self.episodes, self.masks)

@@ -77,23 +77,23 @@ def pool_from_model(model, warm_start: dict) -> GenePool:
     return GenePool(learngene, {g: np.zeros(size) for g, size in spec.groups}, warm_start)
 
 
-def initial_pool(cfg, device="cpu", workers: Workers | None = None) -> GenePool:
+def initial_pool(cfg, device="cpu", workers: Workers | None = None, progress=None) -> GenePool:
     """Generation 0's pool: one fresh initialisation (every descendant starts from it), or a warm
     start trained here on the training classes for ``pool.warm_start_fraction`` of the evolution's
     planned images (``--from-pretrained`` gives a user's network instead: ``api.run.given_pool``);
-    ``workers`` set up this process's memory for it."""
+    ``workers`` set up this process's memory for it; ``progress`` (the run's bar factory) shows its steps."""
     spec = arch_spec(cfg.model.network, cfg.model.width, cfg.data.channels)
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes,
                         seed=mix_seed(cfg.seed, POOL_SEED), device=device)
     images = warm_start_images(cfg)
     if not images:
         return pool_from_model(model, {"kind": "init", "images": 0})
-    return pool_from_model(*warm_start(cfg, images, device, workers or Workers()))
+    return pool_from_model(*warm_start(cfg, images, device, workers or Workers(), progress))
 
 
-def started_pool(cfg, workers: Workers, log=print) -> GenePool:
+def started_pool(cfg, workers: Workers, log=print, progress=None) -> GenePool:
     """:func:`initial_pool` on the ``workers``' origin device, saying in ``log`` what its warm start trains
-    (the run's first compute)."""
+    (the run's first compute) and showing its steps on a bar from ``progress`` when given."""
     images = warm_start_images(cfg)
     if images:
         log(f"gene pool: warm start, one network on every training class for {images // cfg.task.batch_size:,} "
@@ -101,7 +101,7 @@ def started_pool(cfg, workers: Workers, log=print) -> GenePool:
             + (f", {cfg.pool.warm_start_subnets:.0%} of them a random sub-network's" if cfg.pool.warm_start_subnets
                else ""))
     start = time.perf_counter()
-    pool = initial_pool(cfg, workers.device(cfg.runtime.device), workers)
+    pool = initial_pool(cfg, workers.device(cfg.runtime.device), workers, progress)
     if images:
         log(f"gene pool: warm start done, final loss {pool.warm_start['final_loss']:.3f}, "
             f"{time.perf_counter() - start:.0f}s")
@@ -121,11 +121,11 @@ def warm_start_images(cfg) -> int:
     return steps * cfg.task.batch_size
 
 
-def warm_start(cfg, images: int, device, workers: Workers):
+def warm_start(cfg, images: int, device, workers: Workers, progress=None):
     """Train one whole network on every training class for ``images`` images (the task optimiser)."""
     from ..data import load_dataset
     from ..fewshot.sampling import training_classes_task
-    from ..fewshot.training import TrainSettings, train_stacked
+    from ..fewshot.training import TrainSettings, step_observer, train_stacked
 
     workers.configure_memory(cfg.runtime)  # the run's layout (channels-last or not) before its first network
     dataset = load_dataset(cfg.data)
@@ -140,10 +140,15 @@ def warm_start(cfg, images: int, device, workers: Workers):
     threads = cfg.runtime.threads if cfg.runtime.threads > 0 else available_cores()
     subnets = RandomSubnetworks(model, cfg.pool.warm_start_subnets, math.sqrt(cfg.ea.target_fraction),
                                 mix_seed(cfg.seed, WARM_START_SEED, 1), steps)
-    with threads_set_to(threads):
-        loss = train_stacked([model], dataset, [task], TrainSettings.of_task(cfg, steps), [seed], device,
-                             subnets if cfg.pool.warm_start_subnets else None)[0]
-    subnets.close()
+    observe = step_observer(progress, steps, "gene pool warm start", subnets if cfg.pool.warm_start_subnets else None)
+    try:
+        with threads_set_to(threads):
+            loss = train_stacked([model], dataset, [task], TrainSettings.of_task(cfg, steps), [seed], device,
+                                 observe)[0]
+    finally:
+        subnets.close()
+        if observe is not subnets and observe is not None:
+            observe.close()
     return model, {"kind": "warm_start", "images": images, "steps": steps, "final_loss": float(loss),
                    "classes": len(task.class_ids), "threads": threads, "subnet_steps": subnets.trained}
 
@@ -160,7 +165,7 @@ class RandomSubnetworks:
         if share:
             self(0)
 
-    def __call__(self, steps_done: int) -> None:
+    def __call__(self, steps_done: int, loss=None) -> None:
         self.close()
         if steps_done >= self.steps or self.rng.random() >= self.share:
             return

@@ -96,6 +96,38 @@ def compatibility_problems(saved: dict, cfg: Config) -> list[str]:
     return problems
 
 
+# what may change when a run is continued: how long it runs and how, and what is done after it; every
+# other key shaped the population so far (a changed ea.population_size, seed or task would be recorded
+# in config.yaml as if it had held from generation 0)
+CHANGEABLE_ON_RESUME = ("name", "ea.generations", "ea.patience", "fitness.rescore_episodes", "fitness.retries",
+                        "fitness.population_batch", "runtime.", "transfer.")
+
+
+def _by_key(values: dict) -> dict:
+    """``{"ea.population_size": 8, "seed": 0, ...}``: each section's keys, their values whole."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{name}": item for name, item in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+RESUME_NOTE = ("a resumed run may change only name, ea.generations, ea.patience, fitness.rescore_episodes, "
+               "fitness.retries, fitness.population_batch, runtime.* and transfer.*; start a new run to change the rest")
+
+
+def resume_problems(saved: dict, cfg: Config) -> list[str]:
+    """Keys (outside :data:`FIXED_KEYS`, reported by :func:`compatibility_problems`) that differ between a
+    checkpoint's recipe and ``cfg`` and cannot change in the middle of a run (a key the checkpoint's
+    recipe lacks is not compared: it was added since)."""
+    fixed = {f"{section}.{key}" for section, key in FIXED_KEYS}
+    before, now = _by_key(saved), _by_key(to_dict(cfg))
+    return [f"{key} is {before[key]!r} in the checkpoint but {now[key]!r} here" for key in now if key in before and before[key] != now[key] and key not in fixed
+            and not key.startswith(CHANGEABLE_ON_RESUME)]
+
+
 def network_problems(payload: dict, cfg: Config) -> list[str]:
     """A traced network that traces differently now than when the checkpoint was written."""
     recorded = payload.get("network")

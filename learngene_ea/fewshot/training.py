@@ -103,12 +103,13 @@ def _optimizer(params, lr, weight_decay, steps):
 
 
 def train_on_task(model: nn.Module, dataset: FewShotDataset, task: Task, settings: TrainSettings, seed: int = 0,
-                  device: torch.device | str = "cpu") -> float:
+                  device: torch.device | str = "cpu", observe=None) -> float:
     """Train ``model`` (head sized to the task) with SGD + cosine decay; return the final mean loss.
 
-    Raises :class:`DivergedError` when the loss is not finite (checked once, after training).
+    Raises :class:`DivergedError` when the loss is not finite (checked once, after training);
+    ``observe`` as :func:`train_stacked`'s.
     """
-    return train_stacked([model], dataset, [task], settings, [seed], device)[0]
+    return train_stacked([model], dataset, [task], settings, [seed], device, observe)[0]
 
 
 def stacked_layout(device: torch.device) -> torch.memory_format:
@@ -124,8 +125,9 @@ def train_stacked(models: list[nn.Module], dataset: FewShotDataset, tasks: list[
     With one model this is plain training. With several, they are stacked
     (:class:`~learngene_ea.core.batched.StackedDescendants`), trained together, and their weights
     are written back. Returns each model's final mean loss; raises :class:`DivergedError` if
-    any loss is not finite. ``observe(steps_done)``, for one model only, is called after every
-    step (the model back in training mode after it): a learning curve is measured there.
+    any loss is not finite. ``observe(steps_done, loss)``, for one model only, is called after every
+    step (the model back in training mode after it): a learning curve is measured there, a
+    progress bar moves there (:class:`StepProgress`).
     """
     if observe is not None and len(models) != 1:
         raise ValueError("observe watches one model's training; stacked models are observed after splitting")
@@ -143,7 +145,8 @@ def train_network(network: nn.Module, dataset: FewShotDataset, streams: list[Tas
     """Train ``network``: one descendant (one stream) or a stack of P (P streams, descendant ``p``
     learning from ``streams[p]``); each block of steps' draws goes to the device in one transfer.
     Returns each descendant's final mean loss; raises :class:`DivergedError` if any is not finite.
-    ``observe(steps_done)`` is called after every step (the network back in training mode after it).
+    ``observe(steps_done, loss)`` is called after every step (the network back in training mode after
+    it), ``loss`` the step's loss per descendant as a tensor on the device (reading it waits for a GPU).
     """
     device, steps = torch.device(device), settings.steps
     trainer = PopulationTrainer(network, dataset, device, settings)
@@ -154,12 +157,53 @@ def train_network(network: nn.Module, dataset: FewShotDataset, streams: list[Tas
             block = trainer.plan(streams, min(PLAN_BLOCK, steps - step))
         losses[step] = trainer.step(block, step % PLAN_BLOCK)
         if observe is not None:
-            observe(step + 1)
+            observe(step + 1, losses[step])
             network.train()
     if not torch.isfinite(losses).all():
         raise DivergedError("training loss became NaN or infinite")
     tail = losses[-max(1, steps // 10):].mean(0)
     return [float(v) for v in tail.cpu()]
+
+
+class StepProgress:
+    """An ``observe`` callback (:func:`train_stacked`) that moves a progress bar one step per training
+    step and shows the loss, then calls ``then`` (another observer) if given. ``bar``: a tqdm-like
+    object (``update``, ``set_postfix``, ``close``) sized to the training's steps."""
+
+    LOSS_EVERY = 10  # steps between loss readings: each one waits for a GPU
+
+    def __init__(self, bar, then=None):
+        self.bar, self.then = bar, then
+
+    def __call__(self, steps_done: int, loss=None) -> None:
+        if self.then is not None:
+            self.then(steps_done, loss)
+        self.bar.update(1)
+        if loss is not None and (steps_done % self.LOSS_EVERY == 0 or steps_done == self.bar.total):
+            self.bar.set_postfix(loss=f"{float(loss.float().mean()):.3f}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@contextlib.contextmanager
+def closing_observer(progress, steps: int, desc: str):
+    """:func:`step_observer` for one training, its bar closed afterwards (also when the training fails)."""
+    observe = step_observer(progress, steps, desc)
+    try:
+        yield observe
+    finally:
+        if observe is not None:
+            observe.close()
+
+
+def step_observer(progress, steps: int, desc: str, then=None):
+    """What :func:`train_stacked` should call after each of ``steps`` steps: a :class:`StepProgress` on a bar
+    from ``progress(None, steps, desc, unit="step")`` (the run's bar factory), or ``then`` alone
+    (``progress`` None: ``--quiet``)."""
+    if progress is None:
+        return then
+    return StepProgress(progress(None, steps, desc, unit="step"), then)
 
 
 @torch.no_grad()

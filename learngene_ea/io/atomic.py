@@ -1,13 +1,15 @@
 """Writing files so that a kill at any instant leaves the old file or the new one, never half.
 
-At the bottom of the package: it imports nothing of it, and every module that writes a user's
-file (checkpoints, learngenes, reports, the resolved recipe) writes through it.
+At the bottom of the package: it imports only :mod:`learngene_ea.errors`, and every module that
+writes a user's file (checkpoints, learngenes, reports, the resolved recipe) writes through it.
 """
 from __future__ import annotations
 
 import os
 import re
 import tempfile
+
+from ..errors import WriteError
 
 
 # Fault injection for the crash-safety tests: SIGKILL this process halfway through writing
@@ -31,8 +33,21 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename.
+
+    A write the system refuses (full disk, ``ulimit -f``, read-only folder) raises
+    :class:`~learngene_ea.errors.WriteError` naming ``path``; the old file, if any, is left as it was.
+    """
     path = os.fspath(path)
+    try:
+        _write_and_rename(path, data)
+    except WriteError:
+        raise
+    except OSError as err:
+        raise WriteError(path, err) from err
+
+
+def _write_and_rename(path: str, data: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
@@ -46,8 +61,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except OSError:  # gone already, or the folder refuses even that: the write's own error matters
+            pass
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(directory, os.O_RDONLY)

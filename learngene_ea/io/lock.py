@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from ..errors import UserError
+from ..errors import UserError, WriteError
 
 try:
     import fcntl
@@ -27,7 +27,10 @@ def run_folder_lock(folder: str):
         yield
         return
     path = os.path.join(folder, LOCK_FILE)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:  # a read-only folder (a --resume of someone else's run): before anything is written
+        raise WriteError(path, err) from err
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:  # another process holds it
@@ -38,8 +41,11 @@ def run_folder_lock(folder: str):
     except OSError:  # a file system without locks (some network mounts): run unlocked, as before
         pass
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError as err:  # a full disk: the run could not write its first file either
+            raise WriteError(path, err) from err
         yield
     finally:
         os.close(fd)  # releases the lock; the file stays (removing it would race a waiting process)

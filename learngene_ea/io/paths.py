@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import tempfile
 
 from ..errors import UserError
 
@@ -53,6 +54,25 @@ def folder_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def writable_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written into ``folder`` (or, while it does not exist, the folder that would
+    hold it), or ``None``: a probe file is made and removed there (permissions alone miss a read-only
+    mount, and say nothing for root)."""
+    existing = os.path.abspath(os.fspath(folder))
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    problem = folder_problem(existing)
+    if problem:
+        return f"{existing!r} {problem}"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
 def decode_utf8(data: bytes, what: str) -> str:
     """``data`` decoded as UTF-8 (a leading byte-order mark dropped); :class:`UserError` naming the
     line of the first byte that is not UTF-8 (``what``: e.g. ``"Recipe 'r.yaml'"``)."""
@@ -85,3 +105,11 @@ def read_text(path: str | os.PathLike, what: str) -> str:
     """
     path = os.fspath(path)
     return decode_utf8(read_bytes(path, what), f"{what} {path!r}")
+
+
+def path_argument(value, name: str) -> str:
+    """``value`` as a path string; :class:`TypeError` naming the argument ``name`` for anything else (the
+    Python API's arguments, checked before they reach ``os``, whose errors would not name them)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), not {type(value).__name__} {value!r:.80}")
+    return os.fspath(value)

@@ -24,7 +24,11 @@ def split_words(split: str) -> str:
 
 
 def complement_words(evaluation: dict) -> str:
-    """What the fresh channels beside transferred ones start at (``transfer.complement_scale``), when not GTL's."""
+    """What the fresh channels beside transferred ones start at (``transfer.fresh_channels``,
+    ``transfer.complement_scale``), when not GTL's."""
+    if evaluation.get("fresh_channels", "scaled") == "grow":
+        return (" Channels beside transferred ones grow: they start with random filters, read by the next "
+                "layers with zero weights (transfer.fresh_channels).")
     scale = evaluation.get("complement_scale", 1.0)
     if scale == 1.0:
         return ""

@@ -60,6 +60,7 @@ the command line (``python -m learngene_ea.transfer``) is :mod:`learngene_ea.cli
 """
 from __future__ import annotations
 
+from ..core.fresh import FreshStart
 from ..core.learngene import load_learngene
 from ..fewshot.training import finetune_head_accuracies
 from .baselines import Method, baseline_methods, layerwise_layers, random_masks_like, top_l1_masks_like
@@ -81,7 +82,7 @@ from .pretrain import (PRETRAINED_FILE, PRETRAINED_FORMAT, cpu_state, pretrain_k
                        pretrained_from_state)
 
 __all__ = [
-    "load_learngene", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
+    "load_learngene", "FreshStart", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
     "copy_gene_layers", "layerwise_layers", "random_masks_like", "top_l1_masks_like", "Setting", "make_settings",
     "episode_digest", "Method", "baseline_methods", "Bench", "evaluate_episode", "summarise_episodes", "evaluate_method",
     "evaluate_transfer", "share_transfer_context", "evaluate_episode_job", "add_paired_differences",

@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..config.loading import default_complement_scale
+from ..config.loading import default_complement_scale, default_fresh_channels
+from ..core.fresh import FreshStart
 from ..core.learngene import Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene
 from ..core.models import ArchSpec, Backbone
 from ..ea.operators import keep_top_channels
@@ -87,13 +88,13 @@ def _nothing(model, episode_seed):
     return 0
 
 
-def _inherit_into(model, learngene: Learngene, complement_scale: float) -> int:
-    return transferred_params(model.spec, inherit_learngene(model, learngene, complement_scale))
+def _inherit_into(model, learngene: Learngene, fresh: FreshStart) -> int:
+    return transferred_params(model.spec, inherit_learngene(model, learngene, fresh.complement_scale, fresh.rule))
 
 
-def _pretrained_methods(learngene: Learngene, pretrained: Backbone, complement_scale: float) -> list[Method]:
+def _pretrained_methods(learngene: Learngene, pretrained: Backbone, fresh: FreshStart) -> list[Method]:
     """The rows built on the pre-trained network: all of it, random or top-L1 channels, whole layers
-    (the channel rows' fresh channels scaled by ``complement_scale``, as the learngene's are)."""
+    (the channel rows' fresh channels start under ``fresh``, as the learngene's do)."""
     family, width = learngene.family, learngene.width
     all_layers = [layer.name for layer in pretrained.spec.layers]
     budget_layers = layerwise_layers(pretrained.spec, learngene.num_params)
@@ -104,12 +105,12 @@ def _pretrained_methods(learngene: Learngene, pretrained: Backbone, complement_s
 
     def random_channels(model, episode_seed):
         masks = random_masks_like(learngene, episode_mask_seed(episode_seed))
-        return _inherit_into(model, extract_learngene(pretrained, masks), complement_scale)
+        return _inherit_into(model, extract_learngene(pretrained, masks), fresh)
 
     top_l1 = extract_learngene(pretrained, top_l1_masks_like(learngene, pretrained))
 
     def l1_channels(model, episode_seed):
-        return _inherit_into(model, top_l1, complement_scale)
+        return _inherit_into(model, top_l1, fresh)
 
     def layerwise(model, episode_seed):
         return copy_gene_layers(pretrained, model, budget_layers)
@@ -135,42 +136,64 @@ def _pretrained_methods(learngene: Learngene, pretrained: Backbone, complement_s
 
 def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descendants=(),
                      complement_scale: float | None = None,
-                     slimming: Learngene | None = None) -> list[Method]:
+                     slimming: Learngene | None = None, fresh_channels: str | None = None) -> list[Method]:
     """The rows of a transfer table: baselines, learngene, and scalability descendants.
 
     ``pretrained`` (the full network of the learngene's architecture trained on all training
     classes) feeds ``pretrained``, ``random-learngene``, ``l1-learngene`` and ``layerwise``; with ``None`` those
     rows are left out. ``slimming``: the ``slimming`` row's learngene (:mod:`.slimming`), ``None``
-    for no such row. ``descendants``: ``(family, width)`` pairs, each adding ``learngene`` and
-    ``scratch`` rows for that architecture. ``complement_scale`` (``transfer.complement_scale``):
-    what the fresh channels of every layer a learngene or pre-trained channels are written into
-    start at (:func:`~learngene_ea.core.backbone.scale_complement`; ``None``: the shipped default
-    recipe's, as on the command line).
+    for no such row. ``descendants``: ``(family, width)`` pairs, each adding ``scratch`` and
+    ``learngene`` rows for that architecture; a dict maps each to that architecture's own pre-trained
+    network (or None), which adds a ``pretrained`` row between them.
+    ``complement_scale`` (``transfer.complement_scale``): what the fresh channels of every layer a
+    learngene or pre-trained channels are written into start at
+    (:func:`~learngene_ea.core.backbone.scale_complement`) under the rule ``fresh_channels``
+    (``transfer.fresh_channels``: ``scaled`` or ``grow``, :mod:`~learngene_ea.core.fresh`); ``None``: the
+    shipped default recipe's, as on the command line. Under ``grow`` the ``instincts`` row (no update)
+    is the learngene sub-network itself, fresh channels silent: the two rules differ at step 0 only in
+    the pooled features, where the last group's fresh channels sit beside the learngene's.
     """
     family, width = learngene.family, learngene.width
-    if complement_scale is None:
-        complement_scale = default_complement_scale()
+    fresh = FreshStart(default_fresh_channels() if fresh_channels is None else fresh_channels,
+                       default_complement_scale() if complement_scale is None else complement_scale)
+    unchanged = FreshStart("scaled", 0.0) if fresh.rule == "grow" else fresh
 
     def inherit(model, episode_seed):
-        return _inherit_into(model, learngene, complement_scale)
+        return _inherit_into(model, learngene, fresh)
+
+    def inherit_unchanged(model, episode_seed):
+        return _inherit_into(model, learngene, unchanged)
 
     methods = [Method("scratch", family, width, _nothing, note="random initialisation"),
                Method("scratch-instincts", family, width, _nothing, finetune=False,
                       note="random initialisation, no update (prototypes of its random features)")]
     if pretrained is not None:
-        methods += _pretrained_methods(learngene, pretrained, complement_scale)
+        methods += _pretrained_methods(learngene, pretrained, fresh)
     if slimming is not None:
         def slimmed(model, episode_seed):
-            return _inherit_into(model, slimming, complement_scale)
+            return _inherit_into(model, slimming, fresh)
 
         methods.append(Method("slimming", family, width, slimmed,
                               note="Network Slimming at equal compute: the channels of largest BatchNorm "
                                    "scale of a warm start, as many per group as the learngene, then trained"))
     methods += [
-        Method("instincts", family, width, inherit, finetune=False, note="learngene descendant, no update"),
+        Method("instincts", family, width, inherit_unchanged, finetune=False, note="learngene descendant, no update"),
         Method("learngene", family, width, inherit, note="the learngene"),
     ]
     for d_family, d_width in descendants:
-        methods += [Method("scratch", d_family, d_width, _nothing, note="scalability: random initialisation"),
-                    Method("learngene", d_family, d_width, inherit, note="scalability: learngene inherited")]
+        methods.append(Method("scratch", d_family, d_width, _nothing, note="scalability: random initialisation"))
+        own = descendants.get((d_family, d_width)) if isinstance(descendants, dict) else None
+        if own is not None:
+            methods.append(Method("pretrained", d_family, d_width, _whole_network(own),
+                                  note="scalability: all gene layers of this architecture's own pre-trained "
+                                       "network (the same training images)"))
+        methods.append(Method("learngene", d_family, d_width, inherit, note="scalability: learngene inherited"))
     return methods
+
+
+def _whole_network(network: Backbone):
+    names = [layer.name for layer in network.spec.layers]
+
+    def whole(model, episode_seed):
+        return copy_gene_layers(network, model, names)
+    return whole

@@ -2,8 +2,8 @@
 
 A cached network is ``pretrained-<digest>.pt`` (the ``slimming`` row's: ``slimming-<digest>.pt``),
 where the digest is a hash of everything that determined its weights
-(:func:`learngene_ea.transfer.pretrain.pretrain_key`: model, data, steps, optimiser, seed, what
-it trained on; :func:`learngene_ea.transfer.slimming.slimming_key` adds the channels kept). A
+(:func:`learngene_ea.transfer.pretrain.pretrain_key`: model and its structure, data, steps, optimiser,
+seed, what it trained on; :func:`learngene_ea.transfer.slimming.slimming_key` adds the channels kept). A
 transfer writes into its own cache folder (the output folder, or ``transfer.cache_dir``) and
 may read, never write, other folders: the run folder next to the learngene, whose cache it
 reuses only when the key matches. The unkeyed ``pretrained.pt`` of earlier versions is neither
@@ -17,8 +17,29 @@ import json
 import os
 
 import torch
+from torch import fx
 
+from ..core.models import build_model
 from ..io.atomic import atomic_write_bytes
+
+
+def network_structure(family: str, width: float, in_channels: int) -> str:
+    """A hash of what the network ``family`` is now: its modules and their settings (``repr``), every
+    parameter's and buffer's name, shape and dtype, and its forward's torch.fx graph when it traces. In a
+    pre-training key it keeps a user's factory edited under the same name (another forward, another
+    width) from being served the network cached before the edit."""
+    try:
+        with torch.device("meta"):  # no memory, no initialisation
+            model = build_model(family, width, in_channels, 2, device="meta")
+    except Exception:  # a builder that computes with tensors: on the CPU
+        model = build_model(family, width, in_channels, 2)
+    parts = [repr(model)] + [f"{name} {tuple(t.shape)} {t.dtype}" for name, t in model.state_dict().items()]
+    try:
+        parts.append(fx.symbolic_trace(model).code)
+    except Exception:  # control flow on values (our resnet12): its modules and tensors say it all
+        pass
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
 
 def key_digest(key: dict) -> str:
     """A short, stable hash of a pre-training key (the cache file's name)."""

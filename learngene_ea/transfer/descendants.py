@@ -12,8 +12,9 @@ import math
 import numpy as np
 import torch
 
-from ..config.loading import default_complement_scale
+from ..config.loading import default_complement_scale, default_fresh_channels
 from ..errors import UserError
+from ..core.fresh import FreshStart
 from ..core.learngene import Learngene, inherit_learngene
 from ..core.models import FAMILIES, ArchSpec, Backbone, build_model
 from ..core.traced import arch_label, is_traced  # noqa: F401  (arch_label: re-exported)
@@ -49,12 +50,13 @@ def parse_descendant(text: str, default_width: float) -> tuple[str, float]:
 
 def build_descendant(learngene: Learngene, family: str | None = None, width: float | None = None,
                      num_classes: int = 5, seed: int = 0, device: str | torch.device = "cpu",
-                     complement_scale: float | None = None) -> Backbone:
+                     fresh: FreshStart | float | None = None) -> Backbone:
     """A fresh descendant (initialised from ``seed``) with the learngene written into it.
 
-    ``family``/``width`` default to the learngene's ancestry architecture; ``complement_scale``
-    scales its fresh channels (``transfer.complement_scale``; ``None``: the shipped default
-    recipe's, so that Python builds the descendants the command line does). The returned model
+    ``family``/``width`` default to the learngene's ancestry architecture; ``fresh`` says how its fresh
+    channels start: a :class:`~learngene_ea.core.fresh.FreshStart` (``transfer.fresh_channels`` and
+    ``transfer.complement_scale``), a number (the ``scaled`` rule at that scale), or ``None``: the shipped
+    default recipe's, so that Python builds the descendants the command line does. The returned model
     carries ``model.inherited``: gene layer name -> (output, input) channel indices written
     (what :func:`inherit_learngene` returns). Raises :class:`UserError` when nothing of the
     learngene can be written into that family (e.g. a Conv4 learngene into a ResNet12).
@@ -62,8 +64,11 @@ def build_descendant(learngene: Learngene, family: str | None = None, width: flo
     family = family or learngene.family
     width = learngene.width if width is None else float(width)
     model = build_model(family, width, learngene.in_channels, num_classes, seed=seed, device=device)
-    scale = default_complement_scale() if complement_scale is None else complement_scale
-    written = inherit_learngene(model, learngene, scale)
+    if fresh is None:
+        fresh = FreshStart(default_fresh_channels(), default_complement_scale())
+    elif not isinstance(fresh, FreshStart):
+        fresh = FreshStart("scaled", float(fresh))
+    written = inherit_learngene(model, learngene, fresh.complement_scale, fresh.rule)
     if not written:
         raise UserError(f"A {arch_label(learngene.family, learngene.width)} learngene cannot be inherited by "
                         f"a {arch_label(family, width)} descendant: no gene layer matches (layers match by "
@@ -74,7 +79,7 @@ def build_descendant(learngene: Learngene, family: str | None = None, width: flo
 
 def check_descendant(learngene: Learngene, family: str, width: float) -> dict[str, list[int]]:
     """What inheriting into ``family``/``width`` writes (layer -> [#out, #in]); UserError when nothing."""
-    model = build_descendant(learngene, family, width, num_classes=2, seed=0, complement_scale=1.0)  # any scale
+    model = build_descendant(learngene, family, width, num_classes=2, seed=0, fresh=1.0)  # any rule
     return {name: [len(o), len(i)] for name, (o, i) in model.inherited.items()}
 
 

@@ -23,7 +23,8 @@ from .baselines import baseline_methods
 from .episodes import make_settings
 from .finetune import Bench
 from .jobs import evaluate_transfer
-from .pipeline import TransferOptions, check_compatible, check_unseen_classes, get_pretrained, transfer_device
+from .pipeline import (TransferOptions, check_compatible, check_out_dir, check_unseen_classes, get_pretrained,
+                       transfer_device)
 from .report import difference_cell, paired_difference
 from .target import load_target, target_data, with_resolved_augment
 
@@ -52,6 +53,7 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, options: Tr
     first = learngenes[0]
     run_dir = os.path.dirname(os.path.abspath(folder.rstrip(os.sep)))  # pareto/'s run folder
     out_dir = out_dir or folder
+    check_out_dir(out_dir, "front's transfer reports")
     cfg, _ = with_resolved_augment(cfg)
     data, data_key = target_data(cfg)
     dataset = load_target(cfg, first.in_channels, log)
@@ -62,12 +64,13 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, options: Tr
     device = transfer_device(cfg)
     settings = make_settings(cfg.transfer, dataset)
     pretrained, pretrain_info = get_pretrained(cfg, first, dataset, (run_dir, cfg.transfer.cache_dir or out_dir),
-                                               device, log, options.pretrained_path)
+                                               device, log, options)
     pretrained.eval()
     shared, members = {}, []
     for index, (learngene, path) in enumerate(zip(learngenes, paths)):
         log(f"front learngene {index + 1}/{len(paths)}: {os.path.basename(path)} (fraction {learngene.fraction:.3f})")
-        methods = [m for m in baseline_methods(learngene, pretrained, (), cfg.transfer.complement_scale)
+        methods = [m for m in baseline_methods(learngene, pretrained, (), cfg.transfer.complement_scale,
+                                               fresh_channels=cfg.transfer.fresh_channels)
                    if index == 0 or m.name in PER_LEARNGENE]
         rows = evaluate_transfer(methods, Bench(dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric),
                                  settings, log, progress)

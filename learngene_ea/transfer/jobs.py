@@ -73,12 +73,15 @@ def new_context_key() -> str:
 def share_transfer_context(key: str, cfg: Config, learngene: Learngene, pretrained: Backbone | None,
                            descendants, local: tuple, slimming: Learngene | None = None) -> None:
     """Make ``key`` resolvable by :func:`evaluate_episode_job` here (``local``) and on SCOOP workers
-    (``slimming``: the ``slimming`` row's learngene, if the table has that row)."""
+    (``descendants``: as :func:`~.baselines.baseline_methods` takes them, with or without their own
+    pre-trained networks; ``slimming``: the ``slimming`` row's learngene, if the table has that row)."""
     _CONTEXTS[key] = local
     if spreads(cfg.runtime):
         state = None if pretrained is None else cpu_state(pretrained)
+        own = descendants if isinstance(descendants, dict) else dict.fromkeys(descendants)
+        descendants = [(list(arch), None if network is None else cpu_state(network)) for arch, network in own.items()]
         share_constant(cfg.runtime, key, {"config": cfg, "learngene": learngene, "pretrained": state,
-                             "descendants": list(descendants), "slimming": slimming})
+                             "descendants": descendants, "slimming": slimming})
 
 
 def forget_transfer_context(key: str | None) -> None:
@@ -99,8 +102,11 @@ def _context(key: str) -> tuple:
         if shared_context["pretrained"] is not None:
             pretrained = pretrained_from_state(shared_context["pretrained"], learngene.family, learngene.width,
                                                learngene.in_channels, device).eval()
-        methods = baseline_methods(learngene, pretrained, shared_context["descendants"], cfg.transfer.complement_scale,
-                                   shared_context.get("slimming"))
+        descendants = {tuple(arch): None if state is None else
+                       pretrained_from_state(state, arch[0], arch[1], learngene.in_channels, device).eval()
+                       for arch, state in shared_context["descendants"]}
+        methods = baseline_methods(learngene, pretrained, descendants, cfg.transfer.complement_scale,
+                                   shared_context.get("slimming"), cfg.transfer.fresh_channels)
         _CONTEXTS.clear()  # one transfer evaluation at a time: free the previous one
         bench = Bench(dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric)
         _CONTEXTS[key] = (make_settings(cfg.transfer, dataset), methods, bench)

@@ -19,6 +19,7 @@ from ..config.loading import Config, ConfigError, dataset_label
 from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..core.learngene import Learngene, load_learngene
+from ..io.paths import writable_problem
 from ..reports.files import plural, split_words
 from ..fewshot.batches import resolve_device
 from ..parallel.engines import backend_of, parallel_map, process_count
@@ -44,6 +45,15 @@ def check_compatible(cfg: Config, learngene: Learngene, path: str) -> None:
                           f"recipe's model is {arch_label(cfg.model.network, cfg.model.width)}; pass the run's "
                           "config.yaml (or fix model.family/model.width) and use --descendants for other "
                           "architectures.")
+    check_descendant(learngene, learngene.family, learngene.width)  # a factory that traces differently now: before
+    # any pre-training or row, not when the learngene row is reached
+
+
+def check_out_dir(out_dir: str, what: str = "transfer reports") -> None:
+    """A folder the reports cannot be written into (a read-only run folder), said before any compute."""
+    problem = writable_problem(out_dir)
+    if problem:
+        raise UserError(f"Cannot write the {what} into {out_dir!r} ({problem}); pass a writable --out folder.")
 
 
 def seen_test_classes(learngene: Learngene, data_cfg, dataset: FewShotDataset) -> list[str]:
@@ -88,7 +98,9 @@ class TransferOptions:
     ``descendants``: ``family@width`` rows (default ``transfer.descendants``); ``write``: the
     reports (else only the returned dict); ``allow_seen_classes``: test classes the evolution saw;
     ``pretrained_path``: a network of the user's for the pre-trained rows; ``keep_earlier``: an
-    earlier report in the folder stays, the new one is ``transfer-2.*`` (``-3``, ...).
+    earlier report in the folder stays, the new one is ``transfer-2.*`` (``-3``, ...); ``progress``:
+    a tqdm-like bar factory ``progress(iterable, total, desc, unit=...)`` that shows the pre-training's
+    and slimming's steps and the episodes (None: no bars, ``--quiet``).
     """
 
     descendants: list[str] | None = None
@@ -96,6 +108,7 @@ class TransferOptions:
     allow_seen_classes: bool = False
     pretrained_path: str | None = None
     keep_earlier: bool = False
+    progress: object = None
 
 
 @dataclass
@@ -122,7 +135,7 @@ def transfer_device(cfg: Config):
 
 
 def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: tuple[str, str], device,
-                   log, pretrained_path: str | None = None):
+                   log, options: TransferOptions | None = None):
     """The pre-trained network of the baselines and its info: given, or trained on the source or the target.
 
     Trained on the source's training classes (``transfer.pretrain_on: source``) or the target's
@@ -130,6 +143,8 @@ def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, fo
     (``folders``: ``(run_dir, cache_dir)``).
     """
     run_dir, cache_dir = folders
+    options = options or TransferOptions()
+    pretrained_path = options.pretrained_path
     if pretrained_path:
         model, info = given_pretrained(pretrained_path, learngene.family, learngene.width, learngene.in_channels,
                                        device)
@@ -139,7 +154,31 @@ def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, fo
     others = (run_dir,) if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else ()
     return load_or_pretrain(cfg, dataset, Arch.of(learngene), cache_dir, device, log,
                             PretrainSource(data, cfg.transfer.pretrain_on, learngene.meta.get("training_images"),
-                                           others))
+                                           others, options.progress))
+
+
+def get_descendant_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: tuple[str, str],
+                              log, options: TransferOptions, extra) -> tuple[dict, dict]:
+    """Every ``extra`` descendant architecture with its own pre-trained network, trained on the same images for
+    as many steps as the learngene's (equal compute, on ``runtime.device``) and cached alike:
+    ``{(family, width): network}`` and ``{label: info}``; the networks are None beside a given one
+    (``--pretrained``: its data may not be here)."""
+    if not extra or options.pretrained_path:
+        if extra:
+            log("scalability rows: no pre-trained network of their own beside a given one (--pretrained)")
+        return dict.fromkeys(extra), {}
+    run_dir, cache_dir = folders
+    device = resolve_device(cfg.runtime.device)  # this process's, as transfer_device resolved it
+    data, dataset = pretrain_data(cfg, learngene, target, run_dir)
+    others = (run_dir,) if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else ()
+    source = PretrainSource(data, cfg.transfer.pretrain_on, learngene.meta.get("training_images"), others,
+                            options.progress)
+    networks, infos = {}, {}
+    for family, width in extra:
+        model, info = load_or_pretrain(cfg, dataset, Arch(family, width, learngene.in_channels), cache_dir, device,
+                                       log, source)
+        networks[family, width], infos[arch_label(family, width)] = model.eval(), info
+    return networks, infos
 
 
 def extra_descendants(learngene: Learngene, texts: list[str], log) -> list[tuple[str, float]]:
@@ -203,7 +242,8 @@ def evaluate_rows(cfg: Config, learngene: Learngene, table: "Rows", bench: Bench
 @dataclass
 class Rows:
     """The rows of a transfer table (``methods``) and what they stand on: the pre-trained network, its
-    cache folder, the extra descendants' architectures, the ``slimming`` row's learngene (or None)."""
+    cache folder, the extra descendants' architectures (``(family, width)`` -> their own pre-trained network,
+    or None), the ``slimming`` row's learngene (or None)."""
 
     methods: list
     pretrained: object
@@ -241,6 +281,7 @@ def results_record(cfg: Config, learngene: Learngene, path: str, test: EpisodeDa
                     "test_classes_seen_by_learngene": test.seen},
         "device": str(parts["device"]),
         "pretrained": pretrain_info,
+        "pretrained_descendants": parts.get("pretrained_descendants", {}),
         "slimming": parts.get("slimming"),
         "settings": [{"name": s.name, "label": s.label, "n_way": s.n_way, "k_shot": s.k_shot, "n_query": s.n_query,
                       "seed": s.seed, "episode_seeds": s.episode_seeds,
@@ -254,7 +295,7 @@ def results_record(cfg: Config, learngene: Learngene, path: str, test: EpisodeDa
 
 
 def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, options: TransferOptions | None = None,
-                 log=print, progress=None) -> dict:
+                 log=print) -> dict:
     """Evaluate the learngene at ``learngene_path`` and every baseline on test episodes.
 
     The episodes come from ``transfer.target`` (else the recipe data's test split), the
@@ -274,6 +315,8 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, o
     out_dir = out_dir or (run_dir if cfg.transfer.target is None else
                           os.path.join(run_dir, f"transfer-{dataset_label(cfg.transfer.target)}"))
     cache_dir = cfg.transfer.cache_dir or out_dir
+    if options.write:
+        check_out_dir(out_dir)
     cfg, augment_from = with_resolved_augment(cfg)
     device = transfer_device(cfg)
     check_compatible(cfg, learngene, learngene_path)
@@ -285,32 +328,41 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, o
     settings = make_settings(cfg.transfer, test.dataset)
     t = time.perf_counter()
     pretrained, pretrain_info = get_pretrained(cfg, learngene, test.dataset, (run_dir, cache_dir), device, log,
-                                               options.pretrained_path)
+                                               options)
     pretrained.eval()
+    descendants, own_info = get_descendant_pretrained(cfg, learngene, test.dataset, (run_dir, cache_dir), log,
+                                                      options, extra)
     timings["pretrained"] = time.perf_counter() - t
     t = time.perf_counter()
     slimming, slimming_info = get_slimming(cfg, learngene, test.dataset, (run_dir, cache_dir), device, log,
-                                           options.pretrained_path)
+                                           options)
     timings["slimming"] = time.perf_counter() - t
     t = time.perf_counter()
-    methods = baseline_methods(learngene, pretrained, extra, cfg.transfer.complement_scale, slimming)
-    table = Rows(methods, pretrained, cache_dir, extra, slimming)
+    methods = baseline_methods(learngene, pretrained, descendants, cfg.transfer.complement_scale, slimming,
+                               cfg.transfer.fresh_channels)
+    table = Rows(methods, pretrained, cache_dir, descendants, slimming)
     bench = Bench(test.dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric)
-    rows = evaluate_rows(cfg, learngene, table, bench, settings, log, progress)
+    rows = evaluate_rows(cfg, learngene, table, bench, settings, log, options.progress)
     timings["evaluation"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     results = results_record(cfg, learngene, learngene_path, test, {
         "settings": settings, "rows": rows, "pretrained": pretrain_info, "slimming": slimming_info, "extra": extra,
-        "device": device,
+        "device": device, "pretrained_descendants": own_info,
         "augment_from": augment_from, "timings": timings})
     if options.write:
-        try:
-            paths = write_reports(results, out_dir, options.keep_earlier)
-        except OSError as err:
-            raise UserError(f"Cannot write the transfer reports into {out_dir!r} ({err.strerror}); "
-                            "pass a writable --out folder.") from err
-        log(f"transfer reports: {paths['md']}, {paths['json']}, {paths['png']}")
+        write_transfer_reports(results, out_dir, options.keep_earlier, log)
     return results
+
+
+def write_transfer_reports(results: dict, out_dir: str, keep_earlier: bool, log) -> None:
+    """``transfer.json``/``.md``/``.png`` in ``out_dir`` (see :func:`write_reports`); a folder that refuses
+    them is one sentence."""
+    try:
+        paths = write_reports(results, out_dir, keep_earlier)
+    except OSError as err:
+        raise UserError(f"Cannot write the transfer reports into {out_dir!r} ({err.strerror}); "
+                        "pass a writable --out folder.") from err
+    log(f"transfer reports: {paths['md']}, {paths['json']}, {paths['png']}")
 
 
 def transfer_after_run(cfg: Config, run_dir: str, log=print) -> dict:

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -24,12 +25,13 @@ from torch import nn
 from ..config.loading import Config
 from ..data.base import FewShotDataset
 from ..errors import UserError
+from ..io.paths import file_problem
 from ..core.models import Backbone, build_model
 from ..core.traced import is_traced, traced
 from ..reports.files import plural
 from ..fewshot.sampling import training_classes_task
-from ..fewshot.training import TrainSettings, train_on_task
-from .cache import cache_file, find_cached, write_cached
+from ..fewshot.training import TrainSettings, closing_observer, train_on_task
+from .cache import cache_file, find_cached, network_structure, write_cached
 from .descendants import arch_label
 from .episodes import pretrain_seed
 
@@ -58,13 +60,14 @@ def pretrain_steps(cfg: Config, dataset: FewShotDataset, evolution_images: int |
 
 def pretrain_key(cfg: Config, family: str, width: float, in_channels: int, steps: int, data_cfg=None,
                  trained_on: str = "source") -> dict:
-    """Everything a pre-trained network's weights depend on: model, data (``data_cfg``, default
+    """Everything a pre-trained network's weights depend on: model and its structure, data (``data_cfg``, default
     ``cfg.data``; its root made absolute), what it trained on, steps, optimiser and seed."""
     data = json.loads(json.dumps(dataclasses.asdict(data_cfg or cfg.data)))
     if data.get("root"):
         data["root"] = os.path.abspath(os.path.expanduser(data["root"]))
     return {
         "format": PRETRAINED_FORMAT, "family": family, "width": float(width), "in_channels": int(in_channels),
+        "structure": network_structure(family, width, in_channels),  # the factory as it is now, not its name
         "data": data, "trained_on": trained_on,
         "steps": int(steps), "lr": cfg.task.lr, "batch_size": cfg.task.batch_size,
         "weight_decay": cfg.task.weight_decay, "augment": data["augment"], "seed": cfg.transfer.seed,
@@ -92,31 +95,34 @@ class PretrainSource:
 
     ``data_cfg``: the data section describing its dataset (default ``cfg.data``); ``trained_on``:
     ``source`` or ``target``; ``evolution_images``: the evolution's training images (equal
-    compute, see :func:`pretrain_steps`); ``also_look_in``: folders read for a cached copy.
+    compute, see :func:`pretrain_steps`); ``also_look_in``: folders read for a cached copy;
+    ``progress``: the command's bar factory (``progress(iterable, total, desc, unit=...)``, tqdm-like),
+    which shows the training's steps, or None (``--quiet``).
     """
 
     data_cfg: object = None
     trained_on: str = "source"
     evolution_images: int | None = None
     also_look_in: tuple = ()
+    progress: object = None
 
 
-def pretrain_network(cfg: Config, dataset: FewShotDataset, arch: Arch, device, steps: int,
-                     augment: bool | None = None, seed: int | None = None) -> tuple[Backbone, dict]:
+def pretrain_network(cfg: Config, dataset: FewShotDataset, arch: Arch, device, settings: TrainSettings,
+                     seed: int | None = None, observe=None) -> tuple[Backbone, dict]:
     """Supervised training of the full network on ALL training classes (never val/test images).
 
-    The same optimiser as the descendants' tasks (``task.lr``, ``task.batch_size``,
-    ``task.weight_decay``, SGD momentum 0.9 + cosine decay) for ``steps`` batches drawn from
-    every image of every training class, augmented when ``augment`` (default ``data.augment``);
-    initialisation and batches from ``seed`` (default: the pre-trained baseline's, from ``transfer.seed``).
+    ``settings``: the descendants' task optimiser (``TrainSettings.of_task(cfg, steps, augment)``:
+    ``task.lr``, ``task.batch_size``, ``task.weight_decay``, SGD momentum 0.9 + cosine decay) for its
+    steps, batches drawn from every image of every training class; initialisation and batches from
+    ``seed`` (default: the pre-trained baseline's, from ``transfer.seed``); ``observe`` as
+    :func:`~learngene_ea.fewshot.training.train_stacked`'s (a progress bar).
     """
-    start = time.perf_counter()
-    augment = cfg.data.augment if augment is None else augment
+    start, steps = time.perf_counter(), settings.steps
     task = training_classes_task(dataset)
     classes, indices = task.class_ids, task.indices
     seed = pretrain_seed(cfg.transfer.seed) if seed is None else seed
     model = build_model(arch.family, arch.width, arch.in_channels, len(classes), seed=seed, device=device)
-    loss = train_on_task(model, dataset, task, TrainSettings.of_task(cfg, steps, augment), seed, device)
+    loss = train_on_task(model, dataset, task, settings, seed, device, observe)
     chance = math.log(len(classes))
     info = {"classes": len(classes), "images": int(len(indices)), "steps": steps,
             "training_images": steps * cfg.task.batch_size, "epochs": steps * cfg.task.batch_size / len(indices),
@@ -164,7 +170,9 @@ def load_or_pretrain(cfg: Config, dataset: FewShotDataset, arch: Arch, cache_dir
     log(f"pre-trained baseline: training {arch_label(family, width)} on all {classes} training "
         f"{'class' if classes == 1 else 'classes'} of the {trained_on} for {plural(steps, 'step')} "
         f"({steps * cfg.task.batch_size:,} images; {decided_by})")
-    model, info = pretrain_network(cfg, dataset, arch, device, steps, data_cfg.augment)
+    with closing_observer(source.progress, steps, "pre-trained baseline") as observe:
+        model, info = pretrain_network(cfg, dataset, arch, device, TrainSettings.of_task(cfg, steps, data_cfg.augment),
+                                       observe=observe)
     images = sum(len(dataset.indices_of_class(c)) for c in dataset.splits["train"])
     if images < cfg.task.batch_size:
         log(f"warning: the pre-trained baseline's batches hold its {images} training images, fewer than "
@@ -188,22 +196,28 @@ def given_pretrained(path: str, family: str, width: float, in_channels: int, dev
     arch = f"{arch_label(family, width)} network reading {in_channels}-channel images"
     fix = (f"pass the state dict of a {family} network with model.width {width:g} and {in_channels} image "
            "channels (the learngene's).")
-    if not os.path.isfile(path):
-        raise UserError(f"{flag} {path!r} does not exist; {fix}")
+    problem = file_problem(path)
+    if problem:  # a folder or a fifo is "not a regular file", not "does not exist"
+        raise UserError(f"{flag} {path!r} {problem}; {fix}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on checking a sparse tensor: it is refused below
+            warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise UserError(f"{flag} {path!r} cannot be read as a state dict ({type(err).__name__}); {fix}") from err
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{flag} {path!r} does not hold a state dict (names to tensors); {fix}")
+    named = [name for name in state if not isinstance(name, str)]
+    if named:
+        raise UserError(f"{flag} {path!r} has a key that is not a tensor's name ({named[0]!r}); {fix}")
     if is_traced(family) and not any(name.startswith("net.") for name in state):
         state = {f"net.{name}": value for name, value in state.items()}  # the network's own (torchvision's) names
     expected = build_model(family, width, in_channels, 2).state_dict()
     backbone = [name for name in expected if not name.startswith("head.")]
     for name in backbone:
-        if name.endswith("num_batches_tracked"):  # a counter, not a weight: some state dicts leave it out
+        if name.endswith("num_batches_tracked") and name not in state:  # a counter: some state dicts leave it out
             continue
         if name not in state:
             raise UserError(f"{flag} {path!r} has no {name!r}, so it is not a {arch}; {fix}")
@@ -216,10 +230,40 @@ def given_pretrained(path: str, family: str, width: float, in_channels: int, dev
         raise UserError(f"{flag} {path!r} has {len(extra)} tensors a {arch} does not have (e.g. {extra[0]!r}); {fix}")
     head, features = state.get("head.weight"), expected["head.weight"].shape[1]
     head_fits = head is not None and head.dim() == 2 and head.shape[1] == features and "head.bias" in state
+    if head_fits and tuple(state["head.bias"].shape) != (head.shape[0],):
+        raise UserError(f"{flag} {path!r} has a 'head.bias' of shape {list(state['head.bias'].shape)} for a "
+                        f"'head.weight' of {head.shape[0]} classes; {fix}")
     model = build_model(family, width, in_channels, int(head.shape[0]) if head_fits else 2, device=device)
     kept = [name for name in backbone if name in state] + (["head.weight", "head.bias"] if head_fits else [])
+    for name in kept:
+        problem = tensor_problem(state[name], expected[name]) or _variance_problem(name, state[name])
+        if problem:
+            raise UserError(f"{flag} {path!r} has a {name!r} that {problem}; {fix}")
     model.load_state_dict({name: state[name] for name in kept}, strict=False)
     return model, {"path": os.path.abspath(path), "trained_on": "given", "reused": True}
+
+
+def tensor_problem(given: torch.Tensor, expected: torch.Tensor) -> str | None:
+    """Why ``given`` cannot be loaded where a network holds ``expected`` (same shape already checked), or ``None``.
+
+    ``load_state_dict`` would raise a traceback for a sparse or meta tensor and silently round
+    floating-point weights cast to integers (every weight of a conv becomes 0).
+    """
+    if given.layout != torch.strided:
+        return f"is a {str(given.layout).removeprefix('torch.')} tensor, not a dense one"
+    if given.is_meta:
+        return "is a meta tensor (a shape without values)"
+    if given.is_complex() or given.is_floating_point() != expected.is_floating_point():
+        name = str(given.dtype).removeprefix("torch."), str(expected.dtype).removeprefix("torch.")
+        return f"holds {name[0]} values, not {name[1]}"
+    return None
+
+
+def _variance_problem(name: str, given: torch.Tensor) -> str | None:
+    """A BatchNorm's running variance below 0 (or NaN): normalising by its square root gives NaN everywhere."""
+    if name.endswith("running_var") and not bool((given >= 0).all()):
+        return "holds a negative or NaN variance (a BatchNorm's running_var is at least 0)"
+    return None
 
 
 def warn_near_chance(info: dict, log) -> None:

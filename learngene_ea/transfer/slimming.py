@@ -36,7 +36,7 @@ from ..core.models import Backbone, build_model
 from ..data.base import FewShotDataset
 from ..ea.operators import keep_top_channels
 from ..fewshot.sampling import training_classes_task
-from ..fewshot.training import TrainSettings, train_on_task
+from ..fewshot.training import TrainSettings, closing_observer, train_on_task
 from ..reports.files import plural
 from .cache import cache_file, find_cached, write_cached
 from .episodes import slimming_seed
@@ -91,13 +91,15 @@ def bn_masks_like(learngene: Learngene, network: Backbone) -> dict[str, np.ndarr
 
 
 def warm_start_network(cfg: Config, dataset: FewShotDataset, arch: Arch, device, steps: int,
-                       augment: bool | None = None) -> tuple[Backbone, dict]:
+                       augment: bool | None = None, progress=None) -> tuple[Backbone, dict]:
     """Stage 1: the whole network trained on every training class for ``steps`` batches (its own seed)."""
-    return pretrain_network(cfg, dataset, arch, device, steps, augment, seed=slimming_seed(cfg.transfer.seed, 0))
+    with closing_observer(progress, steps, "slimming: warm start") as observe:
+        return pretrain_network(cfg, dataset, arch, device, TrainSettings.of_task(cfg, steps, augment),
+                                seed=slimming_seed(cfg.transfer.seed, 0), observe=observe)
 
 
 def train_sub_network(cfg: Config, dataset: FewShotDataset, pruned: Learngene, device, steps: int,
-                      augment: bool | None = None) -> tuple[Learngene, float | None]:
+                      augment: bool | None = None, progress=None) -> tuple[Learngene, float | None]:
     """Stage 3: ``pruned`` written into a fresh network (other channels silent), trained on every
     training class for ``steps`` batches, read out again under its masks; and the final loss."""
     task = training_classes_task(dataset)
@@ -107,17 +109,21 @@ def train_sub_network(cfg: Config, dataset: FewShotDataset, pruned: Learngene, d
     inherit_learngene(model, pruned, complement_scale=0.0)
     loss = None
     if steps:
-        loss = train_on_task(model, dataset, task, TrainSettings.of_task(cfg, steps, augment), seed, device)
+        with closing_observer(progress, steps, "slimming: sub-network") as observe:
+            loss = train_on_task(model, dataset, task, TrainSettings.of_task(cfg, steps, augment), seed, device,
+                                 observe)
     return extract_learngene(model, pruned.masks, meta={"from": "slimming"}), loss
 
 
 def slim_network(cfg: Config, dataset: FewShotDataset, learngene: Learngene, device, steps: tuple[int, int],
-                 augment: bool | None = None) -> tuple[Learngene, dict]:
-    """Stages 1-3 (module docstring): the slimming learngene and what it cost."""
+                 augment: bool | None = None, progress=None) -> tuple[Learngene, dict]:
+    """Stages 1-3 (module docstring): the slimming learngene and what it cost (``progress``: a bar factory
+    that shows each stage's steps, or None)."""
     start, batch = time.perf_counter(), cfg.task.batch_size
-    warm, warm_info = warm_start_network(cfg, dataset, Arch.of(learngene), device, steps[0], augment)
+    warm, warm_info = warm_start_network(cfg, dataset, Arch.of(learngene), device, steps[0], augment, progress)
     masks = bn_masks_like(learngene, warm)
-    slim, loss = train_sub_network(cfg, dataset, extract_learngene(warm, masks), device, steps[1], augment)
+    slim, loss = train_sub_network(cfg, dataset, extract_learngene(warm, masks), device, steps[1], augment,
+                                   progress)
     info = {"classes": warm_info["classes"], "images": warm_info["images"],
             "warm_start_steps": steps[0], "warm_start_images": steps[0] * batch,
             "warm_start_final_loss": warm_info["final_loss"],
@@ -154,7 +160,7 @@ def load_or_slim(cfg: Config, dataset: FewShotDataset, learngene: Learngene, cac
     log(f"slimming baseline: a warm start of {plural(steps[0], 'step')}, its channels of largest BatchNorm scale "
         f"kept, then {plural(steps[1], 'step')} of that sub-network ({(steps[0] + steps[1]) * cfg.task.batch_size:,} "
         f"images in all, the evolution's) on the training classes of the {source.trained_on}")
-    slim, info = slim_network(cfg, dataset, learngene, device, steps, data_cfg.augment)
+    slim, info = slim_network(cfg, dataset, learngene, device, steps, data_cfg.augment, source.progress)
     final = "none" if info["final_loss"] is None else f"{info['final_loss']:.3f}"
     log(f"slimming baseline: warm-start loss {info['warm_start_final_loss']:.3f}, final loss {final}, "
         f"{info['seconds']:.0f}s")
@@ -164,10 +170,13 @@ def load_or_slim(cfg: Config, dataset: FewShotDataset, learngene: Learngene, cac
 
 
 def get_slimming(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: tuple[str, str], device, log,
-                 pretrained_path: str | None = None) -> tuple[Learngene | None, dict]:
+                 options=None) -> tuple[Learngene | None, dict]:
     """The slimming learngene of the table and its info, on the pre-trained baseline's data
     (:func:`~.target.pretrain_data`); cached in ``cache_dir`` and reused from the run folder
-    (``folders``: ``(run_dir, cache_dir)``). Left out when ``--pretrained`` gives the pre-trained network."""
+    (``folders``: ``(run_dir, cache_dir)``). ``options``: the transfer's
+    :class:`~.pipeline.TransferOptions` (its ``pretrained_path`` and ``progress``), if any. Left out when
+    ``--pretrained`` gives the pre-trained network."""
+    pretrained_path, progress = getattr(options, "pretrained_path", None), getattr(options, "progress", None)
     if pretrained_path:
         why = "--pretrained gives the pre-trained network, so there is no pre-training of the evolution's compute"
         log(f"slimming: left out: {why}")
@@ -178,4 +187,4 @@ def get_slimming(cfg: Config, learngene: Learngene, target: FewShotDataset, fold
     data, dataset = pretrain_data(cfg, learngene, target, run_dir)
     others = (run_dir,) if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else ()
     return load_or_slim(cfg, dataset, learngene, cache_dir, device, log,
-                        PretrainSource(data, cfg.transfer.pretrain_on, None, others))
+                        PretrainSource(data, cfg.transfer.pretrain_on, None, others, progress))
