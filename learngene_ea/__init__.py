@@ -17,7 +17,7 @@ from .core import deap_classes  # noqa: F401  (creates creator.FitnessGTL / crea
 __version__ = "0.2.0"
 
 _API = ("load_config", "Config", "evolve_run", "resume_run", "RunResult", "evaluate_learngene", "TransferResult",
-        "run_study", "StudyRecipe", "StudyResult")
+        "run_study", "StudyRecipe", "StudyResult", "extract_learngene", "inherit", "build_descendant", "load_learngene")
 __all__ = ["__version__", *_API]
 
 

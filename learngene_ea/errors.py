@@ -3,7 +3,10 @@
 Command-line entry points catch :class:`UserError`, print its message as one sentence and
 exit with code 2; everything else is a bug and keeps its traceback. A file that cannot be
 written (:class:`WriteError`: a full disk, a file size limit, a read-only folder) is the
-environment's fault, not the input's: one sentence too, exit code 1.
+environment's fault, not the input's: one sentence too, exit code 1. A run that its fitness or
+an operator stopped (:class:`EvaluationFailure`, :class:`OperatorFailure`, raised by the generation
+loop) is exit code 1 with a sentence. This module imports nothing heavy: every command line's error
+handling loads it before its arguments are read.
 """
 import errno
 
@@ -43,3 +46,43 @@ class WriteError(UserError, OSError):
 
     def __reduce__(self):  # OSError's would call __init__ with (errno, strerror, path): a study's seed process
         return type(self), (self.filename, OSError(self.errno, self.strerror))
+
+
+class OperatorFailure(Exception):
+    """A genetic operator (select, mutate, mate) raised: the run stops, its checkpoint is safe."""
+
+    def __init__(self, role: str, function, generation: int, error: BaseException):
+        name = getattr(function, "func", function)
+        name = f"{getattr(name, '__module__', '?')}:{getattr(name, '__qualname__', repr(name))}"
+        super().__init__(f"operator '{role}' ({name}) failed while making generation {generation} "
+                         f"({type(error).__name__}: {error}); {_safe_generation(generation)}")
+        self.role = role
+        self.error = error
+
+
+def _safe_generation(generation: int) -> str:
+    if generation <= 0:
+        return "generation 0 did not finish: fix the cause, then --resume the run (it starts generation 0 again)."
+    return (f"generation {generation - 1} is safe in checkpoints/latest.pkl: fix the cause, then --resume "
+            "the run.")
+
+
+class EvaluationFailure(Exception):
+    """Fitness failed in a way that retrying cannot mend: the run stops, its checkpoint is safe.
+
+    Either one evaluation hit an error that is not bad luck (a bad setting, a bug: see
+    ``fitness.can_pass_on_retry``), or every evaluation of a generation failed.
+    ``traceback_text`` is the failing worker's traceback, shown under ``--debug``.
+    """
+
+    def __init__(self, generation: int, error: dict, every: bool = False):
+        cause = f"{error['type']}: {error['message']}"
+        if every:
+            what = (f"every evaluation of generation {generation} failed (the last, of individual {error['id']}, "
+                    f"with {cause})")
+        else:
+            what = (f"the evaluation of individual {error['id']} in generation {generation} failed with {cause}, "
+                    "an error that would repeat on every retry")
+        super().__init__(f"{what}; {_safe_generation(generation)}")
+        self.error = error
+        self.traceback_text = error.get("traceback", "")

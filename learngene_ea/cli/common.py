@@ -10,10 +10,8 @@ import logging
 import sys
 import traceback
 
-from ..config.loading import DEFAULT_RECIPE, config_yaml, default_recipe_path
-from ..config.schema import Config
-from ..ea.evolve import EvaluationFailure, OperatorFailure
-from ..errors import UserError
+# Only what --help needs at import: the rest (torch with it) is imported once the arguments are read.
+from ..errors import EvaluationFailure, OperatorFailure, UserError
 
 CONFIG_HELP = ("recipe: a YAML file, or a shipped recipe's name (default, cifarfs-vgg11, ...; found from any "
                "folder)")
@@ -23,14 +21,19 @@ PRINT_CONFIG_HELP = "print the resolved config (recipe, its base, --set, default
 def default_recipe(printing_config: bool = False) -> str:
     """The shipped default recipe's file, for a command given no ``--config``; said in one log line (on
     stderr under ``--print-config``, whose stdout is the config alone)."""
+    from ..config.loading import DEFAULT_RECIPE, default_recipe_path
+
     path = default_recipe_path()
     print(f"note: no --config: the shipped recipe '{DEFAULT_RECIPE}' ({path}).",
           file=sys.stderr if printing_config else sys.stdout)
     return path
 
 
-def print_config(cfg: Config) -> int:
-    """``--print-config``: the resolved config as YAML on stdout; exit status 0."""
+def print_config(cfg) -> int:
+    """``--print-config``: the resolved config (a :class:`~learngene_ea.config.schema.Config`) as YAML on stdout;
+    exit status 0."""
+    from ..config.loading import config_yaml
+
     print(config_yaml(cfg), end="")
     return 0
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..api.run import evolve_run, given_pool, new_run_dir, resumed
-from ..config.loading import load_config, recipe_name
-from ..ea.state import seeded_state
 from ..errors import RunInterrupted, UserError
 from .common import CONFIG_HELP, PRINT_CONFIG_HELP, default_recipe, print_config, run_main
 
@@ -64,6 +61,11 @@ def check_options(args) -> None:
 def run(args) -> int:
     """The run the options ask for (new, resumed or seeded); exit status 0."""
     check_options(args)
+    # imported once the arguments are read: --help answers without torch (bench/cli_startup.py)
+    from ..api.run import evolve_run, given_pool, new_run_dir, resumed
+    from ..config.loading import load_config, recipe_name
+    from ..ea.state import seeded_state
+
     log, quiet = print, args.quiet  # print looked up now: tests capture it
     if args.resume:
         start = resumed(args.resume, args.overrides, args.config, args.run_dir, log, args.trust)

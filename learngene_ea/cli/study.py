@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..api.study import StudyRecipe, run_study
-from ..config.loading import load_config, parse_override
-from ..config.schema import MAX_SEED
 from ..errors import UserError
 from .common import CONFIG_HELP, PRINT_CONFIG_HELP, print_config, run_main
 from .run import recipe_path
@@ -20,7 +17,7 @@ from .run import recipe_path
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m learngene_ea.study",
-        description="Evolve one recipe with several seeds, evaluate every learngene on the same test "
+        description="Evolve one recipe with several seeds, evaluate each learngene on its seed's own test "
                     "episodes and pool the results (run under SCOOP to spread the work: python -m scoop -n 8 "
                     "-m learngene_ea.study ...).")
     parser.add_argument("--config", help=CONFIG_HELP + "; default: default")
@@ -36,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def parse_seeds(values) -> list[int]:
     """The ``--seeds`` values as distinct whole numbers >= 0, in the given order."""
+    from ..config.schema import MAX_SEED
+
     if not values:
         raise UserError("no seeds given; pass the evolution seeds, e.g. --seeds 0 1 2.")
     seeds = []
@@ -56,6 +55,9 @@ def parse_seeds(values) -> list[int]:
 
 def study_command(args, log=print) -> dict | None:
     """The study the options ask for; what ``study.json`` holds (``None``: ``--print-config``)."""
+    from ..api.study import StudyRecipe, run_study  # once the arguments are read: --help needs no torch
+    from ..config.loading import load_config, parse_override
+
     if args.print_config:
         print_config(load_config(recipe_path(args), args.overrides))
         return None

@@ -9,16 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from ..config import loading as config_module
-from ..config.loading import Config
-from ..config.trust import admit_code, trust_code, user_code
 from ..errors import UserError
 from ..io.paths import file_problem, folder_problem
-from ..config.checks import check_device
-from ..transfer.pipeline import TransferOptions, run_transfer
-from ..transfer.report import markdown_table
 from .common import CONFIG_HELP, PRINT_CONFIG_HELP, default_recipe, print_config, run_main
+
+if TYPE_CHECKING:  # the rest (and torch) is imported once the arguments are read: --help answers at once
+    from ..config.loading import Config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,7 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m learngene_ea.transfer",
         description="Evaluate a learngene on test-class few-shot episodes against scratch, pre-trained, "
-                    "random-learngene, top-L1 learngene, layer-wise and no-update baselines (same episodes and seeds).")
+                    "random-learngene, top-L1 learngene, slimming, layer-wise and no-update baselines (same "
+                    "episodes and seeds).")
     parser.add_argument("--learngene", required=True, help="learngene.pt written by a run, or a run's pareto/ "
                                                            "folder (every learngene of its front, one table)")
     parser.add_argument("--config", help=CONFIG_HELP + "; default: config.yaml next to the learngene, else "
@@ -69,6 +68,9 @@ def resolve_config(args) -> Config:
     The run's config.yaml may have been handed over with the learngene: code it names is imported
     only when --set or --trust-module names it too (:mod:`learngene_ea.config.trust`).
     """
+    from ..config import loading as config_module
+    from ..config.trust import admit_code, trust_code, user_code
+
     path = args.config
     trust_code(args.trust)
     if path is None:
@@ -98,6 +100,10 @@ def check_paths(args) -> None:
 
 def transfer_command(args) -> int:
     """The transfer the options ask for: one learngene, or a run's pareto/ folder in one table; exit status 0."""
+    from ..config.checks import check_device
+    from ..transfer.pipeline import TransferOptions, run_transfer
+    from ..transfer.report import markdown_table
+
     check_paths(args)
     cfg = resolve_config(args)
     if args.print_config:

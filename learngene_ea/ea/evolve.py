@@ -30,48 +30,9 @@ from ..core.models import arch_spec
 from .product import product_learngene  # noqa: F401  (where users have always imported it from)
 from .toolbox import build_toolbox  # noqa: F401  (where users have always imported it from)
 from .workers import Workers, workers_of
+from ..errors import EvaluationFailure, OperatorFailure  # defined there: the command lines catch them without torch
 
 FRACTION_SLACK = 1e-9
-
-
-class OperatorFailure(Exception):
-    """A genetic operator (select, mutate, mate) raised: the run stops, its checkpoint is safe."""
-
-    def __init__(self, role: str, function, generation: int, error: BaseException):
-        name = getattr(function, "func", function)
-        name = f"{getattr(name, '__module__', '?')}:{getattr(name, '__qualname__', repr(name))}"
-        super().__init__(f"operator '{role}' ({name}) failed while making generation {generation} "
-                         f"({type(error).__name__}: {error}); {_safe_generation(generation)}")
-        self.role = role
-        self.error = error
-
-
-def _safe_generation(generation: int) -> str:
-    if generation <= 0:
-        return "generation 0 did not finish: fix the cause, then --resume the run (it starts generation 0 again)."
-    return (f"generation {generation - 1} is safe in checkpoints/latest.pkl: fix the cause, then --resume "
-            "the run.")
-
-
-class EvaluationFailure(Exception):
-    """Fitness failed in a way that retrying cannot mend: the run stops, its checkpoint is safe.
-
-    Either one evaluation hit an error that is not bad luck (a bad setting, a bug: see
-    ``fitness.can_pass_on_retry``), or every evaluation of a generation failed.
-    ``traceback_text`` is the failing worker's traceback, shown under ``--debug``.
-    """
-
-    def __init__(self, generation: int, error: dict, every: bool = False):
-        cause = f"{error['type']}: {error['message']}"
-        if every:
-            what = (f"every evaluation of generation {generation} failed (the last, of individual {error['id']}, "
-                    f"with {cause})")
-        else:
-            what = (f"the evaluation of individual {error['id']} in generation {generation} failed with {cause}, "
-                    "an error that would repeat on every retry")
-        super().__init__(f"{what}; {_safe_generation(generation)}")
-        self.error = error
-        self.traceback_text = error.get("traceback", "")
 
 
 def _guarded(toolbox, role: str, generation: int):

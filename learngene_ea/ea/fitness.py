@@ -22,10 +22,10 @@ from ..core.models import build_model
 from ..core.traced import is_traced
 from ..data import load_dataset
 from ..fewshot.batches import TaskBatches
-from ..fewshot.sampling import mix_seed, sample_episodes, sample_task
+from ..fewshot.sampling import mean_and_ci95, mix_seed, sample_episodes, sample_task
 from ..fewshot.stacked_scoring import stacked_prototype_accuracies
 from ..fewshot.training import (DivergedError, TrainSettings, finetune_head_accuracies, learngene_channels_only,
-                                mean_and_ci95, prototype_accuracies, stacked_layout, train_network, train_stacked)
+                                prototype_accuracies, stacked_layout, train_network, train_stacked)
 from .gene_pool import pool_for
 from .workers import Workers
 

@@ -19,7 +19,7 @@ from ..core.batched import StackedDescendants
 from ..core.models import memory_format
 from ..data.base import FewShotDataset
 from .batches import PLAN_BLOCK, PlannedBatches, TaskBatches, images_on, make_batch, normalisation
-from .sampling import Episode, Task, mean_and_ci95, prototype_predict
+from .sampling import Episode, Task, prototype_predict
 
 
 class DivergedError(RuntimeError):
@@ -252,11 +252,6 @@ def prototype_accuracies(model: nn.Module, dataset: FewShotDataset, episodes: li
         pred = prototype_predict(feats[s], s_labels, feats[q], len(e.class_ids), metric)
         correct.append((pred == q_labels).float().mean())
     return torch.stack(correct).cpu().numpy()
-
-
-def prototype_score(model, dataset, episodes, metric="cosine", device="cpu") -> tuple[float, float]:
-    """Mean prototype accuracy over ``episodes`` and its 95% CI half-width."""
-    return mean_and_ci95(prototype_accuracies(model, dataset, episodes, metric, device))
 
 
 def finetune_head_accuracies(model: nn.Module, dataset: FewShotDataset, episodes: list[Episode], steps: int,

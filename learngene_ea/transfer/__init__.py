@@ -60,26 +60,50 @@ the command line (``python -m learngene_ea.transfer``) is :mod:`learngene_ea.cli
 """
 from __future__ import annotations
 
-from ..core.fresh import FreshStart
-from ..core.learngene import load_learngene
-from ..fewshot.training import finetune_head_accuracies
-from .baselines import Method, baseline_methods, layerwise_layers, random_masks_like, top_l1_masks_like
-from .descendants import build_descendant, check_descendant, copy_gene_layers, parse_descendant, transferred_params
-from .episodes import Setting, episode_digest, make_settings
-from .finetune import Bench, evaluate_episode, evaluate_method, finetune_and_score, summarise_episodes
-from .jobs import evaluate_episode_job, evaluate_transfer, share_transfer_context
-from .pipeline import TransferOptions, run_transfer, transfer_after_run
-from .pretrain import Arch, PretrainSource, given_pretrained, load_or_pretrain, pretrain_network
-from .slimming import bn_masks_like, load_or_slim
-from .target import load_target, match_channels, source_data
-from .report import add_paired_differences, markdown_table, plot_transfer, write_reports
+import importlib
 
-# Importable from here as before the package was split, though not part of __all__.
-from ..core.traced import arch_label  # noqa: F401
-from .episodes import episode_finetune_seed, episode_init_seed  # noqa: F401
-from .pipeline import FORMAT, check_compatible, check_unseen_classes, seen_test_classes  # noqa: F401
-from .pretrain import (PRETRAINED_FILE, PRETRAINED_FORMAT, cpu_state, pretrain_key,  # noqa: F401
-                       pretrained_from_state)
+# Where each name lives; imported on first use (PEP 562), so that ``python -m learngene_ea.transfer --help``
+# reads its arguments before torch is imported. The names below __all__'s are importable as before the
+# package was split, though not part of __all__.
+_HOMES = {
+    "..core.fresh": ("FreshStart",),
+    "..core.learngene": ("load_learngene",),
+    "..fewshot.training": ("finetune_head_accuracies",),
+    ".baselines": ("Method", "baseline_methods", "layerwise_layers", "random_masks_like", "top_l1_masks_like"),
+    ".descendants": ("build_descendant", "check_descendant", "copy_gene_layers", "parse_descendant",
+                     "transferred_params"),
+    ".episodes": ("Setting", "episode_digest", "make_settings", "episode_finetune_seed", "episode_init_seed"),
+    ".finetune": ("Bench", "evaluate_episode", "evaluate_method", "finetune_and_score", "summarise_episodes"),
+    ".jobs": ("evaluate_episode_job", "evaluate_transfer", "share_transfer_context"),
+    ".pipeline": ("TransferOptions", "run_transfer", "transfer_after_run", "FORMAT", "check_compatible",
+                  "check_unseen_classes", "seen_test_classes"),
+    ".pretrain": ("Arch", "PretrainSource", "given_pretrained", "load_or_pretrain", "pretrain_network",
+                  "PRETRAINED_FILE", "PRETRAINED_FORMAT", "cpu_state", "pretrain_key", "pretrained_from_state"),
+    ".slimming": ("bn_masks_like", "load_or_slim"),
+    ".target": ("load_target", "match_channels", "source_data"),
+    ".report": ("add_paired_differences", "markdown_table", "plot_transfer", "write_reports"),
+    "..core.traced": ("arch_label",),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+_SUBMODULES = {"baselines", "cache", "descendants", "episodes", "finetune", "front", "jobs", "pipeline", "pretrain",
+               "report", "slimming", "target"}
+
+
+def __getattr__(name):
+    """A name of the package's API, or one of its modules, imported on first use."""
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_WHERE, *_SUBMODULES})
+
 
 __all__ = [
     "load_learngene", "FreshStart", "parse_descendant", "build_descendant", "check_descendant", "transferred_params",
