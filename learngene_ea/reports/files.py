@@ -77,7 +77,7 @@ def plot_evolution(logbook, path: str | os.PathLike, title: str = "GTL evolution
 
     records = list(logbook)
     gens = [r["gen"] for r in records]
-    with_diversity = any(r.get("div_masks") is not None for r in records)  # logbooks before 0.2.0 lack them
+    with_diversity = any(r.get("div_masks") is not None for r in records)  # older logbooks lack them
     if with_diversity:
         fig, (ax_size, ax_masks, ax_noise) = plt.subplots(3, 1, figsize=(7, 8.8), dpi=110, sharex=True,
                                                           gridspec_kw={"height_ratios": [3, 2, 2]})
