@@ -137,7 +137,9 @@ setup(
         "matplotlib",
     ],
     # test: setuptools and wheel build the wheel a test installs (offline, --no-build-isolation)
-    extras_require={"test": ["pytest", "setuptools>=64", "wheel"], "ray": ["ray>=2.9"], "tensorboard": ["tensorboard"]},
+    # test: safetensors too, so that the suite writes and reads that format (an optional extra for users)
+    extras_require={"test": ["pytest", "setuptools>=64", "wheel", "safetensors"], "ray": ["ray>=2.9"],
+                    "tensorboard": ["tensorboard"], "safetensors": ["safetensors"]},
     python_requires=">=3.10",
     cmdclass=cmdclass,
 )

@@ -19,7 +19,7 @@ MAX_README_CHARS = 20_000
 # __init__, the top-level command modules and every __main__ module (``python -m learngene_ea.transfer``).
 LAYERS = ["errors", "_scoop_module_hook", "io", "core", "data", "config", "fewshot", "ea", "parallel", "reports",
           "transfer", "api", "cli"]
-ENTRY_POINTS = {"__init__", "run", "study", "examples", "__main__"}
+ENTRY_POINTS = {"__init__", "run", "study", "inspect", "examples", "__main__"}
 NOT_FOR_EA = {"parallel", "reports", "transfer", "api", "cli"}  # the loop gets its engine and callbacks handed in
 
 

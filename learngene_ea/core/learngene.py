@@ -164,10 +164,19 @@ class Learngene:
             network=spec_from_state(state["network"]) if "network" in state else None,
         )
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the learngene atomically to ``path`` (a ``.pt`` file)."""
+    def save(self, path: str | os.PathLike, format: str | None = None) -> None:
+        """Write the learngene atomically to ``path``: ``format="pt"`` (``torch.save`` of :meth:`to_state`) or
+        ``"safetensors"`` (:mod:`.safetensors_file`); ``None``: by the extension (``.safetensors``, else pt)."""
         from ..io.atomic import atomic_write_bytes
 
+        format = format or ("safetensors" if os.fspath(path).endswith(".safetensors") else "pt")
+        if format == "safetensors":
+            from .safetensors_file import state_to_safetensors
+
+            atomic_write_bytes(path, state_to_safetensors(self.to_state()))
+            return
+        if format != "pt":
+            raise ValueError(f"format must be 'pt' or 'safetensors', not {format!r}")
         buffer = io.BytesIO()
         torch.save(self.to_state(), buffer)
         atomic_write_bytes(path, buffer.getvalue())
@@ -189,13 +198,18 @@ def _plain(value):
 
 
 def load_learngene(path: str | os.PathLike) -> Learngene:
-    """Load a learngene file with ``torch.load(weights_only=True)``; clear error if it is not one."""
+    """Load a learngene file (``torch.load(weights_only=True)``, or safetensors); clear error if it is not one."""
     path = os.fspath(path)
     problem = file_problem(path)
     if problem:
         raise UserError(f"Learngene file {path!r} {problem}; pass the learngene.pt of a finished run.")
+    from .safetensors_file import is_safetensors, require_safetensors, state_from_safetensors
+
+    safetensors = is_safetensors(path)
+    if safetensors:
+        require_safetensors()  # its own sentence, not "not a learngene file"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state_from_safetensors(path) if safetensors else torch.load(path, map_location="cpu", weights_only=True)
         return Learngene.from_state(state)
     except Exception as err:  # any unpickling/format problem is the same user-facing fact
         raise UserError(f"{path!r} is not a readable learngene-ea learngene file ({type(err).__name__}); "

@@ -50,5 +50,21 @@ def individual_learngene(ind, state, cfg: Config, reached: bool):
         # which classes the learngene has seen: transfer refuses to test on them
         "data": dataclasses.asdict(cfg.data),
         "classes": {split: [dataset.class_names[i] for i in dataset.splits[split]] for split in ("train", "val")},
+        # what a user of the file needs to feed and grow a descendant like ours (learngene_ea.inspect prints it)
+        "input": {"channels": cfg.data.channels, "image_size": cfg.data.image_size,
+                  "normalise": {"mean": [float(v) for v in dataset.mean], "std": [float(v) for v in dataset.std]}},
+        "network": {"family": cfg.model.network, "width": cfg.model.width, "kwargs": dict(cfg.model.kwargs)},
+        "fresh_channels": {"rule": cfg.transfer.fresh_channels, "complement_scale": cfg.transfer.complement_scale},
+        "package_version": package_version(),
     })
     return lg
+
+
+def package_version() -> str:
+    """The installed learngene-ea's version (the one place it is written is the package's ``__init__``)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("learngene-ea")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
