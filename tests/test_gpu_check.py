@@ -18,7 +18,7 @@ CHECK = os.path.join(ROOT, "bench", "gpu_check.sh")
 # What the GPU machine's Python 3.12 already has (and brings its own dependencies for).
 ON_THE_GPU_MACHINE = {"torch", "torchvision", "numpy", "pyyaml", "matplotlib", "tqdm", "tensorboard", "pytest",
                       "pillow"}  # pillow: torchvision and matplotlib require it
-EXTRAS = {"ray", "tensorboard"}  # optional, imported only when a recipe asks for them
+EXTRAS = {"ray", "tensorboard", "safetensors"}  # optional, imported only when a recipe or a call asks for them
 
 
 def canonical(name: str) -> str:
