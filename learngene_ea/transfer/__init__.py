@@ -30,8 +30,8 @@ head, fine-tunes on the support set and is scored on the query set. Methods (row
 - ``instincts``: the learngene descendant with no update at all (nearest-centroid on the
   support set, ``fitness.metric``);
 - ``learngene``: the learngene written into the descendant;
-- per ``--descendants`` item (``family@width``): ``learngene`` and ``scratch`` rows for that
-  architecture (scalability).
+- per ``--descendants`` item (``family@width``): ``scratch``, that architecture's own equal-compute
+  ``pretrained`` and ``learngene`` rows (scalability; fresh channels by ``transfer.fresh_channels``).
 
 Fairness: all methods see exactly the same episodes (support and query indices) and, per
 episode, the same initialisation seed (so parts that are not transferred, and the head, are
