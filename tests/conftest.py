@@ -11,6 +11,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 torch.set_num_threads(1)
 
 
+def user_network_module(tmp_path, monkeypatch, name: str, source: str):
+    """Write a user's network module ``name`` (``source``, dedented) where Python imports it from, with
+    nothing of it imported or traced yet and no module allowed (a recipe must name it)."""
+    import textwrap
+
+    from learngene_ea.core import traced
+
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(traced, "_ALLOWED_MODULES", set())
+    monkeypatch.setattr(traced, "_TRACES", {})
+    sys.modules.pop(name, None)
+
+
 def tiny_overrides(**extra):
     """``--set`` overrides that make a whole run take seconds on one core."""
     values = {

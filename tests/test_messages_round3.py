@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, tiny_overrides
+from conftest import ROOT, tiny_overrides, user_network_module
 from learngene_ea.cli import run as run_cli
 from learngene_ea.cli import transfer as transfer_cli
 from learngene_ea.config.loading import load_config, save_config
@@ -216,12 +216,7 @@ CIFAR_NET = """
 
 @pytest.fixture
 def factories(tmp_path, monkeypatch):
-    (tmp_path / "round3_nets.py").write_text(textwrap.dedent(CIFAR_NET))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(traced, "_ALLOWED_MODULES", set())
-    monkeypatch.setattr(traced, "_TRACES", {})
-    monkeypatch.setattr(traced, "_SHAPES", {}, raising=False)
-    sys.modules.pop("round3_nets", None)
+    user_network_module(tmp_path, monkeypatch, "round3_nets", CIFAR_NET)
     yield tmp_path
     sys.modules.pop("round3_nets", None)
 

@@ -6,13 +6,11 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
-from conftest import ROOT, tiny_overrides
+from conftest import ROOT, tiny_overrides, user_network_module
 from learngene_ea.config.loading import ConfigError, load_config
-from learngene_ea.core import traced
 from learngene_ea.core.learngene import extract_learngene, full_masks, load_learngene
 from learngene_ea.core.models import build_model
 from learngene_ea.errors import UserError
@@ -66,10 +64,7 @@ def small_net(channels=8):
 
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
-    (tmp_path / "lab_nets.py").write_text(textwrap.dedent(FACTORY))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(traced, "_ALLOWED_MODULES", set())
-    monkeypatch.setattr(traced, "_TRACES", {})
+    user_network_module(tmp_path, monkeypatch, "lab_nets", FACTORY)
     return tmp_path
 
 
