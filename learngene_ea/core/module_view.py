@@ -15,7 +15,7 @@ import copy
 from torch import nn
 
 from .backbone import ArchSpec
-from .traced import GeneView
+from .traced import GeneView, gene_view, traced_readers
 from .tracing import TracingError, trace
 from ..errors import UserError
 
@@ -41,7 +41,6 @@ class ModuleView:
             raise UserError(f"{type(module).__name__} has no convolution the analysis can put in a learngene.")
         self.module = module
         self.spec = ArchSpec(family or module_family(module), 1.0, in_channels, result.layers, result.groups)
-        self.notes = result.notes
         self._norms = dict(result.norms)
         self._readers = result.readers
 
@@ -49,12 +48,8 @@ class ModuleView:
         return self.module.parameters()
 
     def gene_module(self, name: str) -> GeneView:
-        bn = self._norms.get(name)
-        return GeneView(self.module.get_submodule(name), None if bn is None else self.module.get_submodule(bn))
+        return gene_view(self.module, self._norms, name)
 
     def channel_readers(self) -> list[tuple[nn.Module, tuple]]:
-        """Every convolution and linear layer reading mask-group channels (the module's own head among them);
-        a depthwise gene conv passes its channels on rather than reading them (as in a traced family)."""
-        passes = {layer.name for layer in self.spec.layers if layer.in_group is None}
-        return [(self.module.get_submodule(reader.module), reader.channels) for reader in self._readers
-                if reader.module not in passes]
+        """:func:`~.traced.traced_readers` of the module, its own head among them."""
+        return traced_readers(self.module, self.spec, self._readers)

@@ -205,6 +205,24 @@ class GeneView:
                                     if key.startswith(part + ".")})
 
 
+def gene_view(root: nn.Module, norms: dict[str, str], name: str) -> GeneView:
+    """The traced gene layer ``name`` of ``root``: its conv and the BatchNorm the analysis found after it."""
+    bn = norms.get(name)
+    return GeneView(root.get_submodule(name), None if bn is None else root.get_submodule(bn))
+
+
+def traced_readers(root: nn.Module, spec: ArchSpec, readers,
+                   replaced: dict | None = None) -> list[tuple[nn.Module, tuple]]:
+    """Every convolution and linear layer of ``root`` the analysis found reading mask-group channels (``readers``;
+    ``replaced`` maps a module's name to the module that stands in for it, e.g. our head), with what each input
+    channel is; a depthwise gene conv passes its channels on within their group (each output reads its own
+    input) rather than reading them, so it is not one."""
+    passes = {layer.name for layer in spec.layers if layer.in_group is None}
+    replaced = replaced or {}
+    return [(replaced.get(reader.module) or root.get_submodule(reader.module), reader.channels)
+            for reader in readers if reader.module not in passes]
+
+
 class TracedBackbone(Backbone):
     """A traced network (``self.net``, its final linear replaced by ``Identity``) + our linear head."""
 
@@ -229,16 +247,11 @@ class TracedBackbone(Backbone):
         return features if self._feature_keep is None else features * self._feature_keep
 
     def gene_module(self, name: str) -> GeneView:
-        bn = self._norms.get(name)
-        return GeneView(self.net.get_submodule(name), None if bn is None else self.net.get_submodule(bn))
+        return gene_view(self.net, self._norms, name)
 
     def channel_readers(self) -> list[tuple[nn.Module, tuple]]:
-        """Every convolution and linear layer the analysis found reading mask-group channels (our head for
-        the network's own), with what each input channel is; a depthwise gene conv passes its channels on
-        within their group (each output reads its own input) rather than reading them, so it is not one."""
-        passes = {layer.name for layer in self.spec.layers if layer.in_group is None}
-        return [(self.head if reader.module == self._head_name else self.net.get_submodule(reader.module),
-                 reader.channels) for reader in self.readers if reader.module not in passes]
+        """:func:`traced_readers` of the network, our head in place of its own."""
+        return traced_readers(self.net, self.spec, self.readers, {self._head_name: self.head})
 
     def silence_dropped_channels(self, masks: dict[str, np.ndarray]) -> list:
         """Every convolution and linear layer reads only kept channels (input hooks), and so do the
