@@ -75,3 +75,16 @@ def test_the_pretrained_baseline_shows_its_steps(tiny_dataset, tmp_path):
     pretrain.load_or_pretrain(cfg, tiny_dataset, pretrain.Arch("conv4", 0.25, 3), str(tmp_path), "cpu",
                               log=lambda *a: None, source=source)
     assert len(bars) == 1  # reused from the cache: nothing to wait for, no bar
+
+
+def test_one_bar_factory_counts_in_the_callers_unit_unless_told_otherwise(capsys):
+    from learngene_ea.reports.progress import tqdm_bars
+
+    progress = tqdm_bars("episode")
+    bar = progress(range(3), 3, "learngene [conv4 x0.5] 5-shot")
+    assert list(bar) == [0, 1, 2] and bar.unit == "episode"
+    steps = progress(None, 10, "pre-trained baseline", unit="step")
+    steps.update(10)
+    assert steps.unit == "step" and steps.n == 10
+    steps.close()
+    assert capsys.readouterr().out == ""  # bars go to stderr: stdout stays the table

@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import errno
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -38,6 +37,7 @@ from ..io.paths import path_argument
 from ..parallel.engines import start_engine
 from ..parallel.workers import EngineWorkers, run_toolbox
 from ..reports.files import plot_evolution, write_json, write_logbook
+from ..reports.progress import tqdm_bars
 from ..reports.lineage import write_lineage
 from ..reports.pareto import write_front
 from ..reports.pool import write_pool_report
@@ -267,14 +267,7 @@ def given_pool(path: str, cfg) -> gene_pool.GenePool:
 
 def _progress_bars(quiet: bool):
     """A tqdm progress bar per generation (and the warm start's steps) on stderr, or ``None`` (``quiet``)."""
-    if quiet:
-        return None
-    from tqdm import tqdm
-
-    def progress(iterable, total, desc, unit="descendant"):
-        return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
-
-    return progress
+    return None if quiet else tqdm_bars("descendant")
 
 
 def _log_product(state: EvolutionState, cfg: Config, path: str, log) -> None:

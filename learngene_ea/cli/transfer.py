@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
@@ -54,13 +53,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def progress_bars(iterable, total, desc, unit="episode"):
-    """A tqdm bar on stderr (the transfer's episodes, its pre-trainings' steps); ``--quiet``: none."""
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
-
-
 def resolve_config(args) -> Config:
     """The recipe: --config (a file or a shipped recipe's name), else the run's config.yaml, else the
     shipped default recipe.
@@ -101,6 +93,7 @@ def check_paths(args) -> None:
 def transfer_command(args) -> int:
     """The transfer the options ask for: one learngene, or a run's pareto/ folder in one table; exit status 0."""
     from ..config.checks import check_device
+    from ..reports.progress import tqdm_bars
     from ..transfer.pipeline import TransferOptions, run_transfer
     from ..transfer.report import markdown_table
 
@@ -111,7 +104,7 @@ def transfer_command(args) -> int:
     check_device(cfg.runtime)
     options = TransferOptions(args.descendants, allow_seen_classes=args.allow_seen_classes,
                               pretrained_path=args.pretrained, keep_earlier=True,
-                              progress=None if args.quiet else progress_bars)
+                              progress=None if args.quiet else tqdm_bars("episode"))
     if os.path.isdir(args.learngene):  # a run's pareto/ folder: every learngene of its front
         from ..transfer.front import front_markdown, run_front_transfer
 

@@ -125,7 +125,7 @@ def warm_start(cfg, images: int, device, workers: Workers, progress=None):
     """Train one whole network on every training class for ``images`` images (the task optimiser)."""
     from ..data import load_dataset
     from ..fewshot.sampling import training_classes_task
-    from ..fewshot.training import TrainSettings, step_observer, train_stacked
+    from ..fewshot.training import TrainSettings, closing_observer, train_stacked
 
     workers.configure_memory(cfg.runtime)  # the run's layout (channels-last or not) before its first network
     dataset = load_dataset(cfg.data)
@@ -140,15 +140,13 @@ def warm_start(cfg, images: int, device, workers: Workers, progress=None):
     threads = cfg.runtime.threads if cfg.runtime.threads > 0 else available_cores()
     subnets = RandomSubnetworks(model, cfg.pool.warm_start_subnets, math.sqrt(cfg.ea.target_fraction),
                                 mix_seed(cfg.seed, WARM_START_SEED, 1), steps)
-    observe = step_observer(progress, steps, "gene pool warm start", subnets if cfg.pool.warm_start_subnets else None)
     try:
-        with threads_set_to(threads):
+        with closing_observer(progress, steps, "gene pool warm start",
+                              subnets if cfg.pool.warm_start_subnets else None) as observe, threads_set_to(threads):
             loss = train_stacked([model], dataset, [task], TrainSettings.of_task(cfg, steps), [seed], device,
                                  observe)[0]
     finally:
         subnets.close()
-        if observe is not subnets and observe is not None:
-            observe.close()
     return model, {"kind": "warm_start", "images": images, "steps": steps, "final_loss": float(loss),
                    "classes": len(task.class_ids), "threads": threads, "subnet_steps": subnets.trained}
 

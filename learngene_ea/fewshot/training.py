@@ -187,13 +187,14 @@ class StepProgress:
 
 
 @contextlib.contextmanager
-def closing_observer(progress, steps: int, desc: str):
-    """:func:`step_observer` for one training, its bar closed afterwards (also when the training fails)."""
-    observe = step_observer(progress, steps, desc)
+def closing_observer(progress, steps: int, desc: str, then=None):
+    """:func:`step_observer` for one training, its bar (if it made one) closed afterwards, also when the
+    training fails; ``then`` is left to its owner."""
+    observe = step_observer(progress, steps, desc, then)
     try:
         yield observe
     finally:
-        if observe is not None:
+        if isinstance(observe, StepProgress):
             observe.close()
 
 

@@ -1,2 +1,2 @@
 """What a run shows: JSON, Markdown and figures (``files``), the Pareto front, the lineage, the gene pool,
-studies and TensorBoard."""
+studies, TensorBoard and progress bars."""
