@@ -48,3 +48,10 @@ def test_inspect_of_a_file_that_is_not_a_learngene_is_one_sentence_and_exit_2(tm
     (tmp_path / "notes.pt").write_text("not a learngene")
     assert inspect_cli.main([str(tmp_path / "notes.pt")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_inspect_never_writes_over_a_file_the_user_has(serial_run_dir, tmp_path, capsys):
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"my own file")
+    assert inspect_cli.main([str(serial_run_dir / "learngene.pt"), "--save-as", str(mine)]) == 2
+    assert "already exists" in capsys.readouterr().err and mine.read_bytes() == b"my own file"

@@ -21,11 +21,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def inspect_command(args) -> int:
+    import os
+
     from ..core.learngene import load_learngene
     from ..core.safetensors_file import is_safetensors
-    from ..io.paths import file_problem
+    from ..errors import UserError
     from ..reports.learngene_card import learngene_card
 
+    if args.save_as and os.path.lexists(args.save_as):  # a file the user has is never overwritten
+        raise UserError(f"--save-as {args.save_as!r} already exists; pass a new file name.")
     learngene = load_learngene(args.file)
     if args.save_as:
         learngene.save(args.save_as)
@@ -35,8 +39,7 @@ def inspect_command(args) -> int:
                           "num_params": learngene.num_params, "fraction": learngene.fraction,
                           "meta": learngene.meta}, indent=1))
         return 0
-    file_format = "safetensors" if not file_problem(args.file) and is_safetensors(args.file) else "pt"
-    print(learngene_card(learngene, args.file, file_format))
+    print(learngene_card(learngene, args.file, "safetensors" if is_safetensors(args.file) else "pt"))
     return 0
 
 

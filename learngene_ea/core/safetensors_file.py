@@ -59,9 +59,3 @@ def state_from_safetensors(path: str | os.PathLike) -> dict:
                        if key.startswith(f"weights/{j}/")} for j, layer in enumerate(layers)}
     return {**described, "masks": masks, "weights": weights}
 
-
-def header_of(path: str | os.PathLike) -> dict:
-    """The learngene description in a safetensors file's header (no tensor read)."""
-    _, safe_open = require_safetensors()
-    with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
-        return json.loads((f.metadata() or {})["learngene"])
