@@ -26,6 +26,12 @@ _WRITE_ADVICE = {errno.ENOSPC: "free space on its disk", errno.EDQUOT: "free spa
                  errno.EACCES: "make its folder writable", errno.EPERM: "make its folder writable"}
 
 
+def refused_by_system(err: OSError) -> bool:
+    """Whether ``err`` is the system refusing a write (space, quota, file size, read-only, permission), which
+    :class:`WriteError` reports, rather than a mistake in the path itself."""
+    return err.errno in _WRITE_ADVICE
+
+
 class WriteError(UserError, OSError):
     """A file could not be written (full disk, file size limit, read-only folder): one sentence naming it.
 

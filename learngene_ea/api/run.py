@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
 import os
 import time
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from ..ea.product import product_learngene
 from ..ea.fitness import rescore
 from ..ea.state import (RESUME_NOTE, checkpoint_payload, compatibility_problems, network_problems, read_checkpoint,
                         resume_problems, state_from_checkpoint)
-from ..errors import RunInterrupted, UserError, WriteError
+from ..errors import RunInterrupted, UserError, WriteError, refused_by_system
 from ..core.traced import arch_label, network_notes
 from ..io.atomic import remove_temporaries
 from ..io.checkpoint import (START, CheckpointError, checkpoint_files, has_checkpoint, prune_generation_files,
@@ -99,7 +98,7 @@ def make_run_dir(path: str) -> None:
     try:
         os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
     except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):  # the system's refusal
+        if refused_by_system(err):
             raise WriteError(path, err) from err
         raise UserError(f"cannot create run directory {path!r} ({err.strerror}); pass a writable --run-dir.") from err
 

@@ -114,8 +114,9 @@ def _by_key(values: dict) -> dict:
     return flat
 
 
-RESUME_NOTE = ("a resumed run may change only name, ea.generations, ea.patience, fitness.rescore_episodes, "
-               "fitness.retries, fitness.population_batch, runtime.* and transfer.*; start a new run to change the rest")
+_CHANGEABLE_NAMES = [key + "*" if key.endswith(".") else key for key in CHANGEABLE_ON_RESUME]
+RESUME_NOTE = (f"a resumed run may change only {', '.join(_CHANGEABLE_NAMES[:-1])} and {_CHANGEABLE_NAMES[-1]}; "
+               "start a new run to change the rest")
 
 
 def resume_problems(saved: dict, cfg: Config) -> list[str]:
@@ -124,7 +125,8 @@ def resume_problems(saved: dict, cfg: Config) -> list[str]:
     recipe lacks is not compared: it was added since)."""
     fixed = {f"{section}.{key}" for section, key in FIXED_KEYS}
     before, now = _by_key(saved), _by_key(to_dict(cfg))
-    return [f"{key} is {before[key]!r} in the checkpoint but {now[key]!r} here" for key in now if key in before and before[key] != now[key] and key not in fixed
+    return [f"{key} is {before[key]!r} in the checkpoint but {now[key]!r} here" for key in now
+            if key in before and before[key] != now[key] and key not in fixed
             and not key.startswith(CHANGEABLE_ON_RESUME)]
 
 
