@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..config.loading import default_complement_scale, default_fresh_channels
+from ..config.loading import fresh_start
 from ..core.fresh import FRESH_RULES
 from ..core.learngene import Learngene, channel_importance, full_masks
 from ..core.learngene import extract_learngene as extract_from_view
@@ -61,16 +61,15 @@ def inherit(model, learngene: Learngene, *, fresh_channels: str | None = None,
     ``grow``); ``None``: the shipped default recipe's rule, as the command line's descendants."""
     if not isinstance(learngene, Learngene):
         raise TypeError(f"learngene must be a Learngene (load_learngene(path)), not a {type(learngene).__name__}")
-    rule = default_fresh_channels() if fresh_channels is None else fresh_channels
-    if rule not in FRESH_RULES:
-        raise ValueError(f"fresh_channels must be one of {', '.join(FRESH_RULES)}, not {rule!r}")
-    scale = default_complement_scale() if complement_scale is None else float(complement_scale)
+    fresh = fresh_start(fresh_channels, complement_scale)
+    if fresh.rule not in FRESH_RULES:
+        raise ValueError(f"fresh_channels must be one of {', '.join(FRESH_RULES)}, not {fresh.rule!r}")
     view = ModuleView(model, learngene.in_channels)
     if learngene.network is not None and dataclasses.replace(view.spec, family=learngene.family) == learngene.network:
         view.spec = learngene.network  # the network it was read from: its layers match by name
     elif view.spec.family == learngene.family:  # one class, another shape (a wider LabCNN, a ResNet-34)
         view.spec = dataclasses.replace(view.spec, family=f"{learngene.family} (another shape)")  # by position
-    if not inherit_learngene(view, learngene, scale, rule):
+    if not inherit_learngene(view, learngene, fresh.complement_scale, fresh.rule):
         raise UserError(f"no layer of {type(model).__name__} matches one of the {learngene.family} learngene's "
                         "(layers match by name within a family, else by stage, index and role).")
     return model

@@ -25,6 +25,7 @@ from .schema import (DATASETS, MODEL_FAMILIES, Config, ConfigError, DataConfig, 
                             RuntimeConfig,
                             TaskConfig, TransferConfig)
 from ..data import DATASETS as DATASET_KINDS
+from ..core.fresh import FreshStart
 from ..core.traced import allow_module, is_traced
 from .recipes import (DEFAULT_RECIPE, RecipeLoader, _DuplicateKey, default_recipe_path, dump_yaml,  # noqa: F401
                       parse_yaml, read_recipe, recipe_file, shipped_recipes)
@@ -306,15 +307,15 @@ def override_list(overrides) -> list[str]:
     return list(overrides or [])
 
 
-def default_complement_scale() -> float:
-    """``transfer.complement_scale`` of the shipped default recipe: what the fresh channels of a descendant
-    built from Python start at when not told, as they do on the command line."""
-    return load_config(default_recipe_path()).transfer.complement_scale
-
-
-def default_fresh_channels() -> str:
-    """``transfer.fresh_channels`` of the shipped default recipe (see :func:`default_complement_scale`)."""
-    return load_config(default_recipe_path()).transfer.fresh_channels
+def fresh_start(rule: str | None = None, complement_scale: float | None = None) -> FreshStart:
+    """How a descendant's fresh channels start: ``rule`` and ``complement_scale`` as given, each one left
+    ``None`` the shipped default recipe's ``transfer`` value, so that Python builds the descendants the
+    command line builds (the recipe is read once, and only when a value is missing)."""
+    if rule is None or complement_scale is None:
+        default = load_config(default_recipe_path()).transfer
+        rule = default.fresh_channels if rule is None else rule
+        complement_scale = default.complement_scale if complement_scale is None else complement_scale
+    return FreshStart(rule, float(complement_scale))
 
 
 def config_yaml(cfg: Config) -> str:

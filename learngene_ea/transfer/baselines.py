@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..config.loading import default_complement_scale, default_fresh_channels
+from ..config.loading import fresh_start
 from ..core.fresh import FreshStart
 from ..core.learngene import Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene
 from ..core.models import ArchSpec, Backbone
@@ -154,8 +154,7 @@ def baseline_methods(learngene: Learngene, pretrained: Backbone | None, descenda
     the pooled features, where the last group's fresh channels sit beside the learngene's.
     """
     family, width = learngene.family, learngene.width
-    fresh = FreshStart(default_fresh_channels() if fresh_channels is None else fresh_channels,
-                       default_complement_scale() if complement_scale is None else complement_scale)
+    fresh = fresh_start(fresh_channels, complement_scale)
     unchanged = FreshStart("scaled", 0.0) if fresh.rule == "grow" else fresh
 
     def inherit(model, episode_seed):

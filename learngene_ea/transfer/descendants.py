@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from ..config.loading import default_complement_scale, default_fresh_channels
+from ..config.loading import fresh_start
 from ..errors import UserError
 from ..core.fresh import FreshStart
 from ..core.learngene import Learngene, inherit_learngene
@@ -65,7 +65,7 @@ def build_descendant(learngene: Learngene, family: str | None = None, width: flo
     width = learngene.width if width is None else float(width)
     model = build_model(family, width, learngene.in_channels, num_classes, seed=seed, device=device)
     if fresh is None:
-        fresh = FreshStart(default_fresh_channels(), default_complement_scale())
+        fresh = fresh_start()
     elif not isinstance(fresh, FreshStart):
         fresh = FreshStart("scaled", float(fresh))
     written = inherit_learngene(model, learngene, fresh.complement_scale, fresh.rule)
