@@ -142,7 +142,6 @@ def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, fo
     (``target``); cached in ``cache_dir``, and reused from the run folder only when its key matches
     (``folders``: ``(run_dir, cache_dir)``).
     """
-    run_dir, cache_dir = folders
     options = options or TransferOptions()
     pretrained_path = options.pretrained_path
     if pretrained_path:
@@ -150,11 +149,19 @@ def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, fo
                                        device)
         log(f"pre-trained baseline: the given network {pretrained_path}")
         return model, info
+    dataset, source = pretrain_source(cfg, learngene, target, folders, options)
+    return load_or_pretrain(cfg, dataset, Arch.of(learngene), folders[1], device, log, source)
+
+
+def pretrain_source(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: tuple[str, str],
+                    options: TransferOptions) -> tuple[FewShotDataset, PretrainSource]:
+    """What every pre-trained network of the table learns from (the source's or the target's training classes,
+    the evolution's images) and where its cache is also looked for (the run folder, besides ``cache_dir``)."""
+    run_dir, cache_dir = folders
     data, dataset = pretrain_data(cfg, learngene, target, run_dir)
     others = (run_dir,) if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else ()
-    return load_or_pretrain(cfg, dataset, Arch.of(learngene), cache_dir, device, log,
-                            PretrainSource(data, cfg.transfer.pretrain_on, learngene.meta.get("training_images"),
-                                           others, options.progress))
+    return dataset, PretrainSource(data, cfg.transfer.pretrain_on, learngene.meta.get("training_images"), others,
+                                   options.progress)
 
 
 def get_descendant_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: tuple[str, str],
@@ -167,15 +174,11 @@ def get_descendant_pretrained(cfg: Config, learngene: Learngene, target: FewShot
         if extra:
             log("scalability rows: no pre-trained network of their own beside a given one (--pretrained)")
         return dict.fromkeys(extra), {}
-    run_dir, cache_dir = folders
     device = resolve_device(cfg.runtime.device)  # this process's, as transfer_device resolved it
-    data, dataset = pretrain_data(cfg, learngene, target, run_dir)
-    others = (run_dir,) if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else ()
-    source = PretrainSource(data, cfg.transfer.pretrain_on, learngene.meta.get("training_images"), others,
-                            options.progress)
+    dataset, source = pretrain_source(cfg, learngene, target, folders, options)
     networks, infos = {}, {}
     for family, width in extra:
-        model, info = load_or_pretrain(cfg, dataset, Arch(family, width, learngene.in_channels), cache_dir, device,
+        model, info = load_or_pretrain(cfg, dataset, Arch(family, width, learngene.in_channels), folders[1], device,
                                        log, source)
         networks[family, width], infos[arch_label(family, width)] = model.eval(), info
     return networks, infos
