@@ -1,12 +1,13 @@
 """Gene layers, mask groups and the head of any ``nn.Module`` of convolutions, found with ``torch.fx``.
 
-The network is traced and every tensor's channels are followed through the graph as *channel atoms*:
-a convolution makes new atoms for its outputs; BatchNorm, activations, pooling and dropout pass
-them on; adding or multiplying two tensors joins their atoms channel by channel (union-find), so
-outputs that are summed end in one mask group; concatenating along channels concatenates them; a
-depthwise convolution passes its input's atoms on (output ``c`` reads only input ``c``, so both are
-one circuit). After the pass, every set of joined atoms is one channel of one mask group, named
-after the first convolution that writes it.
+The network is traced and every tensor's channels are followed through the graph as *channel atoms*
+(:mod:`.channel_walk`): a convolution makes new atoms for its outputs; BatchNorm (timm's BatchNorm fused
+with its activation included), activations, pooling and dropout pass them on; adding or multiplying two
+tensors joins their atoms channel by channel (union-find), so outputs that are summed end in one mask
+group; concatenating along channels concatenates them; a depthwise convolution passes its input's atoms
+on (output ``c`` reads only input ``c``, so both are one circuit). After the walk, every set of joined
+atoms is one channel of one mask group, named after the first convolution that writes it; this module
+assembles them into gene layers, groups and readers.
 
 Masking reads, not writes: a learngene sub-network is the network whose every channel-mixing layer
 (convolution, linear) reads only kept channels (``TracedBackbone.silence_dropped_channels``). So a
@@ -15,7 +16,9 @@ nothing. What the analysis cannot place it does not mask: an op it does not know
 channels (a LayerNorm over channels, a reshape, a custom function) *pins* the groups it reads, and
 the convolutions writing a pinned group, a grouped (not depthwise) convolution, a conv whose outputs
 span several groups, or one with a bias and a BatchNorm are left out of the genome (fresh in a
-descendant), each with a one-line note naming it.
+descendant), each with a one-line note naming it. So are the convolutions of the head, between the
+global pooling and the final linear layer (timm's MobileNetV3 ``conv_head``): like the linear layers
+there, they read the last group's pooled channels (masked) and are not inherited.
 """
 from __future__ import annotations
 
@@ -24,23 +27,14 @@ import io
 import logging
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .backbone import GeneLayer
+from .channel_walk import ChannelWalk, head_convs
 
 _LOG = logging.getLogger(__name__)
-
-PASS_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.GELU,
-                nn.Tanh, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d,
-                nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample, nn.ZeroPad2d, nn.ReflectionPad2d)
-PASS_FUNCTIONS = {"relu", "relu_", "relu6", "sigmoid", "hardswish", "hardsigmoid", "silu", "gelu", "tanh", "mish",
-                  "leaky_relu", "elu", "dropout", "dropout2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
-                  "avg_pool2d", "max_pool2d", "stochastic_depth", "contiguous", "clone", "to", "float", "interpolate"}
-JOIN_FUNCTIONS = {"add", "iadd", "add_", "mul", "imul", "mul_", "sub", "truediv", "div"}
-NO_CHANNELS = {"size", "dim", "getattr", "getitem"}  # results that are not image tensors
 
 
 @dataclass(frozen=True)
@@ -56,7 +50,7 @@ class TraceResult:
     layers: tuple[GeneLayer, ...]
     groups: tuple[tuple[str, int], ...]
     readers: tuple[Reader, ...]  # every conv/linear with an input from a mask group (the head included)
-    head: str                    # qualified name of the replaceable final nn.Linear
+    head: str                    # qualified name of the replaceable final nn.Linear (or subclass)
     feature_dim: int
     notes: tuple[str, ...]
     norms: tuple[tuple[str, str], ...] = ()  # (gene conv, the BatchNorm normalising its output)
@@ -64,169 +58,6 @@ class TraceResult:
 
 class TracingError(ValueError):
     """The network cannot be analysed (no fx trace, no final linear head)."""
-
-
-class _Atoms:
-    """Union-find over channel atoms; each atom was made by a gene conv (name, index) or is fixed."""
-
-    def __init__(self):
-        self.parent, self.source = [], []
-
-    def new(self, count: int, source=None) -> np.ndarray:
-        start = len(self.parent)
-        self.parent += list(range(start, start + count))
-        self.source += [None if source is None else (source, i) for i in range(count)]
-        return np.arange(start, start + count)
-
-    def find(self, atom: int) -> int:
-        while self.parent[atom] != atom:
-            self.parent[atom] = self.parent[self.parent[atom]]
-            atom = self.parent[atom]
-        return atom
-
-    def join(self, a: np.ndarray, b: np.ndarray) -> None:
-        for x, y in zip(a.tolist(), b.tolist()):
-            rx, ry = self.find(x), self.find(y)
-            if rx != ry:
-                self.parent[max(rx, ry)] = min(rx, ry)
-
-
-def _function_name(node: fx.Node) -> str:
-    target = node.target
-    return target if isinstance(target, str) else getattr(target, "__name__", str(target))
-
-
-def _channels(node) -> int | None:
-    meta = getattr(node, "meta", {}).get("tensor_meta")
-    shape = getattr(meta, "shape", None)
-    return int(shape[1]) if shape is not None and len(shape) >= 2 else None
-
-
-class _Pass:
-    """One walk over the graph with a given set of excluded convs: atoms, readers and pins."""
-
-    def __init__(self, graph: fx.GraphModule, excluded: dict[str, str]):
-        self.modules = dict(graph.named_modules())
-        self.excluded = excluded
-        self.atoms = _Atoms()
-        self.of = {}                      # node -> atom array (None: not a channel tensor)
-        self.readers, self.gene_convs, self.pins = [], {}, {}  # pins: atom -> what pinned it
-        self.made = {}                    # gene conv -> the atoms it made
-        self.bn_of, self.head, self.features = {}, None, None
-        self.head_node = graph.graph.output_node().args[0]
-        for node in graph.graph.nodes:
-            self.of[node] = self.visit(node)
-
-    def fixed(self, node):
-        count = _channels(node)
-        return None if count is None else self.atoms.new(count)
-
-    def pin(self, node, inputs):
-        for atoms in inputs:
-            for atom in atoms.tolist():
-                self.pins.setdefault(atom, node.name)
-
-    def visit(self, node):
-        args = [a for a in node.all_input_nodes if self.of.get(a) is not None]
-        inputs = [self.of[a] for a in args]
-        if node.op == "placeholder":
-            return self.fixed(node)
-        if node.op == "call_module":
-            return self.visit_module(node, self.modules[node.target], inputs)
-        if node.op in ("call_function", "call_method"):
-            return self.visit_function(node, _function_name(node), inputs)
-        if node.op == "output":
-            return None
-        self.pin(node, inputs)  # get_attr and anything else reading channels
-        return self.fixed(node)
-
-    def visit_module(self, node, module, inputs):
-        name = node.target
-        if isinstance(module, nn.Conv2d):  # an input of unknown channels reads as channels outside the groups
-            return self.visit_conv(node, name, module, inputs[0] if inputs else self.atoms.new(module.in_channels))
-        if isinstance(module, nn.Linear) and inputs and len(inputs[0]) == module.in_features:
-            self.readers.append((name, inputs[0]))
-            if node is self.head_node:
-                self.head, self.features = name, inputs[0]
-            return self.fixed(node)
-        if isinstance(module, nn.BatchNorm2d):
-            source = node.args[0]
-            if (source.op == "call_module" and source.target in self.gene_convs and len(source.users) == 1):
-                self.bn_of[source.target] = name
-        if isinstance(module, PASS_MODULES) and len(inputs) == 1:
-            return inputs[0]
-        if isinstance(module, nn.Flatten) and len(inputs) == 1:
-            return self.visit_function(node, "flatten", inputs)
-        self.pin(node, inputs)
-        return self.fixed(node)
-
-    def visit_conv(self, node, name, conv: nn.Conv2d, inputs):
-        self.readers.append((name, inputs))
-        depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
-        if conv.groups > 1 and not depthwise:
-            self.excluded.setdefault(name, f"{name}: a grouped convolution ({conv.groups} groups), left out "
-                                           "of the genome (fresh in descendants)")
-        if name in self.excluded:
-            return self.atoms.new(conv.out_channels)
-        self.gene_convs[name] = (conv, depthwise, inputs)
-        self.made[name] = inputs if depthwise else self.atoms.new(conv.out_channels, name)
-        return self.made[name]
-
-    def visit_function(self, node, function, inputs):
-        if function in ("getitem", "pad") and len(inputs) == 1 and _spatial_only(node, function):
-            return inputs[0]  # x[:, :, ::2, ::2], F.pad(x, (1, 1, 1, 1)): the channels untouched
-        if function in NO_CHANNELS and not (function == "getitem" and inputs):
-            return self.fixed(node)  # a size, or an item of a tuple an unknown op returned
-        if function in PASS_FUNCTIONS and len(inputs) == 1:
-            return inputs[0]
-        if function in ("flatten", "view", "reshape") and len(inputs) == 1 and _is_flatten(node):
-            shape = node.all_input_nodes[0].meta["tensor_meta"].shape
-            return np.repeat(inputs[0], int(np.prod(shape[2:])))  # channel-major: each channel's positions
-        if function in ("mean", "amax", "sum") and len(inputs) == 1 and _keeps_channels(node):
-            return inputs[0]  # over the image's positions
-        if function in JOIN_FUNCTIONS and inputs and _channels(node) == max(len(a) for a in inputs):
-            wide = [a for a in inputs if len(a) > 1]
-            self.pin(node, [a for a in inputs if len(a) == 1 and wide])  # one channel broadcast over all
-            for other in wide[1:]:
-                if len(other) != len(wide[0]):
-                    break
-                self.atoms.join(wide[0], other)
-            else:
-                return wide[0] if wide else inputs[0]
-        if function == "cat" and _cat_dim(node) == 1 and inputs:
-            return np.concatenate(inputs)
-        self.pin(node, inputs)
-        return self.fixed(node)
-
-
-def _is_flatten(node) -> bool:
-    """``[B, C, ...]`` into ``[B, C * ...]`` (``flatten(x, 1)``, ``nn.Flatten()``, ``x.view(x.size(0), -1)``):
-    in logical order the channels stay outermost, whichever op did it."""
-    before = node.all_input_nodes[0].meta["tensor_meta"].shape
-    after = getattr(node.meta.get("tensor_meta"), "shape", None)
-    return after is not None and len(before) >= 2 and tuple(after) == (before[0], int(np.prod(before[1:])))
-
-
-def _keeps_channels(node) -> bool:
-    """A reduction over the positions only (``x.mean((2, 3))``), not over the channels."""
-    rank = len(node.all_input_nodes[0].meta["tensor_meta"].shape)
-    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-    dims = [dims] if isinstance(dims, int) else list(dims or [])
-    return bool(dims) and rank >= 3 and all(isinstance(d, int) and d % rank >= 2 for d in dims)
-
-
-def _spatial_only(node, function: str) -> bool:
-    if function == "pad":
-        padding = node.kwargs.get("pad", node.args[1] if len(node.args) > 1 else ())
-        return isinstance(padding, (tuple, list)) and len(padding) <= 4
-    index = node.args[1] if len(node.args) > 1 else None
-    whole = slice(None, None, None)
-    return isinstance(index, tuple) and len(index) >= 2 and index[0] == whole and index[1] == whole
-
-
-def _cat_dim(node) -> int:
-    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
-    return int(dim)
 
 
 def trace(model: nn.Module, in_channels: int, image_size: int = 64) -> TraceResult:
@@ -237,9 +68,11 @@ def trace(model: nn.Module, in_channels: int, image_size: int = 64) -> TraceResu
         raise TracingError(f"torch.fx cannot trace {type(model).__name__} ({type(err).__name__}: "
                            f"{str(err).splitlines()[0][:160]})") from None
     _propagate_shapes(graph, model, in_channels, image_size)
-    excluded: dict[str, str] = {}
+    modules = dict(model.named_modules())
+    excluded = {name: f"{name}: a layer of the head (after the global pooling), left out of the genome "
+                      "(fresh in descendants)" for name in head_convs(graph, modules)}
     while True:
-        walk = _Pass(graph, excluded)
+        walk = ChannelWalk(graph, modules, excluded)
         if walk.head is None:
             raise TracingError(f"{type(model).__name__}'s output is not an nn.Linear reading pooled channels: "
                                "give the network a final linear classifier (the head a descendant replaces)")
@@ -250,7 +83,7 @@ def trace(model: nn.Module, in_channels: int, image_size: int = 64) -> TraceResu
         excluded.update(problems)
 
 
-def _refuse_repeated_calls(walk: _Pass) -> None:
+def _refuse_repeated_calls(walk: ChannelWalk) -> None:
     """A conv or linear called more than once (``self.b = self.a``, or one module applied twice) has one
     weight but a reader per call, each reading other channels: no one mask fits it, so it is refused (as
     is a BatchNorm normalising two gene convs: the learngene would store it once per conv)."""
@@ -291,11 +124,11 @@ def _propagate_shapes(graph: fx.GraphModule, model: nn.Module, in_channels: int,
                        f"or 224 ({type(failure).__name__}: {str(failure).splitlines()[0][:160]})")
 
 
-def _roots(walk: _Pass, atoms) -> list[int]:
+def _roots(walk: ChannelWalk, atoms) -> list[int]:
     return [walk.atoms.find(a) for a in atoms.tolist()]
 
 
-def _exclusions(walk: _Pass) -> dict[str, str]:
+def _exclusions(walk: ChannelWalk) -> dict[str, str]:
     """Gene convs that cannot stay in the genome with the atoms as they were joined in ``walk``."""
     pinned = {}
     for atom, why in walk.pins.items():
@@ -314,7 +147,7 @@ def _exclusions(walk: _Pass) -> dict[str, str]:
     return problems
 
 
-def _group_index(walk: _Pass) -> dict[int, tuple[str, int]]:
+def _group_index(walk: ChannelWalk) -> dict[int, tuple[str, int]]:
     """Root atom -> (group, channel): a group is named after the first conv that writes it."""
     index = {}
     for atom, source in enumerate(walk.atoms.source):
@@ -323,7 +156,7 @@ def _group_index(walk: _Pass) -> dict[int, tuple[str, int]]:
     return index
 
 
-def _result(walk: _Pass, excluded: dict[str, str]) -> TraceResult:
+def _result(walk: ChannelWalk, excluded: dict[str, str]) -> TraceResult:
     index = _group_index(walk)
     sizes: dict[str, int] = {}
     for group, channel in index.values():
