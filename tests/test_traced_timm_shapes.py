@@ -181,7 +181,9 @@ def trained_like(model: nn.Module, seed: int) -> nn.Module:
 
 def test_a_learngene_of_a_pooled_head_network_with_fused_norms_goes_into_a_wider_one():
     torch.manual_seed(0)
-    learngene = lg.extract_learngene(trained_like(TinyEfficientNet(pooled_head=True), 1), 0.25)
+    with pytest.warns(UserWarning, match=r"1 layer\(s\) left out of the learngene: conv_head: a layer of the head"):
+        learngene = lg.extract_learngene(trained_like(TinyEfficientNet(pooled_head=True), 1), 0.25)
+    assert learngene.meta["left_out"] == [next(iter(trace(TinyEfficientNet(pooled_head=True), 3).notes))]
     assert set(learngene.weights) == set(CONVS[:-1])  # the head's conv_head is not inherited
     images = torch.randn(4, 3, 16, 16)
     grown = TinyEfficientNet(width=16, pooled_head=True).eval()

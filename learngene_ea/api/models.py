@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 
@@ -48,9 +49,15 @@ def extract_learngene(model, keep, *, in_channels: int = 3, criterion: str = "l1
     """The learngene of ``model`` (an ``nn.Module`` instance, left unchanged) under ``keep``: masks per mask
     group (``{group: booleans}``; the groups of a network: ``ModuleView(model).spec.groups``), or a
     fraction of the gene-layer parameters, kept by ``criterion`` importance (``l1`` or ``bn``).
-    Its family is ``module:<the model's class>``; save it with ``.save(path)``."""
+    Its family is ``module:<the model's class>``; save it with ``.save(path)``. Convolutions the analysis
+    leaves out of the genome (a layer it cannot follow, a head after the pooling) are said in a warning and
+    recorded in ``meta["left_out"]``."""
     view = ModuleView(model, in_channels)
-    return extract_from_view(view, _masks_for(view, keep, criterion), {"from": "extract_learngene", **(meta or {})})
+    if view.notes:
+        warnings.warn(f"{type(model).__name__}: {len(view.notes)} layer(s) left out of the learngene: "
+                      + "; ".join(view.notes), stacklevel=2)
+    return extract_from_view(view, _masks_for(view, keep, criterion),
+                             {"from": "extract_learngene", "left_out": list(view.notes), **(meta or {})})
 
 
 def inherit(model, learngene: Learngene, *, fresh_channels: str | None = None,

@@ -43,6 +43,7 @@ class ModuleView:
         self.spec = ArchSpec(family or module_family(module), 1.0, in_channels, result.layers, result.groups)
         self._norms = dict(result.norms)
         self._readers = result.readers
+        self.notes = result.notes  # what the analysis left out of the genome, and why (one line each)
 
     def parameters(self):
         return self.module.parameters()
