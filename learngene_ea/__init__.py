@@ -18,13 +18,23 @@ __version__ = "0.2.0"
 
 _API = ("load_config", "Config", "evolve_run", "resume_run", "RunResult", "evaluate_learngene", "TransferResult",
         "run_study", "StudyRecipe", "StudyResult", "extract_learngene", "inherit", "build_descendant", "load_learngene")
-__all__ = ["__version__", *_API]
+_REGISTRIES = ("list_families", "list_datasets")  # the names model.family and data.name choose from
+__all__ = ["__version__", *_API, *_REGISTRIES]
 
 
 def __getattr__(name):
-    """``learngene_ea.evolve_run`` and the rest of :mod:`learngene_ea.api`, imported on first use."""
+    """``learngene_ea.evolve_run`` and the rest of :mod:`learngene_ea.api`, and the registries' ``list_families``
+    and ``list_datasets``, imported on first use."""
     if name in _API:
         from . import api
 
         return getattr(api, name)
+    if name == "list_families":
+        from .core.models import list_families
+
+        return list_families
+    if name == "list_datasets":
+        from .data import list_datasets
+
+        return list_datasets
     raise AttributeError(f"module 'learngene_ea' has no attribute {name!r}")

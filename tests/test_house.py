@@ -1,6 +1,7 @@
 """The house stays small-roomed: no import cycle in the package, its folders in layers (each imports only those
 below it, none a folder that imports it back), no module past 400 lines, no function past 60 lines or 7
-parameters, at most 8 modules at the package's top (the rest in one folder per stage), a short README."""
+parameters (a parameter that packs values counts once per value: see :func:`parameter_count`), at most 8 modules
+at the package's top (the rest in one folder per stage), a short README."""
 import ast
 import os
 
@@ -188,16 +189,68 @@ def test_the_readme_is_a_guide_of_at_most_20000_characters():
         assert len(f.read()) <= MAX_README_CHARS
 
 
+def tuple_length(annotation) -> int:
+    """The values a fixed-length ``tuple[A, B]`` annotation (``Tuple``, quoted, in a union) says a parameter
+    holds; 1 for any other annotation (``tuple[A, ...]`` and a bare ``tuple`` are sequences of any length)."""
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        annotation = ast.parse(annotation.value, mode="eval").body
+    if isinstance(annotation, ast.BinOp):  # A | B
+        return max(tuple_length(annotation.left), tuple_length(annotation.right))
+    if not isinstance(annotation, ast.Subscript):
+        return 1
+    outer = annotation.value
+    outer = outer.attr if isinstance(outer, ast.Attribute) else getattr(outer, "id", "")
+    inner = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+    if outer in ("Optional", "Union"):
+        return max(tuple_length(element) for element in inner)
+    if outer in ("tuple", "Tuple") and not any(isinstance(e, ast.Constant) and e.value is ... for e in inner):
+        return len(inner)
+    return 1
+
+
+def values_taken_out(function, names) -> dict:
+    """``{parameter: values}`` for the parameters ``function`` takes apart by position: the names it unpacks one
+    into (``a, b = p``, ``(a, b), c = p, q``), or the distinct constant indexes it reads (``p[0]``, ``p[1]``)."""
+    taken, indexes = {}, {}
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                value, pairs = node.value, [(target, node.value)]
+                both = isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple)
+                if both and len(target.elts) == len(value.elts):
+                    pairs = list(zip(target.elts, value.elts))  # (a, b), c = p, q
+                for unpacked, source in pairs:
+                    if isinstance(unpacked, (ast.Tuple, ast.List)) and getattr(source, "id", None) in names:
+                        taken[source.id] = max(taken.get(source.id, 1), len(unpacked.elts))
+        elif (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in names
+              and isinstance(node.slice, ast.Constant) and type(node.slice.value) is int):
+            indexes.setdefault(node.value.id, set()).add(node.slice.value)
+    for name, seen in indexes.items():
+        taken[name] = max(taken.get(name, 1), len(seen))
+    return taken
+
+
+def parameter_count(function) -> int:
+    """A function's parameters (not a method's ``self`` or ``cls``), each counted once per value it carries: a
+    parameter annotated ``tuple[A, B]``, unpacked into two names or read at two constant indexes counts 2. So
+    the 7-parameter rule is not met by packing arguments into a tuple (give them a purpose-built object
+    with named fields instead); ``*args`` counts the same way, a ``**kwargs`` once."""
+    args = function.args
+    params = [*args.posonlyargs, *args.args, *args.kwonlyargs, *([args.vararg] if args.vararg else [])]
+    if params and params[0].arg in ("self", "cls"):
+        params = params[1:]
+    taken = values_taken_out(function, {p.arg for p in params})
+    return sum(max(tuple_length(p.annotation), taken.get(p.arg, 1)) for p in params) + bool(args.kwarg)
+
+
 def functions(package):
     """``(where, name, lines, parameters)`` of every function and method of a top-level folder."""
     found = []
     for dotted, path in modules(package).items():
         for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                args = node.args
-                names = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
-                count = len(names) + bool(args.vararg) + bool(args.kwarg) - (names[:1] in (["self"], ["cls"]))
-                found.append((f"{dotted}:{node.lineno}", node.name, node.end_lineno - node.lineno + 1, count))
+                found.append((f"{dotted}:{node.lineno}", node.name, node.end_lineno - node.lineno + 1,
+                              parameter_count(node)))
     return found
 
 
@@ -226,3 +279,25 @@ def test_the_function_rules_see_a_long_and_a_wide_function(tmp_path, monkeypatch
 def test_at_most_8_modules_sit_at_the_top_of_the_package():
     top = sorted(n for n in os.listdir(os.path.join(ROOT, "learngene_ea")) if n.endswith(".py"))
     assert len(top) <= MAX_TOP_MODULES, top
+
+
+@pytest.mark.parametrize("source,count", [
+    ("def f(a, b, c, d, e, f, g): pass", 7),
+    ("def f(a, b, c, d, e, folders: tuple[str, str], g): pass", 8),  # a pair, said by its annotation
+    ("def f(a, b, c, d, e, f, folders: 'tuple[str, str] | None' = None): pass", 8),
+    ("def f(a, b, c, d, e, f, steps):\n    return steps[0] + steps[1]", 8),  # read at two positions
+    ("def f(a, b, c, d, e, f, where):\n    dataset, device, start = where", 9),  # unpacked into three
+    ("def f(a, b, c, d, trained, where):\n    (model, loss), (dataset, device, start) = trained, where", 9),
+    ("def f(a, b, c, d, e, f, *args):\n    x, y = args", 8),
+    ("class C:\n    def m(self, a, b, c, d, e, f, g): pass", 7),
+    # a sequence of any length, a collection of pairs, a named record: one value each
+    ("def f(a, b, c, d, e, f, parents: tuple[int, ...]):\n    first = parents[0]", 7),
+    ("def f(a, b, c, d, e, f, pairs: list[tuple[int, int]], g: tuple = ()): pass", 8),
+    ("def f(a, b, c, d, e, f, where: Where):\n    dataset, device = where.dataset, where.device", 7),
+])
+def test_a_parameter_counts_once_per_value_it_packs(source, count):
+    """The 7-parameter rule is not met by packing arguments into a tuple: a parameter annotated as a fixed-length
+    tuple, unpacked, or read at several constant positions counts once per value."""
+    node = ast.parse(source).body[0]
+    function = node.body[0] if isinstance(node, ast.ClassDef) else node
+    assert parameter_count(function) == count

@@ -565,7 +565,8 @@ def test_workers_rebuild_the_slimming_row_from_the_shared_context(job_setup, sli
     sent = {}
     monkeypatch.setattr(transfer.jobs, "spreads", lambda runtime: True)
     monkeypatch.setattr(transfer.jobs, "share_constant", lambda runtime, key, value: sent.update({key: value}))
-    transfer.share_transfer_context("slimming-test", cfg, learngene, pretrained, [], (), slim)
+    local = transfer.EpisodeContext(settings, methods, transfer.Bench(dataset, cfg.transfer, 3, "cpu"))
+    transfer.share_transfer_context("slimming-test", cfg, learngene, pretrained, [], local, slim)
     transfer.jobs._CONTEXTS.pop("slimming-test")  # a worker has only what was sent
     monkeypatch.setattr(scoop.shared, "getConst", lambda name, timeout=0.1: sent.get(name))
     m = [method.name for method in methods].index("slimming")
@@ -770,8 +771,8 @@ def test_episode_jobs_in_any_order_give_the_rows_of_the_serial_loop(job_setup):
     quiet = lambda *_: None  # noqa: E731
     bench = transfer.Bench(dataset, cfg.transfer, 3, "cpu")
     serial = transfer.evaluate_transfer(methods, bench, settings, log=quiet)
-    transfer.share_transfer_context("jobs-test", cfg, learngene, pretrained, [],
-                                    (settings, methods, transfer.Bench(dataset, cfg.transfer, 3, torch.device("cpu"))))
+    transfer.share_transfer_context("jobs-test", cfg, learngene, pretrained, [], transfer.EpisodeContext(
+        settings, methods, transfer.Bench(dataset, cfg.transfer, 3, torch.device("cpu"))))
 
     def backwards_map(function, jobs):  # another process would take them in another order
         jobs = list(jobs)

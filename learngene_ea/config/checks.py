@@ -13,26 +13,25 @@ import math
 
 from .loading import ConfigError
 from .schema import PoolConfig
+from ..core import devices
 from ..core.traced import arch_label
-from ..data import DATASETS, FewShotDataset, load_dataset
+from ..data import FewShotDataset, dataset_kind, load_dataset
 
 
 def check_device(runtime) -> None:
-    """``runtime.device`` names a GPU this machine has (``auto`` and ``cpu`` always do).
+    """``runtime.device`` names a GPU this machine has (``auto`` and ``cpu`` always do): the GPUs the setting
+    needs against those torch finds (both from :mod:`learngene_ea.core.devices`), said in one sentence.
 
     Not checked when the evaluations run on a Ray cluster joined by address: its GPUs are elsewhere.
     """
     device = runtime.device
-    if not device.startswith("cuda") or (runtime.backend == "ray" and runtime.ray_address):
+    if not devices.gpus_needed(device) or (runtime.backend == "ray" and runtime.ray_address):
         return
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    index = int(device.partition(":")[2] or 0)
+    count = devices.gpu_count()
     if count == 0:
         raise ConfigError(f"'runtime.device' is {device!r} but torch finds no GPU on this machine; "
                           "set runtime.device=auto or cpu.")
-    if index >= count:
+    if devices.gpus_needed(device) > count:
         raise ConfigError(f"'runtime.device' is {device!r} but this machine has {count} GPU"
                           f"{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1}); set runtime.device=auto "
                           f"or a GPU from cuda:0 to cuda:{count - 1}.")
@@ -77,7 +76,7 @@ def check_target_reachable(cfg) -> None:
 def check_data_split(data) -> None:
     """``data.split`` is read only by a loader that splits its classes itself (imagefolder); another
     dataset's split is its own (packaged, or ``data.seed``'s), so the key would be ignored without a word."""
-    if data.split and not DATASETS[data.name].splits_target:
+    if data.split and not dataset_kind(data.name).splits_target:
         raise ConfigError(f"'data.split' is set, but data.name '{data.name}' has its own class split and would "
                           "ignore it; remove data.split (it splits an imagefolder, or a transfer.target).")
 

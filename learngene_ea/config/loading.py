@@ -13,19 +13,18 @@ import difflib
 import json
 import math
 import os
-import re
 import types
 import typing
 from typing import Any
 
 import yaml
 
-from .schema import (DATASETS, MODEL_FAMILIES, Config, ConfigError, DataConfig, EAConfig,  # noqa: F401
-                            FitnessConfig, ModelConfig, OperatorsConfig, OperatorSpec, PoolConfig,
-                            RuntimeConfig,
-                            TaskConfig, TransferConfig)
-from ..data import DATASETS as DATASET_KINDS
+from .schema import (Config, ConfigError, DataConfig, EAConfig, FitnessConfig, ModelConfig,  # noqa: F401
+                     OperatorsConfig, OperatorSpec, PoolConfig, RuntimeConfig, TaskConfig, TransferConfig)
+from ..data import dataset_kind
+from ..core.devices import SETTING_FORMS, is_device_setting
 from ..core.fresh import FreshStart
+from ..core.models import list_families
 from ..core.traced import allow_module, is_traced
 from .recipes import (DEFAULT_RECIPE, RecipeLoader, _DuplicateKey, default_recipe_path, dump_yaml,  # noqa: F401
                       parse_yaml, read_recipe, recipe_file, shipped_recipes)
@@ -113,14 +112,21 @@ def _check_text(value, key: str):
     return value
 
 
+def choices_of(meta: dict):
+    """A key's choices (``meta``: its field's metadata), read now: a registry's list (``choices=list_datasets``)
+    is called, so a dataset registered after the schema was imported is a choice; None for a key without."""
+    choices = meta.get("choices")
+    return choices() if callable(choices) else choices
+
+
 def _check_range(value, meta: dict, key: str):
     if value is None:
         return
-    if "choices" in meta and value not in meta["choices"]:
-        close = difflib.get_close_matches(str(value), [str(c) for c in meta["choices"]], n=1)
+    allowed = choices_of(meta)
+    if allowed is not None and value not in allowed:
+        close = difflib.get_close_matches(str(value), [str(c) for c in allowed], n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        choices = ", ".join(str(c) for c in meta["choices"])
-        raise ConfigError(f"'{key}' is {value!r}{hint}; it must be one of: {choices}.")
+        raise ConfigError(f"'{key}' is {value!r}{hint}; it must be one of: {', '.join(str(c) for c in allowed)}.")
     if "min" in meta and value < meta["min"]:
         raise ConfigError(f"'{key}' is {value!r}; it must be at least {meta['min']}.")
     if "max" in meta and value > meta["max"]:
@@ -150,13 +156,14 @@ def _build(cls, values: dict, prefix: str = ""):
 
 def _check_model(model) -> None:
     """``model.family``/``module``/``kwargs``/``width`` name one network; a recipe's module may be imported."""
+    families = list_families()  # the registry's, read now (core.models.register_family)
     if model.module:
         split_function_name(model.module, "model.module")
         allow_module(model.module)
-    elif not is_traced(model.family) and model.family not in MODEL_FAMILIES:
-        close = difflib.get_close_matches(model.family, list(MODEL_FAMILIES), n=1)
+    elif not is_traced(model.family) and model.family not in families:
+        close = difflib.get_close_matches(model.family, families, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"'model.family' is {model.family!r}{hint}; it must be one of: {', '.join(MODEL_FAMILIES)}, "
+        raise ConfigError(f"'model.family' is {model.family!r}{hint}; it must be one of: {', '.join(families)}, "
                           "or torchvision:NAME (e.g. torchvision:resnet18), or set model.module.")
     try:
         json.dumps(model.kwargs)
@@ -194,15 +201,15 @@ def _validate_whole(cfg: Config) -> Config:
         raise ConfigError("'transfer.classes' val evaluates on the source's validation classes: leave "
                           "'transfer.target' null, or set transfer.classes=test.")
     for key, data in (("data", cfg.data), ("transfer.target", cfg.transfer.target)):
-        if data is not None and DATASET_KINDS[data.name].needs_root and not data.root:
+        if data is not None and dataset_kind(data.name).needs_root and not data.root:
             raise ConfigError(f"'{key}.root' is required for {key}.name '{data.name}': "
                               "set it to the folder holding the dataset files.")
     # what depends on the dataset (classes and images of each split) is checked once it is
     # loaded, before a run makes its folder: see recipe_checks.py
     device = cfg.runtime.device
-    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", device):
-        raise ConfigError(f"'runtime.device' is {device!r}; it must be auto, cpu, cuda or cuda:N (N: a GPU's "
-                          "number, from 0).")
+    if not is_device_setting(device):
+        raise ConfigError(f"'runtime.device' is {device!r}; it must be {SETTING_FORMS} (N: a GPU's number, "
+                          "from 0).")
     shots = cfg.transfer.shots
     if not shots or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shots):
         raise ConfigError(f"'transfer.shots' must be a non-empty list of positive integers, not {shots!r}.")

@@ -8,16 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.fresh import FRESH_RULES
-from ..core.models import FAMILIES
 from ..core.traced import is_traced, network_name
-from ..data import DATASETS as DATASET_KINDS
+from ..data import list_datasets
 from ..errors import UserError
 
 # the generators take any seed below 2**32 distinctly (sampling.mix_seed keeps 32 bits of each part)
 MAX_SEED = 2**32 - 1
-# the choices of model.family and data.name: the registries' names (core.models.FAMILIES, data.DATASETS)
-MODEL_FAMILIES = tuple(FAMILIES)
-DATASETS = tuple(DATASET_KINDS)
+# runtime.backend's choices: auto and the engines (parallel.engines.list_engines(), a layer above this one, so
+# written out here; tests/test_registries.py holds the two to each other)
+BACKENDS = ("auto", "scoop", "ray", "serial")
 
 
 class ConfigError(UserError):
@@ -25,7 +24,8 @@ class ConfigError(UserError):
 
 
 def _field(default, doc: str, **checks):
-    """A dataclass field with a docstring and range/choice checks (min, max, gt, lt)."""
+    """A dataclass field with a docstring and range/choice checks (min, max, gt, lt; ``choices``: a tuple, or a
+    registry's list function, called at each check: ``data.name``'s are :func:`~learngene_ea.data.list_datasets`)."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"doc": doc, **checks})
     return field(default=default, metadata={"doc": doc, **checks})
@@ -33,7 +33,8 @@ def _field(default, doc: str, **checks):
 
 @dataclass
 class ModelConfig:
-    family: str = _field("conv4", "backbone family: one of ours, or torchvision:NAME (any torchvision classifier)")
+    family: str = _field("conv4", "backbone family: one of ours (core.models.list_families()), or torchvision:NAME "
+                                  "(any torchvision classifier)")
     width: float = _field(1.0, "width multiplier of every gene layer (our families)", gt=0.0, max=16.0)
     kwargs: dict = _field({}, "keyword arguments of a torchvision network's or model.module's builder")
     module: str | None = _field(None, "your own network: 'package.module:factory' returning an nn.Module "
@@ -50,7 +51,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = _field("synthetic", "dataset", choices=DATASETS)
+    name: str = _field("synthetic", "dataset", choices=list_datasets)
     root: str | None = _field(None, "folder holding the dataset files (not used by synthetic)")
     seed: int = _field(0, "seed of the synthetic dataset and of image-folder class splits", min=0,
                        max=MAX_SEED)
@@ -256,7 +257,7 @@ class RuntimeConfig:
                                           "stops as 'a worker died' (SCOOP) or 'no Ray worker answers'", gt=0.0)
     backend: str = _field("auto", "what spreads the evaluations: auto (SCOOP when launched under "
                                   "`python -m scoop`, else one process), scoop, ray or serial",
-                          choices=("auto", "scoop", "ray", "serial"))
+                          choices=BACKENDS)
     ray_address: str | None = _field(None, "backend ray: null starts a local Ray on this machine; 'auto' joins "
                                            "the cluster `ray start` made here; 'host:port' joins that head node")
     gpus_per_evaluation: float = _field(0.0, "backend ray: GPUs one evaluation reserves (Ray's num_gpus; 0.25: "

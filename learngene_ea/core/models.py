@@ -6,8 +6,11 @@ describes the gene layers and their *mask groups* (outputs that are summed, like
 block's last conv and its shortcut, share a group) as plain data, which is what learngenes,
 operators and checkpoints work with.
 
-``build_model(family, width)`` is the registry entry point; a width multiplier scales every
-gene layer, and the depth variants (conv6, vgg13, vgg16, resnet24) exist for scalability.
+A family is a constructor ``(width, in_channels, num_classes) -> Backbone`` registered under its name by
+``@register_family(name)`` beside its definition (timm's ``@register_model``); :func:`list_families` gives the
+names (``model.family``'s choices, and every message listing them), ``build_model(family, width)`` builds one.
+A width multiplier scales every gene layer; the depth variants (conv6, vgg13, vgg16, resnet24) exist for
+scalability.
 """
 from __future__ import annotations
 
@@ -172,15 +175,74 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-FAMILIES = {
-    "conv4": lambda width, in_channels, num_classes: ConvNet(4, width, in_channels, num_classes),
-    "conv6": lambda width, in_channels, num_classes: ConvNet(6, width, in_channels, num_classes),
-    "vgg11": lambda width, in_channels, num_classes: VGG("vgg11", width, in_channels, num_classes),
-    "vgg13": lambda width, in_channels, num_classes: VGG("vgg13", width, in_channels, num_classes),
-    "vgg16": lambda width, in_channels, num_classes: VGG("vgg16", width, in_channels, num_classes),
-    "resnet12": lambda width, in_channels, num_classes: ResNet(1, width, in_channels, num_classes),
-    "resnet24": lambda width, in_channels, num_classes: ResNet(2, width, in_channels, num_classes),
-}
+# The registry of our families: name -> constructor, filled by @register_family and read through list_families.
+_FAMILIES: dict = {}
+
+
+def register_family(name: str):
+    """Decorator: register ``constructor(width, in_channels, num_classes) -> Backbone`` as the family ``name``.
+
+    The name is then a ``model.family`` (recipes, ``build_model``, ``--descendants name@width``) in every
+    process that ran the decorator. A name registered twice, or not in lower case (``--descendants`` reads
+    names case-blind), or with ``:`` (a traced network's form) or ``@`` (a descendant's width), is a ValueError.
+    """
+    if name in _FAMILIES:
+        raise ValueError(f"model family {name!r} is already registered")
+    if name != name.lower() or ":" in name or "@" in name:
+        raise ValueError(f"model family {name!r} must be lower case, without ':' or '@'")
+
+    def register(constructor):
+        _FAMILIES[name] = constructor
+        return constructor
+
+    return register
+
+
+def list_families() -> list[str]:
+    """The names of our families, in the order they were registered."""
+    return list(_FAMILIES)
+
+
+@register_family("conv4")
+def conv4(width: float = 1.0, in_channels: int = 3, num_classes: int = 64) -> ConvNet:
+    """Conv4: four conv3x3-BN-ReLU blocks of 64 channels (times ``width``), each max-pooled."""
+    return ConvNet(4, width, in_channels, num_classes)
+
+
+@register_family("conv6")
+def conv6(width: float = 1.0, in_channels: int = 3, num_classes: int = 64) -> ConvNet:
+    """Conv6: Conv4 with two more blocks (not pooled)."""
+    return ConvNet(6, width, in_channels, num_classes)
+
+
+@register_family("vgg11")
+def vgg11(width: float = 1.0, in_channels: int = 3, num_classes: int = 64) -> VGG:
+    """VGG11 for 32x32 images."""
+    return VGG("vgg11", width, in_channels, num_classes)
+
+
+@register_family("vgg13")
+def vgg13(width: float = 1.0, in_channels: int = 3, num_classes: int = 64) -> VGG:
+    """VGG13 for 32x32 images."""
+    return VGG("vgg13", width, in_channels, num_classes)
+
+
+@register_family("vgg16")
+def vgg16(width: float = 1.0, in_channels: int = 3, num_classes: int = 64) -> VGG:
+    """VGG16 for 32x32 images."""
+    return VGG("vgg16", width, in_channels, num_classes)
+
+
+@register_family("resnet12")
+def resnet12(width: float = 1.0, in_channels: int = 3, num_classes: int = 64) -> ResNet:
+    """ResNet12: one residual block per stage (64-160-320-640 channels, times ``width``)."""
+    return ResNet(1, width, in_channels, num_classes)
+
+
+@register_family("resnet24")
+def resnet24(width: float = 1.0, in_channels: int = 3, num_classes: int = 64) -> ResNet:
+    """ResNet24: two residual blocks per stage."""
+    return ResNet(2, width, in_channels, num_classes)
 
 
 _MEMORY_FORMAT = [torch.contiguous_format]
@@ -204,12 +266,12 @@ def build_model(family: str, width: float = 1.0, in_channels: int = 3, num_class
                 seed: int | None = None, device: str | torch.device = "cpu") -> Backbone:
     """A freshly initialised backbone; ``seed`` makes the initialisation reproducible.
 
-    ``family`` is one of ours (:data:`FAMILIES`, scaled by ``width``) or a traced network
+    ``family`` is one of ours (:func:`list_families`, scaled by ``width``) or a traced network
     (``torchvision:NAME``, ``module:pkg.mod:factory``, see :mod:`.traced`; initialised as its
     builder does, ``width`` 1).
     """
-    if family not in FAMILIES and not is_traced(family):
-        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}, "
+    if family not in _FAMILIES and not is_traced(family):
+        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(list_families())}, "
                          "torchvision:NAME or a recipe's model.module")
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
@@ -221,7 +283,7 @@ def build_model(family: str, width: float = 1.0, in_channels: int = 3, num_class
 def _new_model(family: str, width: float, in_channels: int, num_classes: int) -> Backbone:
     if is_traced(family):
         return TracedBackbone(family, in_channels, num_classes)
-    model = FAMILIES[family](width, in_channels, num_classes)
+    model = _FAMILIES[family](width, in_channels, num_classes)
     _init_weights(model)
     return model
 
@@ -236,5 +298,5 @@ def arch_spec(family: str, width: float = 1.0, in_channels: int = 3) -> ArchSpec
     key = (family, float(width), in_channels)
     if key not in _SPEC_CACHE:
         with torch.device("meta"):
-            _SPEC_CACHE[key] = FAMILIES[family](width, in_channels, 2).spec
+            _SPEC_CACHE[key] = _FAMILIES[family](width, in_channels, 2).spec
     return _SPEC_CACHE[key]

@@ -8,6 +8,7 @@ layout. Rendering the images of a class is :mod:`.synthetic_render`'s job.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,6 +56,27 @@ SHAPES = {
 }
 SHAPE_NAMES = tuple(SHAPES)
 SHAPE_TABLE = np.array(list(SHAPES.values()))
+
+
+@dataclass(frozen=True)
+class ShapeRow:
+    """One row of the shape table, its columns by name (above): numbers (one shape on every image), or
+    per-image arrays (``ShapeRow(*SHAPE_TABLE[shapes].T)``)."""
+
+    w1: object
+    h1: object
+    ox1: object
+    oy1: object
+    w2: object
+    h2: object
+    ox2: object
+    oy2: object
+    r: object
+    t: object
+    nx: object
+    ny: object
+    c: object
+
 # diamonds are squares turned by 45 degrees; the extra angle is part of the shape
 SHAPE_BASE_ROT = np.array([math.pi / 4 if n == "diamond" else 0.0 for n in SHAPE_NAMES])
 # shapes made of one box: distractors pick among these per image

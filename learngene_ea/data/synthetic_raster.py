@@ -10,17 +10,41 @@ in place; this keeps generation at a few seconds.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .synthetic_bank import FILLS, SOLID, UNCUT
+from .synthetic_bank import FILLS, SOLID, UNCUT, ShapeRow
 
 
-def pixel_grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel-centre coordinates in [-1, 1]: x as a row [1, 1, S], y as a column [1, S, 1]."""
+@dataclass(frozen=True)
+class PixelGrid:
+    """Pixel-centre coordinates in [-1, 1] of a square of ``size`` pixels: ``x`` as a row [1, 1, S], ``y`` as a
+    column [1, S, 1]."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    size: int
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one primitive is drawn on each image (numbers, or per-image arrays): its centre ``(cx, cy)``, its
+    ``size``, ``aspect`` ratio, rotation ``rot`` and ``mirror`` (1 or -1)."""
+
+    cx: object
+    cy: object
+    size: object
+    aspect: object
+    rot: object
+    mirror: object
+
+
+def pixel_grid(size: int) -> PixelGrid:
+    """The :class:`PixelGrid` of ``size`` pixels."""
     axis = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
-    return axis.view(1, 1, size), axis.view(1, size, 1)
+    return PixelGrid(axis.view(1, 1, size), axis.view(1, size, 1), size)
 
 
 def col(a) -> torch.Tensor:
@@ -28,26 +52,24 @@ def col(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float32)).view(-1, 1, 1)
 
 
-def _plane(a, b, c, grid) -> torch.Tensor:
+def _plane(a, b, c, grid: PixelGrid) -> torch.Tensor:
     """``a * x + b * y + c`` per image and pixel ([n, S, S]) from per-image numbers."""
-    x, y = grid
-    return col(a) * x + (col(b) * y + col(c))
+    return col(a) * grid.x + (col(b) * grid.y + col(c))
 
 
-def shape_alpha(params, centre, part_size, aspect, rot, mirror, raster) -> torch.Tensor:
+def shape_alpha(shape: ShapeRow, place: Placement, grid: PixelGrid) -> torch.Tensor:
     """Anti-aliased coverage [n, S, S] of one primitive per image.
 
-    ``params`` is a row of the shape table, either as numbers (the same shape on every image:
+    ``shape`` is a row of the shape table, either as numbers (the same shape on every image:
     the parts of the formula it does not need are skipped) or as per-image arrays (then the
-    second box is ignored: only one-box shapes may vary per image). ``centre``: ``(cx, cy)``;
-    ``raster``: ``(grid, size)``, the :func:`pixel_grid` of ``size`` pixels.
+    second box is ignored: only one-box shapes may vary per image).
     """
-    (cx, cy), (grid, size) = centre, raster
-    w1, h1, ox1, oy1, w2, h2, ox2, oy2, r, t, nx, ny, c = params
-    same = isinstance(w1, float)
+    cx, cy, part_size, aspect, rot, mirror = place.cx, place.cy, place.size, place.aspect, place.rot, place.mirror
+    r, t, nx, ny, c = shape.r, shape.t, shape.nx, shape.ny, shape.c
+    same = isinstance(shape.w1, float)
     # pixel-scaled local coordinates: u = k * mirror * (R(-rot) (p - centre)).x / sx, with
     # k pixels per size unit; every distance below is then in pixels
-    k = part_size * (size / 2.0)
+    k = part_size * (grid.size / 2.0)
     sx, sy = part_size * aspect, part_size / aspect
     au, bu = k * np.cos(rot) * mirror / sx, k * np.sin(rot) * mirror / sx
     av, bv = -k * np.sin(rot) / sy, k * np.cos(rot) / sy
@@ -68,9 +90,9 @@ def shape_alpha(params, centre, part_size, aspect, rot, mirror, raster) -> torch
         inside = torch.maximum(u, v).clamp_(max=0.0)
         return u.clamp_(min=0.0).square_().add_(v.clamp_(min=0.0).square_()).sqrt_().add_(inside)
 
-    d = box(ox1, oy1, w1, h1)
-    if same and (w1, h1, ox1, oy1) != (w2, h2, ox2, oy2):
-        d = torch.minimum(d, box(ox2, oy2, w2, h2), out=d)
+    d = box(shape.ox1, shape.oy1, shape.w1, shape.h1)
+    if same and (shape.w1, shape.h1, shape.ox1, shape.oy1) != (shape.w2, shape.h2, shape.ox2, shape.oy2):
+        d = torch.minimum(d, box(shape.ox2, shape.oy2, shape.w2, shape.h2), out=d)
     if not (same and r == 0.0):
         d.sub_(col(k * r))
     if not (same and t == SOLID):  # outline: |d + t| - t
@@ -81,7 +103,7 @@ def shape_alpha(params, centre, part_size, aspect, rot, mirror, raster) -> torch
     return d.neg_().add_(0.5).clamp_(0.0, 1.0)
 
 
-def fill_pattern(fill: int, cx, cy, rot, freq, grid, rng: np.random.Generator):
+def fill_pattern(fill: int, cx, cy, rot, freq, grid: PixelGrid, rng: np.random.Generator):
     """Texture value in [0, 1] per pixel ([n, S, S]) around (cx, cy), or None for solid."""
     name = FILLS[fill]
     if name == "solid":
@@ -104,7 +126,7 @@ def fill_pattern(fill: int, cx, cy, rot, freq, grid, rng: np.random.Generator):
     if name == "waves":
         return a.add_(b.mul_(0.5).sin_().mul_(1.6)).sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
     if name == "rings":
-        x, y = grid
+        x, y = grid.x, grid.y
         x0 = col(cx + rng.uniform(-0.3, 0.3, n))
         y0 = col(cy + rng.uniform(-0.3, 0.3, n))
         radius = ((x - x0).square_() + (y - y0).square_()).sqrt_()

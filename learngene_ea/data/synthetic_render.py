@@ -14,8 +14,8 @@ import math
 import numpy as np
 import torch
 
-from .synthetic_bank import ONE_BOX_SHAPES, PALETTE, SHAPE_BASE_ROT, SHAPE_TABLE, muted
-from .synthetic_raster import col, fill_pattern, paint_over, shape_alpha
+from .synthetic_bank import ONE_BOX_SHAPES, PALETTE, SHAPE_BASE_ROT, SHAPE_TABLE, ShapeRow, muted
+from .synthetic_raster import Placement, col, fill_pattern, paint_over, shape_alpha
 
 # --- how hard the dataset is (tuned with bench/synthetic_hardness.py) ---------------------
 
@@ -51,10 +51,10 @@ def render_class(spec: dict, n: int, size: int, grid, rng: np.random.Generator) 
     canvas, paint = _background(spec, n, size, grid, rng, (gain, bias))
     # distractors below the object
     for _ in range(_DISTRACTORS - 1):
-        _draw_distractor(paint, n, grid, size, rng)
-    _draw_composition(spec["parts"], paint, n, grid, size, rng)
+        _draw_distractor(paint, n, grid, rng)
+    _draw_composition(spec["parts"], paint, n, grid, rng)
     # one distractor on top, occluding the object now and then
-    _draw_distractor(paint, n, grid, size, rng)
+    _draw_distractor(paint, n, grid, rng)
 
     # sensor noise: uniform, from random bytes (an order of magnitude cheaper than Gaussian
     # draws); the +0.5 in the bias and truncation to uint8 round to the nearest level
@@ -110,7 +110,7 @@ def _background(spec: dict, n: int, size: int, grid, rng: np.random.Generator, l
     return canvas, paint
 
 
-def _draw_composition(parts: list, paint, n: int, grid, size: int, rng: np.random.Generator) -> None:
+def _draw_composition(parts: list, paint, n: int, grid, rng: np.random.Generator) -> None:
     """The class's primitives, moved, scaled, turned and mirrored as a whole, each jittered (one may be missing)."""
     shift = rng.uniform(-_LAYOUT_SHIFT, _LAYOUT_SHIFT, (n, 2))
     scale = rng.uniform(*_LAYOUT_SCALE, n)
@@ -126,9 +126,9 @@ def _draw_composition(parts: list, paint, n: int, grid, size: int, rng: np.rando
         part_size = part["size"] * scale * rng.uniform(*_PART_SCALE, n)
         rot = part["rot"] * mirror + turn + rng.uniform(-_PART_ROT, _PART_ROT, n)
         cx[missing == i] = _AWAY
-        alpha = shape_alpha([float(p) for p in SHAPE_TABLE[part["shape"]]], (cx, cy),
-                            part_size, part["aspect"],
-                            rot + SHAPE_BASE_ROT[part["shape"]], mirror, (grid, size))
+        alpha = shape_alpha(ShapeRow(*(float(p) for p in SHAPE_TABLE[part["shape"]])),
+                            Placement(cx, cy, part_size, part["aspect"], rot + SHAPE_BASE_ROT[part["shape"]], mirror),
+                            grid)
         colour = _jitter(_swap_some(part["colour"], n, rng), rng)
         pattern = fill_pattern(part["fill"], cx, cy, part["fill_rot"] + rot,
                                np.full(n, part["freq"]), grid, rng)
@@ -143,7 +143,7 @@ def _smooth_profiles(values: np.ndarray, size: int) -> torch.Tensor:
                                            size=size, mode="linear", align_corners=False)
 
 
-def _draw_distractor(paint, n, grid, size, rng):
+def _draw_distractor(paint, n, grid, rng):
     """A random one-box primitive of the bank, in a random colour, on some of the images."""
     shape = rng.choice(ONE_BOX_SHAPES, n)
     cx, cy = rng.uniform(-0.85, 0.85, (2, n))
@@ -151,8 +151,7 @@ def _draw_distractor(paint, n, grid, size, rng):
     part_size = rng.uniform(0.12, 0.34, n)
     aspect = rng.choice([1.0, 0.7, 1.4], n)
     rot = rng.uniform(0, math.pi, n) + SHAPE_BASE_ROT[shape]
-    alpha = shape_alpha(list(SHAPE_TABLE[shape].T), (cx, cy), part_size, aspect, rot,
-                        np.ones(n), (grid, size))
+    alpha = shape_alpha(ShapeRow(*SHAPE_TABLE[shape].T), Placement(cx, cy, part_size, aspect, rot, np.ones(n)), grid)
     paint(_jitter(PALETTE[rng.integers(len(PALETTE), size=n)], rng), alpha)
 
 

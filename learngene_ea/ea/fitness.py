@@ -41,6 +41,16 @@ class Evaluation:
     info: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Where:
+    """Where an evaluation runs and since when: the dataset its descendants learn and are scored on, their
+    device, and ``time.perf_counter()`` at its start (its info records the seconds since)."""
+
+    dataset: object
+    device: torch.device
+    start: float
+
+
 VALIDATION_SEED = 0xE915  # the run's fixed validation episodes, on which selection happens
 RESCORE_SEED = 0x5C0FE  # fresh episodes and descendants for the product's unbiased figure
 COMMON_DRAW = 0xC0DE  # stands for the individual's id in the seeds of fitness.common_draws
@@ -202,12 +212,12 @@ def evaluate(individual, config, workers: Workers | None = None) -> Evaluation:
     masks = masks_of(individual)
     fraction = learngene_fraction(spec, masks)
     dataset = load_dataset(config.data)
-    errors = []
+    errors, where = [], Where(dataset, device, start)
     curve = LearningCurve(config, dataset, device, masks) if config.fitness.speed_points else None
     for attempt in range(config.fitness.retries + 1):
         try:
-            trained = train_descendant(individual, config, dataset, Draw(generation, attempt), device, curve)
-            return _finish(individual, trained, config, (dataset, device, start), attempt + 1, curve)
+            model, loss = train_descendant(individual, config, dataset, Draw(generation, attempt), device, curve)
+            return _finish(individual, model, loss, config, where, attempt + 1, curve)
         except Exception as err:  # recorded: retried when it may pass, else reported as fatal
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -246,12 +256,10 @@ def rescore(individual, config, episodes: int, workers: Workers | None = None) -
             "episodes": episodes, "seed": RESCORE_SEED}
 
 
-def _finish(individual, trained: tuple, config, where: tuple, attempts=1, curve=None) -> Evaluation:
-    """Score a trained descendant (the area under its ``curve`` when it has one) and package its evaluation.
-
-    ``trained``: ``(model, final loss)``; ``where``: ``(dataset, device, start time)`` of the evaluation.
-    """
-    (model, loss), (dataset, device, start) = trained, where
+def _finish(individual, model, loss, config, where: Where, attempts=1, curve=None) -> Evaluation:
+    """Score a trained descendant ``model`` (its final ``loss``; the area under its ``curve`` when it has one)
+    and package its evaluation."""
+    dataset, device = where.dataset, where.device
     masks = masks_of(individual)
     if curve is None:
         per_episode = episode_accuracies(model, config, dataset, device, masks=masks)
@@ -261,7 +269,7 @@ def _finish(individual, trained: tuple, config, where: tuple, attempts=1, curve=
     keep = config.fitness.inheritance == "lamarckian" or individual.learngene is None
     learngene = extract_learngene(model, masks, meta={"id": individual.id}) if keep else None
     info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": attempts,
-            "seconds": time.perf_counter() - start, "device": str(device),
+            "seconds": time.perf_counter() - where.start, "device": str(device),
             "episode_accuracies": [float(a) for a in per_episode]}  # what the logbook's noise figure pairs
     if curve is not None:
         info["curve"] = curve.record()  # its last point is the final accuracy
@@ -287,14 +295,13 @@ def score_stacked(stack: StackedDescendants, cfg, dataset, device, masks: list) 
     return list(chosen)
 
 
-def _train_and_score_stacked(individuals, inflated, config, where: tuple) -> list[Evaluation]:
+def _train_and_score_stacked(individuals, inflated, config, where: Where) -> list[Evaluation]:
     """Train the inflated descendants as one stack, score them together and extract their learngenes
     from one copy of the stack's weights (the models themselves are left untrained).
 
-    ``inflated``: :func:`inflate_descendant`'s ``(model, task, seed)`` of each individual; ``where``:
-    ``(dataset, device, start time)`` of the evaluation.
+    ``inflated``: :func:`inflate_descendant`'s ``(model, task, seed)`` of each individual.
     """
-    dataset, device, start = where
+    dataset, device = where.dataset, where.device
     stack = StackedDescendants([model for model, _, _ in inflated], stacked_layout(device))
     streams = [TaskBatches(task, config.task.batch_size, seed) for _, task, seed in inflated]
     losses = train_network(stack, dataset, streams, TrainSettings.of_task(config), device)
@@ -308,7 +315,7 @@ def _train_and_score_stacked(individuals, inflated, config, where: tuple) -> lis
         keep = config.fitness.inheritance == "lamarckian" or ind.learngene is None
         learngene = learngene_from_weights(stack.models[0].spec, weights, own_masks, {"id": ind.id}) if keep else None
         info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": 1, "stacked": stack.size,
-                "seconds": time.perf_counter() - start, "device": str(device),
+                "seconds": time.perf_counter() - where.start, "device": str(device),
                 "episode_accuracies": [float(a) for a in per_episode]}
         evaluations.append(Evaluation((accuracy, learngene_fraction(individual_spec(ind), own_masks)), learngene, info))
     return evaluations
@@ -339,6 +346,6 @@ def evaluate_chunk(individuals, config, workers: Workers | None = None) -> list[
                     for ind in individuals]
         if len({len(task.indices) for _, task, _ in inflated}) > 1:  # unequal tasks cannot share steps
             return [evaluate(ind, config, workers) for ind in individuals]
-        return _train_and_score_stacked(individuals, inflated, config, (dataset, device, start))
+        return _train_and_score_stacked(individuals, inflated, config, Where(dataset, device, start))
     except Exception:  # one bad descendant spoils the batch: evaluate each on its own
         return [evaluate(ind, config, workers) for ind in individuals]

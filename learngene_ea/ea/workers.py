@@ -10,7 +10,7 @@ gives. ``ea/`` imports no engine.
 """
 from __future__ import annotations
 
-from ..fewshot.batches import resolve_device
+from ..core.devices import resolve_device
 from ..fewshot.process import configure_memory, configure_process
 
 

@@ -15,6 +15,7 @@ import weakref
 import torch
 from torch import nn
 
+from ..core.devices import canonical_device
 from ..core.models import memory_format
 from ..data.base import FewShotDataset
 from .sampling import Task
@@ -27,24 +28,6 @@ _DEVICE_IMAGES: dict = {}
 # Steps whose draws are copied to the device at once: one host-device transfer (and sync) per
 # block, and a bounded amount of device memory however long the training.
 PLAN_BLOCK = 128
-
-
-def resolve_device(name: str = "auto", worker_index: int = 0) -> torch.device:
-    """``auto``: ``cuda:{worker_index % device_count}`` when GPUs exist, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device(f"cuda:{worker_index % torch.cuda.device_count()}")
-        return torch.device("cpu")
-    return canonical_device(name)
-
-
-def canonical_device(device) -> torch.device:
-    """``device`` with its index filled in: ``cuda`` is the current CUDA device (``cuda:0`` unless
-    set otherwise), so that ``cuda`` and ``cuda:0`` name one device (and one cached copy)."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
 
 
 def images_on(dataset: FewShotDataset, device: torch.device) -> torch.Tensor:

@@ -18,15 +18,40 @@ from . import scoop_engine
 from ..errors import UserError
 from .scoop_engine import RESUME_HINT, scoop_running, watched_scoop_map
 
-__all__ = ["Engine", "SerialEngine", "ScoopEngine", "RayEngine", "ENGINES", "engine_for", "backend_of",
-           "start_engine", "parallel_map", "process_count", "spreads", "share_constant", "shared_constant",
-           "forget_constant"]
+__all__ = ["Engine", "SerialEngine", "ScoopEngine", "RayEngine", "register_engine", "list_engines", "engine_for",
+           "backend_of", "start_engine", "parallel_map", "process_count", "spreads", "share_constant",
+           "shared_constant", "forget_constant"]
 
 
+# The registry of engines: runtime.backend -> Engine class, filled by @register_engine, read through list_engines.
+_ENGINES: dict = {}
+
+
+def register_engine(name: str):
+    """Class decorator: the :class:`Engine` of ``runtime.backend: name`` (its ``name``). A name registered twice
+    is a ValueError. ``runtime.backend``'s choices are ``auto`` and these (``config.schema.BACKENDS``, a layer
+    below, writes them out; a test holds the two together)."""
+    if name in _ENGINES:
+        raise ValueError(f"engine {name!r} is already registered")
+
+    def register(engine: type) -> type:
+        engine.name = name
+        _ENGINES[name] = engine
+        return engine
+
+    return register
+
+
+def list_engines() -> list[str]:
+    """The names of the engines, in the order they were registered."""
+    return list(_ENGINES)
+
+
+@register_engine("serial")
 class Engine:
-    """One process, no engine: the builtin ``map``. Subclasses spread the work over other processes."""
+    """One process, no engine: the builtin ``map``. Subclasses spread the work over other processes; each is
+    registered under its ``runtime.backend``, which becomes its ``name`` (:func:`register_engine`)."""
 
-    name = "serial"
     spreads = False  # work goes to other processes, which need share()'d values
 
     def __init__(self, runtime):
@@ -51,10 +76,10 @@ class Engine:
 SerialEngine = Engine
 
 
+@register_engine("scoop")
 class ScoopEngine(Engine):
     """SCOOP's map with a stall watchdog; the origin evaluates too."""
 
-    name = "scoop"
     spreads = True
 
     def start(self) -> str:
@@ -70,10 +95,10 @@ class ScoopEngine(Engine):
         scoop_engine.share_constant(key, value)
 
 
+@register_engine("ray")
 class RayEngine(Engine):
     """Each evaluation a Ray task (a task whose worker died is rerun)."""
 
-    name = "ray"
     spreads = True
 
     def start(self) -> str:
@@ -97,10 +122,6 @@ class RayEngine(Engine):
         share(key, value)
 
 
-# The registry of engines: a backend is added here (and to runtime.backend's choices).
-ENGINES = {"serial": SerialEngine, "scoop": ScoopEngine, "ray": RayEngine}
-
-
 def backend_of(runtime) -> str:
     """``"scoop"``, ``"ray"`` or ``"serial"``: what ``runtime.backend`` means for this process.
 
@@ -120,7 +141,7 @@ def backend_of(runtime) -> str:
 
 def engine_for(runtime) -> Engine:
     """The :class:`Engine` of ``runtime.backend`` in this process (:class:`UserError` if it cannot be had)."""
-    return ENGINES[backend_of(runtime)](runtime)
+    return _ENGINES[backend_of(runtime)](runtime)
 
 
 def start_engine(runtime) -> str:

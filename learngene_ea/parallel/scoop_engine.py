@@ -109,8 +109,10 @@ def evaluating_on(device: str):
 
 def worker_device(device: str = "auto"):
     """This process's torch device: ``cuda:{worker index % GPUs}`` under SCOOP, else ``cuda:0`` or CPU;
-    inside :func:`evaluating_on` (a Ray task) the device the engine reserved, unless ``device`` is ``cpu``."""
-    from ..fewshot.batches import resolve_device
+    inside :func:`evaluating_on` (a Ray task) the device the engine reserved, unless ``device`` is ``cpu``.
+    What it adds to :func:`~learngene_ea.core.devices.resolve_device`, which resolves the setting: the
+    worker's index and the engine's reservation."""
+    from ..core.devices import resolve_device
 
     if _ENGINE_DEVICE and device != "cpu":
         return resolve_device(_ENGINE_DEVICE[-1])

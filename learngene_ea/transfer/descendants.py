@@ -16,7 +16,7 @@ from ..config.loading import fresh_start
 from ..errors import UserError
 from ..core.fresh import FreshStart
 from ..core.learngene import Learngene, inherit_learngene
-from ..core.models import FAMILIES, ArchSpec, Backbone, build_model
+from ..core.models import ArchSpec, Backbone, build_model, list_families
 from ..core.traced import arch_label, is_traced  # noqa: F401  (arch_label: re-exported)
 
 
@@ -32,9 +32,9 @@ def parse_descendant(text: str, default_width: float) -> tuple[str, float]:
                             'in JSON, e.g. torchvision:mobilenet_v2{"width_mult": 1.0}.')
         return family, 1.0
     family = family.lower()
-    if family not in FAMILIES:
+    if family not in list_families():
         raise UserError(f"Descendant {text!r} names an unknown family {family!r}; "
-                        f"choose one of {', '.join(FAMILIES)} (e.g. conv4@2.0).")
+                        f"choose one of {', '.join(list_families())} (e.g. conv4@2.0).")
     if not width_text:
         return family, float(default_width)
     try:

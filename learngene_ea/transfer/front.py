@@ -23,6 +23,7 @@ from .baselines import baseline_methods
 from .episodes import make_settings
 from .finetune import Bench
 from .jobs import evaluate_transfer
+from .pretrain import CacheFolders
 from .pipeline import (TransferOptions, check_compatible, check_out_dir, check_unseen_classes, get_pretrained,
                        transfer_device)
 from .report import difference_cell, paired_difference
@@ -63,8 +64,8 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, options: Tr
             check_unseen_classes(learngene, data, dataset, path, data_key)
     device = transfer_device(cfg)
     settings = make_settings(cfg.transfer, dataset)
-    pretrained, pretrain_info = get_pretrained(cfg, first, dataset, (run_dir, cfg.transfer.cache_dir or out_dir),
-                                               device, log, options)
+    folders = CacheFolders(run_dir, cfg.transfer.cache_dir or out_dir)
+    pretrained, pretrain_info = get_pretrained(cfg, first, dataset, folders, device, log, options)
     pretrained.eval()
     shared, members = {}, []
     for index, (learngene, path) in enumerate(zip(learngenes, paths)):

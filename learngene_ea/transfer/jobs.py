@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from dataclasses import dataclass
 
 from ..config.loading import Config
 from ..parallel.process import configure_process
@@ -26,7 +27,17 @@ from .report import add_paired_differences
 from .target import load_target
 
 _CONTEXT_IDS = itertools.count()
-_CONTEXTS: dict = {}  # context key -> (settings, methods, bench) in this process
+_CONTEXTS: dict = {}  # context key -> its EpisodeContext in this process
+
+
+@dataclass
+class EpisodeContext:
+    """What a process needs to run any episode job of one transfer evaluation: the settings, the rows'
+    methods and the bench they are fine-tuned and scored on."""
+
+    settings: list
+    methods: list
+    bench: Bench
 
 
 def _new_row(method: Method) -> dict:
@@ -71,7 +82,7 @@ def new_context_key() -> str:
 
 
 def share_transfer_context(key: str, cfg: Config, learngene: Learngene, pretrained: Backbone | None,
-                           descendants, local: tuple, slimming: Learngene | None = None) -> None:
+                           descendants, local: EpisodeContext, slimming: Learngene | None = None) -> None:
     """Make ``key`` resolvable by :func:`evaluate_episode_job` here (``local``) and on SCOOP workers
     (``descendants``: as :func:`~.baselines.baseline_methods` takes them, with or without their own
     pre-trained networks; ``slimming``: the ``slimming`` row's learngene, if the table has that row)."""
@@ -91,7 +102,7 @@ def forget_transfer_context(key: str | None) -> None:
         forget_constant(key)
 
 
-def _context(key: str) -> tuple:
+def _context(key: str) -> EpisodeContext:
     if key not in _CONTEXTS:
         shared_context = shared_constant(key)
         cfg, learngene = shared_context["config"], shared_context["learngene"]
@@ -109,15 +120,15 @@ def _context(key: str) -> tuple:
                                    shared_context.get("slimming"), cfg.transfer.fresh_channels)
         _CONTEXTS.clear()  # one transfer evaluation at a time: free the previous one
         bench = Bench(dataset, cfg.transfer, learngene.in_channels, device, cfg.fitness.metric)
-        _CONTEXTS[key] = (make_settings(cfg.transfer, dataset), methods, bench)
+        _CONTEXTS[key] = EpisodeContext(make_settings(cfg.transfer, dataset), methods, bench)
     return _CONTEXTS[key]
 
 
 def evaluate_episode_job(job: tuple) -> dict:
     """``(context key, method index, setting index, episode index)`` -> :func:`evaluate_episode`'s record."""
     key, m, s, e = job
-    settings, methods, bench = _context(key)
-    return evaluate_episode(methods[m], bench, settings[s], e)
+    context = _context(key)
+    return evaluate_episode(context.methods[m], context.bench, context.settings[s], e)
 
 
 def _evaluate_transfer_jobs(methods, settings, log, progress, map_function, key) -> list[dict]:

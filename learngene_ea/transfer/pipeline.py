@@ -18,18 +18,18 @@ import torch
 from ..config.loading import Config, ConfigError, dataset_label
 from ..data.base import FewShotDataset
 from ..errors import UserError
+from ..core.devices import resolve_device
 from ..core.learngene import Learngene, load_learngene
 from ..io.paths import writable_problem
 from ..reports.files import plural, split_words
-from ..fewshot.batches import resolve_device
 from ..parallel.engines import backend_of, parallel_map, process_count
 from ..parallel.process import available_cores, configure_memory, default_threads, set_threads
 from .baselines import baseline_methods
 from .descendants import arch_label, check_descendant, parse_descendant
 from .episodes import episode_digest, make_settings
 from .finetune import Bench
-from .jobs import evaluate_transfer, forget_transfer_context, new_context_key, share_transfer_context
-from .pretrain import Arch, PretrainSource, given_pretrained, load_or_pretrain
+from .jobs import EpisodeContext, evaluate_transfer, forget_transfer_context, new_context_key, share_transfer_context
+from .pretrain import Arch, CacheFolders, PretrainSource, given_pretrained, load_or_pretrain
 from .report import markdown_table, write_reports
 from .slimming import get_slimming
 from .target import (describe_data, differences_from_source, load_target, pretrain_data, source_data, target_data,
@@ -134,13 +134,12 @@ def transfer_device(cfg: Config):
     return resolve_device(cfg.runtime.device)
 
 
-def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: tuple[str, str], device,
+def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: CacheFolders, device,
                    log, options: TransferOptions | None = None):
     """The pre-trained network of the baselines and its info: given, or trained on the source or the target.
 
     Trained on the source's training classes (``transfer.pretrain_on: source``) or the target's
-    (``target``); cached in ``cache_dir``, and reused from the run folder only when its key matches
-    (``folders``: ``(run_dir, cache_dir)``).
+    (``target``); cached in ``folders.cache_dir``, and reused from the run folder only when its key matches.
     """
     options = options or TransferOptions()
     pretrained_path = options.pretrained_path
@@ -150,21 +149,19 @@ def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, fo
         log(f"pre-trained baseline: the given network {pretrained_path}")
         return model, info
     dataset, source = pretrain_source(cfg, learngene, target, folders, options)
-    return load_or_pretrain(cfg, dataset, Arch.of(learngene), folders[1], device, log, source)
+    return load_or_pretrain(cfg, dataset, Arch.of(learngene), folders.cache_dir, device, log, source)
 
 
-def pretrain_source(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: tuple[str, str],
+def pretrain_source(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: CacheFolders,
                     options: TransferOptions) -> tuple[FewShotDataset, PretrainSource]:
     """What every pre-trained network of the table learns from (the source's or the target's training classes,
     the evolution's images) and where its cache is also looked for (the run folder, besides ``cache_dir``)."""
-    run_dir, cache_dir = folders
-    data, dataset = pretrain_data(cfg, learngene, target, run_dir)
-    others = (run_dir,) if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else ()
-    return dataset, PretrainSource(data, cfg.transfer.pretrain_on, learngene.meta.get("training_images"), others,
-                                   options.progress)
+    data, dataset = pretrain_data(cfg, learngene, target, folders.run_dir)
+    return dataset, PretrainSource(data, cfg.transfer.pretrain_on, learngene.meta.get("training_images"),
+                                   folders.also_look_in(), options.progress)
 
 
-def get_descendant_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: tuple[str, str],
+def get_descendant_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: CacheFolders,
                               log, options: TransferOptions, extra) -> tuple[dict, dict]:
     """Every ``extra`` descendant architecture with its own pre-trained network, trained on the same images for
     as many steps as the learngene's (equal compute, on ``runtime.device``) and cached alike:
@@ -178,8 +175,8 @@ def get_descendant_pretrained(cfg: Config, learngene: Learngene, target: FewShot
     dataset, source = pretrain_source(cfg, learngene, target, folders, options)
     networks, infos = {}, {}
     for family, width in extra:
-        model, info = load_or_pretrain(cfg, dataset, Arch(family, width, learngene.in_channels), folders[1], device,
-                                       log, source)
+        model, info = load_or_pretrain(cfg, dataset, Arch(family, width, learngene.in_channels), folders.cache_dir,
+                                       device, log, source)
         networks[family, width], infos[arch_label(family, width)] = model.eval(), info
     return networks, infos
 
@@ -230,7 +227,7 @@ def evaluate_rows(cfg: Config, learngene: Learngene, table: "Rows", bench: Bench
     if processes > 1:
         key = new_context_key()
         share_transfer_context(key, cfg, learngene, table.pretrained, table.descendants,
-                               (settings, table.methods, bench), table.slimming)
+                               EpisodeContext(settings, table.methods, bench), table.slimming)
         map_function = parallel_map(cfg.runtime, hint="no transfer report was written; run the "
                                     f"transfer again (the pre-trained baseline is cached in {table.cache_dir}).")
         # the workers are busy now too: the origin goes back to its share of the cores
@@ -255,10 +252,26 @@ class Rows:
     slimming: Learngene | None = None
 
 
-def results_record(cfg: Config, learngene: Learngene, path: str, test: EpisodeData, parts: dict) -> dict:
-    """What ``transfer.json`` holds (``parts``: settings, rows, pretrained and slimming info, descendants,
-    device, augment_from, timings)."""
-    pretrain_info, dataset, data = parts["pretrained"], test.dataset, test.data
+@dataclass
+class Outcome:
+    """What a transfer evaluation made, for :func:`results_record`: the settings and their rows, the info of the
+    pre-trained network, of the slimming row's and of each extra descendant's own pre-trained network, the extra
+    descendants ``(family, width)``, the device, where ``transfer.augment`` came from, the timings."""
+
+    settings: list
+    rows: list
+    pretrained: dict
+    slimming: dict
+    pretrained_descendants: dict
+    extra: list
+    device: object
+    augment_from: str
+    timings: dict
+
+
+def results_record(cfg: Config, learngene: Learngene, path: str, test: EpisodeData, outcome: Outcome) -> dict:
+    """What ``transfer.json`` holds."""
+    pretrain_info, dataset, data = outcome.pretrained, test.dataset, test.data
     return {
         "format": FORMAT,
         "learngene": {"path": os.path.abspath(path), "family": learngene.family,
@@ -267,8 +280,8 @@ def results_record(cfg: Config, learngene: Learngene, path: str, test: EpisodeDa
                       "num_gene_params": int(learngene.spec.num_gene_params()),
                       "channels_kept": {g: int(m.sum()) for g, m in learngene.masks.items()},
                       "meta": learngene.meta},
-        "evaluation": {**dataclasses.asdict(cfg.transfer), "descendants": [arch_label(*d) for d in parts["extra"]],
-                       "augment_from": parts["augment_from"],
+        "evaluation": {**dataclasses.asdict(cfg.transfer), "descendants": [arch_label(*d) for d in outcome.extra],
+                       "augment_from": outcome.augment_from,
                        "metric": cfg.fitness.metric, "batchnorm": "training mode while fine-tuning",
                        "trained_parameters": "all (new N-way head)", "lr_schedule": "constant"},
         "source": {**describe_data(test.source, None, test.source_found_in),
@@ -282,18 +295,18 @@ def results_record(cfg: Config, learngene: Learngene, path: str, test: EpisodeDa
                     "train_classes": len(dataset.splits["train"]), "val_classes": len(dataset.splits["val"]),
                     "test_classes": len(dataset.splits["test"]), "test_class_ids": list(dataset.splits["test"]),
                     "test_classes_seen_by_learngene": test.seen},
-        "device": str(parts["device"]),
+        "device": str(outcome.device),
         "pretrained": pretrain_info,
-        "pretrained_descendants": parts.get("pretrained_descendants", {}),
-        "slimming": parts.get("slimming"),
+        "pretrained_descendants": outcome.pretrained_descendants,
+        "slimming": outcome.slimming,
         "settings": [{"name": s.name, "label": s.label, "n_way": s.n_way, "k_shot": s.k_shot, "n_query": s.n_query,
                       "seed": s.seed, "episode_seeds": s.episode_seeds,
                       "episodes": [{"seed": seed, "digest": episode_digest(e), "classes": list(e.class_ids),
                                     "support": e.support.tolist(), "query": e.query.tolist()}
                                    for seed, e in zip(s.episode_seeds, s.episodes)]}
-                     for s in parts["settings"]],
-        "rows": parts["rows"],
-        "timings": parts["timings"],
+                     for s in outcome.settings],
+        "rows": outcome.rows,
+        "timings": outcome.timings,
     }
 
 
@@ -330,15 +343,13 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, o
     timings = {"load_dataset": time.perf_counter() - t}
     settings = make_settings(cfg.transfer, test.dataset)
     t = time.perf_counter()
-    pretrained, pretrain_info = get_pretrained(cfg, learngene, test.dataset, (run_dir, cache_dir), device, log,
-                                               options)
+    folders = CacheFolders(run_dir, cache_dir)
+    pretrained, pretrain_info = get_pretrained(cfg, learngene, test.dataset, folders, device, log, options)
     pretrained.eval()
-    descendants, own_info = get_descendant_pretrained(cfg, learngene, test.dataset, (run_dir, cache_dir), log,
-                                                      options, extra)
+    descendants, own_info = get_descendant_pretrained(cfg, learngene, test.dataset, folders, log, options, extra)
     timings["pretrained"] = time.perf_counter() - t
     t = time.perf_counter()
-    slimming, slimming_info = get_slimming(cfg, learngene, test.dataset, (run_dir, cache_dir), device, log,
-                                           options)
+    slimming, slimming_info = get_slimming(cfg, learngene, test.dataset, folders, device, log, options)
     timings["slimming"] = time.perf_counter() - t
     t = time.perf_counter()
     methods = baseline_methods(learngene, pretrained, descendants, cfg.transfer.complement_scale, slimming,
@@ -348,10 +359,10 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, o
     rows = evaluate_rows(cfg, learngene, table, bench, settings, log, options.progress)
     timings["evaluation"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
-    results = results_record(cfg, learngene, learngene_path, test, {
-        "settings": settings, "rows": rows, "pretrained": pretrain_info, "slimming": slimming_info, "extra": extra,
-        "device": device, "pretrained_descendants": own_info,
-        "augment_from": augment_from, "timings": timings})
+    outcome = Outcome(settings=settings, rows=rows, pretrained=pretrain_info, slimming=slimming_info,
+                      pretrained_descendants=own_info, extra=extra, device=device, augment_from=augment_from,
+                      timings=timings)
+    results = results_record(cfg, learngene, learngene_path, test, outcome)
     if options.write:
         write_transfer_reports(results, out_dir, options.keep_earlier, log)
     return results

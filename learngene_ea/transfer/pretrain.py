@@ -107,6 +107,19 @@ class PretrainSource:
     progress: object = None
 
 
+@dataclass(frozen=True)
+class CacheFolders:
+    """Where a transfer's pre-trained networks are cached (``cache_dir``) and also looked for: ``run_dir``, the
+    learngene's run folder, whose cached networks are reused when their key matches."""
+
+    run_dir: str
+    cache_dir: str
+
+    def also_look_in(self) -> tuple:
+        """The run folder, unless it is the cache folder (:attr:`PretrainSource.also_look_in`)."""
+        return (self.run_dir,) if os.path.abspath(self.run_dir) != os.path.abspath(self.cache_dir) else ()
+
+
 def pretrain_network(cfg: Config, dataset: FewShotDataset, arch: Arch, device, settings: TrainSettings,
                      seed: int | None = None, observe=None) -> tuple[Backbone, dict]:
     """Supervised training of the full network on ALL training classes (never val/test images).

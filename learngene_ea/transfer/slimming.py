@@ -25,8 +25,8 @@ again), when its evolution had no warm start, or when ``--pretrained`` gives the
 from __future__ import annotations
 
 import math
-import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from ..fewshot.training import TrainSettings, closing_observer, train_on_task
 from ..reports.files import plural
 from .cache import cache_file, find_cached, write_cached
 from .episodes import slimming_seed
-from .pretrain import Arch, PretrainSource, pretrain_key, pretrain_network
+from .pretrain import Arch, CacheFolders, PretrainSource, pretrain_key, pretrain_network
 from .target import pretrain_data
 
 SLIMMING_FORMAT = "learngene-ea/slimming-v1"
@@ -51,8 +51,20 @@ def channel_counts(learngene: Learngene) -> dict[str, int]:
     return {group: int(mask.sum()) for group, mask in learngene.masks.items()}
 
 
-def slimming_steps(cfg: Config, learngene: Learngene) -> tuple[int, int] | str:
-    """``(warm-start steps, sub-network steps)`` at the learngene's compute, or why there is no row.
+@dataclass(frozen=True)
+class SlimmingSteps:
+    """The steps of the slimming network's two training stages: the warm start, then the sub-network."""
+
+    warm_start: int
+    sub_network: int
+
+    @property
+    def total(self) -> int:
+        return self.warm_start + self.sub_network
+
+
+def slimming_steps(cfg: Config, learngene: Learngene) -> SlimmingSteps | str:
+    """The warm start's and the sub-network's steps at the learngene's compute, or why there is no row.
 
     Together they are the pre-trained baseline's steps at equal compute (the learngene's
     ``training_images`` in ``task.batch_size`` batches); the warm start takes its own share.
@@ -68,16 +80,17 @@ def slimming_steps(cfg: Config, learngene: Learngene) -> tuple[int, int] | str:
     batch = cfg.task.batch_size
     total_steps = math.ceil(total / batch)
     warm_steps = min(math.ceil(warm / batch), total_steps)
-    return warm_steps, total_steps - warm_steps
+    return SlimmingSteps(warm_steps, total_steps - warm_steps)
 
 
-def slimming_key(cfg: Config, arch: Arch, counts: dict[str, int], steps: tuple[int, int], data_cfg=None,
+def slimming_key(cfg: Config, arch: Arch, counts: dict[str, int], steps: SlimmingSteps, data_cfg=None,
                  trained_on: str = "source") -> dict:
     """Everything the slimming network's weights depend on: the pre-trained baseline's key (model,
     data, optimiser, seed) with both stages' steps and the channels kept per group."""
-    key = pretrain_key(cfg, arch.family, arch.width, arch.in_channels, steps[0], data_cfg, trained_on)
+    key = pretrain_key(cfg, arch.family, arch.width, arch.in_channels, steps.warm_start, data_cfg, trained_on)
     del key["steps"]
-    return {**key, "format": SLIMMING_FORMAT, "warm_start_steps": int(steps[0]), "sub_network_steps": int(steps[1]),
+    return {**key, "format": SLIMMING_FORMAT, "warm_start_steps": int(steps.warm_start),
+            "sub_network_steps": int(steps.sub_network),
             "criterion": "bn", "sub_network_complement_scale": 0.0,
             "channels_kept": {g: int(n) for g, n in sorted(counts.items())}}
 
@@ -115,20 +128,21 @@ def train_sub_network(cfg: Config, dataset: FewShotDataset, pruned: Learngene, d
     return extract_learngene(model, pruned.masks, meta={"from": "slimming"}), loss
 
 
-def slim_network(cfg: Config, dataset: FewShotDataset, learngene: Learngene, device, steps: tuple[int, int],
+def slim_network(cfg: Config, dataset: FewShotDataset, learngene: Learngene, device, steps: SlimmingSteps,
                  augment: bool | None = None, progress=None) -> tuple[Learngene, dict]:
     """Stages 1-3 (module docstring): the slimming learngene and what it cost (``progress``: a bar factory
     that shows each stage's steps, or None)."""
     start, batch = time.perf_counter(), cfg.task.batch_size
-    warm, warm_info = warm_start_network(cfg, dataset, Arch.of(learngene), device, steps[0], augment, progress)
+    warm, warm_info = warm_start_network(cfg, dataset, Arch.of(learngene), device, steps.warm_start, augment,
+                                         progress)
     masks = bn_masks_like(learngene, warm)
-    slim, loss = train_sub_network(cfg, dataset, extract_learngene(warm, masks), device, steps[1], augment,
+    slim, loss = train_sub_network(cfg, dataset, extract_learngene(warm, masks), device, steps.sub_network, augment,
                                    progress)
     info = {"classes": warm_info["classes"], "images": warm_info["images"],
-            "warm_start_steps": steps[0], "warm_start_images": steps[0] * batch,
+            "warm_start_steps": steps.warm_start, "warm_start_images": steps.warm_start * batch,
             "warm_start_final_loss": warm_info["final_loss"],
-            "sub_network_steps": steps[1], "sub_network_images": steps[1] * batch, "final_loss": loss,
-            "training_images": (steps[0] + steps[1]) * batch, "channels_kept": channel_counts(slim),
+            "sub_network_steps": steps.sub_network, "sub_network_images": steps.sub_network * batch,
+            "final_loss": loss, "training_images": steps.total * batch, "channels_kept": channel_counts(slim),
             "kept": {g: np.flatnonzero(m).tolist() for g, m in slim.masks.items()},
             "seeds": [slimming_seed(cfg.transfer.seed, 0), slimming_seed(cfg.transfer.seed, 1)],
             "seconds": time.perf_counter() - start}
@@ -157,9 +171,10 @@ def load_or_slim(cfg: Config, dataset: FewShotDataset, learngene: Learngene, cac
         state, path = found
         log(f"slimming baseline: reusing {path}")
         return Learngene.from_state(state["learngene"]), {**state["info"], **budget, "path": path, "reused": True}
-    log(f"slimming baseline: a warm start of {plural(steps[0], 'step')}, its channels of largest BatchNorm scale "
-        f"kept, then {plural(steps[1], 'step')} of that sub-network ({(steps[0] + steps[1]) * cfg.task.batch_size:,} "
-        f"images in all, the evolution's) on the training classes of the {source.trained_on}")
+    log(f"slimming baseline: a warm start of {plural(steps.warm_start, 'step')}, its channels of largest BatchNorm "
+        f"scale kept, then {plural(steps.sub_network, 'step')} of that sub-network "
+        f"({steps.total * cfg.task.batch_size:,} images in all, the evolution's) on the training classes of the "
+        f"{source.trained_on}")
     slim, info = slim_network(cfg, dataset, learngene, device, steps, data_cfg.augment, source.progress)
     final = "none" if info["final_loss"] is None else f"{info['final_loss']:.3f}"
     log(f"slimming baseline: warm-start loss {info['warm_start_final_loss']:.3f}, final loss {final}, "
@@ -169,11 +184,11 @@ def load_or_slim(cfg: Config, dataset: FewShotDataset, learngene: Learngene, cac
     return slim, {**info, **budget, "path": path, "reused": False}
 
 
-def get_slimming(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: tuple[str, str], device, log,
+def get_slimming(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: CacheFolders, device, log,
                  options=None) -> tuple[Learngene | None, dict]:
     """The slimming learngene of the table and its info, on the pre-trained baseline's data
-    (:func:`~.target.pretrain_data`); cached in ``cache_dir`` and reused from the run folder
-    (``folders``: ``(run_dir, cache_dir)``). ``options``: the transfer's
+    (:func:`~.target.pretrain_data`); cached in ``folders.cache_dir`` and reused from the run folder
+    (``folders.run_dir``). ``options``: the transfer's
     :class:`~.pipeline.TransferOptions` (its ``pretrained_path`` and ``progress``), if any. Left out when
     ``--pretrained`` gives the pre-trained network."""
     pretrained_path, progress = getattr(options, "pretrained_path", None), getattr(options, "progress", None)
@@ -182,9 +197,7 @@ def get_slimming(cfg: Config, learngene: Learngene, target: FewShotDataset, fold
         log(f"slimming: left out: {why}")
         return None, {"left_out": why}
     if isinstance(slimming_steps(cfg, learngene), str):  # before loading any data
-        return load_or_slim(cfg, target, learngene, folders[1], device, log)
-    run_dir, cache_dir = folders
-    data, dataset = pretrain_data(cfg, learngene, target, run_dir)
-    others = (run_dir,) if os.path.abspath(run_dir) != os.path.abspath(cache_dir) else ()
-    return load_or_slim(cfg, dataset, learngene, cache_dir, device, log,
-                        PretrainSource(data, cfg.transfer.pretrain_on, None, others, progress))
+        return load_or_slim(cfg, target, learngene, folders.cache_dir, device, log)
+    data, dataset = pretrain_data(cfg, learngene, target, folders.run_dir)
+    return load_or_slim(cfg, dataset, learngene, folders.cache_dir, device, log,
+                        PretrainSource(data, cfg.transfer.pretrain_on, None, folders.also_look_in(), progress))
