@@ -14,7 +14,8 @@ from learngene_ea.ea.state import checkpoint_payload
 
 def bench_checkpoint(cfg):
     """Seconds to write and read generation 0's checkpoint (medians of 5) vs the generation's seconds."""
-    from learngene_ea.ea.evolve import build_toolbox, evolve
+    from learngene_ea.ea.evolve import evolve
+    from learngene_ea.ea.toolbox import build_toolbox
 
     start = time.perf_counter()
     state = evolve(cfg, build_toolbox(cfg), new_state(cfg), log=lambda *a: None)  # generation 0 only

@@ -84,7 +84,7 @@ def bench_population_step(baseline: str, repeats: int, sizes=SIZES, steps: int =
     import torch
 
     from bench.common import fresh_population
-    from learngene_ea.config import load_config
+    from learngene_ea.config.loading import load_config
     from learngene_ea.data import load_dataset
 
     cfg = load_config(os.path.join(ROOT, "genomes", "default.yaml"),

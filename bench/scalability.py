@@ -35,13 +35,14 @@ import torch
 
 from learngene_ea.config.loading import load_config
 from learngene_ea.core.learngene import Learngene, load_learngene
+from learngene_ea.core.traced import arch_label
 from learngene_ea.data import load_dataset
-from learngene_ea.fewshot.sampling import mean_and_ci95
 from learngene_ea.reports.files import pyplot, save_figure
 from learngene_ea.transfer.baselines import Method, baseline_methods
-from learngene_ea.transfer.descendants import arch_label, parse_descendant
+from learngene_ea.transfer.descendants import parse_descendant
 from learngene_ea.transfer.episodes import make_settings
 from learngene_ea.transfer.finetune import Bench, evaluate_episode
+from learngene_ea.transfer.report import paired_difference
 
 RULES = {"silent": ("scaled", 0.0), "grow": ("grow", 0.0)}
 ROWS = ("scratch", "silent", "grow")
@@ -92,10 +93,15 @@ def evaluate_seed(folder: str, classes: str, descendant_texts: list[str], overri
     return found
 
 
-def pooled(differences: list) -> dict:
-    values = np.concatenate([np.asarray(d, dtype=np.float64) for d in differences])
-    mean, ci95 = mean_and_ci95(values)
-    return {"mean": mean, "ci95": ci95, "n": int(values.size), "won": int((values > 0).sum())}
+def pooled(per_seed: list, others: list | None = None) -> dict:
+    """``per_seed`` (a list of episode values per seed) minus ``others`` (the same episodes; none: zero), pooled
+    over the (seed, episode) pairs: :func:`~learngene_ea.transfer.report.paired_difference` as this benchmark's
+    files name it (``n`` episodes, ``won``: above zero)."""
+    def flat(lists):
+        return np.concatenate([np.asarray(values, dtype=np.float64) for values in lists])
+
+    d = paired_difference(flat(per_seed), 0.0 if others is None else flat(others))
+    return {"mean": d["mean"], "ci95": d["ci95"], "n": d["episodes"], "won": d["wins"]}
 
 
 def summarise(per_seed: dict) -> dict:
@@ -110,11 +116,11 @@ def summarise(per_seed: dict) -> dict:
             rows = {row: [per_seed[s]["settings"][setting][arch][row] for s in seeds] for row in ROWS}
             entry = out[arch] = {row: pooled(values) for row, values in rows.items()}
             for a, b in (("grow", "silent"), ("silent", "scratch"), ("grow", "scratch")):
-                entry[f"{a} - {b}"] = pooled([np.subtract(x, y) for x, y in zip(rows[a], rows[b])])
+                entry[f"{a} - {b}"] = pooled(rows[a], rows[b])
             if arch != base:
                 for rule in ("silent", "grow"):
                     own = [per_seed[s]["settings"][setting][base][rule] for s in seeds]
-                    entry[f"{rule} - base {rule}"] = pooled([np.subtract(x, y) for x, y in zip(rows[rule], own)])
+                    entry[f"{rule} - base {rule}"] = pooled(rows[rule], own)
     return summary
 
 

@@ -63,6 +63,37 @@ def tiny_dataset():
     return make_synthetic(seed=0, images_per_class=30)
 
 
+def fraction_of(individual) -> float:
+    """The learngene fraction of an individual's masks (over its architecture's gene layers)."""
+    from learngene_ea.core.individual import individual_spec, masks_of
+    from learngene_ea.core.learngene import learngene_fraction
+
+    return learngene_fraction(individual_spec(individual), masks_of(individual))
+
+
+def complete_circuits(spec, masks, min_channels: int = 1) -> bool:
+    """Every group keeps at least ``min_channels`` channels (or all it has): every kept channel reads all kept
+    channels of the group before it, so a circuit is broken exactly when a group it passes through keeps none."""
+    return all(int(masks[name].sum()) >= min(min_channels, size) for name, size in spec.groups)
+
+
+def older_transfer_json(cfg, learngene, missing: str) -> dict:
+    """``learngene``'s transfer.json under ``cfg`` as a version before the key ``transfer.<missing>`` wrote it
+    (the key absent from its evaluation), read back from JSON as a study reads it."""
+    import dataclasses
+    import json
+
+    from learngene_ea.transfer.pipeline import FORMAT
+    from learngene_ea.transfer.target import target_data, with_resolved_augment
+
+    resolved, _ = with_resolved_augment(cfg)
+    evaluation = {**dataclasses.asdict(resolved.transfer), "metric": cfg.fitness.metric, "descendants": []}
+    del evaluation[missing]
+    return json.loads(json.dumps({"format": FORMAT, "evaluation": evaluation,
+                                  "dataset": {"config": dataclasses.asdict(target_data(cfg)[0])},
+                                  "learngene": {"meta": learngene.meta}}))
+
+
 def run_module(args, cwd, timeout=300, env_extra=None):
     """Run ``python <args>`` in a subprocess; return the CompletedProcess."""
     import subprocess

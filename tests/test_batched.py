@@ -132,7 +132,8 @@ def test_a_failing_batch_falls_back_to_individual_evaluations(monkeypatch):
 
 
 def test_evolution_with_population_batching_runs():
-    from learngene_ea.ea.evolve import build_toolbox, evolve, new_state
+    from learngene_ea.ea.evolve import evolve, new_state
+    from learngene_ea.ea.toolbox import build_toolbox
 
     cfg = load_config(None, tiny_overrides(**{"fitness.population_batch": 2, "ea.generations": 1}))
     toolbox = build_toolbox(cfg)

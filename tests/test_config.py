@@ -2,7 +2,8 @@
 import pytest
 import yaml
 
-from learngene_ea.config.loading import ConfigError, from_dict, load_config, to_dict
+from learngene_ea.config.loading import from_dict, load_config, to_dict
+from learngene_ea.config.schema import ConfigError
 
 
 def test_defaults_load_without_a_recipe():
@@ -121,7 +122,7 @@ def _float_keys(cls=None, prefix=""):
     import dataclasses
     import typing
 
-    from learngene_ea.config.loading import Config
+    from learngene_ea.config.schema import Config
 
     cls = cls or Config
     keys = []
@@ -210,7 +211,8 @@ def test_undecodable_command_line_bytes_in_a_string_key_are_refused_at_load():
 
 
 def test_transfer_on_validation_classes_is_refused_with_a_target():
-    from learngene_ea.config import ConfigError, load_config
+    from learngene_ea.config.loading import load_config
+    from learngene_ea.config.schema import ConfigError
 
     with pytest.raises(ConfigError, match="'transfer.classes' val evaluates on the source's validation classes"):
         load_config(None, ["transfer.classes=val", "transfer.target.name=synthetic"])

@@ -88,7 +88,8 @@ def test_the_recipe_check_the_engines_and_the_transfer_ask_one_resolver(monkeypa
     """One place counts GPUs and resolves a setting: the recipe's check words it, a SCOOP worker adds its index,
     one process and the transfer take the setting as it is."""
     from learngene_ea.config.checks import check_device
-    from learngene_ea.config.loading import ConfigError, load_config
+    from learngene_ea.config.loading import load_config
+    from learngene_ea.config.schema import ConfigError
     from learngene_ea.ea.workers import Workers
     from learngene_ea.parallel import scoop_engine
     from learngene_ea.transfer import pipeline

@@ -10,8 +10,10 @@ import yaml
 
 from conftest import ROOT, run_module, tiny_overrides
 from learngene_ea.ea import fitness
-from learngene_ea.config.loading import ConfigError, load_config
-from learngene_ea.ea.evolve import apply_evaluation, build_toolbox, evolve, new_state
+from learngene_ea.config.loading import load_config
+from learngene_ea.config.schema import ConfigError
+from learngene_ea.ea.evolve import apply_evaluation, evolve, new_state
+from learngene_ea.ea.toolbox import build_toolbox
 from learngene_ea.core.individual import make_individual
 from learngene_ea.core.learngene import full_masks
 from learngene_ea.core.models import arch_spec
@@ -161,7 +163,7 @@ def test_elites_are_carried_unchanged_into_the_next_generation(tiny_cfg):
 
 
 def test_a_failure_that_cannot_pass_on_retry_is_not_retried_and_stops_the_run(tiny_cfg, monkeypatch):
-    from learngene_ea.ea.evolve import EvaluationFailure
+    from learngene_ea.errors import EvaluationFailure
 
     calls = []
 
@@ -178,7 +180,7 @@ def test_a_failure_that_cannot_pass_on_retry_is_not_retried_and_stops_the_run(ti
 
 
 def test_a_generation_whose_every_evaluation_failed_stops_the_run(tiny_cfg, monkeypatch):
-    from learngene_ea.ea.evolve import EvaluationFailure
+    from learngene_ea.errors import EvaluationFailure
 
     def diverge(*args, **kwargs):
         raise DivergedError("loss is nan")
@@ -205,7 +207,7 @@ def test_one_unlucky_evaluation_is_penalised_and_the_run_goes_on(tiny_cfg, monke
 
 
 def test_an_exception_from_a_users_evaluate_stops_the_run_naming_it(tiny_cfg):
-    from learngene_ea.ea.evolve import EvaluationFailure
+    from learngene_ea.errors import EvaluationFailure
 
     def broken(individual):
         raise KeyError("no such metric")

@@ -4,12 +4,12 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import tiny_overrides
+from conftest import complete_circuits, fraction_of, tiny_overrides
 from learngene_ea.config.loading import load_config
 from learngene_ea.ea.evolve import new_state
 from learngene_ea.ea.fitness import evaluate
-from learngene_ea.core.individual import fraction_of, individual_spec, masks_of, same_masks
-from learngene_ea.core.learngene import complete_circuits, learngene_fraction
+from learngene_ea.core.individual import individual_spec, masks_of, same_masks
+from learngene_ea.core.learngene import learngene_fraction
 
 
 def first_of_generation_0(**overrides):
@@ -122,7 +122,7 @@ def test_learning_speed_fitness_is_the_mean_of_the_curve_whose_end_is_the_final_
 
 
 def test_speed_points_beyond_the_task_steps_are_refused():
-    from learngene_ea.config import ConfigError
+    from learngene_ea.config.schema import ConfigError
 
     with pytest.raises(ConfigError, match=r"'fitness.speed_points' \(5\) must not exceed 'task.steps' \(4\)"):
         load_config(None, tiny_overrides(**{"fitness.speed_points": 5}))

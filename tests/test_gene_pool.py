@@ -13,7 +13,8 @@ from learngene_ea.ea import gene_pool
 from learngene_ea.api.run import given_pool
 from learngene_ea.cli import run as run_cli
 from learngene_ea.io.checkpoint import load_checkpoint
-from learngene_ea.config.loading import ConfigError, load_config
+from learngene_ea.config.loading import load_config
+from learngene_ea.config.schema import ConfigError
 from learngene_ea.core.learngene import channel_importance, extract_learngene, full_masks
 from learngene_ea.core.models import build_model
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from bench.make_glyph_folder import main, make_glyph_folder
-from learngene_ea.config import load_config
+from learngene_ea.config.loading import load_config
 from learngene_ea.data import load_dataset
 
 

@@ -18,7 +18,7 @@ from conftest import ROOT
 TRAINING_STEPS = textwrap.dedent("""
     import json, resource, sys, torch
     from learngene_ea.core.models import build_model
-    from learngene_ea.parallel.process import keep_freed_memory
+    from learngene_ea.fewshot.process import keep_freed_memory
     applied = keep_freed_memory() if sys.argv[1] == "keep" else None
     torch.set_num_threads(1)
     model = build_model("conv4", 0.5, 3, 5, seed=0)

@@ -9,7 +9,8 @@ from torch import nn
 import learngene_ea as lg
 from conftest import tiny_overrides
 from learngene_ea.cli import run as run_cli
-from learngene_ea.config.loading import ConfigError, load_config, save_config
+from learngene_ea.config.loading import load_config, save_config
+from learngene_ea.config.schema import ConfigError
 from learngene_ea.core import models, traced
 from learngene_ea.core.models import build_model
 from learngene_ea.core.tracing import TracingError, trace

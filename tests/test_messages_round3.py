@@ -362,7 +362,7 @@ def test_a_network_without_convolutions_says_so_without_empty_parentheses(factor
 
 def test_an_unreachable_target_never_advises_a_lower_min_channels_that_cannot_help():
     from learngene_ea.config.checks import check_target_reachable
-    from learngene_ea.config.loading import ConfigError
+    from learngene_ea.config.schema import ConfigError
 
     cfg = load_config(None, ["model.width=0.015625", "ea.min_channels=1"])  # conv4 with 1 channel per layer
     with pytest.raises(ConfigError) as err:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from learngene_ea.config.loading import load_config
-from learngene_ea.parallel.process import configure_numerics
+from learngene_ea.fewshot.process import configure_numerics
 
 
 @pytest.fixture
@@ -53,7 +53,8 @@ def test_deterministic_false_and_tf32_true_free_the_kernels(restored_flags):
 
 def test_every_evaluating_process_applies_them(restored_flags, tiny_cfg):
     """configure_process (each evaluation, each worker) and configure_memory (the transfer) both do."""
-    from learngene_ea.parallel.process import configure_memory, configure_process
+    from learngene_ea.fewshot.process import configure_memory
+    from learngene_ea.parallel.process import configure_process
 
     torch.backends.cudnn.allow_tf32 = True
     configure_process(tiny_cfg.runtime)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from deap import algorithms, base, tools
 
+from conftest import complete_circuits, fraction_of
 from learngene_ea.ea import operators
-from learngene_ea.core.individual import fraction_of, individual_spec, make_individual, masks_of, same_masks
-from learngene_ea.core.learngene import complete_circuits, extract_learngene, full_masks, learngene_fraction
+from learngene_ea.core.individual import individual_spec, make_individual, masks_of, same_masks
+from learngene_ea.core.learngene import extract_learngene, full_masks, learngene_fraction
 from learngene_ea.core.models import arch_spec, build_model
 
 

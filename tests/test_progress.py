@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from conftest import tiny_overrides
-from learngene_ea.config import load_config
+from learngene_ea.config.loading import load_config
 from learngene_ea.ea import gene_pool
 from learngene_ea.fewshot.training import StepProgress
 from learngene_ea.transfer import pretrain

@@ -6,7 +6,9 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from learngene_ea.config.loading import ConfigError, config_yaml, load_config, parse_yaml, to_dict
+from learngene_ea.config.loading import config_yaml, load_config, to_dict
+from learngene_ea.config.recipes import parse_yaml
+from learngene_ea.config.schema import ConfigError
 
 SHIPPED = os.path.join(ROOT, "genomes")
 

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import ROOT
-from learngene_ea.config.loading import ConfigError, choices_of, load_config
+from learngene_ea.config.loading import choices_of, load_config
+from learngene_ea.config.schema import ConfigError
 from learngene_ea.config.schema import BACKENDS, DataConfig
 from learngene_ea.core import models
 from learngene_ea.data import dataset_kind, list_datasets, load_dataset, register_dataset

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT, run_module, stopped_after, tiny_overrides
 from learngene_ea.cli import run as run_cli
-from learngene_ea.config import load_config
+from learngene_ea.config.loading import load_config
 from learngene_ea.core.individual import individual_spec, make_individual, masks_of
 from learngene_ea.core.learngene import channel_importance, extract_learngene, full_masks, learngene_fraction
 from learngene_ea.core.models import arch_spec, build_model

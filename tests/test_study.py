@@ -14,7 +14,7 @@ from conftest import run_module as run_python
 from learngene_ea.api import run as run_module
 from learngene_ea.api import study as study_api
 from learngene_ea.cli import study
-from learngene_ea.config import load_config
+from learngene_ea.config.loading import load_config
 from learngene_ea.errors import UserError
 from learngene_ea.fewshot.sampling import t_quantile_975
 from learngene_ea.reports.study import pool
@@ -230,7 +230,7 @@ def test_a_study_on_validation_classes_reuses_the_evolutions_and_never_samples_a
     status, log, evolved, computed = run_study(study_argv(out, [0, 1], **{"transfer.classes": "val"}))
     assert status == 0 and evolved == [] and computed == [0, 1]
     transfer = read_json(out / "seed-0" / "transfer.json")
-    from learngene_ea.config import load_config
+    from learngene_ea.config.loading import load_config
     from learngene_ea.data import load_dataset
 
     splits = load_dataset(load_config(RECIPE, study_overrides()).data).splits

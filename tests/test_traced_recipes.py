@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from conftest import ROOT, tiny_overrides, user_network_module
-from learngene_ea.config.loading import ConfigError, load_config
+from learngene_ea.config.loading import load_config
+from learngene_ea.config.schema import ConfigError
 from learngene_ea.core.learngene import extract_learngene, full_masks, load_learngene
 from learngene_ea.core.models import build_model
 from learngene_ea.errors import UserError

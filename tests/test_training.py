@@ -9,7 +9,7 @@ import torch
 
 from learngene_ea import transfer
 from learngene_ea.fewshot import training
-from learngene_ea.config.loading import TransferConfig
+from learngene_ea.config.schema import TransferConfig
 from learngene_ea.core.models import build_model
 from learngene_ea.fewshot.sampling import sample_episode, sample_episodes, sample_task
 from learngene_ea.fewshot.batches import draw_crops, make_batch

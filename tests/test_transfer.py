@@ -224,7 +224,7 @@ def test_evolution_never_touches_a_test_class_image_and_the_run_ends_with_transf
 
 
 def test_the_end_of_run_transfer_takes_every_core_unless_threads_are_set(monkeypatch):
-    from learngene_ea.parallel.process import available_cores
+    from learngene_ea.core.threads import available_cores
 
     seen = []
     monkeypatch.setattr(transfer.pipeline, "run_transfer", lambda *a, **k: seen.append(torch.get_num_threads()) or {})
@@ -730,13 +730,14 @@ def test_transfer_refuses_test_classes_the_learngene_was_evolved_on(tmp_path, ca
 
 def test_classes_of_another_synthetic_dataset_are_not_the_same_classes(tiny_dataset, tmp_path):
     from learngene_ea.core.learngene import load_learngene
+    from learngene_ea.transfer.pipeline import seen_test_classes
 
     cfg = load_config(None, transfer_overrides())
     path = str(tmp_path / "learngene.pt")
     learngene_that_saw(path, ["synth-081"], data_seed=1)
-    assert transfer.seen_test_classes(load_learngene(path), cfg.data, tiny_dataset) == []
+    assert seen_test_classes(load_learngene(path), cfg.data, tiny_dataset) == []
     learngene_that_saw(path, ["synth-081"], data_seed=0)
-    assert transfer.seen_test_classes(load_learngene(path), cfg.data, tiny_dataset) == ["synth-081"]
+    assert seen_test_classes(load_learngene(path), cfg.data, tiny_dataset) == ["synth-081"]
 
 
 def test_python_m_learngene_ea_transfer_exits_2_without_traceback(tmp_path):

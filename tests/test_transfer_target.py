@@ -15,7 +15,8 @@ from PIL import Image
 from conftest import tiny_overrides
 from learngene_ea import transfer
 from learngene_ea.cli.transfer import main as transfer_main
-from learngene_ea.config.loading import DataConfig, load_config, save_config, to_dict
+from learngene_ea.config.loading import load_config, save_config, to_dict
+from learngene_ea.config.schema import DataConfig
 from learngene_ea.data import load_dataset
 from learngene_ea.errors import UserError
 from learngene_ea.core.learngene import extract_learngene

@@ -16,8 +16,10 @@ import time
 from dataclasses import dataclass
 
 from ..config.checks import check_run_fits, silent_caps
-from ..config.loading import (Config, apply_overrides, checked_config, dataset_label, from_dict, override_list,
-                              parse_override, read_recipe, recipe_name, save_config)
+from ..config.loading import (apply_overrides, checked_config, dataset_label, from_dict, override_list, parse_override,
+                              recipe_name, save_config)
+from ..config.recipes import read_recipe
+from ..config.schema import Config
 from ..config.trust import admit_code, trust_code, user_code
 from ..data import load_dataset
 from ..ea import gene_pool

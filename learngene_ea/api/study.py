@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..config import loading as config_module
 from .run import evolve_run, resumed
-from ..config.loading import Config
+from ..config.schema import Config
 from ..config.schema import MAX_SEED
 from ..config.trust import code_names
 from ..io.lock import LOCK_FILE
@@ -34,13 +34,15 @@ from ..core.learngene import load_learngene
 from ..config.checks import check_fitness_fits, check_recipe, check_transfer_fits
 from ..fewshot.sampling import mix_seed
 from ..reports.study import FORMAT, markdown_table, pool, write_study_reports
-from ..transfer.descendants import arch_label, parse_descendant
+from ..core.traced import arch_label
+from ..transfer.descendants import parse_descendant
 from ..transfer.pipeline import FORMAT as TRANSFER_FORMAT
 from ..transfer.pipeline import transfer_after_run
 from ..transfer.target import target_data, with_resolved_augment
 from ..parallel.engines import process_count
 from ..parallel.workers import run_toolbox
-from ..parallel.process import default_threads, set_threads
+from ..core.threads import set_threads
+from ..parallel.process import default_threads
 
 STUDY_CONFIG = "study-config.yaml"  # the study's resolved recipe: a rerun must match it
 NOT_THE_RECIPE = ("seed", "transfer", "runtime")  # may differ between invocations of one study

@@ -21,7 +21,7 @@ PRINT_CONFIG_HELP = "print the resolved config (recipe, its base, --set, default
 def default_recipe(printing_config: bool = False) -> str:
     """The shipped default recipe's file, for a command given no ``--config``; said in one log line (on
     stderr under ``--print-config``, whose stdout is the config alone)."""
-    from ..config.loading import DEFAULT_RECIPE, default_recipe_path
+    from ..config.recipes import DEFAULT_RECIPE, default_recipe_path
 
     path = default_recipe_path()
     print(f"note: no --config: the shipped recipe '{DEFAULT_RECIPE}' ({path}).",

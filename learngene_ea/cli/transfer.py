@@ -15,7 +15,7 @@ from ..io.paths import file_problem, folder_problem
 from .common import CONFIG_HELP, PRINT_CONFIG_HELP, default_recipe, print_config, run_main
 
 if TYPE_CHECKING:  # the rest (and torch) is imported once the arguments are read: --help answers at once
-    from ..config.loading import Config
+    from ..config.schema import Config
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .loading import ConfigError
+from .schema import ConfigError
 from .schema import PoolConfig
 from ..core import devices
 from ..core.traced import arch_label

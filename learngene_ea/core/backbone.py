@@ -114,12 +114,6 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
 
-    def reset_head(self, num_classes: int) -> None:
-        """Replace the classifier with a fresh one for ``num_classes`` classes."""
-        self.num_classes = num_classes
-        device = next(self.parameters()).device
-        self.head = nn.Linear(self.feature_dim, num_classes).to(device)
-
     def gene_module(self, name: str):
         """The gene layer ``name``: an object with its ``conv`` and ``bn`` (``ConvBN`` here)."""
         return self.get_submodule(name)

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from .learngene import WEIGHT_KEYS, gene_tensors, host_arrays
-from .models import Backbone, ConvBN, memory_format
+from .backbone import Backbone
+from .models import ConvBN, memory_format
 
 
 class GroupedConvBN(nn.Module):

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .deap_classes import FitnessGTL, LearngeneIndividual  # noqa: F401  (the creator classes, made there)
-from .learngene import Learngene, learngene_fraction
-from .models import ArchSpec, arch_spec
+from .deap_classes import LearngeneIndividual  # the creator class, made there
+from .learngene import Learngene
+from .backbone import ArchSpec
+from .models import arch_spec
 
 
 def make_individual(spec: ArchSpec, masks: dict[str, np.ndarray], ident: int, born: int = 0,
@@ -39,10 +40,6 @@ def individual_spec(individual) -> ArchSpec:
 def masks_of(individual) -> dict[str, np.ndarray]:
     """The individual's masks keyed by group name."""
     return dict(zip(individual_spec(individual).group_names, individual))
-
-
-def fraction_of(individual) -> float:
-    return learngene_fraction(individual_spec(individual), masks_of(individual))
 
 
 def same_masks(a, b) -> bool:

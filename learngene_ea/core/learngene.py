@@ -24,7 +24,8 @@ from ..errors import UserError
 from ..io.paths import file_problem
 from .backbone import input_mask, input_places, spec_from_state, spec_to_state
 from .fresh import start_fresh_channels
-from .models import ArchSpec, Backbone, GeneLayer, arch_spec
+from .backbone import ArchSpec, Backbone, GeneLayer
+from .models import arch_spec
 from .traced import is_traced
 
 FORMAT = "learngene-ea/learngene-v1"
@@ -54,15 +55,6 @@ def learngene_size(spec: ArchSpec, masks: dict[str, np.ndarray]) -> int:
 def learngene_fraction(spec: ArchSpec, masks: dict[str, np.ndarray]) -> float:
     """Learngene size / parameters of the ancestry network's gene layers (+ BatchNorms)."""
     return learngene_size(spec, masks) / spec.num_gene_params()
-
-
-def complete_circuits(spec: ArchSpec, masks: dict[str, np.ndarray], min_channels: int = 1) -> bool:
-    """True when every group keeps at least ``min_channels`` channels.
-
-    Every kept channel is wired to all kept channels of the group it reads, so a circuit is
-    broken exactly when some group it passes through keeps nothing.
-    """
-    return all(int(masks[name].sum()) >= min(min_channels, size) for name, size in spec.groups)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import ArchSpec, Backbone, GeneLayer  # noqa: F401  (re-exported: where they always were)
+from .backbone import ArchSpec, Backbone, GeneLayer
 from .traced import TracedBackbone, is_traced, traced_spec
 
 

@@ -26,7 +26,7 @@ def _freeze(value):
 
 
 def load_dataset(data_cfg, target: bool = False) -> FewShotDataset:
-    """Load (once per process) the dataset described by a :class:`~learngene_ea.config.DataConfig`.
+    """Load (once per process) the dataset described by a :class:`~learngene_ea.config.schema.DataConfig`.
 
     ``target``: the section is ``transfer.target`` (errors name its keys; see module docstring).
     """

@@ -20,15 +20,13 @@ from deap import algorithms, base, tools
 
 from . import gene_pool
 from . import operators
-from ..config.loading import Config
+from ..config.schema import Config
 from .diversity import diversity_record
 from .lineage import mark_operator, record_lineage
 from .fitness import Evaluation
-from ..core.individual import fraction_of, make_individual, masks_of, same_individual
+from ..core.individual import make_individual, masks_of, same_individual
 from ..core.learngene import full_masks
 from ..core.models import arch_spec
-from .product import product_learngene  # noqa: F401  (where users have always imported it from)
-from .toolbox import build_toolbox  # noqa: F401  (where users have always imported it from)
 from .workers import Workers, workers_of
 from ..errors import EvaluationFailure, OperatorFailure  # defined there: the command lines catch them without torch
 
@@ -328,4 +326,4 @@ def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generat
     return state
 
 
-__all__ = ["build_toolbox", "evolve", "new_state", "EvolutionState", "product_learngene", "fraction_of"]
+__all__ = ["evolve", "new_state", "EvolutionState"]

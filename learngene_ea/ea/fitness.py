@@ -119,7 +119,7 @@ def curve_points(steps: int, points: int) -> list[int]:
 
 class LearningCurve:
     """A descendant's accuracy on the run's validation episodes at ``fitness.speed_points`` points of its
-    task (:func:`curve_points`). Its :meth:`area` is the mean over the points, per episode: the area
+    task (:func:`curve_points`). :meth:`per_episode` is the mean over the points, per episode: the area
     under the learning curve, higher for a learngene its descendants learn fast from."""
 
     def __init__(self, cfg, dataset, device, masks):
@@ -140,10 +140,6 @@ class LearningCurve:
     def per_episode(self) -> np.ndarray:
         """Each validation episode's accuracy averaged over the curve's points."""
         return np.mean([self.accuracies[p] for p in self.points], axis=0)
-
-    def area(self) -> tuple[float, float]:
-        """Mean accuracy over the curve's points, and its 95% CI half-width over the episodes."""
-        return mean_and_ci95(self.per_episode())
 
     def record(self) -> list[list[float]]:
         """``[steps done, mean accuracy]`` per point, for the evaluation's info."""

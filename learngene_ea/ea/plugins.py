@@ -11,7 +11,8 @@ import functools
 import importlib
 import inspect
 
-from ..config.loading import ConfigError, split_function_name
+from ..config.loading import split_function_name
+from ..config.schema import ConfigError
 from ..data import load_dataset
 
 # positional arguments the evolution loop passes to each operator

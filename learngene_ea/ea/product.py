@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config.loading import Config
+from ..config.schema import Config
 from ..core.individual import individual_spec, masks_of
 from ..data import load_dataset
 

@@ -12,7 +12,8 @@ import os
 
 from deap import tools
 
-from ..config.loading import Config, to_dict
+from ..config.loading import to_dict
+from ..config.schema import Config
 from ..core.backbone import spec_to_state
 from ..core.individual import same_individual
 from ..core.models import arch_spec

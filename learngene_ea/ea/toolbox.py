@@ -10,7 +10,7 @@ from __future__ import annotations
 from deap import base, tools
 
 from . import operators
-from ..config.loading import Config
+from ..config.schema import Config
 from .fitness import evaluate, evaluate_chunk
 from .plugins import resolve_operator
 from .workers import Workers

@@ -4,8 +4,8 @@ Every evaluating process (SCOOP workers, Ray tasks, one-process runs) calls :fun
 before its first evaluation, given the number of the run's processes (one here; the engine's count
 through :mod:`learngene_ea.parallel.process`); the transfer evaluation calls :func:`configure_memory` and sets its
 threads itself (all cores for the origin's pre-training, its share while the workers are busy), with
-:func:`set_threads` and :func:`threads_set_to` (from :mod:`learngene_ea.core.threads`, the only caller
-of ``torch.set_num_threads``).
+:mod:`learngene_ea.core.threads`' ``set_threads`` and ``threads_set_to`` (the only caller of
+``torch.set_num_threads``).
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import os
 import torch
 
 from ..core.models import use_channels_last
-from ..core.threads import available_cores, set_threads, threads_set_to  # noqa: F401  (part of this module's API)
+from ..core.threads import available_cores, set_threads
 from ..core.traced import allow_module
 from .training import use_precision
 
-__all__ = ["available_cores", "default_threads", "set_threads", "threads_set_to", "configure_threads",
-           "keep_freed_memory", "configure_process", "configure_memory", "configure_numerics"]
+__all__ = ["default_threads", "configure_threads", "keep_freed_memory", "configure_process", "configure_memory",
+           "configure_numerics"]
 
 
 def default_threads(processes: int = 1) -> int:

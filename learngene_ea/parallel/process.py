@@ -4,12 +4,9 @@ from its engine: a SCOOP worker takes its share of the host's cores (``cores // 
 from __future__ import annotations
 
 from ..fewshot import process as _process
-from ..fewshot.process import (available_cores, configure_memory, configure_numerics,  # noqa: F401  (this API)
-                               keep_freed_memory, set_threads, threads_set_to)
 from .scoop_engine import worker_count
 
-__all__ = ["available_cores", "default_threads", "set_threads", "threads_set_to", "configure_threads",
-           "keep_freed_memory", "configure_process", "configure_memory", "configure_numerics"]
+__all__ = ["default_threads", "configure_threads", "configure_process"]
 
 
 def default_threads() -> int:

@@ -62,9 +62,8 @@ from __future__ import annotations
 
 import importlib
 
-# Where each name lives; imported on first use (PEP 562), so that ``python -m learngene_ea.transfer --help``
-# reads its arguments before torch is imported. The names below __all__'s are importable as before the
-# package was split, though not part of __all__.
+# Where each name of __all__ lives; imported on first use (PEP 562), so that ``python -m learngene_ea.transfer
+# --help`` reads its arguments before torch is imported.
 _HOMES = {
     "..core.fresh": ("FreshStart",),
     "..core.learngene": ("load_learngene",),
@@ -72,17 +71,14 @@ _HOMES = {
     ".baselines": ("Method", "baseline_methods", "layerwise_layers", "random_masks_like", "top_l1_masks_like"),
     ".descendants": ("build_descendant", "check_descendant", "copy_gene_layers", "parse_descendant",
                      "transferred_params"),
-    ".episodes": ("Setting", "episode_digest", "make_settings", "episode_finetune_seed", "episode_init_seed"),
+    ".episodes": ("Setting", "episode_digest", "make_settings"),
     ".finetune": ("Bench", "evaluate_episode", "evaluate_method", "finetune_and_score", "summarise_episodes"),
     ".jobs": ("EpisodeContext", "evaluate_episode_job", "evaluate_transfer", "share_transfer_context"),
-    ".pipeline": ("TransferOptions", "run_transfer", "transfer_after_run", "FORMAT", "check_compatible",
-                  "check_unseen_classes", "seen_test_classes"),
-    ".pretrain": ("Arch", "PretrainSource", "given_pretrained", "load_or_pretrain", "pretrain_network",
-                  "PRETRAINED_FILE", "PRETRAINED_FORMAT", "cpu_state", "pretrain_key", "pretrained_from_state"),
+    ".pipeline": ("TransferOptions", "run_transfer", "transfer_after_run"),
+    ".pretrain": ("Arch", "PretrainSource", "given_pretrained", "load_or_pretrain", "pretrain_network"),
     ".slimming": ("bn_masks_like", "load_or_slim"),
     ".target": ("load_target", "match_channels", "source_data"),
     ".report": ("add_paired_differences", "markdown_table", "plot_transfer", "write_reports"),
-    "..core.traced": ("arch_label",),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 _SUBMODULES = {"baselines", "cache", "descendants", "episodes", "finetune", "front", "jobs", "pipeline", "pretrain",

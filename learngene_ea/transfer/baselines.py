@@ -18,9 +18,10 @@ import numpy as np
 from ..config.loading import fresh_start
 from ..core.fresh import FreshStart
 from ..core.learngene import Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene
-from ..core.models import ArchSpec, Backbone
+from ..core.backbone import ArchSpec, Backbone
 from ..ea.operators import keep_top_channels
-from .descendants import arch_label, copy_gene_layers, transferred_params
+from ..core.traced import arch_label
+from .descendants import copy_gene_layers, transferred_params
 from .episodes import episode_mask_seed
 
 

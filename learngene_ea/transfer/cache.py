@@ -51,11 +51,6 @@ def cache_file(folder: str, key: dict, kind: str = "pretrained") -> str:
     return os.path.join(folder, f"{kind}-{key_digest(key)}.pt")
 
 
-def is_cache_file(name: str) -> bool:
-    """Whether a file name is that of a cached pre-trained (or slimming) network."""
-    return name.startswith(("pretrained-", "slimming-")) and name.endswith(".pt")
-
-
 def _baseline(path: str) -> str:
     return "slimming baseline" if os.path.basename(path).startswith("slimming-") else "pre-trained baseline"
 

@@ -16,8 +16,9 @@ from ..config.loading import fresh_start
 from ..errors import UserError
 from ..core.fresh import FreshStart
 from ..core.learngene import Learngene, inherit_learngene
-from ..core.models import ArchSpec, Backbone, build_model, list_families
-from ..core.traced import arch_label, is_traced  # noqa: F401  (arch_label: re-exported)
+from ..core.backbone import ArchSpec, Backbone
+from ..core.models import build_model, list_families
+from ..core.traced import arch_label, is_traced
 
 
 def parse_descendant(text: str, default_width: float) -> tuple[str, float]:

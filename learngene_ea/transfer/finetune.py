@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from ..data.base import FewShotDataset
-from ..core.models import Backbone, build_model
+from ..core.backbone import Backbone
+from ..core.models import build_model
 from ..fewshot.sampling import Episode, mean_and_ci95
 from ..fewshot.batches import draw_crops, images_on, make_batch, normalisation
 from ..fewshot.training import prototype_accuracies

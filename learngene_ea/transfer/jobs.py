@@ -13,10 +13,10 @@ import itertools
 import os
 from dataclasses import dataclass
 
-from ..config.loading import Config
+from ..config.schema import Config
 from ..parallel.process import configure_process
 from ..core.learngene import Learngene
-from ..core.models import Backbone
+from ..core.backbone import Backbone
 from ..parallel.engines import forget_constant, share_constant, shared_constant, spreads
 from ..parallel.scoop_engine import worker_device
 from .baselines import Method, baseline_methods

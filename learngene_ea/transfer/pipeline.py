@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config.loading import Config, ConfigError, dataset_label
+from ..config.loading import dataset_label
+from ..config.schema import Config, ConfigError
 from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..core.devices import resolve_device
@@ -23,9 +24,12 @@ from ..core.learngene import Learngene, load_learngene
 from ..io.paths import writable_problem
 from ..reports.files import plural, split_words
 from ..parallel.engines import backend_of, parallel_map, process_count
-from ..parallel.process import available_cores, configure_memory, default_threads, set_threads
+from ..core.threads import available_cores, set_threads
+from ..fewshot.process import configure_memory
+from ..parallel.process import default_threads
 from .baselines import baseline_methods
-from .descendants import arch_label, check_descendant, parse_descendant
+from ..core.traced import arch_label
+from .descendants import check_descendant, parse_descendant
 from .episodes import episode_digest, make_settings
 from .finetune import Bench
 from .jobs import EpisodeContext, evaluate_transfer, forget_transfer_context, new_context_key, share_transfer_context

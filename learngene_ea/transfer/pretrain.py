@@ -22,17 +22,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config.loading import Config
+from ..config.schema import Config
 from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..io.paths import file_problem
-from ..core.models import Backbone, build_model
+from ..core.backbone import Backbone
+from ..core.models import build_model
 from ..core.traced import is_traced, traced
 from ..reports.files import plural
 from ..fewshot.sampling import training_classes_task
 from ..fewshot.training import TrainSettings, closing_observer, train_on_task
 from .cache import cache_file, find_cached, network_structure, write_cached
-from .descendants import arch_label
+from ..core.traced import arch_label
 from .episodes import pretrain_seed
 
 PRETRAINED_FORMAT = "learngene-ea/pretrained-v1"

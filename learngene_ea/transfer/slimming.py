@@ -30,9 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config.loading import Config
+from ..config.schema import Config
 from ..core.learngene import Learngene, channel_importance, extract_learngene, full_masks, inherit_learngene
-from ..core.models import Backbone, build_model
+from ..core.backbone import Backbone
+from ..core.models import build_model
 from ..data.base import FewShotDataset
 from ..ea.operators import keep_top_channels
 from ..fewshot.sampling import training_classes_task

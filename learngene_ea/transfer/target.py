@@ -18,7 +18,8 @@ import os
 import torch
 import yaml
 
-from ..config.loading import Config, ConfigError, DataConfig, from_dict
+from ..config.loading import from_dict
+from ..config.schema import Config, ConfigError, DataConfig
 from ..data import load_dataset
 from ..data.base import FewShotDataset
 from ..data.files import class_moments, mean_std
