@@ -1,24 +1,21 @@
 """A descendant's fresh channels (its complement) start scaled by ``complement_scale``: at 0 the
 descendant computes its learngene's sub-network and grows the rest from silence; at 1 (GTL) they
 are freshly initialised, bit for bit as before the option existed."""
-import dataclasses
-import json
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_overrides
+from conftest import older_transfer_json, tiny_overrides
 from learngene_ea.api.study import transfer_matches
 from learngene_ea.config.loading import load_config
+from learngene_ea.core.fresh import FreshStart
 from learngene_ea.core.individual import make_individual
 from learngene_ea.core.learngene import extract_learngene, inherit_learngene
 from learngene_ea.core.models import build_model
 from learngene_ea.ea.fitness import inflate_descendant
 from learngene_ea.fewshot.training import learngene_channels_only
 from learngene_ea.transfer.baselines import baseline_methods
-from learngene_ea.transfer.pipeline import FORMAT as TRANSFER_FORMAT
-from learngene_ea.transfer.target import target_data, with_resolved_augment
 from test_learngene import random_masks, trained_like
 
 
@@ -114,12 +111,7 @@ def test_a_transfer_json_without_the_key_was_made_with_fresh_channels():
     """A study keeps the transfer.json files of earlier versions: they were made at scale 1."""
     cfg = load_config(None, [])
     _, _, learngene = _learngene("conv4")
-    resolved, _ = with_resolved_augment(cfg)
-    evaluation = {**dataclasses.asdict(resolved.transfer), "metric": cfg.fitness.metric, "descendants": []}
-    del evaluation["complement_scale"]
-    results = json.loads(json.dumps({"format": TRANSFER_FORMAT, "evaluation": evaluation,
-                                     "dataset": {"config": dataclasses.asdict(target_data(cfg)[0])},
-                                     "learngene": {"meta": learngene.meta}}))
+    results = older_transfer_json(cfg, learngene, "complement_scale")
     assert transfer_matches(results, cfg, learngene)
     assert not transfer_matches(results, load_config(None, ["transfer.complement_scale=0"]), learngene)
 
@@ -165,21 +157,22 @@ def _same_weights(a, b) -> bool:
 
 
 def test_build_descendant_without_a_scale_builds_the_command_lines_descendant():
-    """Unless told, Python scales fresh channels as the shipped default recipe's transfer does."""
+    """Unless told, Python starts fresh channels as the shipped default recipe's transfer does."""
     from learngene_ea.transfer import build_descendant
     _, _, learngene = _learngene("conv4")
-    recipe_scale = load_config("default").transfer.complement_scale
+    recipe = load_config("default").transfer
     assert _same_weights(build_descendant(learngene, seed=3),
-                         build_descendant(learngene, seed=3, fresh=recipe_scale))
-    assert not _same_weights(build_descendant(learngene, seed=3), build_descendant(learngene, seed=3, fresh=1.0))
+                         build_descendant(learngene, seed=3, fresh=FreshStart(recipe.fresh_channels,
+                                                                              recipe.complement_scale)))
+    assert not _same_weights(build_descendant(learngene, seed=3), build_descendant(learngene, seed=3, fresh=0.0))
 
 
 @pytest.mark.parametrize("row", ["learngene", "l1-learngene"])
 def test_transfer_rows_without_a_scale_scale_as_the_default_recipe_does(row):
     ancestor, _, learngene = _learngene("conv4")
-    recipe_scale = load_config("default").transfer.complement_scale
+    recipe = load_config("default").transfer
     built = []
-    for scale in ({}, {"complement_scale": recipe_scale}):
+    for scale in ({}, {"complement_scale": recipe.complement_scale, "fresh_channels": recipe.fresh_channels}):
         model = build_model("conv4", 0.25, num_classes=5, seed=3)
         {m.name: m for m in baseline_methods(learngene, ancestor, **scale)}[row].transfer(model, 11)
         built.append(model)

@@ -7,26 +7,22 @@ the zero reading weights from the first step, the channels' own filters from the
 Equalities are exact (``torch.equal``): the two descendants compared run the same layers on the same
 shapes, and a fresh channel's contribution is a product with an exact zero on either side (a zero
 weight here, a zero activation in the silent descendant or under the sub-network's masks)."""
-import dataclasses
-import json
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_overrides
+from conftest import older_transfer_json, tiny_overrides
 from learngene_ea.api.study import transfer_matches
-from learngene_ea.config.loading import load_config
+from learngene_ea.config.loading import fresh_start, load_config
 from learngene_ea.config.schema import ConfigError
-from learngene_ea.core.fresh import fresh_masks
+from learngene_ea.core.fresh import FreshStart, fresh_masks
 from learngene_ea.core.individual import make_individual
 from learngene_ea.core.learngene import extract_learngene, inherit_learngene
 from learngene_ea.core.models import build_model
 from learngene_ea.ea.fitness import inflate_descendant
 from learngene_ea.fewshot.training import learngene_channels_only
 from learngene_ea.transfer.baselines import baseline_methods
-from learngene_ea.transfer.pipeline import FORMAT as TRANSFER_FORMAT
-from learngene_ea.transfer.target import target_data, with_resolved_augment
 from test_learngene import random_masks, trained_like
 
 FAMILIES = ["conv4", "vgg11", "resnet12", "torchvision:resnet18"]
@@ -200,12 +196,34 @@ def test_an_added_residual_block_starts_as_the_identity():
 
 
 def test_the_rule_is_a_recipe_key_checked_in_one_sentence():
-    assert load_config("default").transfer.fresh_channels == "scaled"  # existing recipes unchanged
+    default = load_config("default")
+    assert (default.transfer.fresh_channels, default.fitness.fresh_channels) == ("grow", "scaled")  # chosen on val
+    assert load_config("lamarckian").transfer.fresh_channels == "scaled"  # GTL's fresh channels, as it always had
+    assert load_config(None).transfer.fresh_channels == "scaled"  # a recipe of its own, no base: as before
     assert load_config(None, ["fitness.fresh_channels=grow"]).fitness.fresh_channels == "grow"
     for key in ("fitness.fresh_channels", "transfer.fresh_channels"):
         with pytest.raises(ConfigError, match=rf"^'{key}' is 'grown' \(did you mean 'grow'\?\); it must be one of: "
                                               r"scaled, grow\.$"):
             load_config(None, [f"{key}=grown"])
+
+
+def test_a_scale_beside_grow_is_refused_rather_than_ignored():
+    """``--set transfer.complement_scale=1`` on the default recipe (which grows) asks for GTL's fresh channels,
+    which ``grow`` would ignore: one sentence naming both keys, not a silently different experiment."""
+    with pytest.raises(ConfigError, match=r"^'transfer.complement_scale' is 1 but 'transfer.fresh_channels' is 'grow', "
+                                          r"which ignores the scale; set transfer.fresh_channels=scaled"):
+        load_config("default", ["transfer.complement_scale=1"])
+    with pytest.raises(ConfigError, match=r"^'fitness.complement_scale' is 0.5 but 'fitness.fresh_channels'"):
+        load_config(None, ["fitness.fresh_channels=grow", "fitness.complement_scale=0.5"])
+    gtl = load_config("default", ["transfer.fresh_channels=scaled", "transfer.complement_scale=1"]).transfer
+    assert (gtl.fresh_channels, gtl.complement_scale) == ("scaled", 1.0)
+    assert load_config(None, ["transfer.fresh_channels=grow"]).transfer.fresh_channels == "grow"  # no scale given
+
+
+def test_python_callers_get_the_recipes_rule_and_a_scale_alone_means_scaled():
+    assert fresh_start() == FreshStart("grow", 0.0)  # the default recipe's transfer rule
+    assert fresh_start(complement_scale=1.0) == FreshStart("scaled", 1.0)  # GTL's, not a scale grow would ignore
+    assert fresh_start("scaled") == FreshStart("scaled", 0.0)
 
 
 def test_a_bad_rule_exits_2_before_the_run_folder(tmp_path, capsys):
@@ -255,12 +273,7 @@ def test_build_descendant_passes_the_rule_on():
 def test_a_transfer_json_without_the_key_was_made_with_scaled_channels():
     cfg = load_config(None, [])
     _, learngene = _learngene("conv4")
-    resolved, _ = with_resolved_augment(cfg)
-    evaluation = {**dataclasses.asdict(resolved.transfer), "metric": cfg.fitness.metric, "descendants": []}
-    del evaluation["fresh_channels"]
-    results = json.loads(json.dumps({"format": TRANSFER_FORMAT, "evaluation": evaluation,
-                                     "dataset": {"config": dataclasses.asdict(target_data(cfg)[0])},
-                                     "learngene": {"meta": learngene.meta}}))
+    results = older_transfer_json(cfg, learngene, "fresh_channels")
     assert transfer_matches(results, cfg, learngene)
     assert not transfer_matches(results, load_config(None, ["transfer.fresh_channels=grow"]), learngene)
 

@@ -13,7 +13,7 @@ def test_a_runs_learngene_records_input_normalisation_network_fresh_rule_and_ver
     assert meta["input"]["channels"] == 3 and meta["input"]["image_size"] == 32
     assert len(meta["input"]["normalise"]["mean"]) == 3 and len(meta["input"]["normalise"]["std"]) == 3
     assert meta["network"]["family"] == "conv4" and meta["network"]["width"] == 0.25
-    assert meta["fresh_channels"] == {"rule": "scaled", "complement_scale": 0.0}  # genomes/default.yaml's
+    assert meta["fresh_channels"] == {"rule": "grow", "complement_scale": 0.0}  # genomes/default.yaml's transfer
     assert meta["package_version"] not in ("", None)
 
 
@@ -39,7 +39,7 @@ def test_inspect_prints_a_model_card_and_converts(serial_run_dir, tmp_path, caps
     assert inspect_cli.main([str(serial_run_dir / "learngene.pt"), "--save-as", str(out)]) == 0
     card = capsys.readouterr().out
     assert card.startswith("# Learngene of conv4 (width 0.25)")
-    for fact in ("normalised with mean [", "images of side 32", "`scaled` (complement_scale 0)", "lg.load_learngene("):
+    for fact in ("normalised with mean [", "images of side 32", "channels of a descendant**: `grow`", "lg.load_learngene("):
         assert fact in card
     assert inspect_cli.main([str(out)]) == 0 and "(safetensors)" in capsys.readouterr().out
 

@@ -19,15 +19,13 @@ from typing import Any
 
 import yaml
 
-from .schema import (Config, ConfigError, DataConfig, EAConfig, FitnessConfig, ModelConfig,  # noqa: F401
-                     OperatorsConfig, OperatorSpec, PoolConfig, RuntimeConfig, TaskConfig, TransferConfig)
+from .schema import Config, ConfigError, DataConfig, TransferConfig
 from ..data import dataset_kind
 from ..core.devices import SETTING_FORMS, is_device_setting
 from ..core.fresh import FreshStart
 from ..core.models import list_families
 from ..core.traced import allow_module, is_traced
-from .recipes import (DEFAULT_RECIPE, RecipeLoader, _DuplicateKey, default_recipe_path, dump_yaml,  # noqa: F401
-                      parse_yaml, read_recipe, recipe_file, shipped_recipes)
+from .recipes import _DuplicateKey, default_recipe_path, dump_yaml, parse_yaml, read_recipe
 
 
 # ----------------------------------------------------------------------------- building
@@ -302,8 +300,24 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"load_config takes a recipe's path (or None), not {type(path).__name__} {path!r:.80}")
     overrides = override_list(overrides)
-    values = read_recipe(path) if path is not None else {}
-    return from_dict(apply_overrides(values, overrides))
+    values = apply_overrides(read_recipe(path) if path is not None else {}, overrides)
+    check_fresh_rules(values)
+    return from_dict(values)
+
+
+def check_fresh_rules(values: dict) -> None:
+    """A ``complement_scale`` other than 0 beside ``fresh_channels: grow`` would be ignored (grown channels
+    start their own way): refuse it, so that ``--set transfer.complement_scale=1`` on a recipe that grows
+    does not silently keep growing. Only keys the recipe or the overrides give are read."""
+    for section in ("fitness", "transfer"):
+        keys = values.get(section)
+        if not isinstance(keys, dict) or keys.get("fresh_channels") != "grow":
+            continue
+        scale = keys.get("complement_scale", 0.0)
+        if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale != 0:
+            raise ConfigError(f"'{section}.complement_scale' is {scale} but '{section}.fresh_channels' is 'grow', "
+                              f"which ignores the scale; set {section}.fresh_channels=scaled for fresh channels "
+                              "scaled by complement_scale (1.0: GTL's).")
 
 
 def override_list(overrides) -> list[str]:
@@ -317,7 +331,10 @@ def override_list(overrides) -> list[str]:
 def fresh_start(rule: str | None = None, complement_scale: float | None = None) -> FreshStart:
     """How a descendant's fresh channels start: ``rule`` and ``complement_scale`` as given, each one left
     ``None`` the shipped default recipe's ``transfer`` value, so that Python builds the descendants the
-    command line builds (the recipe is read once, and only when a value is missing)."""
+    command line builds (the recipe is read once, and only when a value is missing). A scale given without a
+    rule means the ``scaled`` rule (the only one that reads it)."""
+    if rule is None and complement_scale is not None:
+        rule = "scaled"
     if rule is None or complement_scale is None:
         default = load_config(default_recipe_path()).transfer
         rule = default.fresh_channels if rule is None else rule
