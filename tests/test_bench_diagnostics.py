@@ -1,0 +1,62 @@
+"""bench.mask_or_training and bench.descendant_gaps: what they pair, count and pool."""
+import numpy as np
+import pytest
+import torch
+
+from bench import descendant_gaps, mask_or_training
+from learngene_ea.core.learngene import extract_learngene, full_masks
+from learngene_ea.core.models import build_model
+
+
+def test_the_bn_mask_keeps_the_pools_largest_batchnorm_scales_as_many_per_group_as_the_learngene():
+    network = build_model("conv4", 0.25, 3, 5, seed=0)
+    for layer in network.spec.layers:  # scales rising with the channel index: the top ones are the last
+        bn = network.gene_module(layer.name).bn
+        bn.weight.data = torch.arange(1, bn.num_features + 1, dtype=torch.float32)
+    pool = extract_learngene(network, full_masks(network.spec))
+    kept = {g: m.copy() for g, m in full_masks(network.spec).items()}
+    for mask in kept.values():
+        mask[1::2] = False  # the learngene keeps every other channel: half of each group
+    masks = mask_or_training.bn_masks(pool, extract_learngene(network, kept))
+    for group, mask in masks.items():
+        size = len(mask)
+        assert mask.sum() == kept[group].sum()
+        assert np.array_equal(np.flatnonzero(mask), np.arange(size - kept[group].sum(), size))
+
+
+def test_mask_or_training_pairs_rows_per_episode_and_pools_the_seeds():
+    rows = mask_or_training.ROWS
+    per_seed = {0: {"5-shot": dict(zip(rows, ([0.5, 0.6], [0.6, 0.6], [0.6, 0.7], [0.7, 0.7])))},
+                1: {"5-shot": dict(zip(rows, ([0.4, 0.5], [0.5, 0.7], [0.5, 0.5], [0.6, 0.6])))}}
+    entry = mask_or_training.summarise(per_seed)["5-shot"]
+    training = entry["learngene - evolved-mask, plain training"]
+    differences = [-0.1, 0.0, -0.1, -0.2]  # learngene - evolved-mask, episode by episode, both seeds
+    assert training["mean"] == pytest.approx(np.mean(differences)) and training["n"] == 4 and training["won"] == 0
+    assert training["ci95"] == pytest.approx(3.182446 * np.std(differences, ddof=1) / 2, rel=1e-5)
+    assert entry["evolved-mask, plain training - bn-mask, plain training"]["mean"] == pytest.approx(0.025)
+    text = mask_or_training.markdown({"study": "s", "seeds": [0, 1], "command": "c", "summary": {"val": {
+        "5-shot": entry}}})
+    assert "| learngene − evolved-mask, plain training | the training's share (same mask) | -10.0 ±" in text
+
+
+def _report(own, x1, pretrained_x1):
+    def row(arch, method, accuracies):
+        return {"arch": arch, "method": method, "results": {"5-shot": {"accuracies": accuracies}}}
+
+    return {"settings": [{"name": "5-shot"}],
+            "rows": [row("conv4 x0.5", "scratch", [0.3, 0.3]), row("conv4 x0.5", "learngene", own),
+                     row("conv4 x1", "scratch", [0.2, 0.4]), row("conv4 x1", "pretrained", pretrained_x1),
+                     row("conv4 x1", "learngene", x1)]}
+
+
+def test_descendant_gaps_pair_each_descendant_with_its_own_rows_and_the_learngenes_own_size():
+    reports = [_report([0.5, 0.6], [0.6, 0.6], [0.7, 0.8]), _report([0.5, 0.5], [0.4, 0.7], [0.7, 0.7])]
+    summary = descendant_gaps.summarise(reports)["5-shot"]
+    bigger = summary["conv4 x1"]
+    assert bigger["learngene - pretrained"]["mean"] == pytest.approx(np.mean([-0.1, -0.2, -0.3, 0.0]))
+    assert bigger["learngene - own-size learngene"]["mean"] == pytest.approx(np.mean([0.1, 0.0, -0.1, 0.2]))
+    assert bigger["learngene - scratch"]["n"] == 4
+    assert "pretrained" not in summary["conv4 x0.5"] and "learngene - own-size learngene" not in summary["conv4 x0.5"]
+    text = descendant_gaps.markdown({"study": "s", "report": "transfer-2", "seeds": [0, 1], "command": "c",
+                                     "fresh_channels": "grow", "summary": {"5-shot": summary}})
+    assert "| conv4 x0.5 |" in text and "| — |" in text
