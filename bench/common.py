@@ -1,6 +1,9 @@
 """Helpers every benchmark row shares."""
 from __future__ import annotations
 
+import glob
+import json
+import os
 import statistics
 import time
 
@@ -36,3 +39,20 @@ def medians_in_turns(runs: dict, repeats: int) -> tuple[dict, dict]:
             last[key] = fn()
             times[key].append(time.perf_counter() - start)
     return {key: statistics.median(values[1:]) for key, values in times.items()}, last
+
+
+def seed_folders(study: str) -> list[str]:
+    """A study folder's ``seed-N`` folders (``python -m learngene_ea.study --out``), by seed; exits when none."""
+    folders = sorted(glob.glob(os.path.join(study, "seed-*")), key=lambda f: int(f.rsplit("-", 1)[1]))
+    if not folders:
+        raise SystemExit(f"no seed-N folders in {study}")
+    return folders
+
+
+def write_results(out: str, results: dict, markdown: str) -> None:
+    """``OUT.json`` (every number) and ``OUT.md`` (the tables) of a bench, and the tables on stdout."""
+    with open(out + ".json", "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
+    with open(out + ".md", "w", encoding="utf-8") as f:
+        f.write(markdown + "\n")
+    print(markdown)

@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from bench.common import write_results
 from learngene_ea.fewshot.sampling import mean_and_ci95
 
 
@@ -101,11 +102,7 @@ def main(argv=None) -> int:
                                  f"(complement_scale {evaluation.get('complement_scale', 1.0):g})",
                "command": "python -m bench.descendant_gaps " + " ".join(argv if argv is not None else sys.argv[1:]),
                "summary": summarise(reports)}
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(markdown(results) + "\n")
-    print(markdown(results))
+    write_results(args.out, results, markdown(results))
     return 0
 
 

@@ -25,8 +25,6 @@ pooled over (seed, episode) pairs, Student-t intervals. Writes ``OUT.json`` and 
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import multiprocessing
 import os
 import sys
@@ -35,6 +33,7 @@ import time
 import numpy as np
 import torch
 
+from bench.common import seed_folders, write_results
 from learngene_ea.config.loading import load_config
 from learngene_ea.core.learngene import Learngene, channel_importance, load_learngene
 from learngene_ea.data import load_dataset
@@ -164,9 +163,7 @@ def main(argv=None) -> int:
     parser.add_argument("--classes", nargs="+", default=["val", "test"], choices=("val", "test"))
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    folders = sorted(glob.glob(os.path.join(args.study, "seed-*")), key=lambda f: int(f.rsplit("-", 1)[1]))
-    if not folders:
-        raise SystemExit(f"no seed-N folders in {args.study}")
+    folders = seed_folders(args.study)
     started = time.perf_counter()
     learngenes = seed_learngenes(folders, args.processes)
     per_classes = {}
@@ -178,11 +175,7 @@ def main(argv=None) -> int:
                "command": "python -m bench.mask_or_training " + " ".join(argv if argv is not None else sys.argv[1:]),
                "seconds": time.perf_counter() - started, "per_seed": per_classes,
                "summary": {c: summarise(p) for c, p in per_classes.items()}}
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(markdown(results) + "\n")
-    print(markdown(results))
+    write_results(args.out, results, markdown(results))
     return 0
 
 

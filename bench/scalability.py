@@ -23,8 +23,6 @@ accuracy), ``OUT.md`` and ``OUT.png``.
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import multiprocessing
 import os
 import sys
@@ -33,6 +31,7 @@ import time
 import numpy as np
 import torch
 
+from bench.common import seed_folders, write_results
 from learngene_ea.config.loading import load_config
 from learngene_ea.core.learngene import Learngene, load_learngene
 from learngene_ea.core.traced import arch_label
@@ -174,9 +173,7 @@ def main(argv=None) -> int:
                         help="transfer overrides (default adds transfer.limited_data=20)")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    folders = sorted(glob.glob(os.path.join(args.study, "seed-*")), key=lambda f: int(f.rsplit("-", 1)[1]))
-    if not folders:
-        raise SystemExit(f"no seed-N folders in {args.study}")
+    folders = seed_folders(args.study)
     started, per_classes = time.perf_counter(), {}
     for classes in args.classes:
         per_classes[classes] = {}
@@ -190,12 +187,8 @@ def main(argv=None) -> int:
                "descendants": [arch_label(*parse_descendant(d, 0.5)) for d in args.descendants],
                "overrides": args.overrides, "seconds": time.perf_counter() - started,
                "per_seed": per_classes, "summary": {c: summarise(p) for c, p in per_classes.items()}}
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(markdown(results) + "\n")
+    write_results(args.out, results, markdown(results))
     plot(results, args.out + ".png")
-    print(markdown(results))
     return 0
 
 

@@ -173,3 +173,18 @@ def _process_layout_restored():
     before = models.memory_format()
     yield
     models.use_channels_last(before == torch.channels_last)
+
+
+def seeded_trained_like(model, seed: int):
+    """``model`` (any ``nn.Module``) with random BatchNorm statistics and scales from ``seed`` (what training
+    leaves), in evaluation mode."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+                module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+    return model.eval()

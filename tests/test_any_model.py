@@ -6,6 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import seeded_trained_like
 import learngene_ea as lg
 from learngene_ea.errors import UserError
 
@@ -25,25 +26,13 @@ class LabCNN(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-def trained_like(model: nn.Module, seed: int) -> nn.Module:
-    """``model`` with random BatchNorm statistics and scales (what training leaves), in evaluation mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-                module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-    return model.eval()
-
-
 def test_the_four_functions_are_the_packages():
     assert all(callable(f) for f in (lg.extract_learngene, lg.inherit, lg.build_descendant, lg.load_learngene))
 
 
 def test_a_learngene_from_a_users_own_module_keeps_its_largest_channels_and_leaves_it_unchanged(tmp_path):
     torch.manual_seed(0)
-    model = trained_like(LabCNN(), 1)
+    model = seeded_trained_like(LabCNN(), 1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     learngene = lg.extract_learngene(model, 0.25)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the probe moved no statistic
@@ -61,7 +50,7 @@ def test_a_learngene_from_a_users_own_module_keeps_its_largest_channels_and_leav
 
 def test_inherit_writes_into_the_module_given_and_grow_starts_as_the_silent_sub_network():
     torch.manual_seed(0)
-    learngene = lg.extract_learngene(trained_like(LabCNN(), 1), 0.25)
+    learngene = lg.extract_learngene(seeded_trained_like(LabCNN(), 1), 0.25)
     images = torch.randn(4, 3, 16, 16)
     grown, silent = LabCNN(width=32, classes=5).eval(), LabCNN(width=32, classes=5).eval()
     silent.load_state_dict(grown.state_dict())
@@ -75,7 +64,7 @@ def test_inherit_writes_into_the_module_given_and_grow_starts_as_the_silent_sub_
 
 def test_a_torchvision_learngene_goes_into_a_deeper_torchvision_network():
     torch.manual_seed(0)
-    source = trained_like(torchvision.models.resnet18(num_classes=10), 2)
+    source = seeded_trained_like(torchvision.models.resnet18(num_classes=10), 2)
     learngene = lg.extract_learngene(source, 0.25, criterion="bn")
     assert 0.1 < learngene.fraction < 0.4
     deeper = torchvision.models.resnet34(num_classes=5).eval()

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import seeded_trained_like
 import learngene_ea as lg
 from learngene_ea.core import traced
 from learngene_ea.core.backbone import input_mask
@@ -167,22 +168,10 @@ def test_dropped_channels_contribute_nothing_to_the_masked_timm_shaped_network(a
     assert not torch.equal(after, whole)  # the masks do silence something
 
 
-def trained_like(model: nn.Module, seed: int) -> nn.Module:
-    """``model`` with random BatchNorm statistics and scales (what training leaves), in evaluation mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-                module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-    return model.eval()
-
-
 def test_a_learngene_of_a_pooled_head_network_with_fused_norms_goes_into_a_wider_one():
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match=r"1 layer\(s\) left out of the learngene: conv_head: a layer of the head"):
-        learngene = lg.extract_learngene(trained_like(TinyEfficientNet(pooled_head=True), 1), 0.25)
+        learngene = lg.extract_learngene(seeded_trained_like(TinyEfficientNet(pooled_head=True), 1), 0.25)
     assert learngene.meta["left_out"] == [next(iter(trace(TinyEfficientNet(pooled_head=True), 3).notes))]
     assert set(learngene.weights) == set(CONVS[:-1])  # the head's conv_head is not inherited
     images = torch.randn(4, 3, 16, 16)
