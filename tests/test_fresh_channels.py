@@ -14,7 +14,7 @@ import torch
 
 from conftest import older_transfer_json, tiny_overrides
 from learngene_ea.api.study import transfer_matches
-from learngene_ea.config.loading import fresh_start, load_config
+from learngene_ea.config.loading import fresh_start, load_config, save_config
 from learngene_ea.config.schema import ConfigError
 from learngene_ea.core.fresh import FreshStart, fresh_masks
 from learngene_ea.core.individual import make_individual
@@ -218,6 +218,22 @@ def test_a_scale_beside_grow_is_refused_rather_than_ignored():
     gtl = load_config("default", ["transfer.fresh_channels=scaled", "transfer.complement_scale=1"]).transfer
     assert (gtl.fresh_channels, gtl.complement_scale) == ("scaled", 1.0)
     assert load_config(None, ["transfer.fresh_channels=grow"]).transfer.fresh_channels == "grow"  # no scale given
+
+
+def test_a_recipe_on_a_base_asking_for_a_scale_the_base_grows_past_is_refused(tmp_path):
+    (tmp_path / "gtl.yaml").write_text("base: default\ntransfer:\n  complement_scale: 1.0\n")
+    with pytest.raises(ConfigError, match=r"^'transfer.complement_scale' is 1.0 but 'transfer.fresh_channels' is 'grow'"):
+        load_config(str(tmp_path / "gtl.yaml"))
+
+
+def test_a_runs_config_yaml_with_grow_and_the_schemas_scale_loads_again(tmp_path):
+    """A run's config.yaml writes every key, the schema's complement_scale (1.0) beside ``grow`` included:
+    resuming it, or transferring with it, must not be refused."""
+    cfg = load_config(None, ["fitness.fresh_channels=grow", "transfer.fresh_channels=grow"])
+    assert cfg.transfer.complement_scale == 1.0
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(str(tmp_path / "config.yaml"))
+    assert (again.fitness.fresh_channels, again.transfer.fresh_channels) == ("grow", "grow")
 
 
 def test_python_callers_get_the_recipes_rule_and_a_scale_alone_means_scaled():

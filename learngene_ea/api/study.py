@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 from ..config import loading as config_module
+from ..config.recipes import read_recipe
 from .run import evolve_run, resumed
 from ..config.schema import Config
 from ..config.schema import MAX_SEED
@@ -144,7 +145,7 @@ def seed_state(path: str) -> str:
 
 def check_seed_recipe(folder: str, seed: int, cfg: Config) -> None:
     """A seed folder to keep or resume was evolved from this recipe with this seed (its config.yaml)."""
-    saved = config_module.read_recipe(os.path.join(folder, "config.yaml"))
+    saved = read_recipe(os.path.join(folder, "config.yaml"))
     problems = ([] if saved.get("seed") == seed else [f"seed is {saved.get('seed')!r} there"])
     problems += recipe_differences(saved, seed_config(cfg, seed))
     if problems:
@@ -173,7 +174,7 @@ def check_out_dir(out: str, cfg: Config) -> None:
     if not os.path.isfile(saved_path):
         raise UserError(f"--out {out!r} is not empty and holds no study ({STUDY_CONFIG} is missing); pass a new "
                         "or empty folder, or the folder of a study of this recipe.")
-    problems = recipe_differences(config_module.read_recipe(saved_path), cfg)
+    problems = recipe_differences(read_recipe(saved_path), cfg)
     if problems:
         raise UserError(f"--out {out!r} holds a study of another recipe ({'; '.join(problems[:3])}); pass another "
                         "--out, or the recipe and --set options of that study.")

@@ -61,6 +61,7 @@ def resolve_config(args) -> Config:
     only when --set or --trust-module names it too (:mod:`learngene_ea.config.trust`).
     """
     from ..config import loading as config_module
+    from ..config.recipes import read_recipe
     from ..config.trust import admit_code, trust_code, user_code
 
     path = args.config
@@ -69,7 +70,7 @@ def resolve_config(args) -> Config:
         beside = os.path.join(os.path.dirname(os.path.abspath(args.learngene)), "config.yaml")
         if os.path.isfile(beside):
             path = beside
-            values = config_module.apply_overrides(config_module.read_recipe(path), args.overrides)
+            values = config_module.apply_overrides(read_recipe(path), args.overrides)
             admit_code(values, user_code(None, args.overrides, args.trust), repr(path))  # before any import
         else:
             path = default_recipe(args.print_config)

@@ -25,7 +25,7 @@ from ..core.devices import SETTING_FORMS, is_device_setting
 from ..core.fresh import FreshStart
 from ..core.models import list_families
 from ..core.traced import allow_module, is_traced
-from .recipes import _DuplicateKey, default_recipe_path, dump_yaml, parse_yaml, read_recipe
+from .recipes import _DuplicateKey, default_recipe_path, dump_yaml, merge_layers, parse_yaml, recipe_layers
 
 
 # ----------------------------------------------------------------------------- building
@@ -300,20 +300,25 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"load_config takes a recipe's path (or None), not {type(path).__name__} {path!r:.80}")
     overrides = override_list(overrides)
-    values = apply_overrides(read_recipe(path) if path is not None else {}, overrides)
-    check_fresh_rules(values)
+    layers = recipe_layers(path) if path is not None else [{}]
+    values = apply_overrides(merge_layers(layers), overrides)
+    check_fresh_rules(values, [*layers[1:], apply_overrides({}, overrides)])
     return from_dict(values)
 
 
-def check_fresh_rules(values: dict) -> None:
-    """A ``complement_scale`` other than 0 beside ``fresh_channels: grow`` would be ignored (grown channels
-    start their own way): refuse it, so that ``--set transfer.complement_scale=1`` on a recipe that grows
-    does not silently keep growing. Only keys the recipe or the overrides give are read."""
+def check_fresh_rules(values: dict, layers: list[dict]) -> None:
+    """A ``complement_scale`` other than 0 that a recipe built on a ``base`` or an override gives (``layers``:
+    what each wrote) beside a resolved ``fresh_channels: grow`` would be ignored (grown channels start their
+    own way): refuse it, so that ``--set transfer.complement_scale=1`` or a ``base: default`` recipe asking for
+    GTL's channels does not silently grow them. A file without a base is not read here: a run's
+    ``config.yaml`` writes every key, the schema's scale beside ``grow`` included, and must load again."""
     for section in ("fitness", "transfer"):
         keys = values.get(section)
         if not isinstance(keys, dict) or keys.get("fresh_channels") != "grow":
             continue
-        scale = keys.get("complement_scale", 0.0)
+        given = [layer[section]["complement_scale"] for layer in layers
+                 if isinstance(layer.get(section), dict) and "complement_scale" in layer[section]]
+        scale = given[-1] if given else 0.0
         if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale != 0:
             raise ConfigError(f"'{section}.complement_scale' is {scale} but '{section}.fresh_channels' is 'grow', "
                               f"which ignores the scale; set {section}.fresh_channels=scaled for fresh channels "

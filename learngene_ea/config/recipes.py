@@ -177,17 +177,31 @@ def _read_file(path: str) -> dict:
     return values
 
 
-def read_recipe(path: str | os.PathLike, _chain: tuple[str, ...] = ()) -> dict:
+def read_recipe(path: str | os.PathLike) -> dict:
     """A recipe (a file, or a shipped recipe's name) as one mapping, its ``base`` recipes merged under it.
 
     A file with no keys at all (empty, or comments only) is noted once per process on stderr:
     every key then has its default, which a typo in the file name would not make obvious.
     """
+    return merge_layers(recipe_layers(path))
+
+
+def merge_layers(layers: list[dict]) -> dict:
+    """The layers of a recipe's chain (:func:`recipe_layers`) merged, each on top of those before it."""
+    values = layers[0]
+    for layer in layers[1:]:
+        values = merge_recipes(values, layer)
+    return values
+
+
+def recipe_layers(path: str | os.PathLike, _chain: tuple[str, ...] = ()) -> list[dict]:
+    """The files of a recipe's ``base`` chain as they are written, the bottom one (the only one without a
+    ``base``) first, each without its ``base`` key: what :func:`read_recipe` merges."""
     path = recipe_file(path)
     values = _read_file(path)
     base = values.pop("base", None)
     if base is None:
-        return values
+        return [values]
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"Recipe {path!r} has base {base!r}; give a shipped recipe's name (e.g. base: default) "
                           "or a recipe file's path.")
@@ -196,7 +210,7 @@ def read_recipe(path: str | os.PathLike, _chain: tuple[str, ...] = ()) -> dict:
     if os.path.realpath(base_path) in chain:
         loop = " -> ".join([*chain, os.path.realpath(base_path)])
         raise ConfigError(f"Recipe {path!r} is its own base ({loop}); remove one of these base keys.")
-    return merge_recipes(read_recipe(base_path, chain), values)
+    return [*recipe_layers(base_path, chain), values]
 
 
 def _section(cls, key) -> type | None:
