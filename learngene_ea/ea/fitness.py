@@ -25,7 +25,7 @@ from ..fewshot.batches import TaskBatches
 from ..fewshot.sampling import mean_and_ci95, mix_seed, sample_episodes, sample_task
 from ..fewshot.stacked_scoring import stacked_prototype_accuracies
 from ..fewshot.training import (DivergedError, TrainSettings, finetune_head_accuracies, learngene_channels_only,
-                                prototype_accuracies, stacked_layout, train_network, train_stacked)
+                                prototype_accuracies, prototype_head, stacked_layout, train_network, train_stacked)
 from .gene_pool import pool_for
 from .workers import Workers
 
@@ -97,6 +97,8 @@ def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device):
         inherit_learngene(model, learngene.restrict(masks_of(individual)), cfg.fitness.complement_scale,
                           cfg.fitness.fresh_channels)
     task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class, "train")
+    if cfg.task.head_init == "prototypes":  # one batch's images, forward only
+        prototype_head(model, dataset, task, -(-cfg.task.batch_size // cfg.task.num_classes), device)
     return model, task, seed
 
 

@@ -221,6 +221,22 @@ def features_of(model: nn.Module, dataset: FewShotDataset, indices: np.ndarray,
     return torch.cat(chunks)
 
 
+@torch.no_grad()
+def prototype_head(model: nn.Module, dataset: FewShotDataset, task: Task, per_class: int,
+                   device: torch.device | str = "cpu") -> None:
+    """Start ``model.head`` as its task's nearest-prototype classifier (Proto-MAML's initialisation,
+    Triantafillou et al. 2020): ``W_k = 2 c_k``, ``b_k = -|c_k|^2``, ``c_k`` the mean feature of the
+    first ``per_class`` images of class ``k``. The logits then rank the classes as the squared distance
+    to their prototypes does, so the first steps do not send a random head's gradients into the body."""
+    ways = len(task.class_ids)
+    picks = [task.indices[task.labels == k][:per_class] for k in range(ways)]
+    features = features_of(model, dataset, np.concatenate(picks), device)
+    owner = torch.as_tensor(np.repeat(np.arange(ways), [len(p) for p in picks]), device=features.device)
+    centroids = torch.stack([features[owner == k].mean(0) for k in range(ways)]).to(model.head.weight.dtype)
+    model.head.weight.copy_(2 * centroids)
+    model.head.bias.copy_(-(centroids ** 2).sum(1))
+
+
 def episode_images(episodes: list[Episode]) -> np.ndarray:
     """The sorted distinct image indices of ``episodes``' support and query sets."""
     return np.unique(np.concatenate([np.concatenate([e.support, e.query]) for e in episodes]))
