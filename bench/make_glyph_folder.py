@@ -12,12 +12,13 @@ Seeded: the same arguments write the same files.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from bench.folder_writer import folder_writer_main
 
 CANVAS = 4  # drawn at 4x the size, then shrunk: smooth strokes
 
@@ -72,22 +73,7 @@ def make_glyph_folder(out: str, classes: int = 100, per_class: int = 60, size: i
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.make_glyph_folder", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="folder to write (made if missing)")
-    parser.add_argument("--classes", type=int, default=100)
-    parser.add_argument("--per-class", type=int, default=60, help="images per class")
-    parser.add_argument("--size", type=int, default=32, help="side of the square images")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.classes < 2 or args.per_class < 1 or args.size < 8:
-        print("error: --classes must be at least 2, --per-class at least 1 and --size at least 8.", file=sys.stderr)
-        return 2
-    if os.path.isdir(args.out) and os.listdir(args.out):
-        print(f"error: {args.out!r} exists and is not empty; pass a new --out folder.", file=sys.stderr)
-        return 2
-    names = make_glyph_folder(args.out, args.classes, args.per_class, args.size, args.seed)
-    print(f"{args.out}: {len(names)} glyph classes x {args.per_class} images of {args.size}x{args.size} grey pixels")
-    return 0
+    return folder_writer_main(argv, "python -m bench.make_glyph_folder", __doc__, make_glyph_folder, "grey pixels")
 
 
 if __name__ == "__main__":
