@@ -16,10 +16,13 @@ episodes, transferred alike (the transfer command's protocol and the run's fresh
   slimming's sub-network (the same steps, seed, data and optimiser: :func:`~learngene_ea.transfer.slimming.train_sub_network`);
 - ``bn-mask, plain training``: the same warm start cut by BatchNorm scale (as many channels per group), trained
   alike: Network Slimming from the evolution's own warm start;
-- ``slimming``: the table's row (its own warm start).
+- ``slimming``: the table's row (its own warm start);
+- ``random-mask, plain training``: the same warm start cut at random (as many channels per group, seeded by
+  the run's seed), trained alike: what choosing the channels is worth at all once the cut is trained.
 
 ``learngene − evolved-mask, plain training`` is the training's share (same mask, same warm start);
-``evolved-mask − bn-mask`` (both plain training) is the mask's share. Differences are paired per episode,
+``evolved-mask − bn-mask`` (both plain training) is the mask's share; ``bn-mask − random-mask`` bounds what any
+search over masks can add to plain training. Differences are paired per episode,
 pooled over (seed, episode) pairs, Student-t intervals. Writes ``OUT.json`` and ``OUT.md``.
 """
 from __future__ import annotations
@@ -46,11 +49,13 @@ from learngene_ea.transfer.episodes import make_settings
 from learngene_ea.transfer.finetune import Bench, evaluate_episode
 from learngene_ea.transfer.slimming import load_or_slim, slimming_steps, train_sub_network
 
-ROWS = ("learngene", "evolved-mask, plain training", "bn-mask, plain training", "slimming")
+ROWS = ("learngene", "evolved-mask, plain training", "bn-mask, plain training", "slimming",
+        "random-mask, plain training")
 COMPARISONS = (("learngene", "evolved-mask, plain training", "the training's share (same mask)"),
                ("evolved-mask, plain training", "bn-mask, plain training", "the mask's share (same training)"),
                ("learngene", "slimming", "both (the table's comparison)"),
-               ("bn-mask, plain training", "slimming", "the warm start's seed (same recipe)"))
+               ("bn-mask, plain training", "slimming", "the warm start's seed (same recipe)"),
+               ("bn-mask, plain training", "random-mask, plain training", "what choosing the channels is worth"))
 _JOBS: dict = {}  # the forked workers' view of the current seed's rows (closures do not pickle)
 
 
@@ -66,6 +71,13 @@ def bn_masks(pool: Learngene, learngene: Learngene) -> dict[str, np.ndarray]:
     """The pool's channels of largest mean |BatchNorm scale|, as many per group as ``learngene`` keeps."""
     scores = channel_importance(pool, "bn")
     return {g: keep_top_channels(pool.masks[g], scores[g], int(learngene.masks[g].sum())) for g in learngene.masks}
+
+
+def random_masks(pool: Learngene, learngene: Learngene, seed: int) -> dict[str, np.ndarray]:
+    """Random channels of the pool, as many per group as ``learngene`` keeps (seeded)."""
+    rng = np.random.default_rng(seed)
+    return {g: keep_top_channels(pool.masks[g], rng.random(pool.masks[g].shape), int(learngene.masks[g].sum()))
+            for g in sorted(learngene.masks)}
 
 
 def _train(job: tuple) -> tuple:
@@ -89,7 +101,9 @@ def seed_learngenes(folders: list[str], processes: int) -> dict:
         if slim is None:
             raise SystemExit(f"{folder}: no slimming row ({info['left_out']})")
         found[folder] = {"learngene": learngene, "slimming": slim}
-        jobs += [(folder, ROWS[1], learngene.masks), (folder, ROWS[2], bn_masks(warm_start_pool(folder), learngene))]
+        pool = warm_start_pool(folder)
+        jobs += [(folder, ROWS[1], learngene.masks), (folder, ROWS[2], bn_masks(pool, learngene)),
+                 (folder, ROWS[4], random_masks(pool, learngene, cfg.seed))]
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         for folder, name, state, loss in pool.imap_unordered(_train, jobs):
             print(f"{folder}: {name} trained, final loss {loss:.3f}", flush=True)

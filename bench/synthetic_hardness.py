@@ -12,6 +12,8 @@ below the ceiling (about 35-55% in 5-shot) while pre-trained features clearly tr
 
     python bench/synthetic_hardness.py            # full measurement (about 3-5 minutes)
     python bench/synthetic_hardness.py --quick    # smoke run (well under a minute)
+    python bench/synthetic_hardness.py --folder DIR --pretrain-epochs 15 --pretrain-per-class 60
+                                                  # an image folder instead (e.g. bench.make_texture_folder's)
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -147,6 +150,15 @@ def prototype_episode(model: Conv4, ds, episode) -> float:
     return float((pred == q_lab).float().mean())
 
 
+def load_folder(root: str):
+    """An image folder, split 64/16/20 as a recipe's ``data.name: imagefolder`` splits it."""
+    from learngene_ea.config.loading import load_config
+    from learngene_ea.data import load_dataset
+
+    cache = tempfile.mkdtemp(prefix="hardness-")
+    return load_dataset(load_config(None, ["data.name=imagefolder", f"data.root={root}", f"data.cache_dir={cache}"]).data)
+
+
 def mean_ci(values) -> tuple[float, float]:
     return mean_and_ci95(values)
 
@@ -168,6 +180,7 @@ def main(argv=None):
                         help="generate fewer images for quicker runs (default: the full dataset)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--folder", help="an image folder (one sub-folder per class) instead of the built-in data")
     args = parser.parse_args(argv)
     if args.quick:
         args.scratch_episodes, args.scratch_steps, args.proto_episodes = 3, 20, 10
@@ -177,7 +190,8 @@ def main(argv=None):
 
     # 1. generation time (first call in this process, so nothing is cached)
     wall, cpu = time.perf_counter(), time.process_time()
-    ds = make_synthetic(seed=args.seed, images_per_class=args.images_per_class)
+    ds = load_folder(args.folder) if args.folder else make_synthetic(seed=args.seed,
+                                                                     images_per_class=args.images_per_class)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(f"generated {tuple(ds.images.shape)} in {wall:.2f} s wall ({cpu:.2f} s CPU); "
           f"mean {tuple(round(m, 3) for m in ds.mean)} std {tuple(round(s, 3) for s in ds.std)}",
@@ -210,7 +224,7 @@ def main(argv=None):
                      time.perf_counter() - t0 + (t_pre if shots == 5 else 0.0)))
 
     print()
-    print(f"synthetic seed {args.seed}, {args.split} classes, Conv4 width {args.width}, "
+    print(f"{args.folder or 'synthetic'} seed {args.seed}, {args.split} classes, Conv4 width {args.width}, "
           f"generation {wall:.2f} s")
     print(f"{'method':<32} {'task':<14} {'accuracy':>16} {'episodes':>9} {'time s':>8}")
     for name, shots, acc, ci, n, secs in rows:

@@ -24,16 +24,29 @@ def test_the_bn_mask_keeps_the_pools_largest_batchnorm_scales_as_many_per_group_
         assert np.array_equal(np.flatnonzero(mask), np.arange(size - kept[group].sum(), size))
 
 
+def test_the_random_mask_keeps_as_many_channels_per_group_and_repeats_for_a_seed():
+    network = build_model("conv4", 0.25, 3, 5, seed=0)
+    pool = extract_learngene(network, full_masks(network.spec))
+    kept = {g: m.copy() for g, m in full_masks(network.spec).items()}
+    for mask in kept.values():
+        mask[1::3] = False
+    learngene = extract_learngene(network, kept)
+    first, again, other = (mask_or_training.random_masks(pool, learngene, seed) for seed in (1, 1, 2))
+    assert all(first[g].sum() == kept[g].sum() and np.array_equal(first[g], again[g]) for g in kept)
+    assert any(not np.array_equal(first[g], other[g]) for g in kept)
+
+
 def test_mask_or_training_pairs_rows_per_episode_and_pools_the_seeds():
     rows = mask_or_training.ROWS
-    per_seed = {0: {"5-shot": dict(zip(rows, ([0.5, 0.6], [0.6, 0.6], [0.6, 0.7], [0.7, 0.7])))},
-                1: {"5-shot": dict(zip(rows, ([0.4, 0.5], [0.5, 0.7], [0.5, 0.5], [0.6, 0.6])))}}
+    per_seed = {0: {"5-shot": dict(zip(rows, ([0.5, 0.6], [0.6, 0.6], [0.6, 0.7], [0.7, 0.7], [0.6, 0.6])))},
+                1: {"5-shot": dict(zip(rows, ([0.4, 0.5], [0.5, 0.7], [0.5, 0.5], [0.6, 0.6], [0.4, 0.5])))}}
     entry = mask_or_training.summarise(per_seed)["5-shot"]
     training = entry["learngene - evolved-mask, plain training"]
     differences = [-0.1, 0.0, -0.1, -0.2]  # learngene - evolved-mask, episode by episode, both seeds
     assert training["mean"] == pytest.approx(np.mean(differences)) and training["n"] == 4 and training["won"] == 0
     assert training["ci95"] == pytest.approx(3.182446 * np.std(differences, ddof=1) / 2, rel=1e-5)
     assert entry["evolved-mask, plain training - bn-mask, plain training"]["mean"] == pytest.approx(0.025)
+    assert entry["bn-mask, plain training - random-mask, plain training"]["mean"] == pytest.approx(0.05)
     text = mask_or_training.markdown({"study": "s", "seeds": [0, 1], "command": "c", "summary": {"val": {
         "5-shot": entry}}})
     assert "| learngene − evolved-mask, plain training | the training's share (same mask) | -10.0 ±" in text
