@@ -273,7 +273,7 @@ def _report_abandoned(module, finished) -> None:
         sys.stderr.flush()
 
 
-_INTERRUPTED = []  # the time of the origin's first Ctrl-C (or SIGTERM)
+_INTERRUPTED = []  # the time of the origin's first Ctrl-C (or SIGTERM): process-wide, a signal handler's only memory
 SECOND_SIGNAL_S = 10.0  # signals this soon after the first are ignored (below)
 
 

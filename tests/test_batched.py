@@ -193,7 +193,7 @@ def test_runtime_channels_last_reaches_the_fitness_evaluation(tiny_cfg, tiny_dat
     try:
         fast = fitness.evaluate(make_individual(spec, full_masks(spec), 0, born=0), cfg)
     finally:
-        models._MEMORY_FORMAT[0] = torch.contiguous_format
+        models.use_channels_last(False)
     plain = fitness.evaluate(make_individual(spec, full_masks(spec), 0, born=0), load_config(None, tiny_overrides()))
     assert seen[0] is True and seen[-1] is False
     assert fast.fitness[0] == pytest.approx(plain.fitness[0], abs=ACCURACY_TOLERANCE)

@@ -104,4 +104,4 @@ def test_the_recipe_check_the_engines_and_the_transfer_ask_one_resolver(monkeypa
     check_device(load_config(None, ["runtime.device=cuda:1"]).runtime)
     assert scoop_engine.worker_device("auto") == torch.device("cuda:1")
     assert Workers().device("auto") == torch.device("cuda:0")
-    assert pipeline.transfer_device(load_config(None, ["runtime.device=auto"])) == torch.device("cuda:0")
+    assert pipeline.transfer_device(load_config(None, ["runtime.device=auto"]).runtime) == torch.device("cuda:0")

@@ -181,8 +181,8 @@ def test_a_resumed_pool_run_equals_the_uninterrupted_one_bit_for_bit(pool_run, t
 
 def test_the_warm_start_trains_the_pool_first_and_counts_its_images(tmp_path, capsys):
     cfg = load_config(None, tiny_overrides(**POOL, **{"pool.warm_start_fraction": 0.5}))
-    planned = gene_pool.planned_evaluations(cfg) * cfg.task.steps * cfg.task.batch_size
-    assert gene_pool.planned_evaluations(cfg) == 4 + 2 * 3
+    planned = gene_pool.planned_evaluations(cfg.ea) * cfg.task.steps * cfg.task.batch_size
+    assert gene_pool.planned_evaluations(cfg.ea) == 4 + 2 * 3
     assert gene_pool.warm_start_images(cfg) == planned // 2
     warm = gene_pool.initial_pool(cfg)
     cold = gene_pool.initial_pool(load_config(None, tiny_overrides(**POOL)))

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from learngene_ea.core.process_settings import THIS_PROCESS
 from learngene_ea.fewshot import process
 from learngene_ea.config.loading import load_config
 
@@ -57,7 +58,7 @@ def test_kept_memory_lets_training_steps_reuse_their_pages():
 def test_the_recipe_decides_whether_an_evaluating_process_keeps_freed_memory(keep, monkeypatch):
     calls = []
     monkeypatch.setattr(process, "keep_freed_memory", lambda: calls.append("kept") or True)
-    monkeypatch.setattr(process, "_THREADS_SET", True)  # leave this process's thread count alone
+    monkeypatch.setattr(THIS_PROCESS, "threads_set", True)  # leave this process's thread count alone
     process.configure_process(SimpleNamespace(threads=1, channels_last=False, keep_freed_memory=keep,
                                               deterministic=True, tf32=False, precision="fp32"))
     assert calls == (["kept"] if keep else [])

@@ -52,7 +52,7 @@ def test_nsga2_survival_keeps_the_population_size_and_makes_as_many_offspring_as
     state = EvolutionState(population=pool, halloffame=tools.HallOfFame(1, similar=same_individual),
                            logbook=tools.Logbook(), next_id=7)
     random.seed(0)
-    new = next_generation(pool, toolbox, tiny_cfg, state, generation=1)
+    new = next_generation(pool, toolbox, tiny_cfg.ea, state, generation=1)
     survivors, offspring = new[:size], new[size:]
     assert 0 not in [ind.id for ind in survivors] and all(ind.fitness.valid for ind in survivors)
     assert len(offspring) == size - elites
@@ -68,7 +68,7 @@ def test_the_front_keeps_distinct_learngenes_of_equal_fitness_and_drops_failures
     failed.evaluation = {"error": {"type": "DivergedError"}}
     state = EvolutionState(population=[a, twin, copy, failed], logbook=tools.Logbook(),
                            halloffame=tools.HallOfFame(2, similar=same_individual))
-    record_generation(state, tiny_cfg, 0, state.population, [], 0.0)
+    record_generation(state, tiny_cfg.ea, 0, state.population, [], 0.0)
     assert sorted(ind.id for ind in state.pareto) == [0, 1]  # a copy of #0 is no second member
     assert state.lineage[2]["failed"] and state.lineage[0]["operator"] == "init"
 

@@ -31,7 +31,7 @@ def individual(ident, accuracy, fraction, masks=None):
 
 def record(state, cfg, population, generation=0):
     state.population = population
-    record_generation(state, cfg, generation, population, [], 0.0)
+    record_generation(state, cfg.ea, generation, population, [], 0.0)
 
 
 def test_the_best_overall_is_saved_when_every_individual_has_the_same_masks(cfg):
@@ -78,15 +78,15 @@ def test_a_less_accurate_learngene_at_the_target_never_replaces_the_product(cfg)
 def test_patience_counts_generations_at_the_target_without_improvement(cfg):
     state = new_state(cfg, population=[])
     record(state, cfg, [individual(0, 0.9, 1.0)])
-    assert state.stale_generations == 0 and not should_stop(state, cfg)  # target not reached: no count
+    assert state.stale_generations == 0 and not should_stop(state, cfg.ea.patience)  # target not reached: no count
     record(state, cfg, [individual(1, 0.5, 0.3)], generation=1)
     assert state.stale_generations == 0
     record(state, cfg, [individual(2, 0.4, 0.3)], generation=2)
-    assert state.stale_generations == 1 and not should_stop(state, cfg)
+    assert state.stale_generations == 1 and not should_stop(state, cfg.ea.patience)
     record(state, cfg, [individual(3, 0.4, 0.3)], generation=3)
-    assert state.stale_generations == 2 and should_stop(state, cfg)  # ea.patience = 2
+    assert state.stale_generations == 2 and should_stop(state, cfg.ea.patience)  # ea.patience = 2
     record(state, cfg, [individual(4, 0.55, 0.3)], generation=4)
-    assert state.stale_generations == 0 and not should_stop(state, cfg)
+    assert state.stale_generations == 0 and not should_stop(state, cfg.ea.patience)
 
 
 def test_individuals_with_equal_masks_but_other_weights_are_both_kept(cfg):

@@ -123,7 +123,7 @@ def test_a_whole_network_blocks_the_tournaments_unless_parents_follow_the_schedu
     population = [evaluated(0, 0.9, 1.0)] + [evaluated(i, 0.5 + i / 100, 0.3) for i in range(1, 4)]
     state = evolve.EvolutionState(population=population, halloffame=None, logbook=None, next_id=10)
     random.seed(0)
-    offspring = evolve.next_generation(population, build_toolbox(cfg), cfg, state, generation=2)
+    offspring = evolve.next_generation(population, build_toolbox(cfg), cfg.ea, state, generation=2)
     parents = {p for child in offspring for p in child.parents}
     assert len(offspring) == 4
     assert (0 in parents) is not scheduled  # the whole network (id 0) is elite and parent only without it

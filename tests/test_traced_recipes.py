@@ -97,8 +97,9 @@ def test_a_checkpoint_of_a_network_that_now_traces_differently_is_refused():
 
     cfg = load_config(RECIPE)
     payload = {"network": {"family": "torchvision:resnet18", "layers": [], "groups": []}}
-    assert "traces into other gene layers" in network_problems(payload, cfg)[0]
-    assert network_problems({"network": None}, load_config(None)) == []
+    assert "traces into other gene layers" in network_problems(payload, cfg.model, cfg.data.channels)[0]
+    plain = load_config(None)
+    assert network_problems({"network": None}, plain.model, plain.data.channels) == []
 
 
 # --- the tiny evolution under SCOOP ----------------------------------------------------------------

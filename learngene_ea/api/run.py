@@ -19,7 +19,7 @@ from ..config.checks import check_run_fits, silent_caps
 from ..config.loading import (apply_overrides, checked_config, dataset_label, from_dict, override_list, parse_override,
                               recipe_name, save_config)
 from ..config.recipes import read_recipe
-from ..config.schema import Config
+from ..config.schema import Config, DataConfig, RuntimeConfig
 from ..config.trust import admit_code, trust_code, user_code
 from ..data import load_dataset
 from ..ea import gene_pool
@@ -69,9 +69,10 @@ class RunResult:
         return os.path.join(self.run_dir, "learngene.pt")
 
 
-def run_title(cfg: Config, recipe: str) -> str:
-    """``default on synthetic``: the recipe and the dataset, as plots and summaries name a run."""
-    return f"{recipe} on {dataset_label(cfg.data)}"
+def run_title(data: DataConfig, recipe: str) -> str:
+    """``default on synthetic``: the recipe and the dataset (its ``data`` section), as plots and summaries name
+    a run."""
+    return f"{recipe} on {dataset_label(data)}"
 
 
 def new_run_dir(cfg: Config, requested: str | None, recipe: str | None = None) -> str:
@@ -105,16 +106,17 @@ def make_run_dir(path: str) -> None:
         raise UserError(f"cannot create run directory {path!r} ({err.strerror}); pass a writable --run-dir.") from err
 
 
-def keep_layout(saved: dict, cfg: Config, overrides: list[str], log) -> None:
-    """A resumed run keeps the memory layout it was run in, unless an override says otherwise.
+def keep_layout(saved: dict, runtime: RuntimeConfig, overrides: list[str], log) -> None:
+    """A resumed run keeps the memory layout it was run in, unless an override says otherwise (``runtime``:
+    the resumed recipe's section, changed in place).
 
     Float sums differ between layouts, so only the recorded one continues bit for bit (a
     recipe whose default changed since, e.g. genomes/default.yaml, must not switch it).
     """
     recorded = bool(saved.get("runtime", {}).get("channels_last", False))
-    if cfg.runtime.channels_last != recorded and not any(
+    if runtime.channels_last != recorded and not any(
             parse_override(text)[0] == ["runtime", "channels_last"] for text in overrides):
-        cfg.runtime.channels_last = recorded
+        runtime.channels_last = recorded
         log(f"resuming in the layout the run was started with (runtime.channels_last={str(recorded).lower()})")
 
 
@@ -151,14 +153,14 @@ def resumed(path: str, overrides: list[str] = (), recipe_path: str | None = None
     admit_code(values, user_code(own, overrides, trust), f"checkpoint {source!r}")  # before any import
     trust_code(trust)
     cfg = from_dict(values)
-    problems = compatibility_problems(saved, cfg) + network_problems(payload, cfg)
+    problems = compatibility_problems(saved, cfg) + network_problems(payload, cfg.model, cfg.data.channels)
     if problems:
         raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + ".")
     problems = [] if fresh else resume_problems(saved, cfg)  # a fresh start may change anything
     if problems:
         raise CheckpointError(f"cannot resume {source!r}: " + "; ".join(problems) + f" ({RESUME_NOTE}).")
-    recipe = cfg.name or payload.get("recipe") or recipe_name(cfg, recipe_path)
-    keep_layout(saved, cfg, overrides, log)
+    recipe = cfg.name or payload.get("recipe") or recipe_name(cfg.name, recipe_path)
+    keep_layout(saved, cfg.runtime, overrides, log)
     check_run_fits(cfg, load_dataset(cfg.data))
     run_dir = run_dir or (path if os.path.isdir(path) else os.path.dirname(os.path.dirname(os.path.abspath(source))))
     if fresh:
@@ -177,7 +179,7 @@ class RunOutputs:
         self.recipe = recipe  # the run's name (the recipe file's, or the recipe's ``name``)
         self.log = log
         self.caps = list(caps)  # the warnings of recipe values the run lowers (config.checks.silent_caps)
-        self.title = run_title(cfg, recipe)
+        self.title = run_title(cfg.data, recipe)
         self.started = time.perf_counter()
         self.checkpoint_bytes = 0
         self.checkpoint_seconds = 0.0

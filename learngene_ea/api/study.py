@@ -279,7 +279,7 @@ def evolve_seed(cfg: Config, folder: str, state: str, source: StudyRecipe, quiet
         start = resumed(folder, overrides, source.path, log=log, trust=code_names(config_module.to_dict(cfg)).values())
         evolve_run(start.config, start.run_dir, state=start.state, recipe=start.recipe, log=log, quiet=quiet)
     else:
-        evolve_run(cfg, folder, recipe=config_module.recipe_name(cfg, source.path), log=log, quiet=quiet)
+        evolve_run(cfg, folder, recipe=config_module.recipe_name(cfg.name, source.path), log=log, quiet=quiet)
 
 
 def _seed_runs(cfg: Config, seeds: list[int], out: str, states: dict, source: StudyRecipe, quiet: bool, log):

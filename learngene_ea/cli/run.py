@@ -75,7 +75,7 @@ def run(args) -> int:
     cfg = load_config(path, args.overrides)
     if args.print_config:
         return print_config(cfg)
-    recipe = recipe_name(cfg, path)
+    recipe = recipe_name(cfg.name, path)
     if not args.seed_population and not args.from_pretrained:
         evolve_run(cfg, args.run_dir, recipe=recipe, log=log, quiet=quiet)
         return 0

@@ -160,18 +160,19 @@ def silent_caps(cfg) -> list[str]:
         warnings.append(f"warning: 'task.batch_size' is {task.batch_size} but a task has only {images} images "
                         f"('task.num_classes' {task.num_classes} x 'task.images_per_class' "
                         f"{task.images_per_class}); each step uses those {images}.")
-    return warnings + unused_pool_keys(cfg)
+    return warnings + unused_pool_keys(cfg.fitness.inheritance, cfg.pool)
 
 
-def unused_pool_keys(cfg) -> list[str]:
-    """A warning when ``pool.*`` keys are changed but there is no gene pool (a warning, not a refusal: a recipe
-    based on a pool recipe, switched to another inheritance, keeps its base's pool keys)."""
-    if cfg.fitness.inheritance == "pool":
+def unused_pool_keys(inheritance: str, pool: PoolConfig) -> list[str]:
+    """A warning when keys of the ``pool`` section are changed but ``inheritance`` (``fitness.inheritance``) makes
+    no gene pool (a warning, not a refusal: a recipe based on a pool recipe, switched to another inheritance,
+    keeps its base's pool keys)."""
+    if inheritance == "pool":
         return []
     defaults = PoolConfig()
     changed = [f"'pool.{f.name}'" for f in dataclasses.fields(PoolConfig)
-               if getattr(cfg.pool, f.name) != getattr(defaults, f.name)]
+               if getattr(pool, f.name) != getattr(defaults, f.name)]
     if not changed:
         return []
-    return [f"warning: {', '.join(changed)} set, but 'fitness.inheritance' is {cfg.fitness.inheritance}: there "
+    return [f"warning: {', '.join(changed)} set, but 'fitness.inheritance' is {inheritance}: there "
             "is no gene pool, so they do nothing (set fitness.inheritance=pool to use them)."]

@@ -359,10 +359,11 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
     atomic_write_text(path, config_yaml(cfg))
 
 
-def recipe_name(cfg: Config, path: str | os.PathLike | None) -> str:
-    """What a run is called: ``name`` when set, else the recipe file's name (``defaults`` without one)."""
-    if cfg.name:
-        return cfg.name
+def recipe_name(name: str | None, path: str | os.PathLike | None) -> str:
+    """What a run is called: ``name`` (the recipe's) when set, else the recipe file's name (``defaults`` without
+    one)."""
+    if name:
+        return name
     return os.path.splitext(os.path.basename(os.fspath(path)))[0] if path else "defaults"
 
 

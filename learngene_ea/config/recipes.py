@@ -140,6 +140,8 @@ def parse_yaml(text: str):
     return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader)
 
 
+# Process-wide: the recipe files already noted as empty, so that each is noted once however often this
+# process reads it (a command, then the Python API, a study's seeds).
 _NOTED_EMPTY: set = set()
 
 

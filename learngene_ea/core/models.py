@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .backbone import ArchSpec, Backbone, GeneLayer
+from .process_settings import THIS_PROCESS
 from .traced import TracedBackbone, is_traced, traced_spec
 
 
@@ -245,21 +246,19 @@ def resnet24(width: float = 1.0, in_channels: int = 3, num_classes: int = 64) ->
     return ResNet(2, width, in_channels, num_classes)
 
 
-_MEMORY_FORMAT = [torch.contiguous_format]
-
-
 def use_channels_last(on: bool) -> None:
     """Build models and image batches channels-last (NHWC) in this process from now on, or not.
 
-    Set per process from ``runtime.channels_last`` (like the thread count); the arithmetic is the
-    same, the convolution kernels and the summation order are not.
+    Set per process from ``runtime.channels_last`` (like the thread count; kept in
+    :data:`~.process_settings.THIS_PROCESS`); the arithmetic is the same, the convolution kernels and
+    the summation order are not.
     """
-    _MEMORY_FORMAT[0] = torch.channels_last if on else torch.contiguous_format
+    THIS_PROCESS.memory_format = torch.channels_last if on else torch.contiguous_format
 
 
 def memory_format() -> torch.memory_format:
     """The layout this process gives conv weights and image batches (see :func:`use_channels_last`)."""
-    return _MEMORY_FORMAT[0]
+    return THIS_PROCESS.memory_format
 
 
 def build_model(family: str, width: float = 1.0, in_channels: int = 3, num_classes: int = 64,
@@ -288,6 +287,8 @@ def _new_model(family: str, width: float, in_channels: int, num_classes: int) ->
     return model
 
 
+# A process-wide cache, (family, width, in_channels) -> ArchSpec: building a spec (on ``meta``) is needed by
+# every operator and evaluation, and its value never changes within a process.
 _SPEC_CACHE: dict = {}
 
 

@@ -24,9 +24,14 @@ from .backbone import ArchSpec, Backbone
 from .tracing import TraceResult, TracingError, trace
 
 PREFIXES = ("torchvision:", "module:")
+# Process-wide, because a worker builds networks from the family string its individual carries, with no run
+# object at hand: _ALLOWED_MODULES, the user's factories this process's recipe lets it import (allow_module:
+# config loading and each worker's set-up); two caches made once per process (tracing builds and runs the
+# network): (family, in_channels) -> its TraceResult (_TRACES), and -> the traced network's parameter shapes,
+# by name (_SHAPES).
 _ALLOWED_MODULES: set[str] = set()
 _TRACES: dict = {}
-_SHAPES: dict = {}  # (family, in_channels) -> the traced network's parameter shapes, by name
+_SHAPES: dict = {}
 
 
 def is_traced(family: str) -> bool:

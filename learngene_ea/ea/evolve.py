@@ -20,7 +20,7 @@ from deap import algorithms, base, tools
 
 from . import gene_pool
 from . import operators
-from ..config.schema import Config
+from ..config.schema import Config, EAConfig, PoolConfig
 from .diversity import diversity_record
 from .lineage import mark_operator, record_lineage
 from .fitness import Evaluation
@@ -163,21 +163,22 @@ def evaluate_population(population, toolbox, generation, progress=None) -> list:
     return invalid, errors
 
 
-def next_generation(population, toolbox, cfg: Config, state: EvolutionState, generation: int) -> list:
-    """Elites + mutated (and optionally mated) clones of tournament winners (a new list).
+def next_generation(population, toolbox, ea: EAConfig, state: EvolutionState, generation: int) -> list:
+    """Elites + mutated (and optionally mated) clones of tournament winners (a new list); ``ea``: the
+    recipe's ``ea`` section.
 
     With a ``survive`` operator (NSGA-II), ``population`` is the last parents and offspring:
     ``ea.population_size`` of them survive, are kept instead of the elites and are the pool of
     the tournaments, which make ``population_size - elites`` offspring (as many evaluations).
     """
     if hasattr(toolbox, "survive"):
-        population = _guarded(toolbox, "survive", generation)(population, cfg.ea.population_size)
+        population = _guarded(toolbox, "survive", generation)(population, ea.population_size)
         elites = [toolbox.clone(ind) for ind in population]
-        count = cfg.ea.population_size - cfg.ea.elites
+        count = ea.population_size - ea.elites
     else:
         size = len(population)
-        population = scheduled_parents(population, cfg, generation) if cfg.ea.scheduled_parents else population
-        elites = [toolbox.clone(ind) for ind in operators.sel_elites(population, cfg.ea.elites)]
+        population = scheduled_parents(population, ea, generation) if ea.scheduled_parents else population
+        elites = [toolbox.clone(ind) for ind in operators.sel_elites(population, ea.elites)]
         count = size - len(elites)
     parents = _guarded(toolbox, "select", generation)(population, count)
     offspring = []
@@ -190,18 +191,18 @@ def next_generation(population, toolbox, cfg: Config, state: EvolutionState, gen
     guarded.register("clone", toolbox.clone)
     guarded.register("mate", mark_operator(_guarded(toolbox, "mate", generation), "crossover"))
     guarded.register("mutate", mark_operator(_guarded(toolbox, "mutate", generation), "mutation"))
-    offspring = algorithms.varAnd(offspring, guarded, cfg.ea.cxpb, cfg.ea.mutpb)
+    offspring = algorithms.varAnd(offspring, guarded, ea.cxpb, ea.mutpb)
     return elites + offspring
 
 
-def scheduled_parents(population, cfg: Config, generation: int) -> list:
-    """The individuals at or below the fraction the previous generation aimed at (all when none are).
+def scheduled_parents(population, ea: EAConfig, generation: int) -> list:
+    """The individuals at or below the fraction the previous generation aimed at (all when none are;
+    the schedule of the ``ea`` section).
 
     They alone are elites and enter tournaments (``ea.scheduled_parents``): a bigger learngene
     scores higher only for its size, and would otherwise win every tournament it enters.
     """
-    goal = operators.shrink_schedule(generation - 1, cfg.ea.target_fraction, cfg.ea.schedule_generations,
-                                     cfg.ea.schedule)
+    goal = operators.shrink_schedule(generation - 1, ea.target_fraction, ea.schedule_generations, ea.schedule)
     within = [ind for ind in population if ind.fitness.values[1] <= goal + FRACTION_SLACK]
     return within or population
 
@@ -212,14 +213,15 @@ def rank_key(individual) -> tuple[float, float]:
     return accuracy, -fraction
 
 
-def record_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list,
+def record_generation(state: EvolutionState, ea: EAConfig, generation: int, evaluated: list,
                       errors: list, seconds: float) -> dict:
-    """Hall of fame, best learngene at the target size, early-stop counter, logbook line."""
+    """Hall of fame, best learngene at the target size, early-stop counter, logbook line (the target and
+    schedule of the ``ea`` section)."""
     population = state.population
     state.halloffame.update(population)
     state.pareto.update([ind for ind in population if not ind.evaluation.get("error")])
     record_lineage(state.lineage, population)
-    reached = [ind for ind in population if ind.fitness.values[1] <= cfg.ea.target_fraction + FRACTION_SLACK]
+    reached = [ind for ind in population if ind.fitness.values[1] <= ea.target_fraction + FRACTION_SLACK]
     improved = False
     if reached:
         best = max(reached, key=rank_key)
@@ -237,19 +239,19 @@ def record_generation(state: EvolutionState, cfg: Config, generation: int, evalu
         "frac_min": float(stats["min"][1]), "frac_avg": float(stats["avg"][1]), "frac_max": float(stats["max"][1]),
         "best_id": best.id, "best_acc": float(best.fitness.values[0]),
         "best_ci95": float(best.evaluation.get("ci95", 0.0)), "best_fraction": float(best.fitness.values[1]),
-        "goal_fraction": float(operators.shrink_schedule(generation, cfg.ea.target_fraction,
-                                                          cfg.ea.schedule_generations, cfg.ea.schedule)),
+        "goal_fraction": float(operators.shrink_schedule(generation, ea.target_fraction, ea.schedule_generations,
+                                                          ea.schedule)),
         "errors": errors,
-        **diversity_record(evaluated, population, cfg.ea.target_fraction, FRACTION_SLACK),
+        **diversity_record(evaluated, population, ea.target_fraction, FRACTION_SLACK),
         "seconds": seconds,
     }
     state.logbook.record(**record)
     return record
 
 
-def should_stop(state: EvolutionState, cfg: Config) -> bool:
-    """Target fraction reached and no improvement for ``ea.patience`` generations."""
-    return state.best_at_target is not None and state.stale_generations >= cfg.ea.patience
+def should_stop(state: EvolutionState, patience: int) -> bool:
+    """Target fraction reached and no improvement for ``patience`` generations (``ea.patience``)."""
+    return state.best_at_target is not None and state.stale_generations >= patience
 
 
 def lend_pool(state: EvolutionState, cfg: Config, workers: Workers, log=print) -> gene_pool.PoolKey | None:
@@ -270,11 +272,12 @@ def lend_pool(state: EvolutionState, cfg: Config, workers: Workers, log=print) -
     return key
 
 
-def absorb_generation(state: EvolutionState, cfg: Config, generation: int, evaluated: list,
+def absorb_generation(state: EvolutionState, pool_config: PoolConfig, generation: int, evaluated: list,
                       key: gene_pool.PoolKey) -> None:
-    """Merge what the generation's descendants learned into the pool; every individual then holds
-    the pool under its masks (what its offspring's mutation reads, and what a product ships)."""
-    gene_pool.merge_generation(state.pool, cfg, generation, evaluated)
+    """Merge what the generation's descendants learned into the pool (by the recipe's ``pool`` section);
+    every individual then holds the pool under its masks (what its offspring's mutation reads, and what a
+    product ships)."""
+    gene_pool.merge_generation(state.pool, pool_config, generation, evaluated)
     gene_pool.withdraw(key)
     for ind in state.population:
         ind.pool_key = None
@@ -299,21 +302,21 @@ def evolve(cfg: Config, toolbox: base.Toolbox, state: EvolutionState, on_generat
             state.capture_rng()
             on_start(state)
     while state.generation < cfg.ea.generations:
-        if state.generation >= 0 and should_stop(state, cfg):
+        if state.generation >= 0 and should_stop(state, cfg.ea.patience):
             log(f"stopping early: no improvement at the target fraction for {cfg.ea.patience} generations")
             break
         generation = state.generation + 1
         start = time.perf_counter()
         if generation > 0:
-            state.population = next_generation(state.population, toolbox, cfg, state, generation)
+            state.population = next_generation(state.population, toolbox, cfg.ea, state, generation)
         pool_key = lend_pool(state, cfg, workers_of(toolbox), log)
         evaluated, errors = evaluate_population(state.population, toolbox, generation, progress)
         if pool_key is not None:
-            absorb_generation(state, cfg, generation, evaluated, pool_key)
+            absorb_generation(state, cfg.pool, generation, evaluated, pool_key)
         for error in errors:
             log(f"gen {generation}: evaluation of individual {error['id']} failed "
                 f"({error['type']}: {error['message']}); it gets the worst fitness")
-        record = record_generation(state, cfg, generation, evaluated, errors, time.perf_counter() - start)
+        record = record_generation(state, cfg.ea, generation, evaluated, errors, time.perf_counter() - start)
         state.generation = generation
         state.seconds += record["seconds"]
         state.capture_rng()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config.schema import EAConfig, PoolConfig
 from ..core.learngene import WEIGHT_KEYS, Learngene, extract_learngene, full_masks, kept_indices
 from ..core.backbone import input_mask
 from ..core.models import arch_spec, build_model
@@ -34,7 +35,10 @@ from .workers import Workers
 
 POOL_SEED = 0x9E9E  # the pool's initial weights: one network's initialisation, shared by generation 0
 WARM_START_SEED = 0x3A4D  # the warm start's task and batches
-_LOCAL: dict = {}  # key -> pool, in the process that published it (the serial backend's "workers")
+# A process-wide store, key -> pool, one at a time, in the process that published it: the serial backend's
+# "workers" are this process, and read it back by the key an individual carries (pool_for), as others
+# read a SCOOP constant or a Ray object.
+_LOCAL: dict = {}
 
 
 @dataclass
@@ -108,15 +112,15 @@ def started_pool(cfg, workers: Workers, log=print, progress=None) -> GenePool:
     return pool
 
 
-def planned_evaluations(cfg) -> int:
-    """Evaluations of a run that goes all ``ea.generations`` (generation 0, then the offspring)."""
-    ea = cfg.ea
+def planned_evaluations(ea: EAConfig) -> int:
+    """Evaluations of a run that goes all ``ea.generations`` (generation 0, then the offspring; ``ea``: the
+    recipe's ``ea`` section)."""
     return ea.population_size + ea.generations * (ea.population_size - ea.elites)
 
 
 def warm_start_images(cfg) -> int:
     """Training images of the warm start: ``pool.warm_start_fraction`` of the planned evolution's."""
-    planned = planned_evaluations(cfg) * cfg.task.steps * cfg.task.batch_size
+    planned = planned_evaluations(cfg.ea) * cfg.task.steps * cfg.task.batch_size
     steps = math.ceil(cfg.pool.warm_start_fraction * planned / cfg.task.batch_size)
     return steps * cfg.task.batch_size
 
@@ -277,13 +281,14 @@ def update_scores(pool: GenePool, evaluated: list, decay: float) -> dict:
     return carriers
 
 
-def merge_generation(pool: GenePool, cfg, generation: int, evaluated: list) -> dict:
-    """Fold a generation's evaluated individuals into the pool and its scores; one history record."""
+def merge_generation(pool: GenePool, pool_config: PoolConfig, generation: int, evaluated: list) -> dict:
+    """Fold a generation's evaluated individuals into the pool and its scores (``pool.step``,
+    ``pool.score_decay`` of ``pool_config``, the recipe's ``pool`` section); one history record."""
     ok = [ind for ind in evaluated if ind.learngene is not None and not ind.evaluation.get("error")]
     contributions = [(ind.id, dict(zip(_group_names(ind), ind)), ind.learngene) for ind in ok]
-    moved = merge(pool, contributions, cfg.pool.step)
+    moved = merge(pool, contributions, pool_config.step)
     carriers = update_scores(pool, [(dict(zip(_group_names(ind), ind)), ind.fitness.values[0]) for ind in ok],
-                             cfg.pool.score_decay)
+                             pool_config.score_decay)
     record = {"gen": generation, "descendants": len(ok), "moved": moved, "carriers": carriers,
               "scores": {g: s.tolist() for g, s in pool.scores.items()}}
     pool.history.append(record)

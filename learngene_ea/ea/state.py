@@ -13,7 +13,7 @@ import os
 from deap import tools
 
 from ..config.loading import to_dict
-from ..config.schema import Config
+from ..config.schema import Config, ModelConfig
 from ..core.backbone import spec_to_state
 from ..core.individual import same_individual
 from ..core.models import arch_spec
@@ -31,11 +31,12 @@ FIXED_KEYS = [("model", "family"), ("model", "width"), ("model", "kwargs"), ("mo
 ABSENT_MEANS = {("model", "kwargs"): {}, ("model", "module"): None}  # keys older checkpoints lack
 
 
-def traced_network(cfg: Config) -> dict | None:
-    """A traced network's spec as plain data (what checkpoints record); ``None`` for our families."""
-    if not is_traced(cfg.model.network):
+def traced_network(model: ModelConfig, channels: int) -> dict | None:
+    """The spec of a traced network (the recipe's ``model`` section, reading ``channels`` image channels) as
+    plain data (what checkpoints record); ``None`` for our families."""
+    if not is_traced(model.network):
         return None
-    return spec_to_state(arch_spec(cfg.model.network, cfg.model.width, cfg.data.channels))
+    return spec_to_state(arch_spec(model.network, model.width, channels))
 
 
 def rebuilt_front(*groups) -> tools.ParetoFront:
@@ -56,7 +57,7 @@ def checkpoint_payload(state: EvolutionState, cfg: Config, recipe: str) -> dict:
         "seconds": state.seconds, "config": to_dict(cfg), "recipe": recipe,
         "pareto": state.pareto, "lineage": state.lineage,
         "pool": state.pool.to_payload() if state.pool is not None else None,
-        "network": traced_network(cfg),
+        "network": traced_network(cfg.model, cfg.data.channels),
     }
 
 
@@ -131,19 +132,20 @@ def resume_problems(saved: dict, cfg: Config) -> list[str]:
             and not key.startswith(CHANGEABLE_ON_RESUME)]
 
 
-def network_problems(payload: dict, cfg: Config) -> list[str]:
-    """A traced network that traces differently now than when the checkpoint was written."""
+def network_problems(payload: dict, model: ModelConfig, channels: int) -> list[str]:
+    """A traced network (``model``, the recipe's section; ``channels`` image channels) that traces differently
+    now than when the checkpoint was written."""
     recorded = payload.get("network")
-    if recorded is None or recorded == traced_network(cfg):
+    if recorded is None or recorded == traced_network(model, channels):
         return []
-    return [f"{cfg.model.network} traces into other gene layers than when it was saved (another torchvision "
+    return [f"{model.network} traces into other gene layers than when it was saved (another torchvision "
             "or factory version?)"]
 
 
 def seeded_state(cfg: Config, path: str, best_k: int = 0, log=print) -> EvolutionState:
     """A new run's state whose generation 0 is the (best ``best_k``) evaluated individuals of a checkpoint."""
     payload, source = read_checkpoint(path, log)
-    problems = compatibility_problems(payload["config"], cfg) + network_problems(payload, cfg)
+    problems = compatibility_problems(payload["config"], cfg) + network_problems(payload, cfg.model, cfg.data.channels)
     if problems:
         raise CheckpointError(f"cannot seed from {source!r}: " + "; ".join(problems) + ".")
     population = [ind for ind in payload["population"] if ind.fitness.valid]

@@ -20,9 +20,11 @@ from ..core.models import memory_format
 from ..data.base import FewShotDataset
 from .sampling import Task
 
-# id(dataset) -> (weak reference to it, {device: its images there}). The weak reference's callback
-# drops the entry when the dataset goes away, so a later dataset that gets the same id never sees
-# another's images, and the device memory is freed with the dataset.
+# A process-wide cache of the datasets' images on devices: a worker's evaluations are plain function calls
+# that each get the dataset, and its copy on the GPU must outlive them. id(dataset) -> (weak reference
+# to it, {device: its images there}). The weak reference's callback drops the entry when the dataset
+# goes away, so a later dataset that gets the same id never sees another's images, and the device
+# memory is freed with the dataset.
 _DEVICE_IMAGES: dict = {}
 
 # Steps whose draws are copied to the device at once: one host-device transfer (and sync) per

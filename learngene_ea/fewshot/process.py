@@ -15,6 +15,7 @@ import os
 import torch
 
 from ..core.models import use_channels_last
+from ..core.process_settings import THIS_PROCESS
 from ..core.threads import available_cores, set_threads
 from ..core.traced import allow_module
 from .training import use_precision
@@ -42,16 +43,13 @@ _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 _KEEP_BYTES = 1 << 30
 
 
-_THREADS_SET = False
-
-
 def configure_threads(threads: int = 0, processes: int = 1) -> None:
-    """Give each worker its share of the cores so that workers do not fight over them (first call wins)."""
-    global _THREADS_SET
-    if _THREADS_SET:
+    """Give each worker its share of the cores so that workers do not fight over them (first call wins:
+    :data:`~learngene_ea.core.process_settings.THIS_PROCESS` records it)."""
+    if THIS_PROCESS.threads_set:
         return
     set_threads(threads if threads > 0 else default_threads(processes))
-    _THREADS_SET = True
+    THIS_PROCESS.threads_set = True
 
 
 def keep_freed_memory() -> bool:

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..core.batched import StackedDescendants
 from ..core.models import memory_format
+from ..core.process_settings import THIS_PROCESS
 from ..data.base import FewShotDataset
 from .batches import PLAN_BLOCK, PlannedBatches, TaskBatches, images_on, make_batch, normalisation
 from .sampling import Episode, Task, prototype_predict
@@ -44,17 +45,15 @@ class TrainSettings:
                    cfg.task.weight_decay, cfg.data.augment if augment is None else augment)
 
 
-_PRECISION = ["fp32"]
-
-
 def use_precision(name: str) -> None:
-    """Train in ``name`` (``fp32`` or ``bf16``, ``runtime.precision``) in this process from now on."""
-    _PRECISION[0] = name
+    """Train in ``name`` (``fp32`` or ``bf16``, ``runtime.precision``) in this process from now on (kept in
+    :data:`~learngene_ea.core.process_settings.THIS_PROCESS`)."""
+    THIS_PROCESS.precision = name
 
 
 def autocast(device: torch.device):
     """bf16 autocast of the forward pass (CUDA or CPU) when this process trains in bf16, else nothing."""
-    if _PRECISION[0] == "bf16" and device.type in ("cuda", "cpu"):
+    if THIS_PROCESS.precision == "bf16" and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -82,7 +81,7 @@ class PopulationTrainer:
         x, labels = block.batch(self.images, t, self.mean, self.std), block.labels[t]  # labels [P, B]
         with autocast(self.device):
             logits = self.network(x)
-        if _PRECISION[0] != "fp32":
+        if THIS_PROCESS.precision != "fp32":
             logits = logits.float()
         if self.stacked:  # logits [B, P, K]
             per_model = nn.functional.cross_entropy(logits.permute(0, 2, 1), labels.T, reduction="none").mean(0)

@@ -30,12 +30,34 @@ from ..errors import UserError
 __all__ = ["start_ray", "ray_map", "task_slots", "task_device", "gpu_index", "share", "shared_here", "forget",
            "RayStall"]
 
-_SHARED: dict = {}  # origin: key -> ObjectRef of a constant for the tasks it sends
-_RECEIVED: dict = {}  # worker: key -> ObjectRef the last task carried
-_VALUES: dict = {}  # worker: key -> the fetched value
-_REMOTES: dict = {}  # (cpus, gpus, retries) -> the remote function with those options
-_CUDA_VISIBLE: list = []  # worker: the GPUs its torch sees, as CUDA_VISIBLE_DEVICES said at its first GPU task
 NOSET_CUDA = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"  # Ray then leaves CUDA_VISIBLE_DEVICES alone
+
+
+class _RayProcessState:
+    """What this process keeps of Ray between calls: the origin's shared constants and remote functions, a
+    worker's received constants and its GPUs.
+
+    Process-wide on purpose: a Ray worker receives each evaluation as a plain function call
+    (:func:`_run_task`), so what it keeps from one task to the next has no run object to live on; the
+    origin's map is a plain function too (one instance, ``_RAY``).
+
+    Attributes:
+        shared: origin: key -> ObjectRef of a constant for the tasks it sends.
+        received: worker: key -> ObjectRef the last task carried.
+        values: worker: key -> the fetched value (one at a time).
+        remotes: origin: (cpus, gpus, retries) -> the remote function with those options.
+        cuda_visible: worker: the GPUs its torch sees, as CUDA_VISIBLE_DEVICES said at its first GPU task.
+    """
+
+    def __init__(self):
+        self.shared: dict = {}
+        self.received: dict = {}
+        self.values: dict = {}
+        self.remotes: dict = {}
+        self.cuda_visible: list = []
+
+
+_RAY = _RayProcessState()
 
 
 class RayStall(RuntimeError):
@@ -141,10 +163,10 @@ def task_device(gpus: float) -> str:
     import ray
     import torch
 
-    if not _CUDA_VISIBLE:  # first GPU task of this process: torch's CUDA starts with today's variable
+    if not _RAY.cuda_visible:  # first GPU task of this process: torch's CUDA starts with today's variable
         listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-        _CUDA_VISIBLE.extend(listed.split(",") if listed else range(torch.cuda.device_count()))
-    return f"cuda:{gpu_index(ray.get_gpu_ids(), _CUDA_VISIBLE)}"
+        _RAY.cuda_visible.extend(listed.split(",") if listed else range(torch.cuda.device_count()))
+    return f"cuda:{gpu_index(ray.get_gpu_ids(), _RAY.cuda_visible)}"
 
 
 def _run_task(function, item, shared: dict, threads: int, gpus: float = 0.0):
@@ -153,7 +175,7 @@ def _run_task(function, item, shared: dict, threads: int, gpus: float = 0.0):
     from .process import configure_threads
     from .scoop_engine import evaluating_on
 
-    _RECEIVED.update(shared)
+    _RAY.received.update(shared)
     configure_threads(threads)  # the task's own CPUs, not every core of the node (first call wins)
     with evaluating_on(task_device(gpus)):
         return function(item)
@@ -162,12 +184,12 @@ def _run_task(function, item, shared: dict, threads: int, gpus: float = 0.0):
 def _remote(runtime):
     ray = _ray()
     options = (_cpus(runtime), float(runtime.gpus_per_evaluation), int(runtime.ray_max_retries))
-    if options not in _REMOTES:
+    if options not in _RAY.remotes:
         cpus, gpus, retries = options
         # retry_exceptions stays off: an evaluation reports its own failures; only lost workers rerun;
         # max_calls 0: a worker runs any number of tasks (Ray's default for GPU tasks is one)
-        _REMOTES[options] = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries, max_calls=0)(_run_task)
-    return _REMOTES[options]
+        _RAY.remotes[options] = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries, max_calls=0)(_run_task)
+    return _RAY.remotes[options]
 
 
 def ray_map(function, items, runtime, hint: str):
@@ -186,7 +208,7 @@ def ray_map(function, items, runtime, hint: str):
     item_refs = [ray.put(item) for item in items]  # each learngene once, even when its task is rerun
     threads = runtime.threads if runtime.threads > 0 else 1
     gpus = float(runtime.gpus_per_evaluation)
-    refs = [remote.remote(function_ref, ref, dict(_SHARED), threads, gpus) for ref in item_refs]
+    refs = [remote.remote(function_ref, ref, dict(_RAY.shared), threads, gpus) for ref in item_refs]
     fetched = 0
     try:
         for ref in refs:
@@ -206,19 +228,19 @@ def ray_map(function, items, runtime, hint: str):
 
 def share(key: str, value) -> None:
     """Put ``value`` into the object store once; every task sent from now on can read it by ``key``."""
-    _SHARED[key] = _ray().put(value)
+    _RAY.shared[key] = _ray().put(value)
 
 
 def shared_here(key: str):
     """``(True, value)`` when a Ray task brought ``key`` to this worker, else ``(False, None)``."""
-    if key in _RECEIVED:
-        if key not in _VALUES:
-            _VALUES.clear()  # one shared context at a time per worker: free the previous one
-            _VALUES[key] = _ray().get(_RECEIVED[key])
-        return True, _VALUES[key]
+    if key in _RAY.received:
+        if key not in _RAY.values:
+            _RAY.values.clear()  # one shared context at a time per worker: free the previous one
+            _RAY.values[key] = _ray().get(_RAY.received[key])
+        return True, _RAY.values[key]
     return False, None
 
 
 def forget(key: str) -> None:
     """The origin is done with ``key``: its object can be freed once no task holds it."""
-    _SHARED.pop(key, None)
+    _RAY.shared.pop(key, None)

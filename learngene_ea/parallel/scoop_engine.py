@@ -29,7 +29,26 @@ __all__ = ["scoop_running", "worker_count", "local_worker_slot", "worker_index",
 # Upper bound on the processes of one run on one host; far above any real worker count.
 MAX_SLOTS = 4096
 
-_slot = None  # (slot, socket) once claimed: the socket must stay open as long as the process
+
+class _WorkerState:
+    """Who this process is among the run's processes, and the device an engine lent its evaluation now.
+
+    Process-wide on purpose: SCOOP and Ray run an evaluation as a plain function call in a worker, so
+    what the process learns of itself has no run object to live on (one instance, ``_WORKER``).
+
+    Attributes:
+        slot: ``(slot, socket)`` once claimed (:func:`local_worker_slot`): the socket must stay open as
+            long as the process.
+        engine_devices: the devices engines gave the evaluations running now, the innermost last
+            (:func:`evaluating_on`; Ray: what its task reserved).
+    """
+
+    def __init__(self):
+        self.slot: tuple | None = None
+        self.engine_devices: list = []
+
+
+_WORKER = _WorkerState()
 
 
 def scoop_running() -> bool:
@@ -66,9 +85,8 @@ def local_worker_slot() -> int:
     (0..k-1 for k processes on the host), given first come, first served; a process claims its
     slot on the first call and keeps it for life. (Abstract sockets are Linux only.)
     """
-    global _slot
-    if _slot is not None:
-        return _slot[0]
+    if _WORKER.slot is not None:
+        return _WORKER.slot[0]
     if not scoop_running():
         return 0
     import scoop
@@ -81,7 +99,7 @@ def local_worker_slot() -> int:
         except OSError:
             sock.close()
             continue
-        _slot = (slot, sock)
+        _WORKER.slot = (slot, sock)
         return slot
     raise RuntimeError("no free worker slot among {0} for SCOOP run {1}".format(MAX_SLOTS, run_key))
 
@@ -94,17 +112,14 @@ def worker_index() -> int:
     return local_worker_slot() if scoop_running() else 0
 
 
-_ENGINE_DEVICE: list = []  # the device an engine gave the evaluation running now (Ray: what its task reserved)
-
-
 @contextlib.contextmanager
 def evaluating_on(device: str):
     """Inside the block, :func:`worker_device` gives ``device`` for any setting but ``cpu``."""
-    _ENGINE_DEVICE.append(device)
+    _WORKER.engine_devices.append(device)
     try:
         yield
     finally:
-        _ENGINE_DEVICE.pop()
+        _WORKER.engine_devices.pop()
 
 
 def worker_device(device: str = "auto"):
@@ -114,8 +129,8 @@ def worker_device(device: str = "auto"):
     worker's index and the engine's reservation."""
     from ..core.devices import resolve_device
 
-    if _ENGINE_DEVICE and device != "cpu":
-        return resolve_device(_ENGINE_DEVICE[-1])
+    if _WORKER.engine_devices and device != "cpu":
+        return resolve_device(_WORKER.engine_devices[-1])
     return resolve_device(device, worker_index())
 
 

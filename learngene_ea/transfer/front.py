@@ -59,10 +59,10 @@ def run_front_transfer(cfg, folder: str, out_dir: str | None = None, options: Tr
     data, data_key = target_data(cfg)
     dataset = load_target(cfg, first.in_channels, log)
     for learngene, path in zip(learngenes, paths):
-        check_compatible(cfg, learngene, path)
+        check_compatible(cfg.model, learngene, path)
         if not options.allow_seen_classes:
             check_unseen_classes(learngene, data, dataset, path, data_key)
-    device = transfer_device(cfg)
+    device = transfer_device(cfg.runtime)
     settings = make_settings(cfg.transfer, dataset)
     folders = CacheFolders(run_dir, cfg.transfer.cache_dir or out_dir)
     pretrained, pretrain_info = get_pretrained(cfg, first, dataset, folders, device, log, options)

@@ -26,8 +26,10 @@ from .pretrain import cpu_state, pretrained_from_state
 from .report import add_paired_differences
 from .target import load_target
 
+# Process-wide: an episode job is a plain function call in any process (SCOOP's map), so it finds what it
+# runs on by key. Context key -> its EpisodeContext in this process; the ids that make keys unique here.
+_CONTEXTS: dict = {}
 _CONTEXT_IDS = itertools.count()
-_CONTEXTS: dict = {}  # context key -> its EpisodeContext in this process
 
 
 @dataclass

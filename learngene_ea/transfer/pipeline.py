@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config.loading import dataset_label
-from ..config.schema import Config, ConfigError
+from ..config.schema import Config, ConfigError, ModelConfig, RuntimeConfig
 from ..data.base import FewShotDataset
 from ..errors import UserError
 from ..core.devices import resolve_device
@@ -42,11 +42,12 @@ from .target import (describe_data, differences_from_source, load_target, pretra
 FORMAT = "learngene-ea/transfer-v1"
 
 
-def check_compatible(cfg: Config, learngene: Learngene, path: str) -> None:
-    """A recipe whose model differs from the learngene's is a user error (image channels are converted)."""
-    if (cfg.model.network, float(cfg.model.width)) != (learngene.family, float(learngene.width)):
+def check_compatible(model: ModelConfig, learngene: Learngene, path: str) -> None:
+    """A recipe whose ``model`` section differs from the learngene's is a user error (image channels are
+    converted)."""
+    if (model.network, float(model.width)) != (learngene.family, float(learngene.width)):
         raise ConfigError(f"The learngene {path!r} is {arch_label(learngene.family, learngene.width)} but the "
-                          f"recipe's model is {arch_label(cfg.model.network, cfg.model.width)}; pass the run's "
+                          f"recipe's model is {arch_label(model.network, model.width)}; pass the run's "
                           "config.yaml (or fix model.family/model.width) and use --descendants for other "
                           "architectures.")
     check_descendant(learngene, learngene.family, learngene.width)  # a factory that traces differently now: before
@@ -130,12 +131,12 @@ class EpisodeData:
     seen: list
 
 
-def transfer_device(cfg: Config):
+def transfer_device(runtime: RuntimeConfig):
     """This process set up for a transfer evaluation (threads when ``runtime.threads`` says, memory); its device."""
-    if cfg.runtime.threads > 0:
-        set_threads(cfg.runtime.threads)
-    configure_memory(cfg.runtime)  # threads: set above, else all cores for the origin's pre-training
-    return resolve_device(cfg.runtime.device)
+    if runtime.threads > 0:
+        set_threads(runtime.threads)
+    configure_memory(runtime)  # threads: set above, else all cores for the origin's pre-training
+    return resolve_device(runtime.device)
 
 
 def get_pretrained(cfg: Config, learngene: Learngene, target: FewShotDataset, folders: CacheFolders, device,
@@ -338,8 +339,8 @@ def run_transfer(cfg: Config, learngene_path: str, out_dir: str | None = None, o
     if options.write:
         check_out_dir(out_dir)
     cfg, augment_from = with_resolved_augment(cfg)
-    device = transfer_device(cfg)
-    check_compatible(cfg, learngene, learngene_path)
+    device = transfer_device(cfg.runtime)
+    check_compatible(cfg.model, learngene, learngene_path)
     extra = extra_descendants(learngene, cfg.transfer.descendants if options.descendants is None
                               else options.descendants, log)
     t = time.perf_counter()
