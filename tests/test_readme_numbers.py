@@ -16,20 +16,39 @@ def percent(value, sign=False):
     return f"{100 * value:+.1f}".replace("-", "−") if sign else f"{100 * value:.1f}"
 
 
-def test_the_headline_table_quotes_the_study_it_links():
-    section = headline_section()
-    name = re.search(r"\((bench/results/study-[^)]+)\.md\)", section).group(1)
+def load(name):
     with open(os.path.join(ROOT, name + ".json"), encoding="utf-8") as f:
-        study = json.load(f)
-    rows, paired = study["rows"], study["paired"]
+        return json.load(f)
+
+
+def cell(study, row):
+    """``mean ± ci`` of a row and ``diff ± ci (won/units)`` of the learngene against it."""
     setting = study["settings"][0]
-    quoted = 0
-    for row in ("scratch", "pretrained", "slimming", "l1-learngene", "random-learngene"):
+    score, diff = study["rows"][row][setting], study["paired"][f"learngene-{row}"][setting]
+    return (f"{percent(score['mean'])} ± {percent(score['ci95'])}",
+            f"{percent(diff['mean'], sign=True)} ± {percent(diff['ci95'])} ({diff['won']}/{diff['units']})")
+
+
+def test_the_headline_table_quotes_the_studies_it_links_built_in_then_textures():
+    section = headline_section()
+    built_in, textures = re.findall(r"\((bench/results/study-(?:default|textures-default)-[^)]+)\.md\)", section)[:2]
+    assert "textures" not in built_in and "textures" in textures
+    studies = [load(built_in), load(textures)]
+    rows = ("scratch", "pretrained", "slimming", "l1-learngene", "random-learngene", "layerwise-equal-size")
+    for row in rows:
         line = next(line for line in section.splitlines() if line.startswith(f"| {row} ("))
-        score, diff = rows[row][setting], paired[f"learngene-{row}"][setting]
-        assert f"{percent(score['mean'])} ± {percent(score['ci95'])}" in line
-        assert f"{percent(diff['mean'], sign=True)} ± {percent(diff['ci95'])} ({diff['won']}/{diff['units']})" in line
-        quoted += 1
-    learngene = rows["learngene"][setting]
-    assert f"**{percent(learngene['mean'])} ± {percent(learngene['ci95'])}**" in section
-    assert quoted == 5
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        assert cells == [part for study in studies for part in cell(study, row)], row
+    for study in studies:
+        learngene = study["rows"]["learngene"][study["settings"][0]]
+        assert f"**{percent(learngene['mean'])} ± {percent(learngene['ci95'])}**" in section
+
+
+def test_the_no_selection_row_quotes_the_ablation_studies_it_links():
+    section = headline_section()
+    line = next(line for line in section.splitlines() if line.startswith("| no selection ("))
+    for name in ("study-no-selection-20261207", "study-textures-no-selection-20261207"):
+        study = load(f"bench/results/{name}")
+        score = study["rows"]["learngene"][study["settings"][0]]
+        assert f"| {percent(score['mean'])} ± {percent(score['ci95'])} |" in line
+    assert "study-no-selection-20261207.md" in section

@@ -74,7 +74,8 @@ class TaskConfig:
     lr: float = _field(0.05, "learning rate (SGD with momentum 0.9, cosine decay)", gt=0.0)
     weight_decay: float = _field(5e-4, "weight decay", min=0.0)
     head_init: str = _field("random", "the descendant's head before it learns: random, or prototypes (each class's "
-                                      "mean feature over one batch of its task, Proto-MAML's W = 2c, b = -|c|^2)",
+                                      "mean feature over one batch of its task, Proto-MAML's W = 2c, b = -|c|^2; lost on "
+                                      "validation classes: docs/gene-pool.md, round seven)",
                             choices=("random", "prototypes"))
 
 
