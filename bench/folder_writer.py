@@ -6,6 +6,19 @@ import argparse
 import os
 import sys
 
+from PIL import Image
+
+
+def write_class_folders(out: str, names: list[str], invent, draw, per_class: int) -> list[str]:
+    """Write ``out/<name>/<i>.png`` for every class name: ``invent()`` makes the class, ``draw(it)`` one
+    uint8 image of it (both drawing from the caller's one seeded generator, in this order); return ``names``."""
+    for name in names:
+        made = invent()
+        os.makedirs(os.path.join(out, name), exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(draw(made)).save(os.path.join(out, name, f"{i:03d}.png"))
+    return names
+
 
 def folder_writer_main(argv, prog: str, doc: str, write, pixels: str) -> int:
     """Parse ``--out --classes --per-class --size --seed``, refuse bad values or a non-empty ``--out``

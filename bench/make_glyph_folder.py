@@ -12,13 +12,12 @@ Seeded: the same arguments write the same files.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from bench.folder_writer import folder_writer_main
+from bench.folder_writer import folder_writer_main, write_class_folders
 
 CANVAS = 4  # drawn at 4x the size, then shrunk: smooth strokes
 
@@ -64,12 +63,8 @@ def make_glyph_folder(out: str, classes: int = 100, per_class: int = 60, size: i
     """Write ``out/glyph-<k>/<i>.png``; return the class names."""
     rng = np.random.default_rng(seed)
     names = [f"glyph-{k:03d}" for k in range(classes)]
-    for name in names:
-        strokes = invent_glyph(rng)
-        os.makedirs(os.path.join(out, name), exist_ok=True)
-        for i in range(per_class):
-            Image.fromarray(draw_glyph(strokes, size, rng)).save(os.path.join(out, name, f"{i:03d}.png"))
-    return names
+    return write_class_folders(out, names, lambda: invent_glyph(rng), lambda strokes: draw_glyph(strokes, size, rng),
+                               per_class)
 
 
 def main(argv=None) -> int:

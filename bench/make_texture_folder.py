@@ -14,14 +14,12 @@ Seeded: the same arguments write the same files.
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
-from bench.folder_writer import folder_writer_main
+from bench.folder_writer import folder_writer_main, write_class_folders
 
 BASE_PALETTES = 4  # classes share palettes: colour is a hint, never the answer
 
@@ -97,12 +95,8 @@ def make_texture_folder(out: str, classes: int = 100, per_class: int = 60, size:
     rng = np.random.default_rng(seed)
     palettes = base_palettes(rng)
     names = [f"texture-{k:03d}" for k in range(classes)]
-    for name in names:
-        material = invent_material(rng, palettes)
-        os.makedirs(os.path.join(out, name), exist_ok=True)
-        for i in range(per_class):
-            Image.fromarray(draw_patch(material, size, rng)).save(os.path.join(out, name, f"{i:03d}.png"))
-    return names
+    return write_class_folders(out, names, lambda: invent_material(rng, palettes),
+                               lambda material: draw_patch(material, size, rng), per_class)
 
 
 def main(argv=None) -> int:

@@ -1,22 +1,14 @@
 """bench/make_texture_folder.py: #37's harder colour dataset (not shipped; made by a script)."""
 import numpy as np
 
-from bench.make_texture_folder import main, make_texture_folder
+from bench.make_texture_folder import make_texture_folder
 from learngene_ea.config.loading import load_config
 from learngene_ea.data import load_dataset
-from test_glyph_folder import digest
 
 
 def nearest_centroid_accuracy(features, labels):
     centroids = np.stack([features[labels == c].mean(0) for c in np.unique(labels)])
     return (np.argmin(((features[:, None] - centroids[None]) ** 2).sum(-1), axis=1) == labels).mean()
-
-
-def test_the_same_arguments_write_the_same_files(tmp_path):
-    make_texture_folder(str(tmp_path / "a"), classes=3, per_class=2, size=16, seed=4)
-    make_texture_folder(str(tmp_path / "b"), classes=3, per_class=2, size=16, seed=4)
-    make_texture_folder(str(tmp_path / "c"), classes=3, per_class=2, size=16, seed=5)
-    assert digest(tmp_path / "a") == digest(tmp_path / "b") != digest(tmp_path / "c")
 
 
 def test_a_class_is_told_by_its_structure_more_than_by_its_colour(tmp_path):
@@ -32,11 +24,3 @@ def test_a_class_is_told_by_its_structure_more_than_by_its_colour(tmp_path):
     spectrum = np.log1p(np.abs(np.fft.fft2(images.mean(1)))).reshape(len(images), -1)
     by_spectrum, by_colour = nearest_centroid_accuracy(spectrum, labels), nearest_centroid_accuracy(colour, labels)
     assert by_spectrum > 0.6 and by_colour < by_spectrum - 0.2  # palettes are shared: colour is only a hint
-
-
-def test_a_folder_that_holds_files_is_refused_with_exit_2(tmp_path, capsys):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "mine.txt").write_text("keep")
-    assert main(["--out", str(tmp_path / "x")]) == 2
-    assert "not empty" in capsys.readouterr().err and (tmp_path / "x" / "mine.txt").read_text() == "keep"
-    assert main(["--out", str(tmp_path / "y"), "--classes", "1"]) == 2
