@@ -8,6 +8,7 @@ only ever see copies.
 """
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device):
                           cfg.fitness.fresh_channels)
     task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class, "train")
     if cfg.task.head_init == "prototypes":  # one batch's images, forward only
-        prototype_head(model, dataset, task, -(-cfg.task.batch_size // cfg.task.num_classes), device)
+        prototype_head(model, dataset, task, math.ceil(cfg.task.batch_size / cfg.task.num_classes), device)
     return model, task, seed
 
 

@@ -226,7 +226,9 @@ def prototype_head(model: nn.Module, dataset: FewShotDataset, task: Task, per_cl
     """Start ``model.head`` as its task's nearest-prototype classifier (Proto-MAML's initialisation,
     Triantafillou et al. 2020): ``W_k = 2 c_k``, ``b_k = -|c_k|^2``, ``c_k`` the mean feature of the
     first ``per_class`` images of class ``k``. The logits then rank the classes as the squared distance
-    to their prototypes does, so the first steps do not send a random head's gradients into the body."""
+    to their prototypes does. Meant to keep a random head's first gradients out of the body, it lost on
+    validation classes: squared distances of unnormalised features make large logits, and a misclassified
+    image's gradient wrecks the inherited body (docs/gene-pool.md, round seven)."""
     ways = len(task.class_ids)
     picks = [task.indices[task.labels == k][:per_class] for k in range(ways)]
     features = features_of(model, dataset, np.concatenate(picks), device)
