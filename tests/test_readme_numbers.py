@@ -52,3 +52,20 @@ def test_the_no_selection_row_quotes_the_ablation_studies_it_links():
         score = study["rows"]["learngene"][study["settings"][0]]
         assert f"| {percent(score['mean'])} ± {percent(score['ci95'])} |" in line
     assert "study-no-selection-20261207.md" in section
+
+
+def test_the_no_selection_differences_are_the_paired_episodes_committed_beside_the_studies():
+    """``python -m bench.paired_variants ... --save`` kept every episode's accuracy of both variants."""
+    import numpy as np
+
+    from learngene_ea.fewshot.sampling import mean_and_ci95
+
+    line = next(line for line in headline_section().splitlines() if line.startswith("| no selection ("))
+    for name in ("test-no-selection-vs-default-20261207", "test-textures-no-selection-vs-default-20261207"):
+        paired = load(f"bench/results/{name}")
+        seeds = sorted(paired["default"])
+        diff = np.concatenate([np.subtract(paired["default"][s]["learngene"], paired["no-selection"][s]["learngene"])
+                               for s in seeds])
+        mean, ci95 = mean_and_ci95(diff)
+        assert diff.size == 45
+        assert f"| {percent(mean, sign=True)} ± {percent(ci95)} ({int((diff > 0).sum())}/45) |" in line
