@@ -71,6 +71,14 @@ def fraction_of(individual) -> float:
     return learngene_fraction(individual_spec(individual), masks_of(individual))
 
 
+def nearest_centroid_accuracy(features, labels) -> float:
+    """Share of rows of ``features`` whose nearest class mean (squared distance) is their own class's."""
+    import numpy as np
+
+    centroids = np.stack([features[labels == c].mean(0) for c in np.unique(labels)])
+    return float((np.argmin(((features[:, None] - centroids[None]) ** 2).sum(-1), axis=1) == labels).mean())
+
+
 def complete_circuits(spec, masks, min_channels: int = 1) -> bool:
     """Every group keeps at least ``min_channels`` channels (or all it has): every kept channel reads all kept
     channels of the group before it, so a circuit is broken exactly when a group it passes through keeps none."""

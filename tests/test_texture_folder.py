@@ -2,13 +2,9 @@
 import numpy as np
 
 from bench.make_texture_folder import make_texture_folder
+from conftest import nearest_centroid_accuracy
 from learngene_ea.config.loading import load_config
 from learngene_ea.data import load_dataset
-
-
-def nearest_centroid_accuracy(features, labels):
-    centroids = np.stack([features[labels == c].mean(0) for c in np.unique(labels)])
-    return (np.argmin(((features[:, None] - centroids[None]) ** 2).sum(-1), axis=1) == labels).mean()
 
 
 def test_a_class_is_told_by_its_structure_more_than_by_its_colour(tmp_path):
