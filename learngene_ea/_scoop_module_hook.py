@@ -17,8 +17,7 @@ roles:
    is left as it was and SCOOP behaves as before.
 2. **Origin** (this file run as ``__main__`` by SCOOP): runs MODULE with
    ``runpy.run_module(MODULE, run_name="__main__", alter_sys=True)``, so MODULE sees what
-   ``python -m MODULE`` gives it: ``sys.argv[0]`` is its file, relative imports work, ``__spec__``
-   is set.
+   ``python -m MODULE`` gives it (``sys.argv[0]`` its file, relative imports, ``__spec__``).
 3. **Worker** (this file loaded as ``SCOOP_WORKER``): executes MODULE's code as the
    ``SCOOP_WORKER`` module (with MODULE's ``__package__``/``__spec__``, so relative imports work),
    which is what SCOOP does with a script: functions and classes defined in MODULE and pickled as
@@ -215,8 +214,10 @@ def record_exit_status(code) -> bool:
     if not path or not os.path.exists(path):
         return False
     status = code if isinstance(code, int) or str(code).startswith(RUNNING) else 1  # sys.exit("message"): 1
-    with open(path, "w") as f:
+    partial = f"{path}.{os.getpid()}.partial"  # renamed over it: the polling launcher never reads ""
+    with open(partial, "w") as f:
         f.write(str(status))
+    os.replace(partial, path)
     return True
 
 

@@ -547,3 +547,21 @@ def test_the_launcher_waits_for_an_interrupted_origins_status(tmp_path, monkeypa
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     path.write_text(f"running {dead.stdout.strip()}")
     assert hook._await_status(str(path), grace_s=10) == f"running {dead.stdout.strip()}"  # read as 1
+
+
+def test_the_launcher_never_reads_a_half_written_status(tmp_path, monkeypatch):
+    """The origin's status is renamed over the file, not truncated and rewritten: a launcher polling
+    it sees the old status or the new one, never "" (which it would take for success)."""
+    path = tmp_path / "status"
+    path.write_text("running 1")
+    monkeypatch.setenv(hook.EXIT_FILE_VARIABLE, str(path))
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "from learngene_ea import _scoop_module_hook as hook\n"
+        "for i in range(1000):\n"
+        "    hook.record_exit_status(130 if i % 2 else 'running 1')\n")])
+    seen = set()
+    while writer.poll() is None:
+        seen.add(path.read_text())
+    assert writer.returncode == 0
+    assert seen <= {"running 1", "130"}
+    assert path.read_text() == "130" and list(tmp_path.iterdir()) == [path]
