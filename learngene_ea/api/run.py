@@ -263,6 +263,9 @@ def given_pool(path: str, cfg) -> gene_pool.GenePool:
     """``--from-pretrained``: the gene pool starts from a user's network (checked as ``--pretrained`` is)."""
     if cfg.fitness.inheritance != "pool":
         raise UserError("--from-pretrained starts the gene pool: set fitness.inheritance=pool (--set).")
+    if cfg.task.head_init == "pool":
+        raise UserError("--from-pretrained gives the gene pool no head over the training classes for "
+                        "task.head_init=pool to inherit: set another task.head_init (--set).")
     model, info = given_pretrained(path, cfg.model.network, cfg.model.width, cfg.data.channels, "cpu",
                                    "--from-pretrained")
     return gene_pool.pool_from_model(model, {"kind": "given", "images": 0, "path": info["path"]})

@@ -81,11 +81,20 @@ def check_data_split(data) -> None:
                           "ignore it; remove data.split (it splits an imagefolder, or a transfer.target).")
 
 
+def check_head_source(cfg) -> None:
+    """``task.head_init: pool`` inherits the head a gene pool's warm start trained: without either it has none."""
+    if cfg.task.head_init == "pool" and (cfg.fitness.inheritance != "pool" or not cfg.pool.warm_start_fraction):
+        raise ConfigError("'task.head_init' is pool, which inherits the head of the gene pool's warm start: set "
+                          "fitness.inheritance=pool and pool.warm_start_fraction above 0, or another head_init.")
+
+
 def check_recipe(cfg) -> None:
     """What a run or a study asks of the model and the machine, whatever its dataset."""
     check_data_split(cfg.data)
     check_device(cfg.runtime)
     check_target_reachable(cfg)
+    check_head_source(cfg)
+
 
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 

@@ -73,10 +73,12 @@ class TaskConfig:
     batch_size: int = _field(64, "images per step", min=1)
     lr: float = _field(0.05, "learning rate (SGD with momentum 0.9, cosine decay)", gt=0.0)
     weight_decay: float = _field(5e-4, "weight decay", min=0.0)
-    head_init: str = _field("random", "the descendant's head before it learns: random, or prototypes (each class's "
+    head_init: str = _field("random", "the descendant's head before it learns: random; prototypes (each class's "
                                       "mean feature over one batch of its task, Proto-MAML's W = 2c, b = -|c|^2; lost on "
-                                      "validation classes: docs/gene-pool.md, round seven)",
-                            choices=("random", "prototypes"))
+                                      "validation classes: docs/gene-pool.md, round seven); or pool (the gene pool "
+                                      "keeps its warm start's head over every training class, each descendant "
+                                      "inherits its task's rows and the merge moves them: round eight)",
+                            choices=("random", "prototypes", "pool"))
 
 
 @dataclass

@@ -91,16 +91,31 @@ def inflate_descendant(individual, cfg, dataset, draw: Draw | int, device):
     seed = mix_seed(*parts)
     spec = individual_spec(individual)
     model = build_model(spec.family, spec.width, spec.in_channels, cfg.task.num_classes, seed=seed, device=device)
-    learngene = individual.learngene
+    learngene, pool = individual.learngene, None
     if getattr(individual, "pool_key", None):  # fitness.inheritance pool: this generation's shared pool
-        learngene = pool_for(individual.pool_key).learngene
+        pool = pool_for(individual.pool_key)
+        learngene = pool.learngene
     if learngene is not None:
         inherit_learngene(model, learngene.restrict(masks_of(individual)), cfg.fitness.complement_scale,
                           cfg.fitness.fresh_channels)
     task = sample_task(dataset, seed, cfg.task.num_classes, cfg.task.images_per_class, "train")
     if cfg.task.head_init == "prototypes":  # one batch's images, forward only
         prototype_head(model, dataset, task, math.ceil(cfg.task.batch_size / cfg.task.num_classes), device)
+    elif cfg.task.head_init == "pool" and pool is not None and pool.head is not None:
+        # the pool head's rows of the task's classes (outside a generation, e.g. the product's rescoring,
+        # there is no published pool: the head stays random)
+        weight, bias = pool.head_rows(task.class_ids)
+        with torch.no_grad():
+            model.head.weight.copy_(torch.from_numpy(weight))
+            model.head.bias.copy_(torch.from_numpy(bias))
+        model.inherited_head_classes = task.class_ids  # _finish sends the trained rows back to the merge
     return model, task, seed
+
+
+def trained_head_rows(classes, weight: torch.Tensor, bias: torch.Tensor) -> dict:
+    """A descendant's trained head rows for the pool's merge (``learngene.meta["head"]``)."""
+    return {"classes": list(classes), "weight": weight.detach().float().cpu().numpy().copy(),
+            "bias": bias.detach().float().cpu().numpy().copy()}
 
 
 def train_descendant(individual, cfg, dataset, draw: Draw | int, device, curve: "LearningCurve | None" = None):
@@ -267,6 +282,9 @@ def _finish(individual, model, loss, config, where: Where, attempts=1, curve=Non
     accuracy, ci95 = mean_and_ci95(per_episode)
     keep = config.fitness.inheritance == "lamarckian" or individual.learngene is None
     learngene = extract_learngene(model, masks, meta={"id": individual.id}) if keep else None
+    classes = getattr(model, "inherited_head_classes", None)
+    if learngene is not None and classes is not None:
+        learngene.meta["head"] = trained_head_rows(classes, model.head.weight, model.head.bias)
     info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": attempts,
             "seconds": time.perf_counter() - where.start, "device": str(device),
             "episode_accuracies": [float(a) for a in per_episode]}  # what the logbook's noise figure pairs
@@ -309,10 +327,14 @@ def _train_and_score_stacked(individuals, inflated, config, where: Where) -> lis
     if scores is None:
         scores = [episode_accuracies(m, config, dataset, device, masks=mk) for m, mk in zip(stack.split(), masks)]
     evaluations = []
-    for ind, own_masks, loss, per_episode, weights in zip(individuals, masks, losses, scores, stack.gene_weights()):
+    for at, (ind, own_masks, loss, per_episode, weights) in enumerate(
+            zip(individuals, masks, losses, scores, stack.gene_weights())):
         accuracy, ci95 = mean_and_ci95(per_episode)
         keep = config.fitness.inheritance == "lamarckian" or ind.learngene is None
         learngene = learngene_from_weights(stack.models[0].spec, weights, own_masks, {"id": ind.id}) if keep else None
+        classes = getattr(inflated[at][0], "inherited_head_classes", None)
+        if learngene is not None and classes is not None:
+            learngene.meta["head"] = trained_head_rows(classes, stack.stack.head.weight[at], stack.stack.head.bias[at])
         info = {"accuracy": accuracy, "ci95": ci95, "loss": loss, "attempts": 1, "stacked": stack.size,
                 "seconds": time.perf_counter() - where.start, "device": str(device),
                 "episode_accuracies": [float(a) for a in per_episode]}

@@ -50,22 +50,33 @@ class GenePool:
         scores: group name -> float array over the group's channels (learngene scores).
         warm_start: what seeded the pool: ``{"kind": "init" | "pretrained" | "warm_start", "images": n, ...}``.
         history: one plain record per merged generation (scores, carriers, update size).
+        head: with ``task.head_init: pool``, the warm start's linear head over every training class,
+            ``{"classes": dataset class ids, "weight": [C, F], "bias": [C]}``; descendants inherit the rows
+            of their task's classes and the merge moves each row as it moves the gene weights. Else None.
     """
 
     learngene: Learngene
     scores: dict[str, np.ndarray]
     warm_start: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    head: dict | None = None
 
     def to_payload(self) -> dict:
         """Plain data for a checkpoint (what :func:`from_payload` reads back)."""
+        head = None if self.head is None else {k: np.copy(v) if k != "classes" else list(v)
+                                              for k, v in self.head.items()}
         return {"learngene": self.learngene, "scores": {g: s.copy() for g, s in self.scores.items()},
-                "warm_start": dict(self.warm_start), "history": list(self.history)}
+                "warm_start": dict(self.warm_start), "history": list(self.history), "head": head}
 
     @classmethod
     def from_payload(cls, payload: dict) -> "GenePool":
         return cls(payload["learngene"], {g: np.asarray(s, dtype=np.float64) for g, s in payload["scores"].items()},
-                   dict(payload.get("warm_start", {})), list(payload.get("history", [])))
+                   dict(payload.get("warm_start", {})), list(payload.get("history", [])), payload.get("head"))
+
+    def head_rows(self, classes) -> tuple[np.ndarray, np.ndarray]:
+        """The head's weight and bias rows of dataset classes ``classes``, in that order."""
+        rows = [self.head["classes"].index(int(c)) for c in classes]
+        return self.head["weight"][rows], self.head["bias"][rows]
 
     def restrict(self, masks: dict[str, np.ndarray]) -> Learngene:
         """The pool's weights under ``masks``, with the kept channels' scores in ``meta['scores']``."""
@@ -74,11 +85,16 @@ class GenePool:
         return learngene
 
 
-def pool_from_model(model, warm_start: dict) -> GenePool:
-    """A pool holding every gene layer of ``model``, scores at zero."""
+def pool_from_model(model, warm_start: dict, head_classes=None) -> GenePool:
+    """A pool holding every gene layer of ``model``, scores at zero; with ``head_classes`` (the dataset classes
+    of ``model``'s head, in order) its head too (``task.head_init: pool``)."""
     spec = model.spec
     learngene = extract_learngene(model, full_masks(spec), meta={"from": "gene pool"})
-    return GenePool(learngene, {g: np.zeros(size) for g, size in spec.groups}, warm_start)
+    head = None
+    if head_classes is not None:
+        head = {"classes": [int(c) for c in head_classes], "weight": model.head.weight.detach().cpu().numpy().copy(),
+                "bias": model.head.bias.detach().cpu().numpy().copy()}
+    return GenePool(learngene, {g: np.zeros(size) for g, size in spec.groups}, warm_start, head=head)
 
 
 def initial_pool(cfg, device="cpu", workers: Workers | None = None, progress=None) -> GenePool:
@@ -126,7 +142,8 @@ def warm_start_images(cfg) -> int:
 
 
 def warm_start(cfg, images: int, device, workers: Workers, progress=None):
-    """Train one whole network on every training class for ``images`` images (the task optimiser)."""
+    """Train one whole network on every training class for ``images`` images (the task optimiser): the
+    network, a record of its training, and the classes of its head when descendants inherit it."""
     from ..data import load_dataset
     from ..fewshot.sampling import training_classes_task
     from ..fewshot.training import TrainSettings, closing_observer, train_stacked
@@ -151,8 +168,9 @@ def warm_start(cfg, images: int, device, workers: Workers, progress=None):
                                  observe)[0]
     finally:
         subnets.close()
-    return model, {"kind": "warm_start", "images": images, "steps": steps, "final_loss": float(loss),
-                   "classes": len(task.class_ids), "threads": threads, "subnet_steps": subnets.trained}
+    record = {"kind": "warm_start", "images": images, "steps": steps, "final_loss": float(loss),
+              "classes": len(task.class_ids), "threads": threads, "subnet_steps": subnets.trained}
+    return model, record, (task.class_ids if cfg.task.head_init == "pool" else None)
 
 
 class RandomSubnetworks:
@@ -258,6 +276,29 @@ def merge(pool: GenePool, contributions: list, step: float = 1.0) -> dict:
     return moved
 
 
+def merge_head(pool: GenePool, contributions: list, step: float = 1.0) -> int:
+    """Move every row of the pool's head by ``step`` x the mean update of the descendants whose task had its
+    class (``trained.meta["head"]``: their classes and trained rows), as :func:`merge` moves the gene
+    weights. Returns how many rows moved; nothing without a head."""
+    if pool.head is None:
+        return 0
+    weight, bias = pool.head["weight"], pool.head["bias"]
+    sums = [np.zeros(weight.shape, dtype=np.float64), np.zeros(bias.shape, dtype=np.float64)]
+    counts = np.zeros(len(bias))
+    for _, _, trained in sorted(contributions, key=lambda c: c[0]):
+        rows = trained.meta.get("head")
+        if rows is None:
+            continue
+        at = [pool.head["classes"].index(int(c)) for c in rows["classes"]]
+        sums[0][at] += rows["weight"].astype(np.float64) - weight[at]
+        sums[1][at] += rows["bias"].astype(np.float64) - bias[at]
+        counts[at] += 1
+    divide = np.maximum(counts, 1)
+    pool.head["weight"] = (weight + step * sums[0] / divide[:, None]).astype(np.float32)
+    pool.head["bias"] = (bias + step * sums[1] / divide).astype(np.float32)
+    return int((counts > 0).sum())
+
+
 def update_scores(pool: GenePool, evaluated: list, decay: float) -> dict:
     """Decay every channel's score, then credit each channel the generation's evidence.
 
@@ -287,6 +328,8 @@ def merge_generation(pool: GenePool, pool_config: PoolConfig, generation: int, e
     ok = [ind for ind in evaluated if ind.learngene is not None and not ind.evaluation.get("error")]
     contributions = [(ind.id, dict(zip(_group_names(ind), ind)), ind.learngene) for ind in ok]
     moved = merge(pool, contributions, pool_config.step)
+    if pool.head is not None:
+        moved["head rows"] = merge_head(pool, contributions, pool_config.step)
     carriers = update_scores(pool, [(dict(zip(_group_names(ind), ind)), ind.fitness.values[0]) for ind in ok],
                              pool_config.score_decay)
     record = {"gen": generation, "descendants": len(ok), "moved": moved, "carriers": carriers,
