@@ -1,14 +1,10 @@
 """Fitness, inheritance and the evolution loop, end to end on a tiny dataset."""
-import json
 import os
-import random
 
 import numpy as np
 import pytest
-import torch
-import yaml
 
-from conftest import ROOT, run_module, tiny_overrides
+from conftest import ROOT, tiny_overrides
 from learngene_ea.ea import fitness
 from learngene_ea.config.loading import load_config
 from learngene_ea.config.schema import ConfigError

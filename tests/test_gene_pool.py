@@ -1,8 +1,6 @@
 """The shared gene pool: every descendant's training feeds the pool; merge, scores, warm start, resume."""
 import json
-import os
 import random
-import sys
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ import torch
 from conftest import stopped_after, tiny_overrides
 from learngene_ea.cli import run as run_cli
 from learngene_ea.io.checkpoint import load_checkpoint, save_checkpoint
-from learngene_ea.config.loading import load_config
 from learngene_ea.ea.evolve import EvolutionState, next_generation, record_generation
 from learngene_ea.core.individual import make_individual, same_individual
 from learngene_ea.core.learngene import full_masks

@@ -1,7 +1,6 @@
 """Resuming gives exactly the uninterrupted run; kills, corruption and hostile pickles lose nothing."""
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys

@@ -1,7 +1,6 @@
 """``python -m learngene_ea.run``: the files a run writes, bad input, resume and seeding."""
 import json
 import os
-import pickle
 
 import pytest
 import torch

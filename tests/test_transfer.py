@@ -12,7 +12,6 @@ import torch
 from conftest import ROOT, run_module, tiny_overrides
 from learngene_ea import transfer
 from learngene_ea.cli.transfer import main as transfer_main
-from learngene_ea.ea import fitness
 from learngene_ea.fewshot import process
 from learngene_ea.fewshot import training
 from learngene_ea.config.loading import load_config
@@ -784,6 +783,21 @@ def test_episode_jobs_in_any_order_give_the_rows_of_the_serial_loop(job_setup):
     assert _numbers(jobs) == _numbers(serial)
     assert [r["results"][s.name]["paired"] for r in jobs for s in settings] == \
         [r["results"][s.name]["paired"] for r in serial for s in settings]
+
+
+def test_each_method_and_setting_gets_a_bar_over_its_episodes_and_the_rows_do_not_change(job_setup):
+    cfg, learngene, dataset, settings, pretrained, methods = job_setup
+    quiet = lambda *_: None  # noqa: E731
+    bars = []
+
+    def progress(items, total, desc):
+        bars.append((desc, total))
+        return items
+
+    bench = transfer.Bench(dataset, cfg.transfer, 3, "cpu")
+    shown = transfer.evaluate_transfer(methods, bench, settings, log=quiet, progress=progress)
+    assert bars == [(f"{m.name} [{m.arch}] {s.name}", len(s.episodes)) for m in methods for s in settings]
+    assert _numbers(shown) == _numbers(transfer.evaluate_transfer(methods, bench, settings, log=quiet))
 
 
 def test_a_worker_rebuilds_the_methods_from_the_shared_context(job_setup, monkeypatch):

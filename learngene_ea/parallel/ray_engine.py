@@ -24,7 +24,6 @@ import os
 import random
 import socket
 
-from ..core import individual
 from ..errors import UserError
 
 __all__ = ["start_ray", "ray_map", "task_slots", "task_device", "gpu_index", "share", "shared_here", "forget",

@@ -54,6 +54,13 @@ def _record_result(row: dict, setting: Setting, result: dict, log) -> None:
         f"± {100 * result['ci95']:4.1f}  ({result['seconds']:.1f}s)")
 
 
+def _episode_bar(progress, method: Method, setting: Setting):
+    """A progress bar over ``setting``'s episodes for ``method``, made by the run's bar factory ``progress``."""
+    def bar(items):
+        return progress(items, total=len(setting.episodes), desc=f"{method.name} [{method.arch}] {setting.name}")
+    return bar
+
+
 def evaluate_transfer(methods: list[Method], bench: Bench, settings: list[Setting], log=print, progress=None,
                       map_function=None, context_key: str | None = None) -> list[dict]:
     """Every method on every setting (the same episodes for all); one row dict per method.
@@ -68,10 +75,7 @@ def evaluate_transfer(methods: list[Method], bench: Bench, settings: list[Settin
     for method in methods:
         row = _new_row(method)
         for setting in settings:
-            bar = None
-            if progress is not None:
-                def bar(items, _m=method, _s=setting):
-                    return progress(items, total=len(_s.episodes), desc=f"{_m.name} [{_m.arch}] {_s.name}")
+            bar = None if progress is None else _episode_bar(progress, method, setting)
             _record_result(row, setting, evaluate_method(method, bench, setting, bar), log)
         rows.append(row)
     add_paired_differences(rows)
