@@ -1,4 +1,6 @@
-"""bench.mask_or_training and bench.descendant_gaps: what they pair, count and pool."""
+"""bench.mask_or_training, bench.descendant_gaps and bench.fitness_vs_transfer: what they pair, count and pool."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -73,3 +75,45 @@ def test_descendant_gaps_pair_each_descendant_with_its_own_rows_and_the_learngen
     text = descendant_gaps.markdown({"study": "s", "report": "transfer-2", "seeds": [0, 1], "command": "c",
                                      "fresh_channels": "grow", "summary": {"5-shot": summary}})
     assert "| conv4 x0.5 |" in text and "| — |" in text
+
+
+def _study(points: dict, fresh_channels="grow", digest="abc"):
+    """A validation study file: {seed: (fitness, per-episode learngene accuracies)}."""
+    runs, per_seed = [], []
+    for seed, (fitness, accuracies) in points.items():
+        runs.append({"seed": seed, "episode_digests": {"5-shot": [f"{digest}{seed}"]},
+                     "validation": {"fresh_validation": {"accuracy": fitness}}})
+        per_seed.append({"seed": seed, "mean": float(np.mean(accuracies)), "accuracies": list(accuracies)})
+    return {"transfer": {"classes": "val", "fresh_channels": fresh_channels, "complement_scale": 0.0, "steps": 30,
+                         "lr": 0.01}, "runs": runs, "rows": {"learngene": {"5-shot": {"per_seed": per_seed}}}}
+
+
+def test_fitness_and_transfer_are_compared_within_each_seed_so_a_seeds_own_level_does_not_count():
+    from bench import fitness_vs_transfer
+
+    episodes = np.array([0.1, -0.1, 0.05, -0.05])
+    studies = []
+    for variant, shift in enumerate([0.0, 0.01, 0.03, 0.02]):
+        # seed 1 is easy for the transfer and hard for the fitness: raw points would anticorrelate
+        studies.append(_study({0: (0.50 + shift, 0.50 + 0.8 * shift + episodes),
+                               1: (0.30 + shift, 0.70 + 0.8 * shift + episodes)}))
+    lines = fitness_vs_transfer.group_report(["a", "b", "c", "d"], studies)
+    assert "correlation r = +1.00" in lines[3] and "slope +0.80" in lines[3]
+    assert lines[4].startswith("transfer spread explained by its own episode noise: 0%")  # shifts only
+
+
+def test_only_studies_with_one_protocol_and_the_same_episodes_are_pooled(tmp_path, capsys):
+    from bench import fitness_vs_transfer
+
+    episodes = np.array([0.5, 0.6, 0.4])
+    paths = []
+    for name, study in {"a": _study({0: (0.5, episodes)}), "b": _study({0: (0.6, episodes + 0.1)}),
+                        "c": _study({0: (0.4, episodes - 0.1)}), "scaled": _study({0: (0.7, episodes)}, "scaled"),
+                        "other-episodes": _study({0: (0.7, episodes)}, digest="xyz")}.items():
+        paths.append(str(tmp_path / f"{name}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump(study, f)
+    assert fitness_vs_transfer.main(paths + ["--out", str(tmp_path / "report.txt")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("studies (3): a.json, b.json, c.json") and out.count("studies (") == 1
+    assert (tmp_path / "report.txt").read_text().splitlines()[1] == out.splitlines()[0]
