@@ -171,7 +171,8 @@ def test_a_host_killed_mid_run_stops_it_with_one_message_and_resume_finishes(ssh
     and the watchdog stops the run after ``stall_timeout``, or its broker crashes sending work to the dead
     worker ("Host unreachable") and SCOOP abandons the run. Either way: status 1 and one message,
     generation 0 is safe, and ``--resume`` (one process here; any launch works) finishes with the logbook
-    of an uninterrupted run."""
+    of an uninterrupted run. Rarely, SCOOP's broker notices the lost futures and resends them ("Lost track
+    of future ... Resending it"): then the run itself finishes, status 0, with that same logbook."""
     run_dir, handshake = tmp_path / "run", tmp_path / "handshake"
     handshake.mkdir()
     select = (f"operators.select={{function: 'test_worker_death:select_after_the_kill', "
@@ -188,6 +189,9 @@ def test_a_host_killed_mid_run_stops_it_with_one_message_and_resume_finishes(ssh
         (handshake / "go").touch()
     finally:
         out, err = finish(proc, STALL_TIMEOUT + 90)
+    if proc.returncode == 0 and "Resending it" in err:  # SCOOP recovered on its own: nothing to resume
+        assert "error:" not in err and read_logbook(run_dir) == serial_logbook, err[-3000:]
+        return
     assert proc.returncode == 1, err[-3000:]
     stalled = (f"error: no evaluation finished for {STALL_TIMEOUT} s, so a SCOOP worker has probably died; "
                "the last finished generation is safe in checkpoints/latest.pkl: continue with --resume")
