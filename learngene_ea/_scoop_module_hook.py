@@ -24,11 +24,11 @@ roles:
    ``__main__.name`` by the origin resolve on the workers, and objects the workers send back
    resolve on the origin.
 
-Keep MODULE's top level free of heavy side effects: like a SCOOP script, it is executed once on
-every worker (without its ``if __name__ == "__main__":`` block).
+Keep MODULE's top level light: like a SCOOP script, it runs on every worker (not its ``__main__`` block).
 """
 import os
 import sys
+import threading
 
 SCOOP_MAIN_MODULES = ("scoop", "scoop.__main__")
 WORKER_MODULE_NAME = "SCOOP_WORKER"  # the name SCOOP's bootstrap loads the executable under
@@ -214,7 +214,7 @@ def record_exit_status(code) -> bool:
     if not path or not os.path.exists(path):
         return False
     status = code if isinstance(code, int) or str(code).startswith(RUNNING) else 1  # sys.exit("message"): 1
-    partial = f"{path}.{os.getpid()}.partial"  # renamed over it: the polling launcher never reads ""
+    partial = f"{path}.{os.getpid()}.{threading.get_ident()}"  # renamed over it: the launcher never reads ""
     with open(partial, "w") as f:
         f.write(str(status))
     os.replace(partial, path)
